@@ -1,0 +1,401 @@
+"""The adapter contract: one provider's wire format in, provider-neutral chunks out.
+
+An adapter knows nothing of sequence numbers, item ids or storage. It turns a
+:class:`ModelRequest` into one upstream call and yields :data:`Chunk` objects; the
+shared emitter in ``responses_app.events`` turns chunks into spec events.
+
+Chunk grammar (what the emitter expects, in order, for one sample):
+
+* ``TextDelta`` / ``RefusalDelta`` append to the open assistant message (opened on demand).
+* ``ReasoningDelta`` appends to the open reasoning item (opened on demand);
+  ``ReasoningDone`` closes it and may carry ``encrypted_content`` (opaque, round-trips).
+* ``ToolCallStart`` opens a function call; ``ToolCallDelta`` appends to its arguments.
+* ``ItemEnd`` closes whatever item is open (a chunk of another kind also closes it).
+* ``UsageReport`` may come several times; later non-None fields override earlier ones.
+* ``Finish`` ends the sample with a reason.
+
+Upstream failures are raised as :class:`UpstreamError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+# --------------------------------------------------------------------------- chunks
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class RefusalDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    """Reasoning text: ``kind="summary"`` for a summary, ``"content"`` for a raw trace."""
+
+    text: str
+    kind: Literal["summary", "content"] = "summary"
+    summary_index: int = 0
+
+
+@dataclass(slots=True)
+class ReasoningDone:
+    """Closes the open reasoning item (opens an empty one first if none is open)."""
+
+    encrypted_content: str | None = None
+    provider_data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ToolCallStart:
+    call_id: str
+    name: str
+    provider_data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    arguments: str
+
+
+@dataclass(slots=True)
+class ItemEnd:
+    provider_data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class UsageReport:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+FinishReason = Literal["stop", "tool_calls", "max_output_tokens", "content_filter"]
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: FinishReason = "stop"
+
+
+Chunk = TextDelta | RefusalDelta | ReasoningDelta | ReasoningDone | ToolCallStart | ToolCallDelta | ItemEnd | UsageReport | Finish
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class UpstreamError(Exception):
+    """A provider failed. ``status`` is the HTTP status we answer with (502, 504, 429, 400…)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        code: str = "upstream_error",
+        error_type: str = "server_error",
+        param: str | None = None,
+        retry_after: float | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.error_type = error_type
+        self.param = param
+        self.retry_after = retry_after
+        self.retryable = retryable
+
+
+class UnsupportedParameter(UpstreamError):
+    """The request asks for something this provider cannot honour: answered with 400."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message, status=400, code="unsupported_parameter", error_type="invalid_request_error", param=param)
+
+
+# --------------------------------------------------------------------------- request
+
+
+@dataclass(slots=True)
+class ModelRequest:
+    """What the loop asks of a provider for one sample, in Open Responses terms.
+
+    ``items`` are canonical input items (Open Responses item shapes: messages always with a
+    content list, ``function_call``, ``function_call_output``, ``reasoning``). An item may carry
+    a private ``"_meta"`` dict: ``{"provider": <provider name>, ...provider_data}``; adapters send
+    provider artefacts back only when ``_meta["provider"] == self.config.name``.
+    """
+
+    model: str
+    items: list[dict[str, Any]]
+    instructions: str | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = "auto"
+    parallel_tool_calls: bool = True
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    text_format: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+    include: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    """One configured provider: where it is and how to reach it."""
+
+    name: str
+    adapter: str
+    base_url: str = ""
+    api_key: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 120.0
+    idle_timeout: float = 120.0
+    max_retries: int = 2
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- adapter
+
+
+class ProviderAdapter:
+    """Base class for provider adapters. Subclasses implement :meth:`sample`.
+
+    An adapter instance is created per provider configuration and may be reused for many
+    requests concurrently; it must keep no per-request state on ``self``.
+    """
+
+    #: Name of the family (``openai``, ``anthropic``…), for logs and the admin.
+    family: str = "base"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self._clients: dict[int, httpx.AsyncClient] = {}
+
+    # ---- the contract
+
+    def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
+        """Make one upstream call for ``request`` and yield neutral chunks.
+
+        Must be an async generator. With ``stream=False`` the adapter may make a
+        non-streaming call and yield the chunks parsed from the whole body. It raises
+        :class:`UpstreamError` for failures (before or after the first chunk) and
+        :class:`UnsupportedParameter` for a field the provider cannot honour. It must end
+        with a :class:`Finish` chunk when the upstream finished normally.
+        """
+        raise NotImplementedError("ProviderAdapter subclasses must implement sample()")
+
+    def owns(self, item: dict[str, Any]) -> bool:
+        """True when ``item``'s provider artefacts were made by this provider."""
+        meta = item.get("_meta") or {}
+        return meta.get("provider") == self.config.name
+
+    # ---- shared HTTP helpers
+
+    def client(self) -> httpx.AsyncClient:
+        """A pooled client for the running event loop (clients are bound to one loop)."""
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None or client.is_closed:
+            timeout = httpx.Timeout(
+                connect=self.config.connect_timeout,
+                read=max(self.config.first_byte_timeout, self.config.idle_timeout),
+                write=30.0,
+                pool=30.0,
+            )
+            client = httpx.AsyncClient(
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+                trust_env=False,
+            )
+            self._clients[loop_id] = client
+        return client
+
+    async def aclose(self) -> None:
+        for client in list(self._clients.values()):
+            await client.aclose()
+        self._clients.clear()
+
+    def url(self, path: str) -> str:
+        return self.config.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        merged = {"content-type": "application/json"}
+        merged.update(self.config.headers)
+        if extra:
+            merged.update(extra)
+        return merged
+
+    async def open_stream(self, method: str, url: str, *, json_body: Any, headers: dict[str, str]) -> httpx.Response:
+        """Send a request and return the response once its status line and headers are in.
+
+        Retries with backoff on connection errors, 429 and 5xx — only before anything has been
+        relayed, which is always the case here. Non-2xx answers raise :class:`UpstreamError`.
+        The caller must ``await response.aclose()`` (use ``async with aclosing``-style try/finally).
+        """
+        client = self.client()
+        body = json.dumps(json_body, separators=(",", ":")).encode()
+        attempt = 0
+        while True:
+            try:
+                req = client.build_request(method, url, content=body, headers=headers)
+                response = await asyncio.wait_for(client.send(req, stream=True), timeout=self.config.first_byte_timeout)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+                if attempt < self.config.max_retries:
+                    attempt += 1
+                    await asyncio.sleep(_backoff(attempt))
+                    continue
+                raise UpstreamError(f"Could not reach the provider '{self.config.name}': {type(exc).__name__}", status=502, code="upstream_unreachable") from None
+            except (TimeoutError, httpx.TimeoutException):
+                raise UpstreamError(f"The provider '{self.config.name}' did not answer in time.", status=504, code="upstream_timeout") from None
+            if response.status_code < 400:
+                return response
+            raw = await response.aread()
+            await response.aclose()
+            error = self.error_from_response(response.status_code, raw, response.headers)
+            if error.retryable and attempt < self.config.max_retries:
+                attempt += 1
+                delay = error.retry_after if error.retry_after is not None and error.retry_after <= 5 else _backoff(attempt)
+                await asyncio.sleep(delay)
+                continue
+            raise error
+
+    async def post_json(self, url: str, *, json_body: Any, headers: dict[str, str]) -> Any:
+        """A non-streaming call: the parsed JSON body, or :class:`UpstreamError`."""
+        response = await self.open_stream("POST", url, json_body=json_body, headers=headers)
+        try:
+            raw = await response.aread()
+        except httpx.TimeoutException:
+            raise UpstreamError(f"The provider '{self.config.name}' timed out.", status=504, code="upstream_timeout") from None
+        finally:
+            await response.aclose()
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise UpstreamError(f"The provider '{self.config.name}' sent a body that is not JSON.", status=502) from None
+
+    def error_from_response(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
+        """Map an upstream HTTP error to an :class:`UpstreamError` carrying the provider's message."""
+        message = extract_error_message(raw) or f"HTTP {status}"
+        retry_after = _parse_retry_after(headers.get("retry-after"))
+        prefix = f"Provider '{self.config.name}' returned HTTP {status}: "
+        if status == 429:
+            return UpstreamError(prefix + message, status=429, code="rate_limit_exceeded", error_type="too_many_requests", retry_after=retry_after or 1.0, retryable=True)
+        if status in (400, 422):
+            return UpstreamError(prefix + message, status=400, code="upstream_invalid_request", error_type="invalid_request_error")
+        if status == 404:
+            return UpstreamError(prefix + message, status=404, code="model_not_found", error_type="invalid_request_error", param="model")
+        if status in (401, 403):
+            return UpstreamError(prefix + message, status=502, code="upstream_auth_failed")
+        if status in (408, 504):
+            return UpstreamError(prefix + message, status=504, code="upstream_timeout", retryable=True)
+        return UpstreamError(prefix + message, status=502, code="upstream_error", retryable=status >= 500)
+
+    async def iter_lines(self, response: httpx.Response) -> AsyncIterator[str]:
+        """Lines of a streamed body, with the idle timeout applied between reads."""
+        iterator = response.aiter_lines().__aiter__()
+        while True:
+            try:
+                line = await asyncio.wait_for(iterator.__anext__(), timeout=self.config.idle_timeout)
+            except StopAsyncIteration:
+                return
+            except (TimeoutError, httpx.TimeoutException):
+                raise UpstreamError(f"The provider '{self.config.name}' went silent mid-stream.", status=504, code="upstream_timeout") from None
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"The provider '{self.config.name}' dropped the stream: {type(exc).__name__}", status=502, code="upstream_disconnected") from None
+            yield line
+
+    async def iter_sse(self, response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
+        """Server-sent events of a streamed body as ``(event_name, data)`` pairs."""
+        event: str | None = None
+        data: list[str] = []
+        async for line in self.iter_lines(response):
+            line = line.rstrip("\r")
+            if not line:
+                if data:
+                    yield event, "\n".join(data)
+                event, data = None, []
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if name == "event":
+                event = value.strip()
+            elif name == "data":
+                data.append(value.rstrip())
+        if data:
+            yield event, "\n".join(data)
+
+
+def _backoff(attempt: int) -> float:
+    return min(2.0, 0.2 * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def extract_error_message(raw: bytes | str) -> str:
+    """The human message of a provider error body (OpenAI, Anthropic, Gemini, Ollama shapes)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, TypeError):
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        return text.strip()[:500]
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return str(error.get("message") or error.get("status") or json.dumps(error)[:500])
+        if isinstance(error, str):
+            return error
+    return json.dumps(body)[:500]
+
+
+def message_text(item: dict[str, Any]) -> str:
+    """The plain text of a canonical message item (its text parts joined)."""
+    return "".join(part.get("text") or part.get("refusal") or "" for part in item.get("content") or [] if isinstance(part, dict))
+
+
+def parse_arguments(arguments: str | None) -> Any:
+    """Function-call arguments (a JSON string) as an object; ``{}`` when empty or invalid."""
+    if not arguments:
+        return {}
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return {}
+
+
+def chunks_from(iterable: Iterable[Chunk]) -> AsyncIterator[Chunk]:
+    """Wrap a list of chunks (e.g. parsed from a non-streamed body) as an async iterator."""
+
+    async def gen() -> AsyncIterator[Chunk]:
+        for chunk in iterable:
+            yield chunk
+
+    return gen()
