@@ -1,0 +1,710 @@
+"""Anthropic Messages API adapter (``POST {base_url}/messages``), also used for z.ai's compatible endpoint.
+
+``base_url`` is taken the way the Anthropic SDK would take it *plus* ``/v1``, e.g.
+``https://api.anthropic.com/v1`` or ``https://api.z.ai/api/anthropic/v1``.
+
+Config ``options`` understood here:
+
+* ``default_max_tokens`` (int, 4096): ``max_tokens`` when the request sets no ``max_output_tokens``.
+* ``anthropic_version`` (str, ``2023-06-01``): the ``anthropic-version`` header.
+* ``thinking_mode`` (``"budget"`` | ``"adaptive"`` | ``"effort"``): how ``reasoning.effort`` is
+  sent — a ``budget_tokens`` thinking block (default), ``{"type": "adaptive"}`` +
+  ``output_config.effort`` (Claude Opus 4.6+), or ``output_config.effort`` alone.
+* ``thinking_budgets`` (dict effort -> tokens): overrides :data:`THINKING_BUDGETS`.
+* ``structured_outputs`` (bool, True): send ``text.format`` json_schema as ``output_config.format``;
+  when False such a request is refused with :class:`UnsupportedParameter`.
+* ``strict_tools`` (bool, True): forward ``strict: true`` of function tools.
+
+The request mapping (:func:`build_body`), the stream parser (:class:`StreamParser`) and the
+non-streamed body parser (:func:`parse_message`) are pure functions of their input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from .base import (
+    Chunk,
+    Finish,
+    FinishReason,
+    ItemEnd,
+    ModelRequest,
+    ProviderAdapter,
+    ProviderConfig,
+    ReasoningDelta,
+    ReasoningDone,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    UnsupportedParameter,
+    UpstreamError,
+    UsageReport,
+    extract_error_message,
+    parse_arguments,
+)
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+
+#: ``reasoning.effort`` -> ``thinking.budget_tokens`` (Anthropic's minimum budget is 1024).
+THINKING_BUDGETS: dict[str, int] = {
+    "minimal": 1024,
+    "low": 1024,
+    "medium": 4096,
+    "high": 16384,
+    "xhigh": 24576,
+}
+
+#: ``reasoning.effort`` -> ``output_config.effort`` in adaptive mode.
+ADAPTIVE_EFFORTS: dict[str, str] = {
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+    "max": "max",
+}
+
+STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "tool_use": "tool_calls",
+    "max_tokens": "max_output_tokens",
+    "model_context_window_exceeded": "max_output_tokens",
+    "refusal": "content_filter",
+}
+
+DOCUMENT_TYPES = {"application/pdf", "text/plain"}
+FILE_EXTENSIONS = {".pdf": "application/pdf", ".txt": "text/plain", ".md": "text/plain"}
+
+
+# --------------------------------------------------------------------------- request mapping
+
+
+def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -> dict[str, Any]:
+    """The Messages API body for ``request`` (raises :class:`UnsupportedParameter`)."""
+    options = config.options
+    system_parts: list[str] = []
+    if request.instructions:
+        system_parts.append(request.instructions)
+    messages = _map_items(request.items, config.name, system_parts)
+
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
+    if system_parts:
+        body["system"] = "\n\n".join(system_parts)
+
+    explicit_max = request.max_output_tokens
+    max_tokens = (
+        explicit_max
+        if explicit_max is not None
+        else int(options.get("default_max_tokens", DEFAULT_MAX_TOKENS))
+    )
+    body["max_tokens"] = max_tokens
+
+    output_config: dict[str, Any] = {}
+    _map_reasoning(request, options, body, output_config, explicit_max)
+
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+
+    if request.tools:
+        body["tools"] = [_map_tool(tool, options) for tool in request.tools]
+        choice = _map_tool_choice(request.tool_choice)
+        if not request.parallel_tool_calls and choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+        body["tool_choice"] = choice
+
+    fmt = request.text_format
+    if fmt and fmt.get("type") not in (None, "text"):
+        if fmt.get("type") != "json_schema":
+            raise UnsupportedParameter(
+                "text.format",
+                f"text.format type '{fmt.get('type')}' is not supported by provider '{config.name}'; use json_schema.",
+            )
+        if not options.get("structured_outputs", True):
+            raise UnsupportedParameter(
+                "text.format",
+                f"Provider '{config.name}' does not support structured outputs (text.format json_schema).",
+            )
+        output_config["format"] = {"type": "json_schema", "schema": fmt.get("schema") or {}}
+
+    if output_config:
+        body["output_config"] = output_config
+    body["stream"] = stream
+    return body
+
+
+def _map_reasoning(
+    request: ModelRequest,
+    options: dict[str, Any],
+    body: dict[str, Any],
+    output_config: dict[str, Any],
+    explicit_max: int | None,
+) -> None:
+    effort = (request.reasoning or {}).get("effort")
+    if not effort or effort == "none":
+        return
+    mode = options.get("thinking_mode", "budget")
+    if mode in ("adaptive", "effort"):
+        level = ADAPTIVE_EFFORTS.get(effort)
+        if level is None:
+            raise UnsupportedParameter("reasoning.effort", f"reasoning.effort '{effort}' is not supported.")
+        if mode == "adaptive":
+            body["thinking"] = {"type": "adaptive"}
+        output_config["effort"] = level
+        return
+    budgets = {**THINKING_BUDGETS, **(options.get("thinking_budgets") or {})}
+    budget = budgets.get(effort)
+    if budget is None:
+        raise UnsupportedParameter("reasoning.effort", f"reasoning.effort '{effort}' is not supported.")
+    budget = int(budget)
+    if explicit_max is None:
+        # The default max_tokens is room for the answer; thinking comes on top of it.
+        body["max_tokens"] = budget + body["max_tokens"]
+    elif explicit_max <= budget:
+        # max_output_tokens caps thinking + answer; shrink the budget to fit under it.
+        budget = explicit_max - 1
+        if budget < 1024:
+            raise UnsupportedParameter(
+                "max_output_tokens",
+                "max_output_tokens must be greater than 1024 when reasoning is enabled for this provider.",
+            )
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+
+
+def _map_tool(tool: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    if tool.get("type", "function") != "function":
+        raise UnsupportedParameter(
+            "tools", f"Tool type '{tool.get('type')}' is not supported by this provider."
+        )
+    mapped: dict[str, Any] = {"name": tool["name"]}
+    if tool.get("description"):
+        mapped["description"] = tool["description"]
+    mapped["input_schema"] = tool.get("parameters") or {"type": "object", "properties": {}}
+    if tool.get("strict") is True and options.get("strict_tools", True):
+        mapped["strict"] = True
+    return mapped
+
+
+def _map_tool_choice(choice: Any) -> dict[str, Any]:
+    if choice is None or choice == "auto":
+        return {"type": "auto"}
+    if choice == "required":
+        return {"type": "any"}
+    if choice == "none":
+        return {"type": "none"}
+    if isinstance(choice, dict):
+        kind = choice.get("type")
+        if kind == "function" and choice.get("name"):
+            return {"type": "tool", "name": choice["name"]}
+        if kind == "allowed_tools":
+            # Anthropic cannot restrict calls to a subset while keeping every tool visible;
+            # all tools stay offered and only the mode is mapped (one required tool is forced).
+            allowed = [
+                t.get("name") for t in choice.get("tools") or [] if isinstance(t, dict) and t.get("name")
+            ]
+            if choice.get("mode") == "required":
+                if len(allowed) == 1:
+                    return {"type": "tool", "name": allowed[0]}
+                return {"type": "any"}
+            return {"type": "auto"}
+    raise UnsupportedParameter("tool_choice", f"tool_choice {json.dumps(choice)[:200]} is not supported.")
+
+
+def _map_items(items: list[dict[str, Any]], provider: str, system_parts: list[str]) -> list[dict[str, Any]]:
+    """Canonical items -> Anthropic messages (same-role turns merged, tool results first)."""
+    messages: list[dict[str, Any]] = []
+
+    def push(role: str, blocks: list[dict[str, Any]]) -> None:
+        if not blocks:
+            return
+        if messages and messages[-1]["role"] == role:
+            content = messages[-1]["content"]
+        else:
+            content = []
+            messages.append({"role": role, "content": content})
+        for block in blocks:
+            if block["type"] == "tool_result":
+                # Tool results go before any other block of the user turn.
+                pos = 0
+                while pos < len(content) and content[pos]["type"] == "tool_result":
+                    pos += 1
+                content.insert(pos, block)
+            else:
+                content.append(block)
+
+    for item in items:
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role", "user")
+            if role in ("system", "developer"):
+                text = _plain_text(item.get("content"))
+                if text:
+                    system_parts.append(text)
+                continue
+            if role == "assistant":
+                push("assistant", _assistant_blocks(item.get("content")))
+            else:
+                push("user", _user_blocks(item.get("content")))
+        elif kind == "function_call":
+            args = parse_arguments(item.get("arguments"))
+            push(
+                "assistant",
+                [
+                    {
+                        "type": "tool_use",
+                        "id": item["call_id"],
+                        "name": item["name"],
+                        "input": args if isinstance(args, dict) else {},
+                    }
+                ],
+            )
+        elif kind == "function_call_output":
+            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": item["call_id"]}
+            content = _tool_result_content(item.get("output"))
+            if content:
+                block["content"] = content
+            push("user", [block])
+        elif kind == "reasoning":
+            meta = item.get("_meta") or {}
+            if meta.get("provider") != provider or not item.get("encrypted_content"):
+                continue  # another provider's reasoning (or no signature): not sent back
+            if meta.get("type") == "redacted_thinking":
+                push("assistant", [{"type": "redacted_thinking", "data": item["encrypted_content"]}])
+            else:
+                parts = item.get("summary") or item.get("content") or []
+                text = "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+                push(
+                    "assistant",
+                    [{"type": "thinking", "thinking": text, "signature": item["encrypted_content"]}],
+                )
+        # Other item types (e.g. item_reference) are resolved before the adapter; ignore leftovers.
+    return messages
+
+
+def _plain_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text") or "" for p in content or [] if isinstance(p, dict))
+
+
+def _assistant_blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for part in content or []:
+        text = part.get("text") if part.get("type") != "refusal" else part.get("refusal")
+        if text:
+            blocks.append({"type": "text", "text": text})
+    return blocks
+
+
+def _user_blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for part in content or []:
+        block = _content_block(part)
+        if block is not None:
+            blocks.append(block)
+    return blocks
+
+
+def _tool_result_content(output: Any) -> str | list[dict[str, Any]]:
+    if output is None:
+        return ""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list):
+        return _user_blocks(output)
+    return json.dumps(output)
+
+
+def _content_block(part: dict[str, Any]) -> dict[str, Any] | None:
+    kind = part.get("type")
+    if kind in ("input_text", "output_text", "text"):
+        text = part.get("text") or ""
+        return {"type": "text", "text": text} if text else None
+    if kind == "refusal":
+        text = part.get("refusal") or ""
+        return {"type": "text", "text": text} if text else None
+    if kind == "input_image":
+        return _image_block(part)
+    if kind == "input_file":
+        return _document_block(part)
+    raise UnsupportedParameter("input", f"Content part type '{kind}' is not supported by this provider.")
+
+
+def _parse_data_url(url: str) -> tuple[str, bool, str]:
+    """``data:<media>[;base64],<data>`` -> (media_type, is_base64, data)."""
+    head, _, data = url[5:].partition(",")
+    params = head.split(";")
+    return (params[0] or "text/plain").lower(), "base64" in params[1:], data
+
+
+def _image_block(part: dict[str, Any]) -> dict[str, Any]:
+    url = part.get("image_url")
+    if isinstance(url, dict):
+        url = url.get("url")
+    if not url:
+        if part.get("file_id"):
+            raise UnsupportedParameter(
+                "input.file_id", "Images by file_id are not supported by this provider; send image_url."
+            )
+        raise UnsupportedParameter("input.image_url", "input_image needs an image_url.")
+    if url.startswith("data:"):
+        media_type, is_b64, data = _parse_data_url(url)
+        if not is_b64:
+            raise UnsupportedParameter("input.image_url", "Image data URLs must be base64-encoded.")
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _document_block(part: dict[str, Any]) -> dict[str, Any]:
+    filename = part.get("filename")
+    block: dict[str, Any]
+    if part.get("file_data"):
+        data = part["file_data"]
+        if data.startswith("data:"):
+            media_type, is_b64, payload = _parse_data_url(data)
+        else:
+            media_type, is_b64, payload = _media_type_of(filename), True, data
+        if media_type not in DOCUMENT_TYPES:
+            raise UnsupportedParameter(
+                "input.file_data",
+                f"File type '{media_type}' is not supported by this provider (PDF or plain text only).",
+            )
+        if media_type == "text/plain":
+            text = _decode_text(payload) if is_b64 else payload
+            block = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}
+        else:
+            if not is_b64:
+                raise UnsupportedParameter("input.file_data", "PDF data URLs must be base64-encoded.")
+            block = {
+                "type": "document",
+                "source": {"type": "base64", "media_type": "application/pdf", "data": payload},
+            }
+    elif part.get("file_url"):
+        block = {"type": "document", "source": {"type": "url", "url": part["file_url"]}}
+    elif part.get("file_id"):
+        raise UnsupportedParameter(
+            "input.file_id",
+            "Files by file_id are not supported by this provider; send file_data or file_url.",
+        )
+    else:
+        raise UnsupportedParameter("input.file_data", "input_file needs file_data or file_url.")
+    if filename:
+        block["title"] = filename
+    return block
+
+
+def _media_type_of(filename: str | None) -> str:
+    if filename:
+        dot = filename.rfind(".")
+        if dot >= 0:
+            return FILE_EXTENSIONS.get(filename[dot:].lower(), "application/octet-stream")
+    return "application/pdf"
+
+
+def _decode_text(payload: str) -> str:
+    try:
+        return base64.b64decode(payload).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise UnsupportedParameter("input.file_data", "Text file data is not valid base64 UTF-8.") from None
+
+
+# --------------------------------------------------------------------------- response parsing
+
+
+def usage_from(usage: dict[str, Any] | None, *, with_output: bool = True) -> UsageReport | None:
+    """An Anthropic ``usage`` object -> :class:`UsageReport` (input includes cache reads/writes)."""
+    if not usage:
+        return None
+    report = UsageReport()
+    if usage.get("input_tokens") is not None:
+        cache_read = usage.get("cache_read_input_tokens") or 0
+        cache_write = usage.get("cache_creation_input_tokens") or 0
+        report.input_tokens = usage["input_tokens"] + cache_read + cache_write
+        report.cached_tokens = cache_read
+    if with_output and usage.get("output_tokens") is not None:
+        report.output_tokens = usage["output_tokens"]
+    if report.input_tokens is None and report.output_tokens is None:
+        return None
+    return report
+
+
+def finish_reason(stop_reason: str | None) -> FinishReason:
+    return STOP_REASONS.get(stop_reason or "end_turn", "stop")
+
+
+def stream_error(payload: dict[str, Any], provider: str) -> UpstreamError:
+    """An ``event: error`` payload (or an error body) -> :class:`UpstreamError`."""
+    error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
+    kind = error.get("type") or "api_error"
+    message = f"Provider '{provider}' reported {kind}: {error.get('message') or 'unknown error'}"
+    if kind == "overloaded_error":
+        return UpstreamError(message, status=502, code="upstream_overloaded", retryable=True)
+    if kind == "rate_limit_error":
+        return UpstreamError(
+            message,
+            status=429,
+            code="rate_limit_exceeded",
+            error_type="too_many_requests",
+            retry_after=1.0,
+            retryable=True,
+        )
+    if kind == "invalid_request_error":
+        return UpstreamError(
+            message, status=400, code="upstream_invalid_request", error_type="invalid_request_error"
+        )
+    if kind == "timeout_error":
+        return UpstreamError(message, status=504, code="upstream_timeout", retryable=True)
+    return UpstreamError(message, status=502, code="upstream_error", retryable=kind == "api_error")
+
+
+class StreamParser:
+    """Turns Anthropic stream events (parsed JSON) into chunks. One instance per sample.
+
+    Text blocks that follow each other form one message; a non-text block closes it.
+    Server tool blocks (``server_tool_use``, ``*_tool_result``) are skipped entirely.
+    """
+
+    __slots__ = ("provider", "blocks", "text_open", "stop_reason", "finished")
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        # index -> [block type, accumulated signature/data or "had deltas" flag, fallback input]
+        self.blocks: dict[int, list[Any]] = {}
+        self.text_open = False
+        self.stop_reason: str | None = None
+        self.finished = False
+
+    def feed(self, event: dict[str, Any]) -> list[Chunk]:
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            return self._delta(event)
+        if kind == "content_block_start":
+            return self._start(event)
+        if kind == "content_block_stop":
+            return self._stop(event)
+        if kind == "message_start":
+            report = usage_from((event.get("message") or {}).get("usage"), with_output=False)
+            return [report] if report else []
+        if kind == "message_delta":
+            out: list[Chunk] = self._close_text()
+            self.stop_reason = (event.get("delta") or {}).get("stop_reason") or self.stop_reason
+            report = usage_from(event.get("usage"))
+            if report:
+                out.append(report)
+            return out
+        if kind == "message_stop":
+            return self.finish()
+        if kind == "error":
+            raise stream_error(event, self.provider)
+        return []  # ping and unknown events
+
+    def finish(self) -> list[Chunk]:
+        """Chunks that end the sample (idempotent)."""
+        if self.finished:
+            return []
+        self.finished = True
+        out = self._close_text()
+        out.append(Finish(finish_reason(self.stop_reason)))
+        return out
+
+    def _close_text(self) -> list[Chunk]:
+        if self.text_open:
+            self.text_open = False
+            return [ItemEnd()]
+        return []
+
+    def _start(self, event: dict[str, Any]) -> list[Chunk]:
+        block = event.get("content_block") or {}
+        btype = block.get("type") or ""
+        index = event.get("index", 0)
+        if btype == "text":
+            self.blocks[index] = ["text", None, None]
+            self.text_open = True
+            text = block.get("text")
+            return [TextDelta(text)] if text else []
+        out = self._close_text()
+        if btype == "thinking":
+            self.blocks[index] = ["thinking", block.get("signature") or "", None]
+            if block.get("thinking"):
+                out.append(ReasoningDelta(block["thinking"], kind="summary"))
+        elif btype == "redacted_thinking":
+            self.blocks[index] = ["redacted_thinking", block.get("data") or "", None]
+        elif btype == "tool_use":
+            self.blocks[index] = ["tool_use", False, block.get("input")]
+            out.append(ToolCallStart(call_id=block.get("id") or "", name=block.get("name") or ""))
+        else:
+            self.blocks[index] = ["skip", None, None]
+        return out
+
+    def _delta(self, event: dict[str, Any]) -> list[Chunk]:
+        state = self.blocks.get(event.get("index", 0))
+        if state is None:
+            return []
+        delta = event.get("delta") or {}
+        dtype = delta.get("type")
+        if dtype == "text_delta":
+            text = delta.get("text")
+            if text and state[0] == "text":
+                return [TextDelta(text)]
+        elif dtype == "input_json_delta":
+            piece = delta.get("partial_json")
+            if piece and state[0] == "tool_use":
+                state[1] = True
+                return [ToolCallDelta(piece)]
+        elif dtype == "thinking_delta":
+            text = delta.get("thinking")
+            if text and state[0] == "thinking":
+                return [ReasoningDelta(text, kind="summary")]
+        elif dtype == "signature_delta":
+            if state[0] == "thinking":
+                state[1] += delta.get("signature") or ""
+        return []
+
+    def _stop(self, event: dict[str, Any]) -> list[Chunk]:
+        state = self.blocks.pop(event.get("index", 0), None)
+        if state is None:
+            return []
+        btype = state[0]
+        if btype == "thinking":
+            return [ReasoningDone(encrypted_content=state[1] or None, provider_data={"type": "thinking"})]
+        if btype == "redacted_thinking":
+            return [
+                ReasoningDone(encrypted_content=state[1] or None, provider_data={"type": "redacted_thinking"})
+            ]
+        if btype == "tool_use":
+            out: list[Chunk] = []
+            if not state[1]:
+                # No input_json_delta came: the input (if any) was given whole in the start event.
+                out.append(ToolCallDelta(json.dumps(state[2] or {}, separators=(",", ":"))))
+            out.append(ItemEnd())
+            return out
+        return []
+
+
+def parse_message(body: dict[str, Any], provider: str) -> list[Chunk]:
+    """A non-streamed Messages API response -> chunks."""
+    if body.get("type") == "error":
+        raise stream_error(body, provider)
+    out: list[Chunk] = []
+    text_open = False
+    for block in body.get("content") or []:
+        btype = block.get("type")
+        if btype == "text":
+            if block.get("text"):
+                out.append(TextDelta(block["text"]))
+                text_open = True
+            continue
+        if text_open:
+            out.append(ItemEnd())
+            text_open = False
+        if btype == "thinking":
+            if block.get("thinking"):
+                out.append(ReasoningDelta(block["thinking"], kind="summary"))
+            out.append(
+                ReasoningDone(
+                    encrypted_content=block.get("signature") or None, provider_data={"type": "thinking"}
+                )
+            )
+        elif btype == "redacted_thinking":
+            out.append(
+                ReasoningDone(
+                    encrypted_content=block.get("data") or None, provider_data={"type": "redacted_thinking"}
+                )
+            )
+        elif btype == "tool_use":
+            out.append(ToolCallStart(call_id=block.get("id") or "", name=block.get("name") or ""))
+            out.append(ToolCallDelta(json.dumps(block.get("input") or {}, separators=(",", ":"))))
+            out.append(ItemEnd())
+    if text_open:
+        out.append(ItemEnd())
+    report = usage_from(body.get("usage"))
+    if report:
+        out.append(report)
+    out.append(Finish(finish_reason(body.get("stop_reason"))))
+    return out
+
+
+# --------------------------------------------------------------------------- adapter
+
+
+class AnthropicAdapter(ProviderAdapter):
+    """Anthropic Messages API (and Anthropic-compatible endpoints such as z.ai)."""
+
+    family = "anthropic"
+
+    def request_headers(self) -> dict[str, str]:
+        headers = {
+            "content-type": "application/json",
+            "anthropic-version": str(self.config.options.get("anthropic_version", ANTHROPIC_VERSION)),
+        }
+        if self.config.api_key:
+            headers["x-api-key"] = self.config.api_key
+        headers.update(self.config.headers)
+        return headers
+
+    def error_from_response(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
+        """Base mapping, plus Anthropic's 529 / ``overloaded_error`` as ``upstream_overloaded``."""
+        error = super().error_from_response(status, raw, headers)
+        if status == 529 or (status >= 500 and b"overloaded_error" in raw):
+            message = extract_error_message(raw) or f"HTTP {status}"
+            return UpstreamError(
+                f"Provider '{self.config.name}' returned HTTP {status}: {message}",
+                status=502,
+                code="upstream_overloaded",
+                retry_after=error.retry_after,
+                retryable=True,
+            )
+        return error
+
+    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
+        body = build_body(request, self.config, stream=stream)
+        url = self.url("messages")
+        headers = self.request_headers()
+        if not stream:
+            data = await self.post_json(url, json_body=body, headers=headers)
+            if not isinstance(data, dict):
+                raise UpstreamError(f"The provider '{self.config.name}' sent an unexpected body.", status=502)
+            for chunk in parse_message(data, self.config.name):
+                yield chunk
+            return
+
+        parser = StreamParser(self.config.name)
+        response = await self.open_stream("POST", url, json_body=body, headers=headers)
+        try:
+            async for _event, data in self.iter_sse(response):
+                try:
+                    payload = json.loads(data)
+                except ValueError:
+                    raise UpstreamError(
+                        f"The provider '{self.config.name}' sent a malformed stream event.", status=502
+                    ) from None
+                if not isinstance(payload, dict):
+                    continue
+                for chunk in parser.feed(payload):
+                    yield chunk
+                if parser.finished:
+                    return
+        finally:
+            await response.aclose()
+        if parser.stop_reason is None:
+            raise UpstreamError(
+                f"The provider '{self.config.name}' ended the stream before the message was complete.",
+                status=502,
+                code="upstream_disconnected",
+            )
+        for chunk in parser.finish():
+            yield chunk

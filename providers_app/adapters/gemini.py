@@ -1,0 +1,664 @@
+"""Google Gemini adapter (Generative Language API, ``generateContent`` / ``streamGenerateContent``).
+
+``base_url`` is the API root including the version, as the SDK takes it, e.g.
+``https://generativelanguage.googleapis.com/v1beta``. The key goes in the ``x-goog-api-key``
+header (never in the URL, so it cannot leak into error messages).
+
+Request mapping (:func:`build_request_body`, pure):
+
+* ``instructions`` and every system/developer message (wherever it sits) -> ``systemInstruction``
+  (one text part each, in order).
+* user -> role ``user``, assistant -> role ``model``; adjacent contents of the same role merge, so
+  a model turn's text and parallel ``functionCall`` parts share one content, and the matching
+  ``functionResponse`` parts share the next user content (Gemini wants them grouped).
+* images: ``data:`` URL -> ``inlineData``; other URLs -> ``fileData`` (MIME type guessed from the
+  extension). Files: ``file_data`` (base64 or data URL) -> ``inlineData`` (``application/pdf`` for
+  PDFs), ``file_url`` -> ``fileData``. ``file_id`` has no Gemini meaning -> UnsupportedParameter.
+  ``detail`` is a hint with no Gemini counterpart and is not sent.
+* ``function_call`` -> ``functionCall {name, args}``; ``function_call_output`` ->
+  ``functionResponse {name, response: {"output": ...}}`` where ``name`` is found by matching the
+  ``call_id`` to the earlier ``function_call``. Gemini has no call ids, so ids are not sent.
+* Thought signatures (only for items this provider made, see ``owns``): a function call's
+  signature goes back on its ``functionCall`` part; an assistant message's goes on its first text
+  part; a reasoning item's (thought text is never sent back) goes on the next model part of the
+  same turn that has none of its own. For ``gemini-3*`` models, a model turn with function calls
+  and no signature at all (foreign or legacy history) gets Google's documented
+  ``skip_thought_signature_validator`` sentinel on its first ``functionCall``, without which
+  Gemini 3 answers 400.
+* tools -> one ``functionDeclarations`` tool using ``parametersJsonSchema`` (full JSON Schema;
+  ``$schema`` keys removed). ``strict`` has no counterpart (Gemini validates against the schema
+  anyway) and is not sent.
+* tool_choice -> ``toolConfig.functionCallingConfig``: auto AUTO, required ANY, none NONE,
+  ``{"type":"function"}`` ANY + allowedFunctionNames, ``allowed_tools`` allowedFunctionNames with
+  ANY (mode required) or VALIDATED (mode auto: text or a call limited to the names).
+* ``parallel_tool_calls=False``: Gemini cannot be told, so only the first function call of the
+  answer is relayed (the rest are dropped by the parser).
+* temperature/top_p/max_output_tokens -> generationConfig; json_schema -> ``responseMimeType``
+  ``application/json`` + ``responseJsonSchema``; json_object -> ``responseMimeType`` only.
+* reasoning.effort -> ``thinkingConfig``: ``thinkingLevel`` for gemini-3 models (none/minimal ->
+  minimal, xhigh -> high), ``thinkingBudget`` otherwise (none 0, minimal 512, low 1024, medium
+  8192, high/xhigh 24576). ``includeThoughts`` is true when a summary is asked for or an effort
+  other than ``none`` is given.
+
+Response mapping (:class:`ResponseParser`, pure; every streamed frame is a whole
+GenerateContentResponse): ``thought: true`` parts -> ReasoningDelta(kind="summary"); other text ->
+TextDelta; ``functionCall`` -> ToolCallStart (generated ``call_…`` id, signature in
+``provider_data["thought_signature"]``) + one ToolCallDelta + ItemEnd. A signature on a thought part
+is returned in ``ReasoningDone.provider_data``, one on a text part in the message's
+``ItemEnd.provider_data`` (both as ``{"thought_signature": ...}``). Usage comes from the last
+``usageMetadata`` seen (it is cumulative).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import mimetypes
+import re
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import httpx
+
+from .base import (
+    Chunk,
+    Finish,
+    FinishReason,
+    ItemEnd,
+    ModelRequest,
+    ProviderAdapter,
+    ReasoningDelta,
+    ReasoningDone,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    UnsupportedParameter,
+    UpstreamError,
+    UsageReport,
+    parse_arguments,
+)
+
+#: Google's documented placeholder for function calls that carry no real thought signature.
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+
+THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 24576}
+THINKING_LEVELS = {
+    "none": "minimal",
+    "minimal": "minimal",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+}
+
+CONTENT_FILTER_REASONS = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+    }
+)
+BAD_CALL_REASONS = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"})
+
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]*)*),(?P<data>.*)$", re.S)
+
+
+# --------------------------------------------------------------------------- request mapping
+
+
+def model_path(model: str) -> str:
+    """The model id as it goes in the URL (an SDK-style ``models/`` prefix is dropped)."""
+    return model.removeprefix("models/")
+
+
+def is_gemini3(model: str) -> bool:
+    return model_path(model).startswith("gemini-3")
+
+
+def strip_schema(schema: Any) -> Any:
+    """A copy of a JSON Schema without the keys Gemini refuses (``$schema``), recursively."""
+    if isinstance(schema, dict):
+        return {k: strip_schema(v) for k, v in schema.items() if k != "$schema"}
+    if isinstance(schema, list):
+        return [strip_schema(v) for v in schema]
+    return schema
+
+
+def _guess_mime(name: str, default: str) -> str:
+    path = name.split("?", 1)[0].split("#", 1)[0]
+    mime, _ = mimetypes.guess_type(path, strict=False)
+    return mime or default
+
+
+def _split_data_url(url: str) -> tuple[str | None, str]:
+    """``(mime, base64 data)`` of a data URL (non-base64 payloads are re-encoded)."""
+    match = _DATA_URL.match(url)
+    if not match:
+        raise UnsupportedParameter("input", "Malformed data URL in an input part.")
+    data = match.group("data")
+    if ";base64" not in (match.group("params") or ""):
+        data = base64.b64encode(unquote_to_bytes(data)).decode()
+    return match.group("mime"), data
+
+
+def image_part(part: dict[str, Any]) -> dict[str, Any]:
+    """An ``input_image`` content part as a Gemini part."""
+    url = part.get("image_url")
+    if isinstance(url, dict):  # Chat-style {"url": ...}
+        url = url.get("url")
+    if not url:
+        if part.get("file_id"):
+            raise UnsupportedParameter("input", "Gemini cannot resolve input_image.file_id; send image_url.")
+        raise UnsupportedParameter("input", "input_image needs an image_url.")
+    if url.startswith("data:"):
+        mime, data = _split_data_url(url)
+        return {"inlineData": {"mimeType": mime or "image/jpeg", "data": data}}
+    return {"fileData": {"fileUri": url, "mimeType": _guess_mime(url, "image/jpeg")}}
+
+
+def file_part(part: dict[str, Any]) -> dict[str, Any]:
+    """An ``input_file`` content part as a Gemini part (PDFs and other documents Gemini reads)."""
+    filename = part.get("filename") or ""
+    file_data = part.get("file_data")
+    if file_data:
+        if file_data.startswith("data:"):
+            mime, data = _split_data_url(file_data)
+        else:
+            mime, data = None, file_data
+            try:
+                base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                raise UnsupportedParameter(
+                    "input", "input_file.file_data must be base64 or a data URL."
+                ) from None
+        return {"inlineData": {"mimeType": mime or _guess_mime(filename, "application/pdf"), "data": data}}
+    url = part.get("file_url")
+    if url:
+        return {"fileData": {"fileUri": url, "mimeType": _guess_mime(filename or url, "application/pdf")}}
+    if part.get("file_id"):
+        raise UnsupportedParameter(
+            "input", "Gemini cannot resolve input_file.file_id; send file_data or file_url."
+        )
+    raise UnsupportedParameter("input", "input_file needs file_data or file_url.")
+
+
+def content_parts(content: Any) -> list[dict[str, Any]]:
+    """Message content (a string or a list of content parts) as Gemini parts."""
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    parts: list[dict[str, Any]] = []
+    for part in content or []:
+        if isinstance(part, str):
+            if part:
+                parts.append({"text": part})
+            continue
+        kind = part.get("type")
+        if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
+            if part.get("text"):
+                parts.append({"text": part["text"]})
+        elif kind == "refusal":
+            if part.get("refusal"):
+                parts.append({"text": part["refusal"]})
+        elif kind == "input_image":
+            parts.append(image_part(part))
+        elif kind == "input_file":
+            parts.append(file_part(part))
+        else:
+            raise UnsupportedParameter("input", f"Gemini does not take content parts of type '{kind}'.")
+    return parts
+
+
+def tool_output_parts(name: str, output: Any) -> list[dict[str, Any]]:
+    """A ``function_call_output`` as a ``functionResponse`` part (+ any images/files after it)."""
+    extra: list[dict[str, Any]] = []
+    if isinstance(output, str):
+        text = output
+    else:
+        texts = []
+        for part in content_parts(output):
+            if "text" in part:
+                texts.append(part["text"])
+            else:
+                extra.append(part)
+        text = "".join(texts)
+    return [{"functionResponse": {"name": name, "response": {"output": text}}}, *extra]
+
+
+def tools_body(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Function tools as one Gemini tool with ``functionDeclarations``."""
+    declarations = []
+    for tool in tools:
+        if tool.get("type", "function") != "function":
+            raise UnsupportedParameter(
+                "tools", f"Gemini adapter supports function tools only, not '{tool.get('type')}'."
+            )
+        declaration: dict[str, Any] = {"name": tool["name"], "description": tool.get("description") or ""}
+        if tool.get("parameters"):
+            declaration["parametersJsonSchema"] = strip_schema(tool["parameters"])
+        declarations.append(declaration)
+    return [{"functionDeclarations": declarations}] if declarations else []
+
+
+def tool_config(tool_choice: Any) -> dict[str, Any] | None:
+    """``tool_choice`` as ``toolConfig``."""
+    if tool_choice is None or tool_choice == "auto":
+        config: dict[str, Any] = {"mode": "AUTO"}
+    elif tool_choice == "required":
+        config = {"mode": "ANY"}
+    elif tool_choice == "none":
+        config = {"mode": "NONE"}
+    elif isinstance(tool_choice, dict) and tool_choice.get("type") == "function" and tool_choice.get("name"):
+        config = {"mode": "ANY", "allowedFunctionNames": [tool_choice["name"]]}
+    elif isinstance(tool_choice, dict) and tool_choice.get("type") == "allowed_tools":
+        names = []
+        for tool in tool_choice.get("tools") or []:
+            if tool.get("type", "function") != "function" or not tool.get("name"):
+                raise UnsupportedParameter(
+                    "tool_choice", "Gemini adapter supports allowed function tools only."
+                )
+            names.append(tool["name"])
+        mode = tool_choice.get("mode", "auto")
+        if mode not in ("auto", "required"):
+            raise UnsupportedParameter("tool_choice", f"Unknown allowed_tools mode '{mode}'.")
+        config = {"mode": "ANY" if mode == "required" else "VALIDATED", "allowedFunctionNames": names}
+    else:
+        raise UnsupportedParameter("tool_choice", "Gemini adapter cannot honour this tool_choice.")
+    return {"functionCallingConfig": config}
+
+
+def thinking_config(model: str, reasoning: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``reasoning`` as ``thinkingConfig`` (level for gemini-3, token budget before)."""
+    if not reasoning:
+        return None
+    effort = reasoning.get("effort")
+    summary = reasoning.get("summary")
+    config: dict[str, Any] = {}
+    if effort is not None:
+        if effort not in THINKING_BUDGETS:
+            raise UnsupportedParameter("reasoning.effort", f"Unknown reasoning effort '{effort}'.")
+        if is_gemini3(model):
+            config["thinkingLevel"] = THINKING_LEVELS[effort]
+        else:
+            config["thinkingBudget"] = THINKING_BUDGETS[effort]
+    if (summary and summary != "none") or (effort is not None and effort != "none"):
+        config["includeThoughts"] = True
+    return config or None
+
+
+def generation_config(request: ModelRequest) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    if request.max_output_tokens is not None:
+        config["maxOutputTokens"] = request.max_output_tokens
+    fmt = request.text_format or {}
+    kind = fmt.get("type", "text")
+    if kind == "json_schema":
+        config["responseMimeType"] = "application/json"
+        if fmt.get("schema") is not None:
+            config["responseJsonSchema"] = strip_schema(fmt["schema"])
+    elif kind == "json_object":
+        config["responseMimeType"] = "application/json"
+    elif kind != "text":
+        raise UnsupportedParameter("text.format", f"Gemini adapter cannot honour text.format '{kind}'.")
+    thinking = thinking_config(request.model, request.reasoning)
+    if thinking:
+        config["thinkingConfig"] = thinking
+    return config
+
+
+class _Contents:
+    """Builds the ``contents`` list, merging adjacent turns of one role."""
+
+    def __init__(self) -> None:
+        self.contents: list[dict[str, Any]] = []
+        self.carry: str | None = None  # a reasoning item's signature waiting for the next model part
+
+    def add(self, role: str, parts: list[dict[str, Any]]) -> None:
+        if not parts:
+            return
+        if role == "model" and self.carry:
+            if "thoughtSignature" not in parts[0]:
+                parts[0] = {**parts[0], "thoughtSignature": self.carry}
+            self.carry = None
+        elif role != "model":
+            self.carry = None
+        if self.contents and self.contents[-1]["role"] == role:
+            self.contents[-1]["parts"].extend(parts)
+        else:
+            self.contents.append({"role": role, "parts": parts})
+
+
+def build_request_body(request: ModelRequest, owns: Any) -> dict[str, Any]:
+    """The generateContent body for ``request``. ``owns(item)`` says whether an artefact is ours."""
+    system: list[dict[str, Any]] = []
+    if request.instructions:
+        system.append({"text": request.instructions})
+    names_by_call: dict[str, str] = {}
+    built = _Contents()
+    for item in request.items:
+        kind = item.get("type") or ("message" if "role" in item else None)
+        if kind == "message":
+            role = item.get("role")
+            parts = content_parts(item.get("content"))
+            if role in ("system", "developer"):
+                system.extend(p for p in parts if "text" in p)
+            elif role == "user":
+                built.add("user", parts)
+            elif role == "assistant":
+                signature = (item.get("_meta") or {}).get("thought_signature") if owns(item) else None
+                if signature:
+                    for i, part in enumerate(parts):
+                        if "text" in part:
+                            parts[i] = {**part, "thoughtSignature": signature}
+                            break
+                built.add("model", parts)
+            else:
+                raise UnsupportedParameter("input", f"Unknown message role '{role}'.")
+        elif kind == "function_call":
+            names_by_call[item.get("call_id") or ""] = item["name"]
+            args = parse_arguments(item.get("arguments"))
+            part: dict[str, Any] = {
+                "functionCall": {"name": item["name"], "args": args if isinstance(args, dict) else {}}
+            }
+            signature = (item.get("_meta") or {}).get("thought_signature") if owns(item) else None
+            if signature:
+                part["thoughtSignature"] = signature
+            built.add("model", [part])
+        elif kind == "function_call_output":
+            call_id = item.get("call_id") or ""
+            name = names_by_call.get(call_id)
+            if name is None:
+                raise UnsupportedParameter(
+                    "input", f"function_call_output '{call_id}' has no matching function_call in the input."
+                )
+            built.add("user", tool_output_parts(name, item.get("output")))
+        elif kind == "reasoning":
+            # Thought summaries are not sent back; only this provider's signature is, on the next model part.
+            signature = (item.get("_meta") or {}).get("thought_signature") if owns(item) else None
+            if signature:
+                built.carry = signature
+        else:
+            raise UnsupportedParameter("input", f"Gemini adapter cannot send input items of type '{kind}'.")
+    contents = built.contents
+    if is_gemini3(request.model):
+        for content in contents:
+            if content["role"] != "model" or any("thoughtSignature" in p for p in content["parts"]):
+                continue
+            for i, part in enumerate(content["parts"]):
+                if "functionCall" in part:
+                    content["parts"][i] = {**part, "thoughtSignature": SKIP_SIGNATURE}
+                    break
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    if request.tools:
+        tools = tools_body(request.tools)
+        if tools:
+            body["tools"] = tools
+            body["toolConfig"] = tool_config(request.tool_choice)
+    config = generation_config(request)
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+# --------------------------------------------------------------------------- response parsing
+
+
+def new_call_id() -> str:
+    return "call_" + secrets.token_hex(12)
+
+
+class ResponseParser:
+    """Turns GenerateContentResponse objects (whole bodies or streamed frames) into chunks.
+
+    Feed every frame with :meth:`feed`, then call :meth:`finish` once the body ended.
+    """
+
+    __slots__ = (
+        "provider",
+        "single_call",
+        "open",
+        "signature",
+        "calls",
+        "dropped_calls",
+        "finish_reason",
+        "blocked",
+        "usage",
+    )
+
+    def __init__(self, provider: str = "gemini", *, single_call: bool = False) -> None:
+        self.provider = provider
+        self.single_call = single_call
+        self.open: str | None = None  # "text" | "reasoning"
+        self.signature: str | None = None  # pending signature of the open text/reasoning item
+        self.calls = 0
+        self.dropped_calls = 0
+        self.finish_reason: str | None = None
+        self.blocked: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def _close(self) -> Iterator[Chunk]:
+        data = {"thought_signature": self.signature} if self.signature else None
+        if self.open == "reasoning":
+            yield ReasoningDone(provider_data=data)
+        elif self.open == "text":
+            yield ItemEnd(provider_data=data)
+        self.open = None
+        self.signature = None
+
+    def feed(self, frame: Any) -> Iterator[Chunk]:
+        if not isinstance(frame, dict):
+            raise UpstreamError(f"The provider '{self.provider}' sent an unexpected frame.", status=502)
+        error = frame.get("error")
+        if error:
+            raise stream_error(self.provider, error)
+        usage = frame.get("usageMetadata")
+        if usage:
+            self.usage = usage
+        feedback = frame.get("promptFeedback") or {}
+        if feedback.get("blockReason"):
+            self.blocked = feedback["blockReason"]
+        candidates = frame.get("candidates") or []
+        if not candidates:
+            return
+        candidate = candidates[0]
+        for part in (candidate.get("content") or {}).get("parts") or ():
+            call = part.get("functionCall")
+            signature = part.get("thoughtSignature")
+            if call is not None:
+                yield from self._close()
+                if self.single_call and self.calls:
+                    self.dropped_calls += 1
+                    continue
+                self.calls += 1
+                data = {"thought_signature": signature} if signature else None
+                yield ToolCallStart(call_id=new_call_id(), name=call.get("name") or "", provider_data=data)
+                yield ToolCallDelta(arguments=json.dumps(call.get("args") or {}, ensure_ascii=False))
+                yield ItemEnd()
+                continue
+            text = part.get("text")
+            if text is None and not signature:
+                continue  # executableCode, inlineData output… not relayed
+            kind = "reasoning" if part.get("thought") else "text"
+            if text:
+                if self.open != kind:
+                    yield from self._close()
+                    self.open = kind
+                yield (
+                    ReasoningDelta(text=text, kind="summary") if kind == "reasoning" else TextDelta(text=text)
+                )
+            if signature:
+                if self.open is None and kind == "reasoning":
+                    # A bare signature on an empty thought part: it still closes a (empty) reasoning item.
+                    self.open = "reasoning"
+                if self.open is not None and self.signature is None:
+                    self.signature = signature
+        if candidate.get("finishReason"):
+            self.finish_reason = candidate["finishReason"]
+
+    def finish(self) -> Iterator[Chunk]:
+        yield from self._close()
+        if self.usage is not None:
+            yield usage_report(self.usage)
+        reason = self.finish_reason
+        if reason is None:
+            if self.blocked:
+                yield Finish("content_filter")
+                return
+            raise UpstreamError(
+                f"The provider '{self.provider}' ended the response without a finish reason.",
+                status=502,
+                code="upstream_disconnected",
+            )
+        yield Finish(map_finish_reason(reason, self.calls > 0, self.provider))
+
+
+def map_finish_reason(reason: str, called: bool, provider: str = "gemini") -> FinishReason:
+    if reason == "MAX_TOKENS":
+        return "max_output_tokens"
+    if reason in CONTENT_FILTER_REASONS:
+        return "content_filter"
+    if called:
+        return "tool_calls"
+    if reason in BAD_CALL_REASONS:
+        raise UpstreamError(
+            f"The provider '{provider}' could not produce a valid function call ({reason}).", status=502
+        )
+    return "stop"
+
+
+def usage_report(usage: dict[str, Any]) -> UsageReport:
+    thoughts = usage.get("thoughtsTokenCount") or 0
+    return UsageReport(
+        input_tokens=usage.get("promptTokenCount") or 0,
+        output_tokens=(usage.get("candidatesTokenCount") or 0) + thoughts,
+        cached_tokens=usage.get("cachedContentTokenCount") or 0,
+        reasoning_tokens=thoughts,
+    )
+
+
+_STATUS_BY_RPC = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429,
+    "PERMISSION_DENIED": 403,
+    "UNAUTHENTICATED": 401,
+    "DEADLINE_EXCEEDED": 504,
+    "UNAVAILABLE": 503,
+    "INTERNAL": 500,
+}
+
+
+def stream_error(provider: str, error: Any) -> UpstreamError:
+    """An error object found inside a 200 body (mid-stream) as an UpstreamError."""
+    if not isinstance(error, dict):
+        return UpstreamError(f"The provider '{provider}' failed mid-stream: {error}", status=502)
+    message = str(error.get("message") or error.get("status") or "unknown error")
+    status = (
+        error.get("code")
+        if isinstance(error.get("code"), int)
+        else _STATUS_BY_RPC.get(error.get("status"), 500)
+    )
+    text = f"The provider '{provider}' failed mid-stream: {message}"
+    if status == 429:
+        return UpstreamError(
+            text, status=429, code="rate_limit_exceeded", error_type="too_many_requests", retry_after=1.0
+        )
+    if status in (400, 404):
+        return UpstreamError(
+            text, status=400, code="upstream_invalid_request", error_type="invalid_request_error"
+        )
+    if status == 504:
+        return UpstreamError(text, status=504, code="upstream_timeout")
+    return UpstreamError(text, status=502, code="upstream_error")
+
+
+def _retry_delay(body: Any) -> float | None:
+    """``RetryInfo.retryDelay`` (e.g. ``"27s"``) from a google.rpc.Status body."""
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    for detail in details if isinstance(details, list) else ():
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            try:
+                return max(0.0, float(str(detail.get("retryDelay") or "").rstrip("s")))
+            except ValueError:
+                return None
+    return None
+
+
+# --------------------------------------------------------------------------- adapter
+
+
+class GeminiAdapter(ProviderAdapter):
+    """Google Gemini ``generateContent`` / ``streamGenerateContent?alt=sse``."""
+
+    family = "gemini"
+
+    def request_headers(self) -> dict[str, str]:
+        extra = {"x-goog-api-key": self.config.api_key} if self.config.api_key else None
+        return self.headers(extra)
+
+    def endpoint(self, model: str, *, stream: bool) -> str:
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return self.url(f"models/{model_path(model)}:{method}")
+
+    def error_from_response(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
+        """The base mapping, unwrapping list-wrapped Status bodies and honouring RetryInfo."""
+        try:
+            body = json.loads(raw)
+        except (ValueError, TypeError):
+            body = None
+        if isinstance(body, list) and body and isinstance(body[0], dict):
+            body = body[0]
+            raw = json.dumps(body).encode()
+        error = super().error_from_response(status, raw, headers)
+        if status == 429 and headers.get("retry-after") is None:
+            delay = _retry_delay(body)
+            if delay is not None:
+                error.retry_after = delay
+        return error
+
+    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
+        body = build_request_body(request, self.owns)
+        url = self.endpoint(request.model, stream=stream)
+        headers = self.request_headers()
+        parser = ResponseParser(
+            self.config.name, single_call=bool(request.tools) and not request.parallel_tool_calls
+        )
+        if not stream:
+            for chunk in parser.feed(await self.post_json(url, json_body=body, headers=headers)):
+                yield chunk
+            for chunk in parser.finish():
+                yield chunk
+            return
+        response = await self.open_stream("POST", url, json_body=body, headers=headers)
+        try:
+            async for _event, data in self.iter_sse(response):
+                if not data or data == "[DONE]":
+                    continue
+                try:
+                    frame = json.loads(data)
+                except ValueError:
+                    raise UpstreamError(
+                        f"The provider '{self.config.name}' sent a stream frame that is not JSON: {data[:200]}",
+                        status=502,
+                    ) from None
+                for chunk in parser.feed(frame):
+                    yield chunk
+            for chunk in parser.finish():
+                yield chunk
+        finally:
+            await response.aclose()

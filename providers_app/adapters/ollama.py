@@ -1,0 +1,395 @@
+"""Ollama adapter: the native ``/api/chat`` endpoint (NDJSON streaming).
+
+``base_url`` is the server root without a path (default ``http://localhost:11434``); the adapter
+posts to ``{base_url}/api/chat``. No key is needed; when one is configured it is sent as
+``Authorization: Bearer``. Config options (``ProviderConfig.options``):
+
+* ``think_levels`` (bool, default true): send ``reasoning.effort`` as ``"low"|"medium"|"high"``;
+  false sends ``think: true`` instead (for models that only take a boolean).
+* ``keep_alive`` (str | int): forwarded as ``keep_alive``.
+* ``model_options`` (dict): extra runtime ``options`` (``num_ctx``, ``seed``…).
+
+Pure translation: :func:`build_ollama_request`, :class:`OllamaStreamParser`; the adapter does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from .base import (
+    Chunk,
+    Finish,
+    FinishReason,
+    ItemEnd,
+    ModelRequest,
+    ProviderAdapter,
+    ReasoningDelta,
+    ReasoningDone,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    UnsupportedParameter,
+    UpstreamError,
+    UsageReport,
+    extract_error_message,
+    parse_arguments,
+)
+
+DEFAULT_BASE_URL = "http://localhost:11434"
+
+_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
+
+_THINK_LEVELS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
+
+_DONE_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "max_output_tokens"}
+
+
+# --------------------------------------------------------------------------- request mapping
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "input_text", "text": content}]
+    return [part for part in content if isinstance(part, dict)]
+
+
+def _image_base64(part: dict[str, Any], param: str) -> str:
+    """An ``input_image`` as the bare base64 Ollama wants (only data URLs can be inlined)."""
+    url = part.get("image_url") or ""
+    if url.startswith("data:"):
+        header, sep, data = url.partition(",")
+        if sep and header.endswith(";base64"):
+            return data
+    raise UnsupportedParameter(
+        param + ".image_url",
+        "Ollama takes images inline only (data:image/...;base64 URLs); fetch the image and send it as a data URL.",
+    )
+
+
+def _content(parts: list[dict[str, Any]], param: str) -> tuple[str, list[str]]:
+    """Parts -> (text, base64 images); files and unknown parts are refused."""
+    texts: list[str] = []
+    images: list[str] = []
+    for j, part in enumerate(parts):
+        kind = part.get("type")
+        if kind in _TEXT_PARTS:
+            texts.append(part.get("text") or "")
+        elif kind == "refusal":
+            texts.append(part.get("refusal") or "")
+        elif kind == "input_image":
+            images.append(_image_base64(part, f"{param}[{j}]"))
+        elif kind == "input_file":
+            raise UnsupportedParameter(
+                f"{param}[{j}]", "Ollama does not accept file inputs (PDFs or other files)."
+            )
+        else:
+            raise UnsupportedParameter(
+                f"{param}[{j}]", f"Content part type {kind!r} is not supported by Ollama."
+            )
+    return "\n".join(texts), images
+
+
+def _reasoning_text(item: dict[str, Any]) -> str:
+    """The raw trace of a reasoning item (its ``content`` texts, else its summary)."""
+    parts = item.get("content") or item.get("summary") or []
+    return "".join(p.get("text") or "" for p in parts if isinstance(p, dict))
+
+
+def build_messages(request: ModelRequest, *, provider: str) -> list[dict[str, Any]]:
+    """Canonical input items -> Ollama ``messages``."""
+    messages: list[dict[str, Any]] = []
+    names = {it.get("call_id"): it.get("name") for it in request.items if it.get("type") == "function_call"}
+    thinking = ""  # this provider's own reasoning, attached to the next assistant message
+
+    def assistant() -> dict[str, Any]:
+        nonlocal thinking
+        message: dict[str, Any] = {"role": "assistant", "content": ""}
+        if thinking:
+            message["thinking"] = thinking
+            thinking = ""
+        messages.append(message)
+        return message
+
+    if request.instructions:
+        messages.append({"role": "system", "content": request.instructions})
+    for i, item in enumerate(request.items):
+        kind = item.get("type") or "message"
+        if kind == "message":
+            role = item.get("role") or "user"
+            text, images = _content(_parts(item.get("content")), f"input[{i}].content")
+            if role in ("system", "developer"):
+                messages.append({"role": "system", "content": text})
+            elif role == "assistant":
+                assistant()["content"] = text
+            elif role == "user":
+                message: dict[str, Any] = {"role": "user", "content": text}
+                if images:
+                    message["images"] = images
+                messages.append(message)
+            else:
+                raise UnsupportedParameter(f"input[{i}].role", f"Message role {role!r} is not supported.")
+        elif kind == "function_call":
+            last = messages[-1] if messages else None
+            if last is None or last["role"] != "assistant" or thinking:
+                last = assistant()
+            call = {"function": {"name": item["name"], "arguments": parse_arguments(item.get("arguments"))}}
+            last.setdefault("tool_calls", []).append(call)
+        elif kind == "function_call_output":
+            output = item.get("output")
+            if isinstance(output, str):
+                text, images = output, []
+            elif isinstance(output, list):
+                text, images = _content(_parts(output), f"input[{i}].output")
+            else:
+                text, images = json.dumps(output), []
+            message = {"role": "tool", "content": text}
+            if names.get(item.get("call_id")):
+                message["tool_name"] = names[item.get("call_id")]
+            if images:
+                message["images"] = images
+            messages.append(message)
+        elif kind == "reasoning":
+            if (item.get("_meta") or {}).get("provider") == provider:
+                thinking += _reasoning_text(item)
+        else:
+            raise UnsupportedParameter(f"input[{i}]", f"Input item type {kind!r} is not supported by Ollama.")
+    return messages
+
+
+def _tools_enabled(choice: Any) -> bool:
+    """Whether tools are sent; ``required`` and forced functions cannot be honoured natively."""
+    if choice is None or choice == "auto":
+        return True
+    if choice == "none":
+        return False
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        return _tools_enabled(choice.get("mode") or "auto")
+    raise UnsupportedParameter(
+        "tool_choice", "Ollama cannot force tool calls; only tool_choice 'auto' and 'none' are supported."
+    )
+
+
+def build_ollama_request(
+    request: ModelRequest, *, stream: bool, provider: str = "", options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The whole ``/api/chat`` body for ``request``."""
+    options = options or {}
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": build_messages(request, provider=provider),
+        "stream": stream,
+    }
+    if _tools_enabled(request.tool_choice) and request.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool["name"],
+                    "description": tool.get("description") or "",
+                    "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+                },
+            }
+            for tool in request.tools
+        ]
+    runtime: dict[str, Any] = dict(options.get("model_options") or {})
+    if request.temperature is not None:
+        runtime["temperature"] = request.temperature
+    if request.top_p is not None:
+        runtime["top_p"] = request.top_p
+    if request.max_output_tokens is not None:
+        runtime["num_predict"] = request.max_output_tokens
+    if runtime:
+        body["options"] = runtime
+    fmt = request.text_format or {}
+    if fmt.get("type") == "json_schema":
+        body["format"] = fmt.get("schema") or {"type": "object"}
+    elif fmt.get("type") == "json_object":
+        body["format"] = "json"
+    elif fmt and fmt.get("type") != "text":
+        raise UnsupportedParameter("text.format", f"text.format type {fmt.get('type')!r} is not supported.")
+    effort = (request.reasoning or {}).get("effort")
+    if effort == "none":
+        body["think"] = False
+    elif effort:
+        level = _THINK_LEVELS.get(effort)
+        if level is None:
+            raise UnsupportedParameter(
+                "reasoning.effort", f"reasoning.effort {effort!r} is not supported by Ollama."
+            )
+        body["think"] = level if options.get("think_levels", True) else True
+    if options.get("keep_alive") is not None:
+        body["keep_alive"] = options["keep_alive"]
+    return body
+
+
+# --------------------------------------------------------------------------- response parsing
+
+
+async def drain(iterator: AsyncIterator[Any], seconds: float = 0.5) -> None:
+    """Read what follows the done line (briefly) so the connection can return to the pool."""
+    try:
+        async with asyncio.timeout(seconds):
+            async for _ in iterator:
+                pass
+    except (TimeoutError, UpstreamError):
+        pass
+
+
+def new_call_id() -> str:
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+class OllamaStreamParser:
+    """Turns parsed ``/api/chat`` objects (stream lines or the single non-stream body) into chunks."""
+
+    def __init__(self, *, provider: str = "provider", parallel_tool_calls: bool = True) -> None:
+        self.provider = provider
+        self.parallel_tool_calls = parallel_tool_calls
+        self.open: str | None = None  # "message" | "reasoning"
+        self.calls = 0
+        self.finished = False
+
+    def _close_open(self, out: list[Chunk]) -> None:
+        if self.open == "reasoning":
+            out.append(ReasoningDone())
+        elif self.open == "message":
+            out.append(ItemEnd())
+        self.open = None
+
+    def _switch(self, kind: str, out: list[Chunk]) -> None:
+        if self.open != kind:
+            self._close_open(out)
+            self.open = kind
+
+    def feed(self, data: dict[str, Any]) -> list[Chunk]:
+        """Chunks for one object; raises :class:`UpstreamError` for an ``{"error": …}`` line."""
+        if data.get("error"):
+            message = extract_error_message(json.dumps({"error": data["error"]}))
+            raise UpstreamError(f"Provider '{self.provider}' failed mid-stream: {message}", status=502)
+        out: list[Chunk] = []
+        message = data.get("message") or {}
+        thinking = message.get("thinking")
+        if thinking and isinstance(thinking, str):
+            self._switch("reasoning", out)
+            out.append(ReasoningDelta(thinking, kind="content"))
+        content = message.get("content")
+        if content and isinstance(content, str):
+            self._switch("message", out)
+            out.append(TextDelta(content))
+        for call in message.get("tool_calls") or ():
+            if self.calls and not self.parallel_tool_calls:
+                continue  # parallel_tool_calls=false: keep the first call only
+            fn = call.get("function") or {}
+            arguments = fn.get("arguments")
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments if arguments is not None else {})
+            self._close_open(out)
+            out.append(ToolCallStart(call.get("id") or new_call_id(), fn.get("name") or ""))
+            out.append(ToolCallDelta(arguments))
+            out.append(ItemEnd())
+            self.calls += 1
+        if data.get("done"):
+            reason = _DONE_REASONS.get(data.get("done_reason") or "stop", "stop")
+            if reason == "stop" and self.calls:
+                reason = "tool_calls"
+            if reason != "max_output_tokens":
+                self._close_open(out)  # a truncated item stays open: Finish closes it as incomplete
+            usage = UsageReport(
+                input_tokens=data.get("prompt_eval_count"), output_tokens=data.get("eval_count")
+            )
+            out.append(usage)
+            out.append(Finish(reason))
+            self.finished = True
+        return out
+
+    def close(self) -> None:
+        """Raises when the stream ended without its ``done: true`` line."""
+        if not self.finished:
+            raise UpstreamError(
+                f"The provider '{self.provider}' ended the stream before finishing.",
+                status=502,
+                code="upstream_disconnected",
+            )
+
+
+# --------------------------------------------------------------------------- adapter
+
+
+class OllamaAdapter(ProviderAdapter):
+    """``POST {base_url}/api/chat`` against a native Ollama server."""
+
+    family = "ollama"
+
+    def endpoint(self) -> str:
+        base = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        if base.endswith("/api"):
+            base = base[: -len("/api")]
+        return base + "/api/chat"
+
+    def request_headers(self) -> dict[str, str]:
+        extra = {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None
+        return self.headers(extra)
+
+    def _redact(self, error: UpstreamError) -> UpstreamError:
+        key = self.config.api_key
+        if key and key in error.message:
+            error.message = error.message.replace(key, "***")
+            error.args = (error.message,)
+        return error
+
+    def error_from_response(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
+        return self._redact(super().error_from_response(status, raw, headers))
+
+    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
+        """One ``/api/chat`` call, streamed (NDJSON) or not, as neutral chunks."""
+        name = self.config.name
+        body = build_ollama_request(request, stream=stream, provider=name, options=self.config.options)
+        parser = OllamaStreamParser(provider=name, parallel_tool_calls=request.parallel_tool_calls)
+        url, headers = self.endpoint(), self.request_headers()
+        if not stream:
+            data = await self.post_json(url, json_body=body, headers=headers)
+            if not isinstance(data, dict):
+                raise UpstreamError(f"The provider '{name}' sent an unexpected body.", status=502)
+            try:
+                chunks = parser.feed(data)
+                parser.close()
+            except UpstreamError as exc:
+                raise self._redact(exc) from None
+            for chunk in chunks:
+                yield chunk
+            return
+        response = await self.open_stream("POST", url, json_body=body, headers=headers)
+        try:
+            lines = self.iter_lines(response)
+            async for line in lines:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    data = json.loads(line)
+                except ValueError:
+                    raise UpstreamError(
+                        f"The provider '{name}' sent a line that is not JSON.", status=502
+                    ) from None
+                if not isinstance(data, dict):
+                    continue
+                try:
+                    chunks = parser.feed(data)
+                except UpstreamError as exc:
+                    raise self._redact(exc) from None
+                for chunk in chunks:
+                    yield chunk
+                if parser.finished:
+                    break
+            parser.close()
+            await drain(lines)
+        finally:
+            await response.aclose()

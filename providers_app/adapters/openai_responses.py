@@ -1,0 +1,223 @@
+"""OpenAI Responses API adapter: a near pass-through (``POST {base_url}/responses``).
+
+We keep the conversation state ourselves, so upstream calls are sent with ``store: false``
+and ask for ``reasoning.encrypted_content`` so reasoning round-trips statelessly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from .base import (
+    Chunk,
+    Finish,
+    ItemEnd,
+    ModelRequest,
+    ProviderAdapter,
+    ReasoningDelta,
+    ReasoningDone,
+    RefusalDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    UpstreamError,
+    UsageReport,
+)
+
+INPUT_KEYS = {
+    "message": ("type", "role", "content", "phase"),
+    "function_call": ("type", "call_id", "name", "arguments"),
+    "function_call_output": ("type", "call_id", "output"),
+}
+
+
+def build_request(request: ModelRequest, adapter: ProviderAdapter, *, stream: bool) -> dict[str, Any]:
+    """The upstream body for ``request``."""
+    body: dict[str, Any] = {"model": request.model, "input": [x for x in (map_item(i, adapter) for i in request.items) if x], "stream": stream, "store": False}
+    if request.instructions:
+        body["instructions"] = request.instructions
+    tools = [
+        {"type": "function", "name": t["name"], "description": t.get("description"), "parameters": t.get("parameters"), "strict": t.get("strict")}
+        for t in request.tools
+        if t.get("type") == "function"
+    ]
+    if tools:
+        body["tools"] = [{k: v for k, v in t.items() if v is not None} for t in tools]
+        body["tool_choice"] = request.tool_choice
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    for key in ("temperature", "top_p", "max_output_tokens"):
+        value = getattr(request, key)
+        if value is not None:
+            body[key] = value
+    if request.text_format and request.text_format.get("type") != "text":
+        body["text"] = {"format": {k: v for k, v in request.text_format.items() if v is not None}}
+    if request.reasoning:
+        body["reasoning"] = {k: v for k, v in request.reasoning.items() if v is not None}
+    include = set(request.include) | {"reasoning.encrypted_content"}
+    body["include"] = sorted(include)
+    for key in ("service_tier", "prompt_cache_key", "safety_identifier"):
+        if request.extra.get(key) is not None:
+            body[key] = request.extra[key]
+    return body
+
+
+def map_item(item: dict[str, Any], adapter: ProviderAdapter) -> dict[str, Any] | None:
+    kind = item.get("type")
+    if kind == "reasoning":
+        # Reasoning goes back only to the provider that made it, with its own id.
+        if not adapter.owns(item) or not item.get("encrypted_content"):
+            return None
+        meta = item["_meta"]
+        out = {"type": "reasoning", "summary": item.get("summary") or [], "encrypted_content": item["encrypted_content"]}
+        if meta.get("id"):
+            out["id"] = meta["id"]
+        return out
+    keys = INPUT_KEYS.get(kind)
+    if keys is None:
+        return None
+    out = {k: item[k] for k in keys if k in item}
+    if kind == "message" and out.get("role") == "assistant":
+        out["content"] = [
+            {"type": "output_text", "text": p.get("text", ""), "annotations": p.get("annotations") or []} if p.get("type") == "output_text" else p
+            for p in out["content"]
+        ]
+    return out
+
+
+def usage_chunk(usage: dict[str, Any] | None) -> UsageReport | None:
+    if not usage:
+        return None
+    return UsageReport(
+        input_tokens=usage.get("input_tokens"),
+        output_tokens=usage.get("output_tokens"),
+        cached_tokens=(usage.get("input_tokens_details") or {}).get("cached_tokens"),
+        reasoning_tokens=(usage.get("output_tokens_details") or {}).get("reasoning_tokens"),
+    )
+
+
+def finish_chunk(response: dict[str, Any], saw_tool_call: bool) -> Finish:
+    if response.get("status") == "incomplete":
+        reason = (response.get("incomplete_details") or {}).get("reason")
+        return Finish("content_filter" if reason == "content_filter" else "max_output_tokens")
+    return Finish("tool_calls" if saw_tool_call else "stop")
+
+
+def failure(response_or_error: dict[str, Any], name: str) -> UpstreamError:
+    error = response_or_error.get("error") or {}
+    if not isinstance(error, dict):
+        error = {"message": str(error)}
+    message = error.get("message") or "the provider reported a failure"
+    code = error.get("code") or "upstream_error"
+    status = 429 if code in {"rate_limit_exceeded", "insufficient_quota"} else 502
+    return UpstreamError(f"Provider '{name}' failed: {message}", status=status, code=str(code), error_type="too_many_requests" if status == 429 else "server_error")
+
+
+def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]:
+    """Chunks of a whole (non-streamed) Responses object."""
+    if response.get("status") == "failed":
+        raise failure(response, name)
+    saw_tool_call = False
+    for item in response.get("output") or []:
+        kind = item.get("type")
+        if kind == "message":
+            for part in item.get("content") or []:
+                if part.get("type") == "output_text":
+                    yield TextDelta(part.get("text", ""))
+                elif part.get("type") == "refusal":
+                    yield RefusalDelta(part.get("refusal", ""))
+            yield ItemEnd({"id": item.get("id")})
+        elif kind == "reasoning":
+            for index, part in enumerate(item.get("summary") or []):
+                yield ReasoningDelta(part.get("text", ""), "summary", index)
+            for part in item.get("content") or []:
+                yield ReasoningDelta(part.get("text", ""), "content")
+            yield ReasoningDone(item.get("encrypted_content"), {"id": item.get("id")})
+        elif kind == "function_call":
+            saw_tool_call = True
+            yield ToolCallStart(item.get("call_id", ""), item.get("name", ""), {"id": item.get("id")})
+            yield ToolCallDelta(item.get("arguments", ""))
+            yield ItemEnd()
+    usage = usage_chunk(response.get("usage"))
+    if usage is not None:
+        yield usage
+    yield finish_chunk(response, saw_tool_call)
+
+
+class StreamTranslator:
+    """Turns Responses stream events into chunks (one instance per upstream call)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.saw_tool_call = False
+        self.finished = False
+
+    def translate(self, event: dict[str, Any]) -> Iterator[Chunk]:
+        kind = event.get("type")
+        if kind == "response.output_text.delta":
+            yield TextDelta(event.get("delta", ""))
+        elif kind == "response.function_call_arguments.delta":
+            yield ToolCallDelta(event.get("delta", ""))
+        elif kind == "response.output_item.added":
+            item = event.get("item") or {}
+            if item.get("type") == "function_call":
+                self.saw_tool_call = True
+                yield ToolCallStart(item.get("call_id", ""), item.get("name", ""), {"id": item.get("id")})
+        elif kind == "response.output_item.done":
+            item = event.get("item") or {}
+            if item.get("type") == "reasoning":
+                yield ReasoningDone(item.get("encrypted_content"), {"id": item.get("id")})
+            elif item.get("type") == "function_call":
+                yield ItemEnd()
+            elif item.get("type") == "message":
+                yield ItemEnd({"id": item.get("id")})
+        elif kind == "response.reasoning_summary_text.delta":
+            yield ReasoningDelta(event.get("delta", ""), "summary", event.get("summary_index", 0))
+        elif kind in {"response.reasoning_text.delta", "response.reasoning.delta"}:
+            yield ReasoningDelta(event.get("delta", ""), "content")
+        elif kind == "response.refusal.delta":
+            yield RefusalDelta(event.get("delta", ""))
+        elif kind in {"response.completed", "response.incomplete"}:
+            response = event.get("response") or {}
+            usage = usage_chunk(response.get("usage"))
+            if usage is not None:
+                yield usage
+            self.finished = True
+            yield finish_chunk(response, self.saw_tool_call)
+        elif kind == "response.failed":
+            raise failure(event.get("response") or {}, self.name)
+        elif kind == "error":
+            raise failure(event if "error" in event else {"error": event}, self.name)
+
+
+class OpenAIResponsesAdapter(ProviderAdapter):
+    family = "openai"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+
+    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
+        body = build_request(request, self, stream=stream)
+        headers = self.headers(self.auth_headers())
+        if not stream:
+            data = await self.post_json(self.url("responses"), json_body=body, headers=headers)
+            for chunk in chunks_from_response(data, self.config.name):
+                yield chunk
+            return
+        response = await self.open_stream("POST", self.url("responses"), json_body=body, headers=headers)
+        translator = StreamTranslator(self.config.name)
+        try:
+            async for _event, data in self.iter_sse(response):
+                if data == "[DONE]":
+                    break
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    raise UpstreamError(f"Provider '{self.config.name}' sent an event that is not JSON.", status=502) from None
+                for chunk in translator.translate(event):
+                    yield chunk
+        finally:
+            await response.aclose()
+        if not translator.finished:
+            raise UpstreamError(f"Provider '{self.config.name}' ended the stream before the response completed.", status=502, code="upstream_disconnected")

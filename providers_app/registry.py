@@ -1,0 +1,268 @@
+"""Provider configurations and adapter instances: built-in defaults, config file, database.
+
+Read like Django's ``get_hashers()``: adapter classes are named by family or dotted path,
+imported lazily, instances cached, and everything reset when settings or stored rows change.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from .adapters.base import ProviderAdapter, ProviderConfig
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_ADAPTERS = {
+    "openai": "providers_app.adapters.openai_responses.OpenAIResponsesAdapter",
+    "openai_chat": "providers_app.adapters.openai_chat.OpenAIChatAdapter",
+    "anthropic": "providers_app.adapters.anthropic.AnthropicAdapter",
+    "zai": "providers_app.adapters.anthropic.AnthropicAdapter",
+    "gemini": "providers_app.adapters.gemini.GeminiAdapter",
+    "ollama": "providers_app.adapters.ollama.OllamaAdapter",
+    "mock": "providers_app.adapters.mock.MockAdapter",
+}
+
+DEFAULT_ROUTES = [
+    ("mock-*", "mock"), ("mock", "mock"),
+    ("gpt-*", "openai"), ("o1*", "openai"), ("o3*", "openai"), ("o4*", "openai"), ("chatgpt-*", "openai"),
+    ("claude-*", "anthropic"),
+    ("gemini-*", "gemini"),
+    ("llama*", "ollama"), ("mistral*", "ollama"), ("phi*", "ollama"), ("qwen*", "ollama"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a requested model goes."""
+
+    provider: str
+    upstream_model: str
+    pattern: str
+    source: str  # "database", "config file", "default"
+
+
+class ConfigError(Exception):
+    """The config file (or a provider definition) is invalid."""
+
+
+def adapter_class(name: str) -> type[ProviderAdapter]:
+    path = BUILTIN_ADAPTERS.get(name, name)
+    try:
+        cls = import_string(path)
+    except ImportError as exc:
+        raise ConfigError(f"Adapter {name!r} could not be imported: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, ProviderAdapter)):
+        raise ConfigError(f"Adapter {name!r} is not a subclass of ProviderAdapter")
+    return cls
+
+
+def default_provider_configs() -> dict[str, ProviderConfig]:
+    env = os.environ
+    return {
+        "openai": ProviderConfig("openai", "openai", env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"), env.get("OPENAI_API_KEY", "")),
+        "anthropic": ProviderConfig("anthropic", "anthropic", env.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com/v1"), env.get("ANTHROPIC_API_KEY", "")),
+        "gemini": ProviderConfig("gemini", "gemini", env.get("GEMINI_BASE_URL", "https://generativelanguage.googleapis.com/v1beta"), env.get("GEMINI_API_KEY", "")),
+        "ollama": ProviderConfig("ollama", "ollama", env.get("OLLAMA_BASE_URL", "http://localhost:11434"), env.get("OLLAMA_API_KEY", "")),
+        "mock": ProviderConfig("mock", "mock"),
+    }
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Parse the declarative config file (JSON; YAML when PyYAML is installed)."""
+    text = Path(path).read_text()
+    if path.endswith((".yaml", ".yml")):
+        try:
+            import yaml  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise ConfigError("YAML config files need PyYAML installed") from exc
+        data = yaml.safe_load(text) or {}
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"Config file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold an object")
+    return data
+
+
+def provider_from_dict(entry: dict[str, Any], source: str) -> ProviderConfig:
+    try:
+        name = entry["name"]
+        adapter = entry.get("adapter", name)
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{source}: every provider needs a 'name'") from exc
+    key = entry.get("api_key") or ""
+    if entry.get("api_key_env"):
+        key = os.environ.get(entry["api_key_env"], "")
+    timeouts = entry.get("timeouts") or {}
+    return ProviderConfig(
+        name=name,
+        adapter=adapter,
+        base_url=entry.get("base_url") or default_provider_configs().get(adapter, ProviderConfig(name, adapter)).base_url,
+        api_key=key,
+        headers=dict(entry.get("headers") or {}),
+        connect_timeout=float(timeouts.get("connect", entry.get("connect_timeout", 10.0))),
+        first_byte_timeout=float(timeouts.get("first_byte", entry.get("first_byte_timeout", 120.0))),
+        idle_timeout=float(timeouts.get("idle", entry.get("idle_timeout", 120.0))),
+        max_retries=int(entry.get("max_retries", 2)),
+        options=dict(entry.get("options") or {}),
+    )
+
+
+class _Registry:
+    """Cached view of all providers and routes; ``reset()`` after any configuration change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state: tuple[dict[str, ProviderConfig], list[Route], dict[str, str]] | None = None
+        self._adapters: dict[str, ProviderAdapter] = {}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._state = None
+            self._adapters = {}
+
+    def _load(self) -> tuple[dict[str, ProviderConfig], list[Route], dict[str, str]]:
+        from responses_app.conf import openresponses_settings
+
+        providers = default_provider_configs()
+        sources = {name: "default" for name in providers}
+        routes: list[Route] = []
+        config_path = openresponses_settings.CONFIG_FILE
+        file_routes: list[Route] = []
+        if config_path:
+            data = load_config_file(config_path)
+            for entry in data.get("providers") or []:
+                config = provider_from_dict(entry, f"config file {config_path}")
+                providers[config.name] = config
+                sources[config.name] = "config file"
+            for entry in data.get("routes") or []:
+                if entry.get("provider") not in providers:
+                    raise ConfigError(f"Route {entry.get('pattern')!r} names an unknown provider {entry.get('provider')!r}")
+                file_routes.append(Route(entry["provider"], entry.get("model") or "", entry["pattern"], "config file"))
+        db_routes = self._database(providers, sources)
+        routes = db_routes + file_routes + [Route(p, "", pat, "default") for pat, p in DEFAULT_ROUTES]
+        return providers, routes, sources
+
+    def _database(self, providers: dict[str, ProviderConfig], sources: dict[str, str]) -> list[Route]:
+        from django.db import DatabaseError
+
+        from .models import Provider, RoutingRule
+
+        try:
+            for row in Provider.objects.filter(enabled=True):
+                providers[row.name] = provider_config_from_row(row)
+                sources[row.name] = "database"
+            rules = list(RoutingRule.objects.filter(enabled=True).select_related("provider"))
+        except DatabaseError:
+            return []
+        routes = []
+        for rule in rules:
+            target = rule.target_name
+            if rule.provider_id and not rule.provider.enabled:
+                continue
+            routes.append(Route(target, rule.upstream_model, rule.pattern, "database"))
+        return routes
+
+    def state(self) -> tuple[dict[str, ProviderConfig], list[Route], dict[str, str]]:
+        state = self._state
+        if state is None:
+            with self._lock:
+                if self._state is None:
+                    self._state = self._load()
+                state = self._state
+        return state
+
+    def adapter(self, provider: str) -> ProviderAdapter:
+        adapter = self._adapters.get(provider)
+        if adapter is None:
+            providers = self.state()[0]
+            if provider not in providers:
+                raise ConfigError(f"Unknown provider {provider!r}")
+            config = providers[provider]
+            adapter = adapter_class(config.adapter)(config)
+            self._adapters[provider] = adapter
+        return adapter
+
+
+registry = _Registry()
+
+
+def provider_config_from_row(row: Any) -> ProviderConfig:
+    from .secrets import provider_key
+
+    return ProviderConfig(
+        name=row.name,
+        adapter=row.adapter,
+        base_url=row.base_url or default_provider_configs().get(row.adapter, ProviderConfig(row.name, row.adapter)).base_url,
+        api_key=provider_key(row),
+        headers=dict(row.headers or {}),
+        connect_timeout=row.connect_timeout,
+        first_byte_timeout=row.first_byte_timeout,
+        idle_timeout=row.idle_timeout,
+        max_retries=row.max_retries,
+        options=dict(row.options or {}),
+    )
+
+
+def route_for_model(model: str) -> Route | None:
+    """The first route whose pattern matches ``model`` (database, then config file, then defaults)."""
+    for route in registry.state()[1]:
+        if _matches(route.pattern, model):
+            return Route(route.provider, route.upstream_model or model, route.pattern, route.source)
+    return None
+
+
+@lru_cache(maxsize=512)
+def _compiled(pattern: str) -> Any:
+    import re
+
+    return re.compile(fnmatch.translate(pattern))
+
+
+def _matches(pattern: str, model: str) -> bool:
+    return _compiled(pattern).match(model) is not None
+
+
+async def aroute_for_model(model: str) -> Route | None:
+    """:func:`route_for_model` from async code (loads the configuration off the event loop once)."""
+    if registry._state is None:
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(registry.state)()
+    return route_for_model(model)
+
+
+def get_adapter(provider: str) -> ProviderAdapter:
+    return registry.adapter(provider)
+
+
+def provider_configs() -> dict[str, ProviderConfig]:
+    return registry.state()[0]
+
+
+def provider_sources() -> dict[str, str]:
+    return registry.state()[2]
+
+
+def all_routes() -> list[Route]:
+    return list(registry.state()[1])
+
+
+@receiver(setting_changed)
+def _reset_on_setting_change(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"OPENRESPONSES"}:
+        registry.reset()

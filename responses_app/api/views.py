@@ -1,0 +1,236 @@
+"""Thin HTTP views for the Responses API: parse, call services, shape the answer."""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from providers_app.registry import aroute_for_model
+
+from .. import selectors, services
+from ..auth import ClientIdentity, authenticate
+from ..conf import openresponses_settings
+from ..errors import ApiError, invalid
+from ..events.bus import get_bus
+from ..events.reader import follow
+from ..loop.activity import cancel_everywhere_local
+from ..loop.dispatch import dispatch_response
+from ..loop.tools import hosted_tools
+from ..resource import build_resource
+from .streaming import sse_response, sse_stream, terminal_response
+from .validation import parse_json_body, validate_create
+
+logger = logging.getLogger(__name__)
+FIRST_EVENT_WAIT = 2.0
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+    response = HttpResponse(json.dumps(data, ensure_ascii=False, separators=(",", ":")), status=status, content_type="application/json")
+    for key, value in (headers or {}).items():
+        response[key] = value
+    return response
+
+
+def api_view(methods: set[str]) -> Callable[[Callable[..., Awaitable[HttpResponse]]], Callable[..., Awaitable[HttpResponse]]]:
+    """Errors in the spec's shape for everything (never an HTML page), and method checks."""
+
+    def decorate(view: Callable[..., Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
+        @csrf_exempt
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                return ApiError(405, f"Method {request.method} is not allowed here.", code="method_not_allowed", headers={"Allow": ", ".join(sorted(methods))}).to_response()
+            try:
+                return await view(request, *args, **kwargs)
+            except ApiError as exc:
+                return exc.to_response()
+            except RequestDataTooBig:
+                return ApiError(413, "The request body is too large.", code="request_too_large").to_response()
+            except Exception:
+                logger.exception("unhandled error in %s", view.__name__)
+                return ApiError(500, "The server failed to handle the request.", code="server_error").to_response()
+
+        wrapper.csrf_exempt = True  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+async def identify(request: HttpRequest) -> ClientIdentity:
+    return await sync_to_async(authenticate)(request)
+
+
+def _check_model_allowed(identity: ClientIdentity, model: str) -> None:
+    if identity.allowed_models and not any(fnmatch.fnmatchcase(model, p) for p in identity.allowed_models):
+        raise ApiError(403, f"This API key may not use the model '{model}'.", param="model", code="model_not_allowed", error_type="permission_error")
+
+
+def _upstream_error(resource: dict[str, Any], stored_error: dict[str, Any] | None) -> ApiError | None:
+    """An HTTP error for a response that failed before producing anything (upstream down, 429…)."""
+    if resource.get("status") != "failed" or resource.get("output") or not stored_error:
+        return None
+    status = int(stored_error.get("status") or 500)
+    headers = {}
+    if status == 429:
+        headers["Retry-After"] = str(max(1, round(stored_error.get("retry_after") or 1)))
+    return ApiError(status, stored_error.get("message") or "The provider failed.", param=stored_error.get("param"), code=stored_error.get("code"), error_type=stored_error.get("type"), headers=headers)
+
+
+@api_view({"POST"})
+async def create_response(request: HttpRequest) -> HttpResponse:
+    started = time.perf_counter()
+    identity = await identify(request)
+    body = parse_json_body(request.body)
+    create = validate_create(body, hosted_tool_names=frozenset(hosted_tools()))
+    route = await aroute_for_model(create.model)
+    if route is None:
+        raise ApiError(404, f"The model '{create.model}' does not exist or no provider serves it.", param="model", code="model_not_found")
+    _check_model_allowed(identity, create.model)
+    parsed = time.perf_counter()
+    response = await sync_to_async(services.response_create)(request=create, owner=identity.owner, route=route)
+    stored = time.perf_counter()
+    timing = f"parse;dur={(parsed - started) * 1000:.2f}, db;dur={(stored - parsed) * 1000:.2f}"
+
+    if create.background:
+        await dispatch_response(response.id)
+        return json_response(build_resource(response, []), headers={"Server-Timing": timing})
+
+    bus = get_bus()
+    subscription = await bus.subscribe(response.id)
+    try:
+        await dispatch_response(response.id)
+    except Exception:
+        await subscription.close()
+        raise
+    if create.stream:
+        return await _stream_new(response.id, subscription, timing, identity)
+    try:
+        async for batch in follow(response.id, subscription, catch_up=False, keepalive=float(openresponses_settings.KEEPALIVE_SECONDS)):
+            resource = terminal_response(batch)
+            if resource is not None:
+                break
+        else:
+            resource = await sync_to_async(lambda: selectors.response_resource(response=selectors.response_get(response_id=response.id, owner=None)))()
+    finally:
+        await subscription.close()
+    if resource.get("status") == "failed":
+        stored_error = await sync_to_async(lambda: type(response).objects.filter(id=response.id).values_list("error", flat=True).first())()
+        error = _upstream_error(resource, stored_error)
+        if error is not None:
+            raise error
+    return json_response(resource, headers={"Server-Timing": timing})
+
+
+async def _stream_new(response_id: str, subscription: Any, timing: str, identity: ClientIdentity) -> HttpResponse:
+    """Wait briefly for the first output so an upstream refusal (429, 5xx) can still be an HTTP error."""
+    prefetched = []
+    deadline = time.monotonic() + FIRST_EVENT_WAIT
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        batch = await subscription.get(remaining)
+        if batch is None:
+            break
+        prefetched.append(batch)
+        types = {event_type for _, event_type, _ in batch}
+        if types - {"response.created", "response.in_progress"}:
+            break
+    terminal = terminal_response(prefetched[-1]) if prefetched else None
+    if terminal is not None and terminal.get("status") == "failed":
+        from ..models import Response
+
+        stored_error = await sync_to_async(lambda: Response.objects.filter(id=response_id).values_list("error", flat=True).first())()
+        error = _upstream_error(terminal, stored_error)
+        if error is not None:
+            await subscription.close()
+            raise error
+    on_disconnect = None
+    if openresponses_settings.DISCONNECT_CANCELS:
+        async def on_disconnect() -> None:
+            await _cancel(response_id, identity.owner)
+    last = -1
+    if prefetched:
+        last = prefetched[-1][-1][0]
+    iterator = sse_stream(response_id, subscription, after=last, catch_up=False, prefetched=prefetched, on_disconnect=on_disconnect)
+    response = sse_response(iterator)
+    response["Server-Timing"] = timing
+    return response
+
+
+async def _cancel(response_id: str, owner: str | None) -> dict[str, Any]:
+    def work() -> dict[str, Any]:
+        response = selectors.response_get(response_id=response_id, owner=owner)
+        cancelled = services.response_cancel(response=response)
+        return selectors.response_resource(response=cancelled)
+
+    resource = await sync_to_async(work)()
+    cancel_everywhere_local(response_id)
+    return resource
+
+
+@api_view({"GET", "DELETE"})
+async def response_detail(request: HttpRequest, response_id: str) -> HttpResponse:
+    identity = await identify(request)
+    if request.method == "DELETE":
+        def delete() -> None:
+            response = selectors.response_get(response_id=response_id, owner=identity.owner)
+            services.response_delete(response=response)
+
+        await sync_to_async(delete)()
+        return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+    response = await sync_to_async(selectors.response_get)(response_id=response_id, owner=identity.owner)
+    if request.GET.get("stream") in {"true", "1"}:
+        raw_after = request.GET.get("starting_after", "-1")
+        try:
+            after = int(raw_after)
+        except ValueError:
+            raise invalid(f"Invalid 'starting_after': {raw_after!r} is not an integer.", "starting_after") from None
+        subscription = await get_bus().subscribe(response.id)
+        return sse_response(sse_stream(response.id, subscription, after=after, catch_up=True))
+    resource = await sync_to_async(selectors.response_resource)(response=response)
+    return json_response(resource)
+
+
+@api_view({"POST"})
+async def cancel_response(request: HttpRequest, response_id: str) -> HttpResponse:
+    identity = await identify(request)
+    resource = await _cancel(response_id, identity.owner)
+    return json_response(resource)
+
+
+@api_view({"GET"})
+async def list_input_items(request: HttpRequest, response_id: str) -> HttpResponse:
+    identity = await identify(request)
+    try:
+        limit = int(request.GET.get("limit", "20"))
+    except ValueError:
+        raise invalid("Invalid 'limit': expected an integer between 1 and 100.", "limit") from None
+    if not 1 <= limit <= 100:
+        raise invalid("Invalid 'limit': expected an integer between 1 and 100.", "limit")
+    order = request.GET.get("order", "desc")
+    if order not in {"asc", "desc"}:
+        raise invalid("Invalid 'order': expected 'asc' or 'desc'.", "order")
+    after = request.GET.get("after") or None
+
+    def page() -> dict[str, Any]:
+        response = selectors.response_get(response_id=response_id, owner=identity.owner)
+        return selectors.response_input_items_page(response=response, after=after, limit=limit, order=order)
+
+    return json_response(await sync_to_async(page)())
+
+
+async def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    return ApiError(404, f"No route for {request.method} {request.path}.", code="not_found").to_response()
+
+

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class ResponsesAppConfig(AppConfig):
+    name = "responses_app"
+    verbose_name = "Responses"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import conf  # noqa: F401 - connects the setting_changed receiver

@@ -1,0 +1,78 @@
+"""OpenResponses settings: one ``OPENRESPONSES`` dict with defaults, read lazily, reset on change."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+DEFAULTS: dict[str, Any] = {
+    # How loops are run: "inline" (in the serving process) or "celery" (worker processes).
+    "DISPATCH": "inline",
+    # Comma-separated client keys accepted in ``Authorization: Bearer``; also OPENRESPONSES_API_KEYS.
+    "API_KEYS": None,
+    # Dotted path of the authentication hook: ``callable(request) -> ClientIdentity | None``.
+    "AUTHENTICATE": "responses_app.auth.authenticate_default",
+    # Path of the declarative config file (JSON or YAML); also OPENRESPONSES_CONFIG.
+    "CONFIG_FILE": "",
+    # Dotted paths of hosted tools: plain functions with type hints and a docstring.
+    "HOSTED_TOOLS": [],
+    # Dotted paths of loop middleware classes with before_sample / after_sample hooks.
+    "MIDDLEWARE": [],
+    # The loop stops with ``incomplete`` after this many samples.
+    "MAX_LOOP_ITERATIONS": 10,
+    # Seconds a hosted tool may run before its call is answered with a timeout error.
+    "TOOL_TIMEOUT": 30.0,
+    # Seconds between SSE keep-alive comments while the upstream is silent.
+    "KEEPALIVE_SECONDS": 15.0,
+    # When True a client dropping a non-background stream cancels the response.
+    "DISCONNECT_CANCELS": False,
+    # Seconds over which events are coalesced into one persist-and-publish batch under load.
+    "EVENT_FLUSH_INTERVAL": 0.02,
+    # Seconds without a heartbeat after which an unfinished response counts as orphaned.
+    "ORPHAN_AFTER_SECONDS": 30.0,
+    # Seconds between loop heartbeats.
+    "HEARTBEAT_SECONDS": 5.0,
+    # Seconds the built-in ``mock`` provider waits between tokens (demos and benchmarks).
+    "MOCK_TOKEN_DELAY": 0.0,
+}
+
+ENV_FALLBACKS = {"API_KEYS": "OPENRESPONSES_API_KEYS", "CONFIG_FILE": "OPENRESPONSES_CONFIG"}
+IMPORT_STRINGS = {"AUTHENTICATE"}
+
+
+class OpenResponsesSettings:
+    """Attribute access to the merged settings; values are read on first use, not at import."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in DEFAULTS:
+            raise AttributeError(name)
+        if name not in self._cache:
+            from django.conf import settings
+
+            user = getattr(settings, "OPENRESPONSES", {}) or {}
+            value = user.get(name, DEFAULTS[name])
+            if (value is None or value == "") and name in ENV_FALLBACKS:
+                value = os.environ.get(ENV_FALLBACKS[name], DEFAULTS[name])
+            if name in IMPORT_STRINGS and isinstance(value, str):
+                value = import_string(value)
+            self._cache[name] = value
+        return self._cache[name]
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+openresponses_settings = OpenResponsesSettings()
+
+
+@receiver(setting_changed)
+def _reload_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == "OPENRESPONSES":
+        openresponses_settings.reload()

@@ -1,0 +1,331 @@
+"""The one emitter: neutral chunks in, spec events out, in the spec's order.
+
+It owns item ids, ``output_index``, ``sequence_number`` and the item lifecycle, so every
+provider gets event order right at once. Each event is serialised exactly once; the sink
+receives ``(sequence_number, type, json)`` and decides when to persist and publish.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Protocol
+
+from providers_app.adapters.base import (
+    Chunk,
+    Finish,
+    ItemEnd,
+    ReasoningDelta,
+    ReasoningDone,
+    RefusalDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    UsageReport,
+)
+
+from ..ids import function_call_id, message_id, reasoning_id
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def dumps(value: Any) -> str:
+    return _dumps(value)
+
+
+class Sink(Protocol):
+    def add(self, sequence_number: int, event_type: str, payload: str) -> None: ...
+
+
+def empty_usage() -> dict[str, Any]:
+    return {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
+
+
+def add_usage(total: dict[str, Any], report: dict[str, int]) -> None:
+    total["input_tokens"] += report.get("input_tokens", 0)
+    total["output_tokens"] += report.get("output_tokens", 0)
+    total["input_tokens_details"]["cached_tokens"] += report.get("cached_tokens", 0)
+    total["output_tokens_details"]["reasoning_tokens"] += report.get("reasoning_tokens", 0)
+    total["total_tokens"] = total["input_tokens"] + total["output_tokens"]
+
+
+class _OpenItem:
+    __slots__ = ("item", "index", "kind", "part_kind", "part_index", "buffer", "summary_index", "meta")
+
+    def __init__(self, item: dict[str, Any], index: int, kind: str) -> None:
+        self.item = item
+        self.index = index
+        self.kind = kind
+        self.part_kind: str | None = None
+        self.part_index = -1
+        self.buffer: list[str] = []
+        self.summary_index = -1
+        self.meta: dict[str, Any] = {}
+
+
+class ResponseEmitter:
+    """Builds the event stream of one response. ``resource`` is its live ResponseResource dict."""
+
+    def __init__(self, resource: dict[str, Any], sink: Sink, *, sequence_start: int = 0, provider: str = "") -> None:
+        self.resource = resource
+        self.output: list[dict[str, Any]] = resource["output"]
+        self.sink = sink
+        self.seq = sequence_start
+        self.provider = provider
+        self.open: _OpenItem | None = None
+        self.item_meta: dict[str, dict[str, Any]] = {}
+        self.usage = resource.get("usage") or empty_usage()
+        self.sample_usage: dict[str, int] = {}
+        self.finish_reason: str | None = None
+        self.first_output_at: float | None = None
+        self.sample_items: list[dict[str, Any]] = []
+
+    # ---- low level
+
+    def _add(self, event_type: str, payload: str) -> None:
+        self.sink.add(self.seq, event_type, payload)
+        self.seq += 1
+
+    def emit(self, event_type: str, body: dict[str, Any]) -> None:
+        event = {"type": event_type, "sequence_number": self.seq}
+        event.update(body)
+        self._add(event_type, _dumps(event))
+
+    def emit_lifecycle(self, event_type: str) -> None:
+        self.emit(event_type, {"response": self.resource})
+
+    # ---- chunks
+
+    def start_sample(self) -> None:
+        self.sample_usage = {}
+        self.finish_reason = None
+        self.sample_items = []
+
+    def feed(self, chunk: Chunk) -> None:
+        kind = type(chunk)
+        if kind is TextDelta:
+            self._delta("output_text", chunk.text)
+        elif kind is ToolCallDelta:
+            self._arguments_delta(chunk.arguments)
+        elif kind is ReasoningDelta:
+            self._reasoning_delta(chunk)
+        elif kind is RefusalDelta:
+            self._delta("refusal", chunk.text)
+        elif kind is ToolCallStart:
+            self.close_item()
+            self._open_function_call(chunk)
+        elif kind is ReasoningDone:
+            if self.open is None or self.open.kind != "reasoning":
+                self.close_item()
+                self._open_reasoning()
+            assert self.open is not None
+            if chunk.encrypted_content is not None:
+                self.open.item["encrypted_content"] = chunk.encrypted_content
+            if chunk.provider_data:
+                self.open.meta.update(chunk.provider_data)
+            self.close_item()
+        elif kind is ItemEnd:
+            if self.open is not None and chunk.provider_data:
+                self.open.meta.update(chunk.provider_data)
+            self.close_item()
+        elif kind is UsageReport:
+            for field in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
+                value = getattr(chunk, field)
+                if value is not None:
+                    self.sample_usage[field] = value
+        elif kind is Finish:
+            self.finish_reason = chunk.reason
+            self.close_item(status="incomplete" if chunk.reason == "max_output_tokens" else "completed")
+
+    def end_sample(self) -> None:
+        """Close anything left open and add this sample's usage to the total."""
+        self.close_item()
+        add_usage(self.usage, self.sample_usage)
+        self.sample_usage = {}
+
+    # ---- messages
+
+    def _mark_output(self) -> None:
+        if self.first_output_at is None:
+            self.first_output_at = time.time()
+
+    def _delta(self, part_kind: str, text: str) -> None:
+        if not text:
+            return
+        item = self.open
+        if item is None or item.kind != "message":
+            self.close_item()
+            item = self._open_message()
+        if item.part_kind != part_kind:
+            self._close_part(item)
+            self._open_part(item, part_kind)
+        item.buffer.append(text)
+        self._mark_output()
+        if part_kind == "output_text":
+            self._add(
+                "response.output_text.delta",
+                '{"type":"response.output_text.delta","sequence_number":%d,"item_id":"%s","output_index":%d,"content_index":%d,"delta":%s,"logprobs":[]}'
+                % (self.seq, item.item["id"], item.index, item.part_index, _dumps(text)),
+            )
+        else:
+            self.emit("response.refusal.delta", {"item_id": item.item["id"], "output_index": item.index, "content_index": item.part_index, "delta": text})
+
+    def _open_message(self) -> _OpenItem:
+        item = {"id": message_id(), "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+        return self._open(item, "message")
+
+    def _open(self, item: dict[str, Any], kind: str) -> _OpenItem:
+        opened = _OpenItem(item, len(self.output), kind)
+        self.open = opened
+        self.emit("response.output_item.added", {"output_index": opened.index, "item": item})
+        return opened
+
+    def _open_part(self, item: _OpenItem, part_kind: str) -> None:
+        item.part_kind = part_kind
+        item.part_index += 1
+        item.buffer = []
+        if part_kind == "reasoning_text":
+            part: dict[str, Any] = {"type": "reasoning_text", "text": ""}
+        elif part_kind == "refusal":
+            part = {"type": "refusal", "refusal": ""}
+        else:
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        self.emit("response.content_part.added", {"item_id": item.item["id"], "output_index": item.index, "content_index": item.part_index, "part": part})
+
+    def _close_part(self, item: _OpenItem) -> None:
+        kind = item.part_kind
+        if kind is None:
+            return
+        text = "".join(item.buffer)
+        base = {"item_id": item.item["id"], "output_index": item.index}
+        if kind == "summary_text":
+            self.emit("response.reasoning_summary_text.done", {**base, "summary_index": item.summary_index, "text": text})
+            part = {"type": "summary_text", "text": text}
+            self.emit("response.reasoning_summary_part.done", {**base, "summary_index": item.summary_index, "part": part})
+            item.item["summary"].append(part)
+        elif kind == "reasoning_text":
+            self.emit("response.reasoning.done", {**base, "content_index": item.part_index, "text": text})
+            part = {"type": "reasoning_text", "text": text}
+            self.emit("response.content_part.done", {**base, "content_index": item.part_index, "part": part})
+            item.item.setdefault("content", []).append(part)
+        elif kind == "refusal":
+            self.emit("response.refusal.done", {**base, "content_index": item.part_index, "refusal": text})
+            part = {"type": "refusal", "refusal": text}
+            self.emit("response.content_part.done", {**base, "content_index": item.part_index, "part": part})
+            item.item["content"].append(part)
+        else:
+            self.emit("response.output_text.done", {**base, "content_index": item.part_index, "text": text, "logprobs": []})
+            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            self.emit("response.content_part.done", {**base, "content_index": item.part_index, "part": part})
+            item.item["content"].append(part)
+        item.part_kind = None
+        item.buffer = []
+
+    # ---- reasoning
+
+    def _open_reasoning(self) -> _OpenItem:
+        return self._open({"id": reasoning_id(), "type": "reasoning", "summary": []}, "reasoning")
+
+    def _reasoning_delta(self, chunk: ReasoningDelta) -> None:
+        if not chunk.text:
+            return
+        item = self.open
+        if item is None or item.kind != "reasoning":
+            self.close_item()
+            item = self._open_reasoning()
+        base = {"item_id": item.item["id"], "output_index": item.index}
+        if chunk.kind == "summary":
+            if item.part_kind != "summary_text" or chunk.summary_index > item.summary_index:
+                self._close_part(item)
+                item.part_kind = "summary_text"
+                item.summary_index += 1
+                item.buffer = []
+                self.emit("response.reasoning_summary_part.added", {**base, "summary_index": item.summary_index, "part": {"type": "summary_text", "text": ""}})
+            item.buffer.append(chunk.text)
+            self.emit("response.reasoning_summary_text.delta", {**base, "summary_index": item.summary_index, "delta": chunk.text})
+        else:
+            if item.part_kind != "reasoning_text":
+                self._close_part(item)
+                self._open_part(item, "reasoning_text")
+            item.buffer.append(chunk.text)
+            self.emit("response.reasoning.delta", {**base, "content_index": item.part_index, "delta": chunk.text})
+
+    # ---- function calls
+
+    def _open_function_call(self, chunk: ToolCallStart) -> None:
+        item = {"id": function_call_id(), "type": "function_call", "status": "in_progress", "call_id": chunk.call_id, "name": chunk.name, "arguments": ""}
+        opened = self._open(item, "function_call")
+        if chunk.provider_data:
+            opened.meta.update(chunk.provider_data)
+        self._mark_output()
+
+    def _arguments_delta(self, delta: str) -> None:
+        item = self.open
+        if item is None or item.kind != "function_call" or not delta:
+            return
+        item.buffer.append(delta)
+        self._add(
+            "response.function_call_arguments.delta",
+            '{"type":"response.function_call_arguments.delta","sequence_number":%d,"item_id":"%s","output_index":%d,"delta":%s}'
+            % (self.seq, item.item["id"], item.index, _dumps(delta)),
+        )
+
+    # ---- closing
+
+    def close_item(self, status: str = "completed") -> None:
+        item = self.open
+        if item is None:
+            return
+        self.open = None
+        data = item.item
+        if item.kind == "function_call":
+            data["arguments"] = "".join(item.buffer)
+            self.emit("response.function_call_arguments.done", {"item_id": data["id"], "output_index": item.index, "arguments": data["arguments"]})
+        else:
+            self._close_part(item)
+        if item.kind != "reasoning":
+            data["status"] = status
+        self.emit("response.output_item.done", {"output_index": item.index, "item": data})
+        self.output.append(data)
+        self.sample_items.append(data)
+        if self.provider:
+            item.meta["provider"] = self.provider
+        if item.meta:
+            self.item_meta[data["id"]] = item.meta
+
+    def add_item(self, item: dict[str, Any]) -> None:
+        """Emit a complete item the loop made itself (e.g. a hosted tool's output)."""
+        self.close_item()
+        index = len(self.output)
+        self.emit("response.output_item.added", {"output_index": index, "item": item})
+        self.emit("response.output_item.done", {"output_index": index, "item": item})
+        self.output.append(item)
+
+    def stored_item(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The item as stored: the spec item plus its private provider ``_meta``."""
+        meta = self.item_meta.get(item["id"])
+        return {**item, "_meta": meta} if meta else item
+
+    # ---- terminal
+
+    def finish(self, status: str, *, error: dict[str, Any] | None = None, incomplete_reason: str | None = None) -> str:
+        """Emit the terminal events; returns the terminal event type."""
+        self.close_item(status="incomplete" if status == "incomplete" else "completed")
+        resource = self.resource
+        resource["status"] = status
+        resource["usage"] = self.usage
+        if status == "completed":
+            resource["completed_at"] = int(time.time())
+        if incomplete_reason:
+            resource["incomplete_details"] = {"reason": incomplete_reason}
+        if error is not None:
+            resource["error"] = {"code": error.get("code") or "server_error", "message": error.get("message") or ""}
+            self.emit("error", {"error": {"type": error.get("type") or "server_error", "code": error.get("code"), "message": error.get("message") or "", "param": error.get("param")}})
+        event_type = {
+            "completed": "response.completed",
+            "incomplete": "response.incomplete",
+            "failed": "response.failed",
+            "cancelled": "openresponses:response.cancelled",
+        }[status]
+        self.emit_lifecycle(event_type)
+        return event_type

@@ -1,0 +1,31 @@
+"""Identifiers shaped like the spec's: ``resp_…``, ``msg_…``, ``fc_…``, ``rs_…``, ``call_…``."""
+
+import secrets
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def response_id() -> str:
+    return new_id("resp")
+
+
+def message_id() -> str:
+    return new_id("msg")
+
+
+def function_call_id() -> str:
+    return new_id("fc")
+
+
+def function_call_output_id() -> str:
+    return new_id("fco")
+
+
+def reasoning_id() -> str:
+    return new_id("rs")
+
+
+def call_id() -> str:
+    return f"call_{secrets.token_hex(12)}"

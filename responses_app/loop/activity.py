@@ -1,0 +1,83 @@
+"""The loops running in this process: heartbeats for the reaper, and cancel signals.
+
+One watcher per event loop does the bookkeeping for all its loops with one query every half
+second, so a cancel reaches the loop within a second whichever process it runs in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .db import run_db
+
+logger = logging.getLogger(__name__)
+POLL_SECONDS = 0.5
+
+
+class Activity:
+    def __init__(self) -> None:
+        self.active: dict[str, asyncio.Event] = {}
+        self._task: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def register(self, response_id: str) -> asyncio.Event:
+        event = self.active[response_id] = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+        return event
+
+    def unregister(self, response_id: str) -> None:
+        self.active.pop(response_id, None)
+
+    def cancel_local(self, response_id: str) -> bool:
+        event = self.active.get(response_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    async def _watch(self) -> None:
+        from ..conf import openresponses_settings
+        from ..services import cancelled_among, responses_heartbeat
+
+        last_heartbeat = time.monotonic()
+        while self.active:
+            await asyncio.sleep(POLL_SECONDS)
+            ids = list(self.active)
+            if not ids:
+                continue
+            try:
+                if time.monotonic() - last_heartbeat >= float(openresponses_settings.HEARTBEAT_SECONDS):
+                    cancelled = await run_db(responses_heartbeat, response_ids=ids)
+                    last_heartbeat = time.monotonic()
+                else:
+                    cancelled = await run_db(cancelled_among, response_ids=ids)
+            except Exception:  # noqa: BLE001 - the store may be briefly away; try again
+                logger.warning("heartbeat failed; retrying", exc_info=True)
+                continue
+            for response_id in cancelled:
+                event = self.active.get(response_id)
+                if event is not None:
+                    event.set()
+
+
+_activities: dict[int, Activity] = {}
+
+
+def activity() -> Activity:
+    loop = asyncio.get_running_loop()
+    found = _activities.get(id(loop))
+    if found is None:
+        found = _activities[id(loop)] = Activity()
+    return found
+
+
+def cancel_everywhere_local(response_id: str) -> None:
+    """Signal a loop of this process directly (no wait for the poll)."""
+    for act in list(_activities.values()):
+        event = act.active.get(response_id)
+        if event is not None and act.loop is not None:
+            act.loop.call_soon_threadsafe(event.set)

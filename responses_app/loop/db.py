@@ -1,0 +1,89 @@
+"""Database work for loops, off the event loop: one dedicated thread per process.
+
+Event rows from every running loop are written together (one INSERT for many streams), so
+the store keeps up with hundreds of concurrent streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from django.db import close_old_connections, connections
+from django.db.utils import InterfaceError, OperationalError
+
+T = TypeVar("T")
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openresponses-db")
+
+
+def _call(func: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    try:
+        return func(*args, **kwargs)
+    except (OperationalError, InterfaceError):
+        # A dropped connection (database restarted): reconnect once and retry.
+        for conn in connections.all():
+            conn.close_if_unusable_or_obsolete()
+            if conn.connection is not None and not conn.is_usable():
+                conn.close()
+        close_old_connections()
+        return func(*args, **kwargs)
+
+
+async def run_db(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``func`` on the loop-database thread and await its result."""
+    return await asyncio.get_running_loop().run_in_executor(_executor, functools.partial(_call, func, args, kwargs))
+
+
+def _insert_events(rows: list[tuple[str, int, str, str]]) -> None:
+    from ..models import ResponseEvent
+
+    now = time.time()
+    ResponseEvent.objects.bulk_create(
+        [ResponseEvent(response_id=rid, sequence_number=seq, type=etype, payload=payload, created_at=now) for rid, seq, etype, payload in rows],
+        ignore_conflicts=True,
+    )
+
+
+class EventWriter:
+    """Collects event batches from all loops of one event loop and writes them together."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[str, list, asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+
+    async def write(self, response_id: str, batch: list) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((response_id, batch, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        await future
+
+    async def _run(self) -> None:
+        while self._pending:
+            work, self._pending = self._pending, []
+            rows = [(rid, seq, etype, payload) for rid, batch, _ in work for seq, etype, payload in batch]
+            try:
+                await run_db(_insert_events, rows)
+            except Exception as exc:  # noqa: BLE001 - handed to every waiter
+                for _, _, future in work:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for _, _, future in work:
+                if not future.done():
+                    future.set_result(None)
+
+
+_writers: dict[int, EventWriter] = {}
+
+
+def event_writer() -> EventWriter:
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(id(loop))
+    if writer is None:
+        writer = _writers[id(loop)] = EventWriter()
+    return writer

@@ -1,0 +1,48 @@
+"""Hand a stored response to its loop: in this process (inline) or to a Celery worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..conf import openresponses_settings
+
+logger = logging.getLogger(__name__)
+_background: set[asyncio.Task] = set()
+
+
+def dispatch_mode() -> str:
+    return str(openresponses_settings.DISPATCH)
+
+
+async def dispatch_response(response_id: str) -> None:
+    """Start the loop of a committed, queued response. Returns at once."""
+    if dispatch_mode() == "celery":
+        from ..tasks import run_response_task
+
+        run_response_task.apply_async((response_id,), ignore_result=True)
+        return
+    from .runner import run_response
+
+    task = asyncio.get_running_loop().create_task(run_response(response_id))
+    _background.add(task)
+    task.add_done_callback(_done)
+
+
+def _done(task: asyncio.Task) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("inline loop crashed", exc_info=task.exception())
+
+
+def dispatch_response_sync(response_id: str) -> None:
+    """From synchronous code (admin, commands): Celery, or the process's background loop host."""
+    if dispatch_mode() == "celery":
+        from ..tasks import run_response_task
+
+        run_response_task.apply_async((response_id,), ignore_result=True)
+        return
+    from .host import loop_host
+    from .runner import run_response
+
+    loop_host.submit(run_response(response_id))

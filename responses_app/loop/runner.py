@@ -1,0 +1,253 @@
+"""The agentic loop: sample, dispatch tool calls, sample again — independent of how it is run.
+
+``run_response(response_id)`` is the same coroutine whether it runs in the serving process
+(embedded default) or in a Celery worker's event loop (production topology).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from providers_app.adapters.base import ModelRequest, UpstreamError
+from providers_app.registry import ConfigError, get_adapter
+
+from ..conf import openresponses_settings
+from ..events.bus import get_bus
+from ..events.emitter import ResponseEmitter
+from ..events.sink import BatchingSink
+from ..ids import function_call_output_id
+from ..models import Response
+from ..resource import build_resource
+from ..selectors import response_context_items
+from ..services import response_finish, response_start
+from ..states import ResponseStatus
+from .activity import activity
+from .db import event_writer, run_db
+from .middleware import LoopContext, StopLoop, call_hook, loop_middleware
+from .tools import HostedTool, hosted_tools
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    status: str
+    error: dict[str, Any] | None = None
+    incomplete_reason: str | None = None
+
+
+def _load(response_id: str) -> tuple[Response, list[dict[str, Any]]] | None:
+    """Start a queued response and load its context; None when there is nothing to run.
+
+    A response cancelled before it started is returned too, so its stream gets a terminal event.
+    """
+    response, started = response_start(response_id=response_id)
+    if response is None:
+        return None
+    if started:
+        return response, response_context_items(response=response)
+    if response.status == ResponseStatus.CANCELLED and not response.events.exists():
+        return response, []
+    return None
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, UpstreamError):
+        return {"code": exc.code, "message": exc.message, "type": exc.error_type, "param": exc.param, "status": exc.status, "retry_after": exc.retry_after}
+    if isinstance(exc, StopLoop):
+        return {"code": exc.code, "message": exc.message, "type": "server_error", "param": None, "status": 500}
+    if isinstance(exc, ConfigError):
+        return {"code": "provider_misconfigured", "message": str(exc), "type": "server_error", "param": None, "status": 500}
+    return {"code": "server_error", "message": f"The loop failed: {type(exc).__name__}", "type": "server_error", "param": None, "status": 500}
+
+
+class LoopRun:
+    """One run of one response's loop."""
+
+    def __init__(self, response: Response, context: list[dict[str, Any]]) -> None:
+        self.response = response
+        self.context = context
+        self.params = response.params
+        bus = get_bus()
+        self.sink = BatchingSink(
+            persist=functools.partial(event_writer().write, response.id),
+            publish=functools.partial(bus.publish, response.id),
+            interval=float(openresponses_settings.EVENT_FLUSH_INTERVAL),
+        )
+        resource = build_resource(response, [], status=ResponseStatus.IN_PROGRESS)
+        self.emitter = ResponseEmitter(resource, self.sink, provider=response.provider)
+        self.iterations = 0
+
+    async def run(self) -> str:
+        response = self.response
+        emitter = self.emitter
+        emitter.emit_lifecycle("response.created")
+        if response.status == ResponseStatus.CANCELLED:
+            emitter.finish("cancelled")
+            await self.sink.drain()
+            return "cancelled"
+        emitter.emit_lifecycle("response.in_progress")
+        cancel = activity().register(response.id)
+        try:
+            outcome = await self._drive(cancel)
+        except asyncio.CancelledError:
+            outcome = Outcome("failed", {"code": "server_error", "message": "The loop was interrupted.", "type": "server_error", "status": 500})
+            await self._finish(outcome)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure ends in a terminal state
+            logger.warning("response %s failed: %s", response.id, exc, exc_info=not isinstance(exc, UpstreamError | StopLoop))
+            outcome = Outcome("failed", _error(exc))
+        finally:
+            activity().unregister(response.id)
+        return await self._finish(outcome)
+
+    async def _finish(self, outcome: Outcome) -> str:
+        emitter = self.emitter
+        emitter.close_item(status="incomplete" if outcome.status != "completed" else "completed")
+        try:
+            await self.sink.drain()
+        except Exception:  # noqa: BLE001 - the terminal state is stored below regardless
+            logger.exception("persisting events of %s failed", self.response.id)
+        status = outcome.status
+        try:
+            status = await run_db(
+                response_finish,
+                response_id=self.response.id,
+                status=outcome.status,
+                output=[emitter.stored_item(i) for i in emitter.output],
+                usage=emitter.usage,
+                error=outcome.error,
+                incomplete_details={"reason": outcome.incomplete_reason} if outcome.incomplete_reason else None,
+                first_token_at=emitter.first_output_at,
+                iterations=self.iterations,
+            )
+        except Exception:  # noqa: BLE001
+            logger.exception("storing the final state of %s failed", self.response.id)
+        emitter.finish(
+            status,
+            error=outcome.error if status == "failed" else None,
+            incomplete_reason=outcome.incomplete_reason if status == "incomplete" else None,
+        )
+        try:
+            await self.sink.drain()
+        except Exception:  # noqa: BLE001
+            logger.exception("persisting the terminal event of %s failed", self.response.id)
+        return status
+
+    def _tools_for_model(self, hosted: dict[str, HostedTool]) -> list[dict[str, Any]]:
+        tools = []
+        for tool in self.params.get("tools") or []:
+            if tool.get("type") != "function":
+                continue
+            if tool.get("hosted") and tool["name"] in hosted:
+                registered = hosted[tool["name"]]
+                tool = {**tool, "description": tool.get("description") or registered.description, "parameters": registered.parameters}
+            tools.append({k: v for k, v in tool.items() if k != "hosted"})
+        return tools
+
+    def _model_request(self, tools: list[dict[str, Any]]) -> ModelRequest:
+        params = self.params
+        emitter = self.emitter
+        return ModelRequest(
+            model=self.response.upstream_model or self.response.model,
+            items=self.context + [emitter.stored_item(i) for i in emitter.output],
+            instructions=params.get("instructions"),
+            tools=tools,
+            tool_choice=params.get("tool_choice", "auto"),
+            parallel_tool_calls=params.get("parallel_tool_calls", True),
+            temperature=params.get("temperature"),
+            top_p=params.get("top_p"),
+            max_output_tokens=params.get("max_output_tokens"),
+            text_format=(params.get("text") or {}).get("format"),
+            reasoning=params.get("reasoning"),
+            include=list(params.get("include") or []),
+            metadata=dict(params.get("metadata") or {}),
+            extra={k: params.get(k) for k in ("service_tier", "prompt_cache_key", "safety_identifier", "truncation")},
+        )
+
+    async def _sample(self, adapter: Any, request: ModelRequest, cancel: asyncio.Event) -> bool:
+        """Stream one sample into the emitter; False when cancelled meanwhile."""
+        emitter = self.emitter
+        stream = self.response.stream or self.response.background
+
+        async def consume() -> None:
+            async for chunk in adapter.sample(request, stream=stream):
+                emitter.feed(chunk)
+
+        task = asyncio.ensure_future(consume())
+        waiter = asyncio.ensure_future(cancel.wait())
+        try:
+            done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if task not in done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return False
+        task.result()
+        return True
+
+    async def _drive(self, cancel: asyncio.Event) -> Outcome:
+        response = self.response
+        params = self.params
+        adapter = get_adapter(response.provider)
+        hosted = hosted_tools()
+        tools = self._tools_for_model(hosted)
+        declared = {t["name"] for t in tools}
+        choice = params.get("tool_choice")
+        allowed = {t["name"] for t in choice["tools"]} if isinstance(choice, dict) and choice.get("type") == "allowed_tools" else declared
+        hosted_names = {t["name"] for t in params.get("tools") or [] if t.get("hosted")}
+        middleware = loop_middleware()
+        max_iterations = int(openresponses_settings.MAX_LOOP_ITERATIONS)
+        max_tool_calls = params.get("max_tool_calls")
+        tool_calls = 0
+        for iteration in range(max_iterations):
+            self.iterations = iteration + 1
+            context = LoopContext(response.id, response.model, response.provider, iteration, self._model_request(tools))
+            await call_hook(middleware, "before_sample", context)
+            self.emitter.start_sample()
+            completed = await self._sample(adapter, context.model_request, cancel)
+            self.emitter.end_sample()
+            if not completed:
+                return Outcome("cancelled")
+            context.sample_items = self.emitter.sample_items
+            await call_hook(middleware, "after_sample", context)
+            reason = self.emitter.finish_reason
+            if reason == "max_output_tokens":
+                return Outcome("incomplete", incomplete_reason="max_output_tokens")
+            if reason == "content_filter":
+                return Outcome("incomplete", incomplete_reason="content_filter")
+            calls = [i for i in context.sample_items if i.get("type") == "function_call"]
+            if not calls:
+                return Outcome("completed")
+            refused = [c["name"] for c in calls if c["name"] not in allowed or choice == "none"]
+            if refused:
+                return Outcome("failed", {"code": "tool_not_allowed", "message": f"The model called a tool it may not use: {refused[0]}.", "type": "model_error", "status": 500})
+            to_run = [c for c in calls if c["name"] in hosted_names]
+            if not to_run:
+                return Outcome("completed")
+            tool_calls += len(to_run)
+            if max_tool_calls is not None and tool_calls > max_tool_calls:
+                return Outcome("incomplete", incomplete_reason="max_tool_calls")
+            timeout = float(openresponses_settings.TOOL_TIMEOUT)
+            outputs = await asyncio.gather(*(hosted[c["name"]].call(c["arguments"], timeout) for c in to_run))
+            for call, output in zip(to_run, outputs, strict=True):
+                self.emitter.add_item({"type": "function_call_output", "id": function_call_output_id(), "call_id": call["call_id"], "output": output, "status": "completed"})
+            if len(to_run) < len(calls):
+                return Outcome("completed")  # client function calls end the turn
+            if cancel.is_set():
+                return Outcome("cancelled")
+        return Outcome("incomplete", incomplete_reason="max_iterations")
+
+
+async def run_response(response_id: str) -> str | None:
+    """Run a queued response's loop to a terminal state; returns that status (None if not runnable)."""
+    loaded = await run_db(_load, response_id)
+    if loaded is None:
+        return None
+    response, context = loaded
+    return await LoopRun(response, context).run()

@@ -1,0 +1,112 @@
+"""Hosted tools: plain Python callables the loop runs itself, their JSON schema derived from type hints."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from django.utils.module_loading import import_string
+
+_JSON_TYPES: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    dict: {"type": "object"},
+    list: {"type": "array"},
+}
+
+
+def schema_for_annotation(annotation: Any) -> dict[str, Any]:
+    """A JSON schema for a Python type hint (str, int, float, bool, list[X], dict, Literal, Optional)."""
+    if annotation in _JSON_TYPES:
+        return dict(_JSON_TYPES[annotation])
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    if origin in (list, tuple, set):
+        return {"type": "array", "items": schema_for_annotation(args[0]) if args else {}}
+    if origin is dict:
+        return {"type": "object"}
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return schema_for_annotation(options[0])
+        return {"anyOf": [schema_for_annotation(a) for a in options]}
+    return {}
+
+
+@dataclass(frozen=True)
+class HostedTool:
+    name: str
+    func: Callable[..., Any]
+    description: str
+    parameters: dict[str, Any]
+
+    async def call(self, arguments: str, timeout: float) -> str:
+        """Run the tool; errors and timeouts come back as the tool's output, for the model to read."""
+        try:
+            kwargs = json.loads(arguments) if arguments else {}
+            if not isinstance(kwargs, dict):
+                raise ValueError("arguments must be a JSON object")
+        except ValueError as exc:
+            return json.dumps({"error": f"Invalid arguments for {self.name}: {exc}"})
+        try:
+            if inspect.iscoroutinefunction(self.func):
+                result = await asyncio.wait_for(self.func(**kwargs), timeout)
+            else:
+                result = await asyncio.wait_for(asyncio.to_thread(self.func, **kwargs), timeout)
+        except TimeoutError:
+            return json.dumps({"error": f"Tool {self.name} timed out after {timeout:g} s"})
+        except Exception as exc:  # noqa: BLE001 - reported to the model, not raised
+            return json.dumps({"error": f"Tool {self.name} failed: {type(exc).__name__}: {exc}"})
+        return result if isinstance(result, str) else json.dumps(result, default=str)
+
+
+def hosted_tool_from_callable(func: Callable[..., Any], name: str | None = None) -> HostedTool:
+    signature = inspect.signature(func)
+    hints = typing.get_type_hints(func)
+    properties: dict[str, Any] = {}
+    required = []
+    doc = inspect.getdoc(func) or ""
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        properties[param.name] = schema_for_annotation(hints.get(param.name, str))
+        if param.default is inspect.Parameter.empty:
+            required.append(param.name)
+    schema = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+    return HostedTool(name or func.__name__, func, doc.split("\n\n")[0].strip() or func.__name__, schema)
+
+
+@lru_cache(maxsize=1)
+def _hosted_tools_cached(paths: tuple[str, ...]) -> dict[str, HostedTool]:
+    tools = {}
+    for path in paths:
+        tool = hosted_tool_from_callable(import_string(path))
+        tools[tool.name] = tool
+    return tools
+
+
+def hosted_tool_paths() -> tuple[str, ...]:
+    from providers_app.registry import load_config_file
+
+    from ..conf import openresponses_settings
+
+    paths = list(openresponses_settings.HOSTED_TOOLS or [])
+    if openresponses_settings.CONFIG_FILE:
+        paths += list(load_config_file(openresponses_settings.CONFIG_FILE).get("hosted_tools") or [])
+    return tuple(dict.fromkeys(paths))
+
+
+def hosted_tools() -> dict[str, HostedTool]:
+    """Registered hosted tools by name (settings ``HOSTED_TOOLS`` and the config file)."""
+    return _hosted_tools_cached(hosted_tool_paths())

@@ -1,0 +1,112 @@
+"""Stored responses, their input/output items and their event log."""
+
+from __future__ import annotations
+
+from django.db import models
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from .states import ResponseStatus
+
+S = ResponseStatus
+UNFINISHED = [S.QUEUED, S.IN_PROGRESS]
+
+
+class Response(ConcurrentTransitionMixin, models.Model):
+    """One Open Responses response. Its status only changes through the transition methods."""
+
+    id = models.CharField(primary_key=True, max_length=64, editable=False)
+    status = FSMField(default=S.QUEUED, choices=S.choices, protected=True, db_index=True)
+    model = models.CharField(max_length=200, db_index=True)
+    provider = models.CharField(max_length=100, blank=True, db_index=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    previous_response = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next_responses")
+    ancestor_ids = models.JSONField(default=list, blank=True, help_text="Earlier responses of the chain, oldest first.")
+    owner = models.CharField(max_length=200, blank=True, db_index=True, help_text="Client key (or host user) that created it.")
+    params = models.JSONField(default=dict, help_text="The request parameters echoed in the resource.")
+    store = models.BooleanField(default=True)
+    background = models.BooleanField(default=False)
+    stream = models.BooleanField(default=False)
+    created_at = models.FloatField(db_index=True)
+    started_at = models.FloatField(null=True, blank=True)
+    first_token_at = models.FloatField(null=True, blank=True)
+    completed_at = models.FloatField(null=True, blank=True)
+    heartbeat_at = models.FloatField(null=True, blank=True, db_index=True)
+    error = models.JSONField(null=True, blank=True)
+    incomplete_details = models.JSONField(null=True, blank=True)
+    usage = models.JSONField(null=True, blank=True)
+    iterations = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    search_text = models.TextField(blank=True, help_text="Plain text of the conversation turn, for admin search.")
+    wire_log = models.JSONField(null=True, blank=True, help_text="Provider requests as sent (secrets removed).")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return self.id
+
+    # ---- the state machine: transitions change state only; services do the rest.
+
+    @transition(field=status, source=S.QUEUED, target=S.IN_PROGRESS)
+    def start(self) -> None:
+        """The loop picked the response up."""
+
+    @transition(field=status, source=UNFINISHED, target=S.COMPLETED)
+    def complete(self) -> None:
+        """The model finished its answer."""
+
+    @transition(field=status, source=UNFINISHED, target=S.INCOMPLETE)
+    def mark_incomplete(self) -> None:
+        """A limit (tokens, tool calls, iterations) stopped the answer early."""
+
+    @transition(field=status, source=UNFINISHED, target=S.FAILED)
+    def fail(self) -> None:
+        """An error ended the response."""
+
+    @transition(field=status, source=UNFINISHED, target=S.CANCELLED)
+    def cancel(self) -> None:
+        """A client or operator cancelled the response."""
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in UNFINISHED
+
+
+class ResponseItem(models.Model):
+    """An input or output item of a response, in order. ``data`` is the spec item (+ private ``_meta``)."""
+
+    class Kind(models.TextChoices):
+        INPUT = "input", "Input"
+        OUTPUT = "output", "Output"
+
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(max_length=6, choices=Kind.choices)
+    position = models.PositiveIntegerField()
+    item_id = models.CharField(max_length=80, db_index=True)
+    item_type = models.CharField(max_length=64)
+    data = models.JSONField()
+
+    class Meta:
+        ordering = ["response", "kind", "position"]
+        constraints = [models.UniqueConstraint(fields=["response", "kind", "position"], name="unique_item_position")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.position}: {self.item_type}"
+
+
+class ResponseEvent(models.Model):
+    """One streamed event exactly as sent (``payload`` is its JSON), for replay, resume and the admin."""
+
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="events")
+    sequence_number = models.PositiveIntegerField()
+    type = models.CharField(max_length=80)
+    payload = models.TextField()
+    created_at = models.FloatField()
+
+    class Meta:
+        ordering = ["response", "sequence_number"]
+        constraints = [models.UniqueConstraint(fields=["response", "sequence_number"], name="unique_event_sequence")]
+
+    def __str__(self) -> str:
+        return f"{self.sequence_number} {self.type}"

@@ -1,0 +1,192 @@
+"""Writes: creating, finishing, cancelling and deleting responses. Every front end calls these."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.db import transaction
+from django_fsm import ConcurrentTransition, TransitionNotAllowed
+
+from providers_app.adapters.base import message_text
+from providers_app.registry import Route
+
+from .api.validation import CreateRequest
+from .errors import ApiError, invalid
+from .ids import response_id as new_response_id
+from .models import Response, ResponseItem
+from .states import ResponseStatus
+
+
+def _search_text(items: list[dict[str, Any]]) -> str:
+    return "\n".join(message_text(i) for i in items if i.get("type") == "message")[:20000]
+
+
+def _resolve_references(request: CreateRequest, owner: str | None) -> list[dict[str, Any]]:
+    items = list(request.input_items)
+    for index, ref in request.item_references:
+        qs = ResponseItem.objects.filter(item_id=ref, response__store=True)
+        if owner is not None:
+            qs = qs.filter(response__owner=owner)
+        row = qs.first()
+        if row is None:
+            raise ApiError(404, f"Item with id '{ref}' not found.", param=f"input[{index}].id", code="item_not_found")
+        items[index] = row.data
+    return items
+
+
+def _check_call_ids(items: list[dict[str, Any]], context_call_ids: set[str]) -> None:
+    known = set(context_call_ids)
+    for index, item in enumerate(items):
+        if item.get("type") == "function_call":
+            known.add(item["call_id"])
+        elif item.get("type") == "function_call_output" and item["call_id"] not in known:
+            raise invalid(
+                f"No tool call found for function call output with call_id '{item['call_id']}'.",
+                f"input[{index}].call_id",
+                "unknown_call_id",
+            )
+
+
+def response_create(*, request: CreateRequest, owner: str | None, route: Route) -> Response:
+    """Store a new response (status ``queued``) with its input items, ready for the loop."""
+    previous = None
+    if request.previous_response_id:
+        qs = Response.objects.filter(id=request.previous_response_id, store=True)
+        if owner is not None:
+            qs = qs.filter(owner=owner)
+        previous = qs.only("id", "ancestor_ids").first()
+        if previous is None:
+            raise ApiError(
+                404,
+                f"Previous response with id '{request.previous_response_id}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+    items = _resolve_references(request, owner) if request.item_references else request.input_items
+    ancestors = (list(previous.ancestor_ids or []) + [previous.id]) if previous else []
+    if any(i.get("type") == "function_call_output" for i in items):
+        context_calls = set(
+            ResponseItem.objects.filter(response_id__in=ancestors, item_type="function_call").values_list("data__call_id", flat=True)
+        ) if ancestors else set()
+        _check_call_ids(items, context_calls)
+    now = time.time()
+    response = Response(
+        id=new_response_id(),
+        model=request.model,
+        provider=route.provider,
+        upstream_model=route.upstream_model,
+        previous_response=previous,
+        ancestor_ids=ancestors,
+        owner=owner or "",
+        params=request.params,
+        store=request.store,
+        background=request.background,
+        stream=request.stream,
+        created_at=now,
+        heartbeat_at=now,
+        search_text=_search_text(items),
+    )
+    with transaction.atomic():
+        response.save(force_insert=True)
+        ResponseItem.objects.bulk_create(
+            [
+                ResponseItem(response=response, kind=ResponseItem.Kind.INPUT, position=i, item_id=item.get("id") or "", item_type=item.get("type", ""), data=item)
+                for i, item in enumerate(items)
+            ]
+        )
+    return response
+
+
+def response_start(*, response_id: str) -> tuple[Response | None, bool]:
+    """queued → in_progress. Returns the response and whether this call started it."""
+    with transaction.atomic():
+        response = Response.objects.select_for_update().filter(id=response_id).first()
+        if response is None or response.status != ResponseStatus.QUEUED:
+            return response, False
+        response.start()
+        response.started_at = response.heartbeat_at = time.time()
+        response.attempts += 1
+        response.save()
+    return response, True
+
+
+def response_finish(
+    *,
+    response_id: str,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    error: dict[str, Any] | None = None,
+    incomplete_details: dict[str, Any] | None = None,
+    first_token_at: float | None = None,
+    iterations: int = 0,
+    wire_log: list[dict[str, Any]] | None = None,
+) -> str:
+    """Store the final state through the state machine; returns the status that won.
+
+    A response cancelled meanwhile stays ``cancelled``: its partial output and usage are kept.
+    """
+    with transaction.atomic():
+        response = Response.objects.select_for_update().get(id=response_id)
+        if not response.is_finished:
+            transition = {
+                ResponseStatus.COMPLETED: response.complete,
+                ResponseStatus.INCOMPLETE: response.mark_incomplete,
+                ResponseStatus.FAILED: response.fail,
+                ResponseStatus.CANCELLED: response.cancel,
+            }[ResponseStatus(status)]
+            try:
+                transition()
+            except TransitionNotAllowed:
+                pass
+        response.completed_at = time.time()
+        response.usage = usage
+        response.error = error if response.status == ResponseStatus.FAILED else None
+        response.incomplete_details = incomplete_details if response.status == ResponseStatus.INCOMPLETE else None
+        response.first_token_at = first_token_at
+        response.iterations = iterations
+        if wire_log is not None:
+            response.wire_log = wire_log
+        try:
+            response.save()
+        except ConcurrentTransition:
+            response.refresh_from_db()
+        ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).delete()
+        ResponseItem.objects.bulk_create(
+            [
+                ResponseItem(response=response, kind=ResponseItem.Kind.OUTPUT, position=i, item_id=item.get("id") or "", item_type=item.get("type", ""), data=item)
+                for i, item in enumerate(output)
+            ]
+        )
+    return response.status
+
+
+def response_cancel(*, response: Response) -> Response:
+    """Cancel an unfinished response through the state machine (a finished one is returned as is)."""
+    with transaction.atomic():
+        locked = Response.objects.select_for_update().get(id=response.id)
+        if not locked.is_finished:
+            locked.cancel()
+            locked.save()
+    locked.refresh_from_db()
+    return locked
+
+
+def response_delete(*, response: Response) -> None:
+    """Delete a response with its items and events (later responses keep working copies of nothing)."""
+    response.delete()
+
+
+def responses_heartbeat(*, response_ids: list[str]) -> list[str]:
+    """Mark running loops alive; return the ids among them that were cancelled meanwhile."""
+    if not response_ids:
+        return []
+    Response.objects.filter(id__in=response_ids, status=ResponseStatus.IN_PROGRESS).update(heartbeat_at=time.time())
+    return list(Response.objects.filter(id__in=response_ids, status=ResponseStatus.CANCELLED).values_list("id", flat=True))
+
+
+def cancelled_among(*, response_ids: list[str]) -> list[str]:
+    if not response_ids:
+        return []
+    return list(Response.objects.filter(id__in=response_ids, status=ResponseStatus.CANCELLED).values_list("id", flat=True))

@@ -1,0 +1,22 @@
+"""Celery tasks: load by id and call the loop or a service; nothing else lives here."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="responses_app.tasks.run_response", acks_late=True, reject_on_worker_lost=True)
+def run_response_task(response_id: str) -> str | None:
+    """Run one response's loop on this worker's shared event loop (many loops per process)."""
+    from .loop.host import loop_host
+    from .loop.runner import run_response
+
+    return loop_host.run(run_response(response_id))
+
+
+@shared_task(name="responses_app.tasks.reap_orphans")
+def reap_orphans() -> int:
+    """End responses whose loop died (no heartbeat): see ``responses_app.reaper``."""
+    from .reaper import reap_orphans as reap
+
+    return reap()

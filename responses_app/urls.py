@@ -1,0 +1,15 @@
+"""URLs of the Responses API; include them at any prefix (they start with ``v1/``)."""
+
+from django.urls import path, re_path
+
+from .api import views
+
+app_name = "responses_app"
+
+urlpatterns = [
+    path("v1/responses", views.create_response, name="create"),
+    path("v1/responses/<str:response_id>", views.response_detail, name="detail"),
+    path("v1/responses/<str:response_id>/cancel", views.cancel_response, name="cancel"),
+    path("v1/responses/<str:response_id>/input_items", views.list_input_items, name="input-items"),
+    re_path(r"^v1/", views.not_found_view, name="not-found"),
+]
