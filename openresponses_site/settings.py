@@ -122,10 +122,16 @@ CELERY_BEAT_SCHEDULE = {
     "openresponses-reap-orphans": {"task": "responses_app.tasks.reap_orphans", "schedule": 10.0},
 }
 
+def env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 OPENRESPONSES = {
     # "inline" runs loops in the serving process; "celery" hands them to workers.
     "DISPATCH": os.environ.get("OPENRESPONSES_DISPATCH", "celery" if REDIS_URL else "inline"),
     "CONFIG_FILE": os.environ.get("OPENRESPONSES_CONFIG", ""),
+    "HOSTED_TOOLS": env_list("OPENRESPONSES_HOSTED_TOOLS"),
+    "MIDDLEWARE": env_list("OPENRESPONSES_MIDDLEWARE"),
 }
 
 AUTH_PASSWORD_VALIDATORS = []

@@ -1,0 +1,73 @@
+"""``make run``: the embedded default (daphne, in-process loops) or, with ``REDIS_URL``, the
+production topology on one machine (daphne + Celery workers), restarting any process that dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+DEFAULT_WORKER_CONCURRENCY = 500
+
+
+def commands(host: str, port: int) -> dict[str, list[str]]:
+    daphne = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "openresponses_site.asgi:application"]
+    procs = {"web": daphne}
+    if os.environ.get("REDIS_URL"):
+        concurrency = os.environ.get("OPENRESPONSES_WORKER_CONCURRENCY", str(DEFAULT_WORKER_CONCURRENCY))
+        procs["worker"] = [
+            sys.executable, "-m", "celery", "-A", "openresponses_site", "worker",
+            "--pool", "threads", "--concurrency", concurrency, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+        ]
+        procs["beat"] = [sys.executable, "-m", "celery", "-A", "openresponses_site", "beat", "--loglevel", "INFO", "--schedule", os.path.join(os.environ.get("TMPDIR", "/tmp"), "openresponses-celerybeat")]
+    return procs
+
+
+def supervise(procs: dict[str, list[str]]) -> int:
+    """Start every process; restart one that exits; stop all on SIGINT/SIGTERM."""
+    running: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name, cmd in procs.items():
+        running[name] = subprocess.Popen(cmd)
+        print(f"[openresponses] started {name} (pid {running[name].pid})", flush=True)
+    while not stopping:
+        time.sleep(0.5)
+        for name, proc in list(running.items()):
+            if proc.poll() is not None and not stopping:
+                print(f"[openresponses] {name} exited with {proc.returncode}; restarting", flush=True)
+                running[name] = subprocess.Popen(procs[name])
+    for proc in running.values():
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in running.values():
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openresponses_site.settings")
+    topology = "production (daphne + Celery, Redis, " + ("PostgreSQL" if os.environ.get("DATABASE_URL") else "SQLite") + ")" if os.environ.get("REDIS_URL") else "embedded (SQLite, in-process loops)"
+    print(f"[openresponses] serving http://{args.host}:{args.port}/v1/responses — {topology}", flush=True)
+    return supervise(commands(args.host, args.port))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

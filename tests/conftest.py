@@ -1,0 +1,93 @@
+"""Shared fixtures: a fake upstream on loopback and the real ASGI server (daphne) talking to it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.server import ServerProcess
+from tests.support.upstream import FakeUpstream
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def upstream(fake_upstream: FakeUpstream) -> Iterator[FakeUpstream]:
+    """The session's fake provider, emptied for this test."""
+    fake_upstream.replies.clear()
+    fake_upstream.requests.clear()
+    fake_upstream.handler = None
+    yield fake_upstream
+    fake_upstream.replies.clear()
+    fake_upstream.handler = None
+
+
+def upstream_env(base: str) -> dict[str, str]:
+    return {
+        "OPENAI_BASE_URL": base + "/v1",
+        "OPENAI_API_KEY": "sk-test-openai-secret-0001",
+        "ANTHROPIC_BASE_URL": base + "/v1",
+        "ANTHROPIC_API_KEY": "sk-ant-test-secret-0002",
+        "GEMINI_BASE_URL": base + "/v1beta",
+        "GEMINI_API_KEY": "gemini-test-secret-0003",
+        "OLLAMA_BASE_URL": base,
+    }
+
+
+@pytest.fixture(scope="session")
+def server(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The embedded default (SQLite, in-process loops) served by daphne."""
+    tmp = tmp_path_factory.mktemp("server")
+    config = tmp / "openresponses.json"
+    config.write_text(json.dumps({
+        "providers": [
+            {"name": "local-chat", "adapter": "openai_chat", "base_url": fake_upstream.base_url + "/v1", "api_key_env": "LOCAL_CHAT_KEY", "max_retries": 0},
+            {"name": "zai", "adapter": "anthropic", "base_url": fake_upstream.base_url + "/zai/v1", "api_key_env": "ZAI_API_KEY"},
+        ],
+        "routes": [
+            {"pattern": "chat-*", "provider": "local-chat"},
+            {"pattern": "fast", "provider": "local-chat", "model": "qwen2.5-7b-instruct"},
+            {"pattern": "glm-*", "provider": "zai"},
+        ],
+    }))
+    env = {
+        **upstream_env(fake_upstream.base_url),
+        "LOCAL_CHAT_KEY": "sk-local-chat-secret-0004",
+        "ZAI_API_KEY": "zai-test-secret-0005",
+        "OPENRESPONSES_SQLITE_PATH": str(tmp / "db.sqlite3"),
+        "OPENRESPONSES_CONFIG": str(config),
+        "OPENRESPONSES_HOSTED_TOOLS": "tests.support.hosted_tools.get_weather,tests.support.hosted_tools.add_numbers,tests.support.hosted_tools.broken_tool",
+        "OPENRESPONSES_DISPATCH": "inline",
+        "OPENRESPONSES_API_KEYS": "",
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+    }
+    process = ServerProcess(env, name="embedded-server").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def openai_client(server: ServerProcess):  # noqa: ANN201 - openai.OpenAI
+    import openai
+
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="test-key", max_retries=0, timeout=30)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"CI={os.environ.get('CI', '')!r}; fixtures from {Path(__file__).resolve().parents[1].parent / 'shared'}"
