@@ -24,6 +24,10 @@ run: migrate
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# `make bench` prints the benchmark tables; `make bench COMPARE=litellm` adds the pinned LiteLLM proxy.
+bench: install
+	$(PY) -m bench.run $(if $(COMPARE),--compare $(COMPARE)) $(BENCH_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -37,7 +37,7 @@ def database_from_url(url: str) -> dict:
         }
     if parsed.scheme == "sqlite":
         name = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ":memory:"
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name or ":memory:", "OPTIONS": {"timeout": 30}}
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name or ":memory:", "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"}}
     raise ValueError(f"Unsupported DATABASE_URL scheme: {parsed.scheme!r}")
 
 
@@ -95,7 +95,9 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("OPENRESPONSES_SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
-            "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+            # IMMEDIATE: a transaction that reads then writes waits for the lock instead of failing with
+            # "database is locked" when another thread wrote meanwhile (loops and requests write concurrently).
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -105,7 +107,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # A prefix of its own lets several deployments (or test runs) share one Redis.
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("OPENRESPONSES_CHANNEL_PREFIX", "asgi")},
         }
     }
 else:
@@ -117,6 +120,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("OPENRESPONSES_CELERY_QUEUE", "openresponses")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "openresponses-reap-orphans": {"task": "responses_app.tasks.reap_orphans", "schedule": 10.0},

@@ -27,6 +27,13 @@ class Provider(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def set_api_key(self, key: str) -> None:
+        """Keep ``key`` encrypted (only its last four characters in clear); an empty key clears it."""
+        from .secrets import encrypt
+
+        self.api_key_encrypted = encrypt(key) if key else ""
+        self.api_key_last4 = key[-4:] if key else ""
+
 
 class RoutingRule(models.Model):
     pattern = models.CharField(max_length=200, help_text="Shell-style glob on the requested model name, e.g. claude-*.")

@@ -2,6 +2,15 @@
 
 Read like Django's ``get_hashers()``: adapter classes are named by family or dotted path,
 imported lazily, instances cached, and everything reset when settings or stored rows change.
+
+Route order: database rules, then the config file (``OPENRESPONSES_CONFIG``), then the
+``OPENRESPONSES["ROUTES"]`` setting, then the built-in defaults. Provider definitions override
+each other in the opposite direction (database over config file over settings over environment).
+
+Cache invalidation: saving or deleting a ``Provider``/``RoutingRule`` resets the cache of the
+process that did it (receivers connected in ``apps.ready()``); other processes (daphne workers,
+Celery workers) notice a changed row count or ``updated_at`` within
+``PROVIDERS_RECHECK_SECONDS`` (checked by :func:`aroute_for_model` / :func:`aget_adapter`).
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -129,32 +139,34 @@ class _Registry:
         self._lock = threading.Lock()
         self._state: tuple[dict[str, ProviderConfig], list[Route], dict[str, str]] | None = None
         self._adapters: dict[str, ProviderAdapter] = {}
+        self._fingerprint: Any = None
+        self._checked_at = 0.0
 
     def reset(self) -> None:
         with self._lock:
             self._state = None
             self._adapters = {}
+            self._fingerprint = None
 
     def _load(self) -> tuple[dict[str, ProviderConfig], list[Route], dict[str, str]]:
         from responses_app.conf import openresponses_settings
 
         providers = default_provider_configs()
         sources = {name: "default" for name in providers}
-        routes: list[Route] = []
+        declared = [("settings", {"providers": openresponses_settings.PROVIDERS or [], "routes": openresponses_settings.ROUTES or []})]
         config_path = openresponses_settings.CONFIG_FILE
-        file_routes: list[Route] = []
         if config_path:
-            data = load_config_file(config_path)
+            declared.append(("config file", load_config_file(config_path)))
+        for source, data in declared:  # the file's providers override same-named ones in settings
             for entry in data.get("providers") or []:
-                config = provider_from_dict(entry, f"config file {config_path}")
+                config = provider_from_dict(entry, source)
                 providers[config.name] = config
-                sources[config.name] = "config file"
-            for entry in data.get("routes") or []:
-                if entry.get("provider") not in providers:
-                    raise ConfigError(f"Route {entry.get('pattern')!r} names an unknown provider {entry.get('provider')!r}")
-                file_routes.append(Route(entry["provider"], entry.get("model") or "", entry["pattern"], "config file"))
+                sources[config.name] = source
+        self._fingerprint = database_fingerprint()
+        self._checked_at = time.monotonic()
         db_routes = self._database(providers, sources)
-        routes = db_routes + file_routes + [Route(p, "", pat, "default") for pat, p in DEFAULT_ROUTES]
+        declared_routes = [route for source, data in reversed(declared) for route in declared_routes_of(data, source, providers)]
+        routes = db_routes + declared_routes + [Route(p, "", pat, "default") for pat, p in DEFAULT_ROUTES]
         return providers, routes, sources
 
     def _database(self, providers: dict[str, ProviderConfig], sources: dict[str, str]) -> list[Route]:
@@ -174,6 +186,9 @@ class _Registry:
             target = rule.target_name
             if rule.provider_id and not rule.provider.enabled:
                 continue
+            if target not in providers:
+                logger.warning("routing rule %s (%s) names an unknown provider %r; skipped", rule.pk, rule.pattern, target)
+                continue
             routes.append(Route(target, rule.upstream_model, rule.pattern, "database"))
         return routes
 
@@ -186,6 +201,25 @@ class _Registry:
                 state = self._state
         return state
 
+    def recheck_due(self) -> bool:
+        """True when the stored rows should be compared with the cached ones (cheap, no I/O)."""
+        if self._state is None:
+            return True
+        return time.monotonic() - self._checked_at >= recheck_interval()
+
+    def refresh_if_changed(self) -> None:
+        """Reset the cache when another process changed providers or rules (one small query)."""
+        if self._state is None:
+            self.state()
+            return
+        if time.monotonic() - self._checked_at < recheck_interval():
+            return
+        self._checked_at = time.monotonic()
+        if database_fingerprint() != self._fingerprint:
+            logger.info("provider configuration changed in the database; reloading")
+            self.reset()
+            self.state()
+
     def adapter(self, provider: str) -> ProviderAdapter:
         adapter = self._adapters.get(provider)
         if adapter is None:
@@ -196,6 +230,47 @@ class _Registry:
             adapter = adapter_class(config.adapter)(config)
             self._adapters[provider] = adapter
         return adapter
+
+
+def declared_routes_of(data: dict[str, Any], source: str, providers: dict[str, ProviderConfig]) -> list[Route]:
+    """The routes of a config-file-shaped dict (the file itself or settings), in order."""
+    routes = []
+    for entry in data.get("routes") or []:
+        if not isinstance(entry, dict) or not entry.get("pattern") or not entry.get("provider"):
+            raise ConfigError(f"{source}: every route needs a 'pattern' and a 'provider': {entry!r}")
+        if entry["provider"] not in providers:
+            raise ConfigError(f"{source}: route {entry['pattern']!r} names an unknown provider {entry['provider']!r}")
+        routes.append(Route(entry["provider"], entry.get("model") or "", entry["pattern"], source))
+    return routes
+
+
+def database_fingerprint() -> Any:
+    """A digest of every provider and rule row (None without a database).
+
+    Whole rows rather than counts and ``updated_at``: ``QuerySet.update()`` leaves ``updated_at``
+    alone, and these tables hold a handful of rows.
+    """
+    import hashlib
+
+    from django.db import DatabaseError
+
+    from .models import Provider, RoutingRule
+
+    try:
+        rows = [list(model.objects.order_by("pk").values_list()) for model in (Provider, RoutingRule)]
+    except DatabaseError:
+        return None
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def recheck_interval() -> float:
+    from responses_app.conf import openresponses_settings
+
+    value = openresponses_settings.PROVIDERS_RECHECK_SECONDS
+    try:
+        return 5.0 if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return 5.0
 
 
 registry = _Registry()
@@ -219,7 +294,7 @@ def provider_config_from_row(row: Any) -> ProviderConfig:
 
 
 def route_for_model(model: str) -> Route | None:
-    """The first route whose pattern matches ``model`` (database, then config file, then defaults)."""
+    """The first route whose pattern matches ``model`` (database, config file, settings, defaults)."""
     for route in registry.state()[1]:
         if _matches(route.pattern, model):
             return Route(route.provider, route.upstream_model or model, route.pattern, route.source)
@@ -238,16 +313,26 @@ def _matches(pattern: str, model: str) -> bool:
 
 
 async def aroute_for_model(model: str) -> Route | None:
-    """:func:`route_for_model` from async code (loads the configuration off the event loop once)."""
-    if registry._state is None:
-        from asgiref.sync import sync_to_async
-
-        await sync_to_async(registry.state)()
+    """:func:`route_for_model` from async code (configuration loaded and rechecked off the loop)."""
+    await _arefresh()
     return route_for_model(model)
 
 
 def get_adapter(provider: str) -> ProviderAdapter:
     return registry.adapter(provider)
+
+
+async def aget_adapter(provider: str) -> ProviderAdapter:
+    """:func:`get_adapter` from async code (never touches the database on the event loop)."""
+    await _arefresh()
+    return registry.adapter(provider)
+
+
+async def _arefresh() -> None:
+    if registry.recheck_due():
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(registry.refresh_if_changed)()
 
 
 def provider_configs() -> dict[str, ProviderConfig]:
@@ -266,3 +351,12 @@ def all_routes() -> list[Route]:
 def _reset_on_setting_change(*, setting: str, **kwargs: Any) -> None:
     if setting in {"OPENRESPONSES"}:
         registry.reset()
+
+
+def reset_on_row_change(**kwargs: Any) -> None:
+    """``post_save`` / ``post_delete`` receiver for Provider and RoutingRule (cache invalidation only)."""
+    from django.db import transaction
+
+    registry.reset()
+    # A process that loads between the write and the commit would cache the old rows.
+    transaction.on_commit(registry.reset, using=kwargs.get("using"))

@@ -8,3 +8,6 @@ class ResponsesAppConfig(AppConfig):
 
     def ready(self) -> None:
         from . import conf  # noqa: F401 - connects the setting_changed receiver
+        from .checks import register_checks
+
+        register_checks()

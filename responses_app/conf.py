@@ -18,6 +18,12 @@ DEFAULTS: dict[str, Any] = {
     "AUTHENTICATE": "responses_app.auth.authenticate_default",
     # Path of the declarative config file (JSON or YAML); also OPENRESPONSES_CONFIG.
     "CONFIG_FILE": "",
+    # Providers and routes defined in settings (same shape as the config file's; after it).
+    "PROVIDERS": [],
+    "ROUTES": [],
+    # Seconds between checks for provider/routing rows changed by another process (None: 5);
+    # also OPENRESPONSES_PROVIDERS_RECHECK_SECONDS.
+    "PROVIDERS_RECHECK_SECONDS": None,
     # Dotted paths of hosted tools: plain functions with type hints and a docstring.
     "HOSTED_TOOLS": [],
     # Dotted paths of loop middleware classes with before_sample / after_sample hooks.
@@ -38,9 +44,20 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT_SECONDS": 5.0,
     # Seconds the built-in ``mock`` provider waits between tokens (demos and benchmarks).
     "MOCK_TOKEN_DELAY": 0.0,
+    # Model that writes compaction summaries (None: the request's model); also OPENRESPONSES_COMPACTION_MODEL.
+    "COMPACTION_MODEL": None,
+    # Context windows in tokens by model-name glob, over built-in defaults: a dict or "glob=n,glob=n";
+    # also OPENRESPONSES_MODEL_CONTEXT_TOKENS.
+    "MODEL_CONTEXT_TOKENS": None,
 }
 
-ENV_FALLBACKS = {"API_KEYS": "OPENRESPONSES_API_KEYS", "CONFIG_FILE": "OPENRESPONSES_CONFIG"}
+ENV_FALLBACKS = {
+    "API_KEYS": "OPENRESPONSES_API_KEYS",
+    "CONFIG_FILE": "OPENRESPONSES_CONFIG",
+    "PROVIDERS_RECHECK_SECONDS": "OPENRESPONSES_PROVIDERS_RECHECK_SECONDS",
+    "COMPACTION_MODEL": "OPENRESPONSES_COMPACTION_MODEL",
+    "MODEL_CONTEXT_TOKENS": "OPENRESPONSES_MODEL_CONTEXT_TOKENS",
+}
 IMPORT_STRINGS = {"AUTHENTICATE"}
 
 

@@ -110,3 +110,37 @@ class ResponseEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sequence_number} {self.type}"
+
+
+class ClientKey(models.Model):
+    """An API key handed to a client. Only a hash of the secret is stored; the secret is shown once.
+
+    A token reads ``ork_<prefix>_<secret>``; the prefix finds the row, the SHA-256 of the whole
+    token (high-entropy, so a fast hash is enough) is compared in constant time.
+    """
+
+    name = models.CharField(max_length=200, help_text="Who or what uses this key, e.g. 'billing team' or 'ci'.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    allowed_models = models.JSONField(
+        default=list, blank=True, help_text="Shell-style globs of model names this key may use (e.g. gpt-*); empty: any model."
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "client API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} (ork_{self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def owner(self) -> str:
+        """The owner recorded on responses created with this key."""
+        return f"key:{self.prefix}"

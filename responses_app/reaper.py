@@ -2,12 +2,18 @@
 
 Their stream gets ``error`` + ``response.failed`` with the next sequence numbers, and the output
 items that had been completed (from the event log) are kept.
+
+It runs wherever something survives a dead worker: periodically on every process's loop host
+(each Celery worker, and the web process once it has dispatched a loop) and as a Celery beat
+task. Several reapers at once are safe: each orphan is locked (``skip_locked``) and re-checked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
 import time
 
 from asgiref.sync import async_to_sync
@@ -22,6 +28,7 @@ from .states import ResponseStatus
 
 logger = logging.getLogger(__name__)
 QUEUED_TIMEOUT_SECONDS = 600.0
+REAP_EVERY_SECONDS = 5.0
 ORPHAN_ERROR = {
     "code": "worker_lost",
     "message": "The process running this response stopped before it finished; the response was ended by the reaper.",
@@ -32,25 +39,86 @@ ORPHAN_ERROR = {
 
 
 def reap_orphans(*, now: float | None = None) -> int:
+    """End every orphaned response now (synchronous: Celery beat, commands); returns how many."""
+    reaped = _reap(now)
+    for response_id, batch in reaped:
+        try:
+            async_to_sync(get_bus().publish)(response_id, batch)
+        except Exception:  # noqa: BLE001 - readers catch up from the store
+            logger.warning("could not publish the reaper's events for %s", response_id)
+    return len(reaped)
+
+
+async def areap_orphans() -> int:
+    """The same from an event loop: database work on the loop-database thread, publish here."""
+    from .loop.activity import local_response_ids
+    from .loop.db import run_control_db
+
+    reaped = await run_control_db(_reap, None, local_response_ids())
+    for response_id, batch in reaped:
+        try:
+            await get_bus().publish(response_id, batch)
+        except Exception:  # noqa: BLE001 - readers catch up from the store
+            logger.warning("could not publish the reaper's events for %s", response_id)
+    return len(reaped)
+
+
+async def reap_periodically(interval: float = REAP_EVERY_SECONDS) -> None:
+    """Run the reaper forever on this event loop (jittered, so many processes spread out)."""
+    while True:
+        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+        try:
+            await areap_orphans()
+        except Exception:  # noqa: BLE001 - the store may be briefly away; next round
+            logger.warning("reaping orphans failed; retrying", exc_info=True)
+
+
+_reapers: dict[int, asyncio.Task] = {}
+
+
+def ensure_reaper() -> None:
+    """Start the periodic reaper on the running event loop, once per loop."""
+    loop = asyncio.get_running_loop()
+    task = _reapers.get(id(loop))
+    if task is None or task.done():
+        _reapers[id(loop)] = loop.create_task(reap_periodically(), name="openresponses-reaper")
+
+
+def _reap(now: float | None, alive: set[str] = frozenset()) -> list[tuple[str, list]]:
     now = now or time.time()
     stale = now - float(openresponses_settings.ORPHAN_AFTER_SECONDS)
     ids = list(
         Response.objects.filter(status=ResponseStatus.IN_PROGRESS, heartbeat_at__lt=stale).values_list("id", flat=True)
     ) + list(Response.objects.filter(status=ResponseStatus.QUEUED, heartbeat_at__lt=now - QUEUED_TIMEOUT_SECONDS).values_list("id", flat=True))
-    reaped = 0
+    reaped = []
     for response_id in ids:
-        if fail_orphan(response_id=response_id, stale_before=stale):
-            reaped += 1
+        if response_id in alive:
+            continue  # running right here: its heartbeat is only late
+        batch = _fail_orphan(response_id, stale)
+        if batch is not None:
+            reaped.append((response_id, batch))
     return reaped
 
 
 def fail_orphan(*, response_id: str, stale_before: float) -> bool:
+    """End one orphan as ``failed`` (if it still is one) and publish its terminal events."""
+    batch = _fail_orphan(response_id, stale_before)
+    if batch is None:
+        return False
+    try:
+        async_to_sync(get_bus().publish)(response_id, batch)
+    except Exception:  # noqa: BLE001 - readers catch up from the store
+        logger.warning("could not publish the reaper's events for %s", response_id)
+    return True
+
+
+def _fail_orphan(response_id: str, stale_before: float) -> list | None:
     with transaction.atomic():
         response = Response.objects.select_for_update(skip_locked=True).filter(id=response_id).first()
         if response is None or response.is_finished:
-            return False
+            return None
         if response.status == ResponseStatus.IN_PROGRESS and (response.heartbeat_at or 0) >= stale_before:
-            return False
+            return None
         events = list(ResponseEvent.objects.filter(response=response).order_by("sequence_number").values_list("sequence_number", "type", "payload"))
         output = []
         for _, event_type, payload in events:
@@ -68,11 +136,11 @@ def fail_orphan(*, response_id: str, stale_before: float) -> bool:
         error_event = {"type": "error", "sequence_number": seq, "error": {"type": "server_error", "code": ORPHAN_ERROR["code"], "message": ORPHAN_ERROR["message"], "param": None}}
         failed_event = {"type": "response.failed", "sequence_number": seq + 1, "response": build_resource(response, output)}
         batch = [(seq, "error", dumps(error_event)), (seq + 1, "response.failed", dumps(failed_event))]
+        if not events:  # it never started: its stream still opens with response.created
+            created = {"type": "response.created", "sequence_number": 0, "response": build_resource(response, [], status=ResponseStatus.QUEUED)}
+            error_event["sequence_number"], failed_event["sequence_number"] = 1, 2
+            batch = [(0, "response.created", dumps(created)), (1, "error", dumps(error_event)), (2, "response.failed", dumps(failed_event))]
         now = time.time()
         ResponseEvent.objects.bulk_create([ResponseEvent(response=response, sequence_number=s, type=t, payload=p, created_at=now) for s, t, p in batch])
     logger.warning("reaped orphaned response %s", response_id)
-    try:
-        async_to_sync(get_bus().publish)(response_id, batch)
-    except Exception:  # noqa: BLE001 - readers catch up from the store
-        logger.warning("could not publish the reaper's events for %s", response_id)
-    return True
+    return batch

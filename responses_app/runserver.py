@@ -23,7 +23,7 @@ def commands(host: str, port: int) -> dict[str, list[str]]:
             sys.executable, "-m", "celery", "-A", "openresponses_site", "worker",
             "--pool", "threads", "--concurrency", concurrency, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
         ]
-        procs["beat"] = [sys.executable, "-m", "celery", "-A", "openresponses_site", "beat", "--loglevel", "INFO", "--schedule", os.path.join(os.environ.get("TMPDIR", "/tmp"), "openresponses-celerybeat")]
+        procs["beat"] = [sys.executable, "-m", "celery", "-A", "openresponses_site", "beat", "--loglevel", "INFO", "--schedule", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"openresponses-celerybeat-{port}")]
     return procs
 
 
@@ -47,6 +47,7 @@ def supervise(procs: dict[str, list[str]]) -> int:
             if proc.poll() is not None and not stopping:
                 print(f"[openresponses] {name} exited with {proc.returncode}; restarting", flush=True)
                 running[name] = subprocess.Popen(procs[name])
+                print(f"[openresponses] started {name} (pid {running[name].pid})", flush=True)
     for proc in running.values():
         if proc.poll() is None:
             proc.terminate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from django.db import transaction
@@ -12,6 +13,7 @@ from providers_app.adapters.base import message_text
 from providers_app.registry import Route
 
 from .api.validation import CreateRequest
+from .compaction import check_compaction_items
 from .errors import ApiError, invalid
 from .ids import response_id as new_response_id
 from .models import Response, ResponseItem
@@ -48,11 +50,17 @@ def _check_call_ids(items: list[dict[str, Any]], context_call_ids: set[str]) -> 
             )
 
 
-def response_create(*, request: CreateRequest, owner: str | None, route: Route) -> Response:
-    """Store a new response (status ``queued``) with its input items, ready for the loop."""
+def response_create(*, request: CreateRequest, owner: str | None, route: Route, unstored_ids: Collection[str] = ()) -> Response:
+    """Store a new response (status ``queued``) with its input items, ready for the loop.
+
+    ``unstored_ids``: ``store: false`` responses the caller may continue (a WebSocket connection's own).
+    """
+    check_compaction_items(request.input_items)
     previous = None
     if request.previous_response_id:
-        qs = Response.objects.filter(id=request.previous_response_id, store=True)
+        qs = Response.objects.filter(id=request.previous_response_id)
+        if request.previous_response_id not in unstored_ids:
+            qs = qs.filter(store=True)
         if owner is not None:
             qs = qs.filter(owner=owner)
         previous = qs.only("id", "ancestor_ids").first()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_ready
 
 
 @shared_task(name="responses_app.tasks.run_response", acks_late=True, reject_on_worker_lost=True)
@@ -20,3 +23,11 @@ def reap_orphans() -> int:
     from .reaper import reap_orphans as reap
 
     return reap()
+
+
+@worker_ready.connect
+def start_loop_host(**_: Any) -> None:
+    """Start the worker's loop host at once: its periodic reaper runs even before the first task."""
+    from .loop.host import loop_host
+
+    loop_host.loop()

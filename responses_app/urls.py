@@ -2,12 +2,13 @@
 
 from django.urls import path, re_path
 
-from .api import views
+from .api import compact, views
 
 app_name = "responses_app"
 
 urlpatterns = [
     path("v1/responses", views.create_response, name="create"),
+    path("v1/responses/compact", compact.compact_response, name="compact"),
     path("v1/responses/<str:response_id>", views.response_detail, name="detail"),
     path("v1/responses/<str:response_id>/cancel", views.cancel_response, name="cancel"),
     path("v1/responses/<str:response_id>/input_items", views.list_input_items, name="input-items"),

@@ -500,8 +500,8 @@ class StreamParser:
             report = usage_from((event.get("message") or {}).get("usage"), with_output=False)
             return [report] if report else []
         if kind == "message_delta":
-            out: list[Chunk] = self._close_text()
             self.stop_reason = (event.get("delta") or {}).get("stop_reason") or self.stop_reason
+            out: list[Chunk] = self._close_text() if not self._truncated() else []
             report = usage_from(event.get("usage"))
             if report:
                 out.append(report)
@@ -512,12 +512,16 @@ class StreamParser:
             raise stream_error(event, self.provider)
         return []  # ping and unknown events
 
+    def _truncated(self) -> bool:
+        # A cut-off text block stays open: Finish closes it as incomplete.
+        return finish_reason(self.stop_reason) == "max_output_tokens"
+
     def finish(self) -> list[Chunk]:
         """Chunks that end the sample (idempotent)."""
         if self.finished:
             return []
         self.finished = True
-        out = self._close_text()
+        out = self._close_text() if not self._truncated() else []
         out.append(Finish(finish_reason(self.stop_reason)))
         return out
 
@@ -629,8 +633,8 @@ def parse_message(body: dict[str, Any], provider: str) -> list[Chunk]:
             out.append(ToolCallStart(call_id=block.get("id") or "", name=block.get("name") or ""))
             out.append(ToolCallDelta(json.dumps(block.get("input") or {}, separators=(",", ":"))))
             out.append(ItemEnd())
-    if text_open:
-        out.append(ItemEnd())
+    if text_open and finish_reason(body.get("stop_reason")) != "max_output_tokens":
+        out.append(ItemEnd())  # a cut-off text block stays open: Finish closes it as incomplete
     report = usage_from(body.get("usage"))
     if report:
         out.append(report)

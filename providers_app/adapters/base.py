@@ -14,12 +14,19 @@ Chunk grammar (what the emitter expects, in order, for one sample):
 * ``UsageReport`` may come several times; later non-None fields override earlier ones.
 * ``Finish`` ends the sample with a reason.
 
-Upstream failures are raised as :class:`UpstreamError`.
+Upstream failures are raised as :class:`UpstreamError`. Every subclass's ``sample`` is wrapped
+automatically: provider keys are masked in raised errors, and a call to a tool the request does not
+allow (``allowed_tools``, ``tool_choice: "none"``, an undeclared name) is refused as
+``tool_not_allowed`` before it becomes an item.
+
+Timeouts (per provider): ``connect_timeout``; ``first_byte_timeout`` until the headers and then
+the first line of a stream (or the whole non-streamed body); ``idle_timeout`` between lines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 from collections.abc import AsyncIterator, Iterable
@@ -186,6 +193,15 @@ class ProviderAdapter:
     #: Name of the family (``openai``, ``anthropic``…), for logs and the admin.
     family: str = "base"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every subclass's sample() is wrapped once (see _guarded): no error it raises can carry
+        # the provider key (some providers echo it), and no call to a tool the request does not
+        # allow gets through, whatever the adapter or the provider does.
+        super().__init_subclass__(**kwargs)
+        sample = cls.__dict__.get("sample")
+        if sample is not None and not getattr(sample, "_guarded", False):
+            cls.sample = _guarded(sample)  # type: ignore[method-assign]
+
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self._clients: dict[int, httpx.AsyncClient] = {}
@@ -202,6 +218,14 @@ class ProviderAdapter:
         with a :class:`Finish` chunk when the upstream finished normally.
         """
         raise NotImplementedError("ProviderAdapter subclasses must implement sample()")
+
+    def redact(self, error: UpstreamError) -> UpstreamError:
+        """``error`` with the provider key masked (some providers echo it in their messages)."""
+        key = self.config.api_key
+        if key and len(key) >= 8 and key in error.message:
+            error.message = error.message.replace(key, "***")
+            error.args = (error.message,)
+        return error
 
     def owns(self, item: dict[str, Any]) -> bool:
         """True when ``item``'s provider artefacts were made by this provider."""
@@ -282,8 +306,9 @@ class ProviderAdapter:
         """A non-streaming call: the parsed JSON body, or :class:`UpstreamError`."""
         response = await self.open_stream("POST", url, json_body=json_body, headers=headers)
         try:
-            raw = await response.aread()
-        except httpx.TimeoutException:
+            # A non-streamed answer is its first byte: the whole body within first_byte_timeout.
+            raw = await asyncio.wait_for(response.aread(), timeout=self.config.first_byte_timeout)
+        except (TimeoutError, httpx.TimeoutException):
             raise UpstreamError(f"The provider '{self.config.name}' timed out.", status=504, code="upstream_timeout") from None
         finally:
             await response.aclose()
@@ -298,9 +323,9 @@ class ProviderAdapter:
         retry_after = _parse_retry_after(headers.get("retry-after"))
         prefix = f"Provider '{self.config.name}' returned HTTP {status}: "
         if status == 429:
-            return UpstreamError(prefix + message, status=429, code="rate_limit_exceeded", error_type="too_many_requests", retry_after=retry_after or 1.0, retryable=True)
+            return UpstreamError(prefix + message, status=429, code="rate_limit_exceeded", error_type="too_many_requests", retry_after=retry_after if retry_after is not None else 1.0, retryable=True)
         if status in (400, 422):
-            return UpstreamError(prefix + message, status=400, code="upstream_invalid_request", error_type="invalid_request_error")
+            return UpstreamError(prefix + message, status=400, code="upstream_invalid_request", error_type="invalid_request_error", param=extract_error_param(raw))
         if status == 404:
             return UpstreamError(prefix + message, status=404, code="model_not_found", error_type="invalid_request_error", param="model")
         if status in (401, 403):
@@ -310,17 +335,25 @@ class ProviderAdapter:
         return UpstreamError(prefix + message, status=502, code="upstream_error", retryable=status >= 500)
 
     async def iter_lines(self, response: httpx.Response) -> AsyncIterator[str]:
-        """Lines of a streamed body, with the idle timeout applied between reads."""
+        """Lines of a streamed body: the first within ``first_byte_timeout``, then ``idle_timeout`` between lines.
+
+        (Streaming providers send their headers at once and then think: the wait for the first
+        token is the long one, a silence after it means the stream is stuck.)
+        """
         iterator = response.aiter_lines().__aiter__()
+        started = False
         while True:
+            timeout = self.config.idle_timeout if started else self.config.first_byte_timeout
             try:
-                line = await asyncio.wait_for(iterator.__anext__(), timeout=self.config.idle_timeout)
+                line = await asyncio.wait_for(iterator.__anext__(), timeout=timeout)
             except StopAsyncIteration:
                 return
             except (TimeoutError, httpx.TimeoutException):
-                raise UpstreamError(f"The provider '{self.config.name}' went silent mid-stream.", status=504, code="upstream_timeout") from None
+                what = "went silent mid-stream" if started else "did not start answering in time"
+                raise UpstreamError(f"The provider '{self.config.name}' {what}.", status=504, code="upstream_timeout") from None
             except httpx.HTTPError as exc:
                 raise UpstreamError(f"The provider '{self.config.name}' dropped the stream: {type(exc).__name__}", status=502, code="upstream_disconnected") from None
+            started = True
             yield line
 
     async def iter_sse(self, response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
@@ -345,6 +378,45 @@ class ProviderAdapter:
                 data.append(value.rstrip())
         if data:
             yield event, "\n".join(data)
+
+
+def callable_tools(request: ModelRequest) -> set[str] | None:
+    """Names the model may call: ``allowed_tools`` if given, else the declared tools (None: no limit)."""
+    choice = request.tool_choice
+    if choice == "none":
+        return set()
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        return {t.get("name") for t in choice.get("tools") or [] if isinstance(t, dict)}
+    if request.tools:
+        return {t.get("name") for t in request.tools}
+    return None
+
+
+def _guarded(sample: Any) -> Any:
+    """Wrap an adapter's ``sample``: errors never hold its key, and calls to tools the request
+    does not allow (``allowed_tools``, ``tool_choice: none``, undeclared names) are refused
+    before they reach the emitter, whatever the provider did."""
+
+    @functools.wraps(sample)
+    async def wrapper(self: ProviderAdapter, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
+        inner = sample(self, request, stream=stream)
+        allowed = callable_tools(request)
+        try:
+            async for chunk in inner:
+                if allowed is not None and isinstance(chunk, ToolCallStart) and chunk.name not in allowed:
+                    raise UpstreamError(
+                        f"The model called a tool it may not use: {chunk.name}.", status=500, code="tool_not_allowed", error_type="model_error"
+                    )
+                yield chunk
+        except UpstreamError as exc:
+            raise self.redact(exc) from exc.__cause__
+        finally:
+            aclose = getattr(inner, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    wrapper._guarded = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _backoff(attempt: int) -> float:
@@ -374,6 +446,17 @@ def extract_error_message(raw: bytes | str) -> str:
         if isinstance(error, str):
             return error
     return json.dumps(body)[:500]
+
+
+def extract_error_param(raw: bytes | str) -> str | None:
+    """The ``error.param`` of an OpenAI-shaped error body (the request field at fault), if any."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    param = error.get("param") if isinstance(error, dict) else None
+    return param if isinstance(param, str) and param else None
 
 
 def message_text(item: dict[str, Any]) -> str:

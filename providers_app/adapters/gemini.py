@@ -508,7 +508,8 @@ class ResponseParser:
             self.finish_reason = candidate["finishReason"]
 
     def finish(self) -> Iterator[Chunk]:
-        yield from self._close()
+        if self.finish_reason != "MAX_TOKENS":
+            yield from self._close()  # a cut-off item stays open: Finish closes it as incomplete
         if self.usage is not None:
             yield usage_report(self.usage)
         reason = self.finish_reason

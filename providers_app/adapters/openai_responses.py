@@ -60,6 +60,8 @@ def build_request(request: ModelRequest, adapter: ProviderAdapter, *, stream: bo
     for key in ("service_tier", "prompt_cache_key", "safety_identifier"):
         if request.extra.get(key) is not None:
             body[key] = request.extra[key]
+    if body.get("service_tier") == "default":
+        del body["service_tier"]  # what validation fills in when the client sent none: the upstream's default
     return body
 
 
@@ -127,7 +129,8 @@ def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]
                     yield TextDelta(part.get("text", ""))
                 elif part.get("type") == "refusal":
                     yield RefusalDelta(part.get("refusal", ""))
-            yield ItemEnd({"id": item.get("id")})
+            if item.get("status") != "incomplete":  # a cut-off message stays open: Finish closes it as incomplete
+                yield ItemEnd({"id": item.get("id")})
         elif kind == "reasoning":
             for index, part in enumerate(item.get("summary") or []):
                 yield ReasoningDelta(part.get("text", ""), "summary", index)
@@ -170,7 +173,7 @@ class StreamTranslator:
                 yield ReasoningDone(item.get("encrypted_content"), {"id": item.get("id")})
             elif item.get("type") == "function_call":
                 yield ItemEnd()
-            elif item.get("type") == "message":
+            elif item.get("type") == "message" and item.get("status") != "incomplete":
                 yield ItemEnd({"id": item.get("id")})
         elif kind == "response.reasoning_summary_text.delta":
             yield ReasoningDelta(event.get("delta", ""), "summary", event.get("summary_index", 0))

@@ -30,6 +30,7 @@ KNOWN_FIELDS = {
     "instructions", "store", "service_tier", "top_logprobs", "user", "conversation", "prompt",
 }
 MAX_INPUT_CHARS = 10_485_760
+WEBSOCKET_DISALLOWED = ("stream", "stream_options", "background")
 
 
 @dataclass
@@ -89,12 +90,17 @@ def _short_string(body: dict, key: str, max_len: int) -> str | None:
     return value
 
 
-def validate_create(body: Any, *, hosted_tool_names: frozenset[str] = frozenset()) -> CreateRequest:
+def validate_create(body: Any, *, hosted_tool_names: frozenset[str] = frozenset(), websocket: bool = False) -> CreateRequest:
+    """``websocket=True``: a WebSocket ``response.create`` (``stream``, ``stream_options``, ``background`` refused)."""
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", None, "invalid_json")
     unknown = sorted(set(body) - KNOWN_FIELDS)
     if unknown:
         raise invalid(f"Unknown parameter: '{unknown[0]}'.", unknown[0], "unknown_parameter")
+    if websocket:
+        for key in WEBSOCKET_DISALLOWED:
+            if key in body:
+                raise invalid(f"'{key}' cannot be sent in WebSocket mode: every turn streams over the socket.", key, "unsupported_parameter")
 
     model = body.get("model")
     if model is None or model == "":

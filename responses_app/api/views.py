@@ -86,9 +86,17 @@ def _upstream_error(resource: dict[str, Any], stored_error: dict[str, Any] | Non
     return ApiError(status, stored_error.get("message") or "The provider failed.", param=stored_error.get("param"), code=stored_error.get("code"), error_type=stored_error.get("type"), headers=headers)
 
 
+def _server_timing(marks: tuple[float, ...], wall: float) -> str:
+    """``Server-Timing`` of a create: parse, db, dispatch, wait (for the first output or the end), t0 (epoch)."""
+    names = ("parse", "db", "dispatch", "wait")
+    parts = [f"{name};dur={(marks[i + 1] - marks[i]) * 1000:.2f}" for i, name in enumerate(names[: len(marks) - 1])]
+    return ", ".join(parts) + f', t0;desc="{wall:.6f}"'
+
+
 @api_view({"POST"})
 async def create_response(request: HttpRequest) -> HttpResponse:
     started = time.perf_counter()
+    wall = time.time()
     identity = await identify(request)
     body = parse_json_body(request.body)
     create = validate_create(body, hosted_tool_names=frozenset(hosted_tools()))
@@ -99,10 +107,10 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     parsed = time.perf_counter()
     response = await sync_to_async(services.response_create)(request=create, owner=identity.owner, route=route)
     stored = time.perf_counter()
-    timing = f"parse;dur={(parsed - started) * 1000:.2f}, db;dur={(stored - parsed) * 1000:.2f}"
 
     if create.background:
         await dispatch_response(response.id)
+        timing = _server_timing((started, parsed, stored, time.perf_counter()), wall)
         return json_response(build_resource(response, []), headers={"Server-Timing": timing})
 
     bus = get_bus()
@@ -112,8 +120,9 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     except Exception:
         await subscription.close()
         raise
+    marks = (started, parsed, stored, time.perf_counter())
     if create.stream:
-        return await _stream_new(response.id, subscription, timing, identity)
+        return await _stream_new(response.id, subscription, marks, wall, identity)
     try:
         async for batch in follow(response.id, subscription, catch_up=False, keepalive=float(openresponses_settings.KEEPALIVE_SECONDS)):
             resource = terminal_response(batch)
@@ -128,10 +137,10 @@ async def create_response(request: HttpRequest) -> HttpResponse:
         error = _upstream_error(resource, stored_error)
         if error is not None:
             raise error
-    return json_response(resource, headers={"Server-Timing": timing})
+    return json_response(resource, headers={"Server-Timing": _server_timing((*marks, time.perf_counter()), wall)})
 
 
-async def _stream_new(response_id: str, subscription: Any, timing: str, identity: ClientIdentity) -> HttpResponse:
+async def _stream_new(response_id: str, subscription: Any, marks: tuple[float, ...], wall: float, identity: ClientIdentity) -> HttpResponse:
     """Wait briefly for the first output so an upstream refusal (429, 5xx) can still be an HTTP error."""
     prefetched = []
     deadline = time.monotonic() + FIRST_EVENT_WAIT
@@ -146,6 +155,7 @@ async def _stream_new(response_id: str, subscription: Any, timing: str, identity
         types = {event_type for _, event_type, _ in batch}
         if types - {"response.created", "response.in_progress"}:
             break
+    timing = _server_timing((*marks, time.perf_counter()), wall)
     terminal = terminal_response(prefetched[-1]) if prefetched else None
     if terminal is not None and terminal.get("status") == "failed":
         from ..models import Response

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 
-from .db import run_db
+from .db import run_control_db
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
@@ -51,10 +51,10 @@ class Activity:
                 continue
             try:
                 if time.monotonic() - last_heartbeat >= float(openresponses_settings.HEARTBEAT_SECONDS):
-                    cancelled = await run_db(responses_heartbeat, response_ids=ids)
+                    cancelled = await run_control_db(responses_heartbeat, response_ids=ids)
                     last_heartbeat = time.monotonic()
                 else:
-                    cancelled = await run_db(cancelled_among, response_ids=ids)
+                    cancelled = await run_control_db(cancelled_among, response_ids=ids)
             except Exception:  # noqa: BLE001 - the store may be briefly away; try again
                 logger.warning("heartbeat failed; retrying", exc_info=True)
                 continue
@@ -73,6 +73,11 @@ def activity() -> Activity:
     if found is None:
         found = _activities[id(loop)] = Activity()
     return found
+
+
+def local_response_ids() -> set[str]:
+    """Ids of the loops running in this process (the reaper never takes these for orphans)."""
+    return {response_id for act in list(_activities.values()) for response_id in list(act.active)}
 
 
 def cancel_everywhere_local(response_id: str) -> None:

@@ -18,6 +18,9 @@ from django.db.utils import InterfaceError, OperationalError
 
 T = TypeVar("T")
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openresponses-db")
+# Heartbeats, cancel polling and the reaper use a thread (and connection) of their own, so a
+# backlog of event writes under heavy load never delays the signs of life of running loops.
+_control_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openresponses-db-control")
 
 
 def _call(func: Callable[..., T], args: tuple, kwargs: dict) -> T:
@@ -38,10 +41,28 @@ async def run_db(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_executor, functools.partial(_call, func, args, kwargs))
 
 
+async def run_control_db(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Like :func:`run_db`, on the control thread (heartbeats, cancel polling, reaping)."""
+    return await asyncio.get_running_loop().run_in_executor(_control_executor, functools.partial(_call, func, args, kwargs))
+
+
 def _insert_events(rows: list[tuple[str, int, str, str]]) -> None:
+    from django.db import connection
+
     from ..models import ResponseEvent
 
     now = time.time()
+    if connection.vendor == "postgresql":
+        # One statement for the whole batch, without building a model instance per row.
+        table = connection.ops.quote_name(ResponseEvent._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (response_id, sequence_number, type, payload, created_at) "
+                "SELECT r, s, t, p, %s FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[]) AS u(r, s, t, p) "
+                "ON CONFLICT DO NOTHING",
+                [now, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]],
+            )
+        return
     ResponseEvent.objects.bulk_create(
         [ResponseEvent(response_id=rid, sequence_number=seq, type=etype, payload=payload, created_at=now) for rid, seq, etype, payload in rows],
         ignore_conflicts=True,

@@ -17,6 +17,9 @@ def dispatch_mode() -> str:
 
 async def dispatch_response(response_id: str) -> None:
     """Start the loop of a committed, queued response. Returns at once."""
+    from ..reaper import ensure_reaper
+
+    ensure_reaper()  # the serving process also looks for orphans (a worker may be gone)
     if dispatch_mode() == "celery":
         from ..tasks import run_response_task
 

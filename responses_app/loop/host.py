@@ -2,6 +2,7 @@
 
 Celery tasks (threads pool) hand their coroutine to this loop and wait for it, so one worker
 process holds hundreds of concurrent loops on one event loop instead of one loop per process.
+The host also runs the periodic reaper, so every process that runs loops looks for orphans.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class LoopHost:
                 thread = threading.Thread(target=loop.run_forever, name="openresponses-loop-host", daemon=True)
                 thread.start()
                 self._loop = loop
+                asyncio.run_coroutine_threadsafe(_start_services(), loop)
             return self._loop
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
@@ -35,6 +37,12 @@ class LoopHost:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coro`` on the host loop and block the calling thread until it is done."""
         return self.submit(coro).result(timeout)
+
+
+async def _start_services() -> None:
+    from ..reaper import ensure_reaper
+
+    ensure_reaper()
 
 
 loop_host = LoopHost()

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from providers_app.adapters.base import ModelRequest, UpstreamError
-from providers_app.registry import ConfigError, get_adapter
+from providers_app.registry import ConfigError, aget_adapter
 
+from ..compaction import model_items
 from ..conf import openresponses_settings
 from ..events.bus import get_bus
 from ..events.emitter import ResponseEmitter
@@ -27,6 +28,7 @@ from ..services import response_finish, response_start
 from ..states import ResponseStatus
 from .activity import activity
 from .db import event_writer, run_db
+from .mcp import McpError, McpToolset
 from .middleware import LoopContext, StopLoop, call_hook, loop_middleware
 from .tools import HostedTool, hosted_tools
 
@@ -60,6 +62,8 @@ def _error(exc: BaseException) -> dict[str, Any]:
         return {"code": exc.code, "message": exc.message, "type": exc.error_type, "param": exc.param, "status": exc.status, "retry_after": exc.retry_after}
     if isinstance(exc, StopLoop):
         return {"code": exc.code, "message": exc.message, "type": "server_error", "param": None, "status": 500}
+    if isinstance(exc, McpError):
+        return {"code": "mcp_server_error", "message": str(exc), "type": "server_error", "param": None, "status": 502}
     if isinstance(exc, ConfigError):
         return {"code": "provider_misconfigured", "message": str(exc), "type": "server_error", "param": None, "status": 500}
     return {"code": "server_error", "message": f"The loop failed: {type(exc).__name__}", "type": "server_error", "param": None, "status": 500}
@@ -99,7 +103,7 @@ class LoopRun:
             await self._finish(outcome)
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure ends in a terminal state
-            logger.warning("response %s failed: %s", response.id, exc, exc_info=not isinstance(exc, UpstreamError | StopLoop))
+            logger.warning("response %s failed: %s", response.id, exc, exc_info=not isinstance(exc, UpstreamError | StopLoop | McpError))
             outcome = Outcome("failed", _error(exc))
         finally:
             activity().unregister(response.id)
@@ -154,7 +158,10 @@ class LoopRun:
         emitter = self.emitter
         return ModelRequest(
             model=self.response.upstream_model or self.response.model,
-            items=self.context + [emitter.stored_item(i) for i in emitter.output],
+            items=model_items(
+                self.context + [emitter.stored_item(i) for i in emitter.output],
+                model=self.response.model, upstream_model=self.response.upstream_model, params=params, tools=tools,
+            ),
             instructions=params.get("instructions"),
             tools=tools,
             tool_choice=params.get("tool_choice", "auto"),
@@ -192,11 +199,21 @@ class LoopRun:
         return True
 
     async def _drive(self, cancel: asyncio.Event) -> Outcome:
+        mcp = McpToolset(self.params.get("tools") or [])
+        try:
+            return await self._drive_with(cancel, mcp)
+        finally:
+            if mcp:
+                await mcp.close()
+
+    async def _drive_with(self, cancel: asyncio.Event, mcp: McpToolset) -> Outcome:
         response = self.response
         params = self.params
-        adapter = get_adapter(response.provider)
+        adapter = await aget_adapter(response.provider)
         hosted = hosted_tools()
         tools = self._tools_for_model(hosted)
+        if mcp:
+            tools += await mcp.open({t["name"] for t in tools})
         declared = {t["name"] for t in tools}
         choice = params.get("tool_choice")
         allowed = {t["name"] for t in choice["tools"]} if isinstance(choice, dict) and choice.get("type") == "allowed_tools" else declared
@@ -210,8 +227,10 @@ class LoopRun:
             context = LoopContext(response.id, response.model, response.provider, iteration, self._model_request(tools))
             await call_hook(middleware, "before_sample", context)
             self.emitter.start_sample()
-            completed = await self._sample(adapter, context.model_request, cancel)
-            self.emitter.end_sample()
+            try:
+                completed = await self._sample(adapter, context.model_request, cancel)
+            finally:
+                self.emitter.end_sample()  # a failed or cancelled sample's usage counts too
             if not completed:
                 return Outcome("cancelled")
             context.sample_items = self.emitter.sample_items
@@ -227,18 +246,21 @@ class LoopRun:
             refused = [c["name"] for c in calls if c["name"] not in allowed or choice == "none"]
             if refused:
                 return Outcome("failed", {"code": "tool_not_allowed", "message": f"The model called a tool it may not use: {refused[0]}.", "type": "model_error", "status": 500})
-            to_run = [c for c in calls if c["name"] in hosted_names]
+            to_run = [c for c in calls if c["name"] in hosted_names or (c["name"] in mcp.tools and not mcp.tools[c["name"]].needs_approval)]
             if not to_run:
                 return Outcome("completed")
             tool_calls += len(to_run)
             if max_tool_calls is not None and tool_calls > max_tool_calls:
                 return Outcome("incomplete", incomplete_reason="max_tool_calls")
             timeout = float(openresponses_settings.TOOL_TIMEOUT)
-            outputs = await asyncio.gather(*(hosted[c["name"]].call(c["arguments"], timeout) for c in to_run))
+            # Parallel calls run concurrently; each error or timeout becomes that call's output.
+            outputs = await asyncio.gather(
+                *(hosted[c["name"]].call(c["arguments"], timeout) if c["name"] in hosted_names else mcp.call(c["name"], c["arguments"], timeout) for c in to_run)
+            )
             for call, output in zip(to_run, outputs, strict=True):
                 self.emitter.add_item({"type": "function_call_output", "id": function_call_output_id(), "call_id": call["call_id"], "output": output, "status": "completed"})
             if len(to_run) < len(calls):
-                return Outcome("completed")  # client function calls end the turn
+                return Outcome("completed")  # client function calls (and MCP calls awaiting approval) end the turn
             if cancel.is_set():
                 return Outcome("cancelled")
         return Outcome("incomplete", incomplete_reason="max_iterations")

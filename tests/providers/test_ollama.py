@@ -229,7 +229,12 @@ def test_parallel_tool_calls_false_keeps_first_call() -> None:
         up.queue(ndjson(line(tool_calls=calls), done()))
         chunks = collect(
             make(up),
-            ModelRequest(model="m", items=[user("x")], tools=[WEATHER_TOOL], parallel_tool_calls=False),
+            ModelRequest(
+                model="m",
+                items=[user("x")],
+                tools=[{**WEATHER_TOOL, "name": "a"}, {**WEATHER_TOOL, "name": "b"}],
+                parallel_tool_calls=False,
+            ),
         )
     assert [c.name for c in chunks if isinstance(c, ToolCallStart)] == ["a"]
     assert chunks[-1] == Finish("tool_calls")

@@ -95,3 +95,15 @@ def assert_valid_error(body: dict[str, Any]) -> None:
     assert set(body) == {"error"}, body
     assert set(body["error"]) == {"message", "type", "param", "code"}, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+def assert_valid_ws_error(event: dict[str, Any]) -> None:
+    """A WebSocket failure message (spec ``WebSocketErrorEvent``: ``type``, integer ``status``, ``error``)."""
+    errors = _errors("WebSocketErrorEvent", event)
+    assert not errors, f"WebSocketErrorEvent invalid: {errors[:5]}"
+
+
+def assert_valid_compact(resource: dict[str, Any]) -> None:
+    """A ``POST /v1/responses/compact`` answer (spec ``CompactResource``)."""
+    errors = _errors("CompactResource", resource)
+    assert not errors, f"CompactResource invalid: {errors[:5]}"

@@ -1,0 +1,289 @@
+"""The operators' console for providers and routing rules.
+
+Keys are write-only (only their last four characters are ever shown). Every save or delete
+resets the registry so the next request routes with the new configuration. Providers and routes
+from the environment and the config file are listed read-only with where they come from.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from .connection import check_connection, probe_model
+from .models import Provider, RoutingRule
+from .registry import (
+    BUILTIN_ADAPTERS,
+    ConfigError,
+    adapter_class,
+    all_routes,
+    provider_config_from_row,
+    provider_configs,
+    provider_sources,
+    registry,
+    route_for_model,
+)
+
+
+def key_hint(key: str) -> str:
+    return f"set (…{key[-4:]})" if key else "not set"
+
+
+def _registry_error(request: HttpRequest) -> str:
+    """The registry's configuration error, if the config file is broken (shown, not raised)."""
+    try:
+        provider_configs()
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
+# ---------------------------------------------------------------------------- providers
+
+
+class ProviderForm(forms.ModelForm):
+    api_key = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password", "size": 50}),
+        help_text="Write-only: stored encrypted, never shown again (only its last four characters). Leave empty to keep the current key.",
+    )
+    clear_api_key = forms.BooleanField(required=False, label="Remove the stored key")
+
+    class Meta:
+        model = Provider
+        fields = [
+            "name", "adapter", "base_url", "api_key", "clear_api_key", "api_key_env", "headers",
+            "connect_timeout", "first_byte_timeout", "idle_timeout", "max_retries", "options", "enabled",
+        ]
+        widgets = {"adapter": forms.TextInput(attrs={"list": "or-adapters", "size": 50}), "base_url": forms.TextInput(attrs={"size": 60})}
+        help_texts = {
+            "headers": "Extra HTTP headers sent with every upstream request, as a JSON object. Put keys in the API key field, not here.",
+            "options": 'Adapter options as JSON, e.g. {"test_model": "gpt-4o-mini"} (the model \u201ctest connection\u201d asks).',
+        }
+
+    def clean_adapter(self) -> str:
+        value = (self.cleaned_data.get("adapter") or "").strip()
+        try:
+            adapter_class(value)
+        except ConfigError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return value
+
+    def clean_headers(self) -> dict[str, str]:
+        value = self.cleaned_data.get("headers") or {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise forms.ValidationError('Headers must be a JSON object of strings, e.g. {"X-Team": "search"}.')
+        return value
+
+    def clean_options(self) -> dict[str, Any]:
+        value = self.cleaned_data.get("options") or {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Options must be a JSON object.")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("api_key") and data.get("api_key_env"):
+            self.add_error("api_key", "Give either a key or the name of an environment variable holding it, not both.")
+        return data
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+    list_display = ["name", "adapter", "base_url", "key", "enabled", "rule_count"]
+    list_filter = ["enabled", "adapter"]
+    search_fields = ["name", "adapter", "base_url"]
+    readonly_fields = ["key"]
+    actions = ["test_connection"]
+    change_list_template = "admin/providers_app/provider/change_list.html"
+    change_form_template = "admin/providers_app/provider/change_form.html"
+    fieldsets = [
+        (None, {"fields": ["name", "adapter", "base_url", "enabled"]}),
+        ("Key", {"fields": ["key", "api_key", "clear_api_key", "api_key_env"]}),
+        ("Requests", {"fields": ["headers", "options", "connect_timeout", "first_byte_timeout", "idle_timeout", "max_retries"]}),
+    ]
+
+    @admin.display(description="API key")
+    def key(self, obj: Provider) -> str:
+        if obj.api_key_env:
+            return f"from ${obj.api_key_env}: {key_hint(os.environ.get(obj.api_key_env, ''))}"
+        if obj.api_key_last4:
+            return f"stored encrypted (…{obj.api_key_last4})"
+        return "none"
+
+    @admin.display(description="rules")
+    def rule_count(self, obj: Provider) -> int:
+        return obj.rules.count()
+
+    def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
+        key = form.cleaned_data.get("api_key") or ""
+        if key:
+            obj.set_api_key(key)
+        elif form.cleaned_data.get("clear_api_key") or obj.api_key_env:
+            obj.set_api_key("")
+        super().save_model(request, obj, form, change)
+        registry.reset()
+
+    def delete_model(self, request: HttpRequest, obj: Provider) -> None:
+        super().delete_model(request, obj)
+        registry.reset()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        registry.reset()
+
+    @admin.action(description="Test connection (one small upstream call)")
+    def test_connection(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for row in queryset:
+            config = provider_config_from_row(row)
+            model = probe_model(config)
+            if model is None:
+                messages.warning(request, f"{row.name}: no model to try — set options.test_model or add a routing rule with an upstream model.")
+                continue
+            result = check_connection(config, model)
+            level = messages.SUCCESS if result.ok else messages.ERROR
+            messages.add_message(request, level, f"{row.name} ({model}): {'OK' if result.ok else 'failed'}, {result.message} in {result.seconds:.2f} s")
+
+    def test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A provider's "test connection" page: pick a model, make one call, see the result."""
+        row = Provider.objects.filter(pk=object_id).first()
+        if row is None or not self.has_change_permission(request, row):
+            raise Http404("No such provider")
+        config = provider_config_from_row(row)
+        model = (request.POST.get("model") or "").strip() or probe_model(config) or ""
+        result = check_connection(config, model) if request.method == "POST" and model else None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": row,
+            "title": f"Test connection: {row.name}",
+            "subtitle": None,
+            "model": model,
+            "result": result,
+            "base_url": config.base_url,
+        }
+        return TemplateResponse(request, "admin/providers_app/provider/test_connection.html", context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        error = _registry_error(request)
+        others = []
+        if not error:
+            sources = provider_sources()
+            for name, config in sorted(provider_configs().items()):
+                if sources.get(name) != "database":
+                    others.append({"name": name, "adapter": config.adapter, "base_url": config.base_url, "source": sources.get(name, ""), "key": key_hint(config.api_key)})
+        return super().changelist_view(request, {**(extra_context or {}), "other_providers": others, "registry_error": error})
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        return super().changeform_view(request, object_id, form_url, {**(extra_context or {}), "builtin_adapters": sorted(BUILTIN_ADAPTERS)})
+
+    def get_urls(self) -> list:
+        return [path("<path:object_id>/test/", self.admin_site.admin_view(self.test_view), name="providers_app_provider_test")] + super().get_urls()
+
+
+# ---------------------------------------------------------------------------- routing rules
+
+
+class RoutingRuleForm(forms.ModelForm):
+    class Meta:
+        model = RoutingRule
+        fields = ["pattern", "provider", "provider_name", "upstream_model", "order", "enabled"]
+        widgets = {"provider_name": forms.TextInput(attrs={"list": "or-provider-names"})}
+        labels = {"provider": "Provider (database)", "provider_name": "…or provider (environment / config file)"}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        provider, name = data.get("provider"), (data.get("provider_name") or "").strip()
+        if bool(provider) == bool(name):
+            raise forms.ValidationError("Choose one provider: a database provider or the name of one from the environment or config file.")
+        if name:
+            try:
+                known = provider_configs()
+            except ConfigError as exc:
+                raise forms.ValidationError(str(exc)) from None
+            if name not in known:
+                self.add_error("provider_name", f"No provider named {name!r} (known: {', '.join(sorted(known))}).")
+        return data
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    form = RoutingRuleForm
+    list_display = ["pattern", "target", "upstream_model", "order", "enabled"]
+    list_editable = ["order", "enabled"]
+    list_display_links = ["pattern"]
+    list_filter = ["enabled", "provider"]
+    search_fields = ["pattern", "upstream_model", "provider__name", "provider_name"]
+    change_list_template = "admin/providers_app/routingrule/change_list.html"
+    change_form_template = "admin/providers_app/routingrule/change_form.html"
+
+    @admin.display(description="provider")
+    def target(self, obj: RoutingRule) -> str:
+        return obj.target_name
+
+    def save_model(self, request: HttpRequest, obj: RoutingRule, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        registry.reset()
+
+    def delete_model(self, request: HttpRequest, obj: RoutingRule) -> None:
+        super().delete_model(request, obj)
+        registry.reset()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        registry.reset()
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        error = _registry_error(request)
+        routes = [] if error else [r for r in all_routes() if r.source != "database"]
+        return super().changelist_view(request, {**(extra_context or {}), "other_routes": routes, "registry_error": error})
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        names = [] if _registry_error(request) else sorted(n for n, s in provider_sources().items() if s != "database")
+        return super().changeform_view(request, object_id, form_url, {**(extra_context or {}), "provider_names": names})
+
+    def resolve_view(self, request: HttpRequest) -> HttpResponse:
+        """Which provider and upstream model would this model name take? (the live routing code)"""
+        if not self.has_view_permission(request):
+            raise Http404("Not allowed")
+        model = (request.GET.get("model") or "").strip()
+        error = _registry_error(request)
+        route = None
+        routes = []
+        if not error:
+            route = route_for_model(model) if model else None
+            configs = provider_configs()
+            winner_seen = False
+            for r in all_routes():
+                matches = bool(model) and fnmatch.fnmatchcase(model, r.pattern)
+                row = {"route": r, "matches": matches, "wins": matches and not winner_seen}
+                winner_seen = winner_seen or matches
+                routes.append(row)
+            provider = configs.get(route.provider) if route else None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Which provider would a model name take?",
+            "subtitle": None,
+            "model": model,
+            "route": route,
+            "provider": provider if not error and route else None,
+            "provider_source": provider_sources().get(route.provider, "") if route and not error else "",
+            "routes": routes,
+            "registry_error": error,
+        }
+        return TemplateResponse(request, "admin/providers_app/routingrule/resolve.html", context)
+
+    def get_urls(self) -> list:
+        return [path("resolve/", self.admin_site.admin_view(self.resolve_view), name="providers_app_routingrule_resolve")] + super().get_urls()
+

@@ -1,0 +1,200 @@
+"""MCP tools: request tools of type ``mcp`` reached over streamable HTTP with the ``mcp`` SDK.
+
+A tool entry is OpenAI's shape: ``server_label``, ``server_url``, optional ``headers`` (sent to
+the server, never echoed or logged), ``allowed_tools`` (names, or ``{"tool_names": [...]}``) and
+``require_approval`` (``"always"`` — the default, ``"never"``, or ``{"never": {"tool_names": [...]},
+"always": {...}}``).
+
+The loop lists each server's tools once per run and offers them to the model as function tools.
+A call the server may run without approval is made by the loop and recorded as spec items: the
+model's ``function_call`` and a ``function_call_output`` with the result (errors and timeouts
+included, for the model to read). A call that needs approval ends the turn like a client
+function call: the client sees the ``function_call`` and answers with ``function_call_output``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+LIST_TIMEOUT_SECONDS = 15.0
+_NAME_BAD = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+class McpError(Exception):
+    """An MCP server could not be reached or listed: the response fails with this message."""
+
+
+@dataclass
+class McpServer:
+    label: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    allowed: set[str] | None = None
+    approval_always: set[str] | None = None  # None: every tool (unless in ``approval_never``)
+    approval_never: set[str] = field(default_factory=set)
+    approval_default: bool = True
+
+    @classmethod
+    def from_tool(cls, tool: dict[str, Any]) -> McpServer:
+        allowed = tool.get("allowed_tools")
+        if isinstance(allowed, dict):
+            allowed = allowed.get("tool_names")
+        server = cls(tool["server_label"], tool["server_url"], dict(tool.get("headers") or {}), set(allowed) if allowed is not None else None)
+        approval = tool.get("require_approval", "always")
+        if approval == "never":
+            server.approval_default = False
+        elif isinstance(approval, dict):
+            server.approval_default = False
+            never = (approval.get("never") or {}).get("tool_names")
+            always = (approval.get("always") or {}).get("tool_names")
+            server.approval_never = set(never or [])
+            server.approval_always = set(always or [])
+            if never is not None and always is None:
+                server.approval_default = True  # everything else needs approval
+        return server
+
+    def needs_approval(self, tool_name: str) -> bool:
+        if tool_name in self.approval_never:
+            return False
+        if self.approval_always is not None and tool_name in self.approval_always:
+            return True
+        return self.approval_default
+
+
+@dataclass
+class McpTool:
+    server: McpServer
+    name: str  # the name on the server
+    exposed: str  # the name offered to the model
+    description: str
+    parameters: dict[str, Any]
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.server.needs_approval(self.name)
+
+    def as_function(self) -> dict[str, Any]:
+        return {"type": "function", "name": self.exposed, "description": self.description, "parameters": self.parameters, "strict": False}
+
+
+def _http_client(headers: dict[str, str]) -> Any:
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    return create_mcp_http_client(headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def _connect(server: McpServer) -> Any:
+    """An initialised ``ClientSession`` over streamable HTTP (mcp SDK 2.x, or 1.x as a fallback)."""
+    from mcp import ClientSession
+
+    try:
+        from mcp.client.streamable_http import streamable_http_client
+    except ImportError:  # mcp 1.x
+        from mcp.client.streamable_http import streamablehttp_client
+
+        async with streamablehttp_client(server.url, headers=server.headers) as streams, ClientSession(streams[0], streams[1]) as session:
+            await session.initialize()
+            yield session
+        return
+    async with _http_client(server.headers) as http, streamable_http_client(server.url, http_client=http) as streams, ClientSession(streams[0], streams[1]) as session:
+        await session.initialize()
+        yield session
+
+
+def _leaf(exc: BaseException) -> str:
+    """The innermost cause of a (task-group) failure, named by class: no URLs or headers in it."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return type(exc).__name__
+
+
+def _result_text(result: Any) -> str:
+    parts = []
+    for item in getattr(result, "content", None) or []:
+        if getattr(item, "type", None) == "text":
+            parts.append(item.text)
+        else:
+            parts.append(json.dumps(item.model_dump(mode="json", exclude_none=True), default=str))
+    text = "\n".join(parts)
+    structured = getattr(result, "structured_content", None) or getattr(result, "structuredContent", None)
+    if not text and structured is not None:
+        text = json.dumps(structured, default=str)
+    is_error = getattr(result, "is_error", None)
+    if is_error is None:
+        is_error = getattr(result, "isError", False)
+    return json.dumps({"error": text or "The MCP tool failed."}) if is_error else text
+
+
+class McpToolset:
+    """The MCP tools of one loop run: sessions opened on first use and closed by :meth:`close`.
+
+    Open and close it from the same task (the SDK's transports use anyio task groups).
+    """
+
+    def __init__(self, tools: list[dict[str, Any]]) -> None:
+        self.servers = [McpServer.from_tool(t) for t in tools if t.get("type") == "mcp"]
+        self.tools: dict[str, McpTool] = {}
+        self._stack = contextlib.AsyncExitStack()
+        self._sessions: dict[str, Any] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.servers)
+
+    async def open(self, taken: set[str]) -> list[dict[str, Any]]:
+        """Connect to every server, list its tools and return them as function tools for the model."""
+        for server in self.servers:
+            try:
+                # asyncio.timeout, not wait_for: the session must be entered in this very task.
+                async with asyncio.timeout(LIST_TIMEOUT_SECONDS):
+                    session = await self._stack.enter_async_context(_connect(server))
+                    self._sessions[server.label] = session
+                    listed = await session.list_tools()
+            except Exception as exc:  # noqa: BLE001 - reported as the response's error
+                reason = _leaf(exc)
+                logger.warning("MCP server %r unreachable: %s", server.label, reason)
+                raise McpError(f"Could not list the tools of MCP server '{server.label}': {reason}.") from None
+            for tool in listed.tools:
+                if server.allowed is not None and tool.name not in server.allowed:
+                    continue
+                exposed = _NAME_BAD.sub("_", tool.name)[:64]
+                if exposed in taken:
+                    exposed = _NAME_BAD.sub("_", f"{server.label}__{tool.name}")[:64]
+                taken.add(exposed)
+                schema = getattr(tool, "input_schema", None) or getattr(tool, "inputSchema", None) or {"type": "object", "properties": {}}
+                self.tools[exposed] = McpTool(server, tool.name, exposed, tool.description or tool.name, dict(schema))
+        return [tool.as_function() for tool in self.tools.values()]
+
+    async def call(self, exposed: str, arguments: str, timeout: float) -> str:
+        """Call a tool; errors and timeouts come back as the tool's output, for the model to read."""
+        tool = self.tools[exposed]
+        try:
+            kwargs = json.loads(arguments) if arguments else {}
+            if not isinstance(kwargs, dict):
+                raise ValueError("arguments must be a JSON object")
+        except ValueError as exc:
+            return json.dumps({"error": f"Invalid arguments for {exposed}: {exc}"})
+        try:
+            result = await asyncio.wait_for(self._sessions[tool.server.label].call_tool(tool.name, kwargs), timeout)
+        except TimeoutError:
+            return json.dumps({"error": f"Tool {exposed} timed out after {timeout:g} s"})
+        except Exception as exc:  # noqa: BLE001 - reported to the model, not raised
+            return json.dumps({"error": f"Tool {exposed} failed: {type(exc).__name__}: {exc}"})
+        return _result_text(result)
+
+    async def close(self) -> None:
+        try:
+            await self._stack.aclose()
+        except BaseException as exc:  # noqa: BLE001 - closing a broken session must not fail the loop
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            logger.debug("closing MCP sessions failed", exc_info=True)

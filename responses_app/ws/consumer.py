@@ -1,0 +1,252 @@
+"""WebSocket mode on ``/v1/responses``: one ``response.create`` message per turn, SSE events back.
+
+Each turn goes through the same validation, services, dispatch, bus and reader as an HTTP stream;
+only the framing differs (one event JSON per text message, nothing after the terminal event).
+Turns on one connection run one after another, in the order their messages arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.http import QueryDict
+from django.http.request import HttpHeaders
+
+from providers_app.registry import aroute_for_model
+
+from .. import services
+from ..api.validation import validate_create
+from ..api.views import _check_model_allowed
+from ..auth import ClientIdentity, authenticate
+from ..conf import openresponses_settings
+from ..errors import ApiError, invalid
+from ..events.bus import get_bus
+from ..events.reader import follow
+from ..loop.activity import cancel_everywhere_local
+from ..loop.dispatch import dispatch_response
+from ..loop.tools import hosted_tools
+from ..models import Response
+from ..states import TERMINAL_EVENT_TYPES
+
+logger = logging.getLogger(__name__)
+MAX_PENDING_TURNS = 64
+
+
+class HandshakeRequest:
+    """The upgrade request as an authentication hook sees it: ``headers``, ``META``, ``GET``, ``path``."""
+
+    method = "GET"
+
+    def __init__(self, scope: dict[str, Any]) -> None:
+        meta: dict[str, str] = {}
+        for raw_name, raw_value in scope.get("headers") or []:
+            name = raw_name.decode("latin1").upper().replace("-", "_")
+            value = raw_value.decode("latin1")
+            key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
+            meta[key] = f"{meta[key]},{value}" if key in meta else value
+        client = scope.get("client") or (None, None)
+        meta["REMOTE_ADDR"] = client[0] or ""
+        self.META = meta
+        self.headers = HttpHeaders(meta)
+        self.path = scope.get("path", "")
+        self.GET = QueryDict(scope.get("query_string", b"").decode("latin1"))
+        self.scope = scope
+
+
+def error_event(
+    status: int, code: str | None, message: str, *, error_type: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """A ``WebSocketErrorEvent``."""
+    error: dict[str, Any] = {
+        "type": error_type or "invalid_request_error",
+        "code": code or error_type or "error",
+        "message": message,
+        "param": param,
+    }
+    return {"type": "error", "status": status, "error": error}
+
+
+def api_error_event(exc: ApiError) -> dict[str, Any]:
+    return error_event(exc.status, exc.code, exc.message, error_type=exc.error_type, param=exc.param)
+
+
+def _stored_error(response_id: str) -> dict[str, Any] | None:
+    return Response.objects.filter(id=response_id).values_list("error", flat=True).first()
+
+
+def _cancel(response_id: str) -> None:
+    response = Response.objects.filter(id=response_id).first()
+    if response is not None:
+        services.response_cancel(response=response)
+
+
+class ResponsesConsumer(AsyncWebsocketConsumer):
+    """One client connection: authenticate on the upgrade, then run its turns in order."""
+
+    async def connect(self) -> None:
+        self.identity: ClientIdentity | None = None
+        #: ``store: false`` responses made on this connection: only it may continue them.
+        self.unstored: set[str] = set()
+        self.pending: asyncio.Queue[str | bytes] = asyncio.Queue()
+        self.running: str | None = None
+        self.worker: asyncio.Task | None = None
+        self.refused = False
+        await self.accept()
+        try:
+            self.identity = await database_sync_to_async(authenticate)(HandshakeRequest(self.scope))
+        except ApiError as exc:
+            self.refused = True
+            await self.send_json(api_error_event(exc))
+            await self.close(code=4000 + exc.status)  # 4401: application close codes are 4000-4999
+            return
+        self.worker = asyncio.ensure_future(self._work())
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # A refused connection is closing: whatever it still sends is ignored.
+        if self.refused:
+            return
+        if self.pending.qsize() >= MAX_PENDING_TURNS:
+            await self.send_json(
+                error_event(
+                    429,
+                    "too_many_pending_turns",
+                    f"At most {MAX_PENDING_TURNS} messages may wait for the running turn.",
+                    error_type="too_many_requests",
+                )
+            )
+            return
+        self.pending.put_nowait(text_data if text_data is not None else bytes_data or b"")
+
+    async def disconnect(self, code: int) -> None:
+        worker, self.worker = getattr(self, "worker", None), None
+        running = getattr(self, "running", None)
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        # Like a dropped SSE stream: the running turn goes on (and is stored) unless configured otherwise.
+        if running and openresponses_settings.DISCONNECT_CANCELS:
+            await database_sync_to_async(_cancel)(running)
+            cancel_everywhere_local(running)
+
+    async def send_json(self, data: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+    async def _work(self) -> None:
+        while True:
+            raw = await self.pending.get()
+            try:
+                await self._turn(raw)
+            except ApiError as exc:
+                await self.send_json(api_error_event(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("WebSocket turn failed")
+                await self.send_json(
+                    error_event(
+                        500,
+                        "server_error",
+                        "The server failed to handle the message.",
+                        error_type="server_error",
+                    )
+                )
+
+    def _parse(self, raw: str | bytes) -> dict[str, Any]:
+        try:
+            message = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"The message is not valid JSON: {exc}.", code="invalid_json") from None
+        if not isinstance(message, dict):
+            raise invalid("A message must be a JSON object with a 'type'.", None, "invalid_message")
+        kind = message.get("type")
+        if kind != "response.create":
+            raise invalid(
+                f"Unknown message type {kind!r}: the only client message is 'response.create'.",
+                "type",
+                "unknown_message_type",
+            )
+        return {k: v for k, v in message.items() if k != "type"}
+
+    async def _turn(self, raw: str | bytes) -> None:
+        assert self.identity is not None
+        body = self._parse(raw)
+        previous = body.get("previous_response_id")
+        cached = previous if isinstance(previous, str) and previous in self.unstored else None
+        try:
+            create = validate_create(body, hosted_tool_names=frozenset(hosted_tools()), websocket=True)
+            create.stream = True
+            route = await aroute_for_model(create.model)
+            if route is None:
+                raise ApiError(
+                    404,
+                    f"The model '{create.model}' does not exist or no provider serves it.",
+                    param="model",
+                    code="model_not_found",
+                )
+            _check_model_allowed(self.identity, create.model)
+            response = await database_sync_to_async(services.response_create)(
+                request=create, owner=self.identity.owner, route=route, unstored_ids=frozenset(self.unstored)
+            )
+        except ApiError:
+            # A failed continuation forgets the response it continued (the client must start over).
+            self.unstored.discard(cached or "")
+            raise
+        if not create.store:
+            self.unstored.add(response.id)
+        ok = await self._relay(response.id)
+        if not ok and cached:
+            self.unstored.discard(cached)
+
+    async def _relay(self, response_id: str) -> bool:
+        """Send the turn's events; False when it failed. Nothing is sent after its terminal event."""
+        subscription = await get_bus().subscribe(response_id)
+        try:
+            await dispatch_response(response_id)
+        except Exception:
+            await subscription.close()
+            raise
+        self.running = response_id
+        try:
+            async for batch in follow(
+                response_id,
+                subscription,
+                catch_up=False,
+                keepalive=float(openresponses_settings.KEEPALIVE_SECONDS),
+            ):
+                for _, event_type, payload in batch:
+                    if event_type == "error":
+                        # The spec's WebSocket error event ends the turn for clients: add its status, stop here.
+                        await self.send_json(await self._with_status(response_id, json.loads(payload)))
+                        return False
+                    await self.send(text_data=payload)
+                    if event_type in TERMINAL_EVENT_TYPES:
+                        return event_type != "response.failed"
+            await self.send_json(
+                error_event(
+                    500,
+                    "stream_interrupted",
+                    "The response ended without a terminal event.",
+                    error_type="server_error",
+                )
+            )
+            return False
+        finally:
+            self.running = None
+            await subscription.close()
+
+    async def _with_status(self, response_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        stored = await database_sync_to_async(_stored_error)(response_id) or {}
+        error = dict(event.get("error") or {})
+        error["code"] = error.get("code") or stored.get("code") or "server_error"
+        error["message"] = error.get("message") or stored.get("message") or "The response failed."
+        return {
+            "type": "error",
+            "status": int(stored.get("status") or 500),
+            "sequence_number": event.get("sequence_number"),
+            "error": error,
+        }

@@ -1,0 +1,65 @@
+"""An embedded server (in-process loops, SQLite) with the loop-test settings and the scripted upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.production import ScriptedUpstream, upstream_config
+from tests.support.server import ServerProcess
+
+HOSTED = ",".join(
+    ["tests.loop.support.rendezvous"]
+    + [f"tests.support.hosted_tools.{name}" for name in ("get_weather", "add_numbers", "broken_tool")]
+)
+
+
+@pytest.fixture(scope="session")
+def loop_upstream() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def scripted(loop_upstream: ScriptedUpstream) -> ScriptedUpstream:
+    loop_upstream.reset()
+    return loop_upstream
+
+
+def _server(name: str, upstream: ScriptedUpstream, tmp, disconnect_cancels: bool) -> ServerProcess:
+    config = upstream_config(tmp / "openresponses.json", upstream.base_url)
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.loop.settings",
+        "OPENRESPONSES_SQLITE_PATH": str(tmp / "db.sqlite3"),
+        "OPENRESPONSES_CONFIG": str(config),
+        "OPENRESPONSES_HOSTED_TOOLS": HOSTED,
+        "OPENRESPONSES_DISPATCH": "inline",
+        "OPENRESPONSES_API_KEYS": "",
+        "SCRIPTED_KEY": "sk-scripted-secret-0006",
+        "TEST_DISCONNECT_CANCELS": "1" if disconnect_cancels else "0",
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+    }
+    return ServerProcess(env, name=name).start()
+
+
+@pytest.fixture(scope="session")
+def loop_server(loop_upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = _server("loop-server", loop_upstream, tmp_path_factory.mktemp("loop"), False)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def cancelling_server(loop_upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = _server("loop-server-disconnect-cancels", loop_upstream, tmp_path_factory.mktemp("loop-dc"), True)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def lhttp(loop_server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=loop_server.url, timeout=60) as client:
+        yield client

@@ -1,0 +1,10 @@
+"""Site settings for the production-topology tests: the real settings, with short crash-safety timers."""
+
+from openresponses_site.settings import *  # noqa: F403
+
+OPENRESPONSES = {
+    **OPENRESPONSES,  # noqa: F405
+    "ORPHAN_AFTER_SECONDS": 10.0,
+    "HEARTBEAT_SECONDS": 2.0,
+    "TOOL_TIMEOUT": 5.0,
+}
