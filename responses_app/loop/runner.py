@@ -97,17 +97,20 @@ class LoopRun:
         emitter.emit_lifecycle("response.in_progress")
         cancel = activity().register(response.id)
         try:
-            outcome = await self._drive(cancel)
-        except asyncio.CancelledError:
-            outcome = Outcome("failed", {"code": "server_error", "message": "The loop was interrupted.", "type": "server_error", "status": 500})
-            await self._finish(outcome)
-            raise
-        except BaseException as exc:  # noqa: BLE001 - every failure ends in a terminal state
-            logger.warning("response %s failed: %s", response.id, exc, exc_info=not isinstance(exc, UpstreamError | StopLoop | McpError))
-            outcome = Outcome("failed", _error(exc))
+            try:
+                outcome = await self._drive(cancel)
+            except asyncio.CancelledError:
+                outcome = Outcome("failed", {"code": "server_error", "message": "The loop was interrupted.", "type": "server_error", "status": 500})
+                await self._finish(outcome)
+                raise
+            except BaseException as exc:  # noqa: BLE001 - every failure ends in a terminal state
+                logger.warning("response %s failed: %s", response.id, exc, exc_info=not isinstance(exc, UpstreamError | StopLoop | McpError))
+                outcome = Outcome("failed", _error(exc))
+            return await self._finish(outcome)
         finally:
+            # Only now: until its final state is stored the loop keeps its heartbeat (the reaper
+            # must not take a loop that is merely waiting for a busy database for an orphan).
             activity().unregister(response.id)
-        return await self._finish(outcome)
 
     async def _finish(self, outcome: Outcome) -> str:
         emitter = self.emitter

@@ -286,17 +286,19 @@ def _stream_in_thread(console: ServerProcess, body: dict[str, Any]) -> tuple[thr
 
 
 def test_watch_a_streaming_response_live(browser, console):
-    thread, ids, result = _stream_in_thread(console, {"model": "mock-slow", "input": LONG_INPUT})
+    # 240 words at 50 ms a word: about 12 s of streaming to watch.
+    words = " ".join(f"word{i}" for i in range(240))
+    thread, ids, result = _stream_in_thread(console, {"model": "mock-slow", "input": words})
     response_id = ids.get(timeout=15)
     browser.get(console.url + f"/admin/responses_app/response/{response_id}/change/")
-    wait_for(browser, lambda d: len(text_of(d, "or-live-text")) > 20)
-    early = text_of(browser, "or-live-text")
+    early = wait_for(browser, lambda d: (lambda t: t if len(t) > 20 else None)(text_of(d, "or-live-text")))
+    later = wait_for(browser, lambda d: (lambda t: t if len(t) > len(early) + 40 else None)(text_of(d, "or-live-text")))
+    assert later.startswith(early)  # it grew, in order, without reloading the page
+    assert "You said: word0 word1" in later
     shot(browser, "11_live_streaming")
-    wait_for(browser, lambda d: len(d.find_element("id", "or-live-text").text) > len(early) + 40)
-    assert text_of(browser, "or-live-text").startswith(early)  # it grew, in order
     # When the response finishes the page reloads into the final transcript.
-    wait_for(browser, lambda d: not d.find_elements("id", "or-live") and "Completed" in text_of(d, "or-status"), timeout=30)
-    assert "word89" in text_of(browser, "or-transcript")
+    wait_for(browser, lambda d: not d.find_elements("id", "or-live") and "Completed" in text_of(d, "or-status"), timeout=45)
+    assert "word239" in text_of(browser, "or-transcript")
     shot(browser, "12_live_finished")
     thread.join(30)
     events, done = parse_sse(result["raw"])
