@@ -31,9 +31,13 @@ def database_from_url(url: str) -> dict:
             "PASSWORD": unquote(parsed.password or ""),
             "HOST": parsed.hostname or "",
             "PORT": str(parsed.port or ""),
-            "CONN_MAX_AGE": None,
-            "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": options,
+            # A connection pool per process: async views run each request on its own thread, so
+            # persistent per-thread connections would pile up; the pool bounds and reuses them.
+            "CONN_MAX_AGE": 0,
+            "OPTIONS": {
+                "pool": {"min_size": 1, "max_size": int(os.environ.get("OPENRESPONSES_DB_POOL_SIZE", "20")), "timeout": 30},
+                **options,
+            },
         }
     if parsed.scheme == "sqlite":
         name = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ":memory:"

@@ -49,6 +49,31 @@ DEFAULTS: dict[str, Any] = {
     # Context windows in tokens by model-name glob, over built-in defaults: a dict or "glob=n,glob=n";
     # also OPENRESPONSES_MODEL_CONTEXT_TOKENS.
     "MODEL_CONTEXT_TOKENS": None,
+    # Redis for rate limits, concurrency slots and metrics shared by every process (None: the site's
+    # REDIS_URL setting or environment variable; "" forces in-process state).
+    "REDIS_URL": None,
+    # Prefix of every Redis key written for limits and metrics; also OPENRESPONSES_REDIS_PREFIX.
+    "REDIS_PREFIX": None,
+    # Limits for callers whose key sets none (static keys, host-site users, anonymous):
+    # {"rpm": n, "tpm": n, "max_concurrent": n}; missing or None: unlimited.
+    "DEFAULT_LIMITS": {},
+    # Unfinished responses at once over all keys (None: no limit);
+    # also OPENRESPONSES_MAX_CONCURRENT_RESPONSES.
+    "MAX_CONCURRENT_RESPONSES": None,
+    # Prices in US dollars per million tokens by model-name glob, over the built-in table:
+    # {"glob": {"input": x, "cached_input": x, "output": x, "reasoning": x}}.
+    "PRICES": None,
+    # Days after which finished responses are deleted (None: kept; a key's own setting wins);
+    # also OPENRESPONSES_RETENTION_DAYS.
+    "RETENTION_DAYS": None,
+    # Seconds after which finished store:false responses are deleted (they serve only WebSocket
+    # continuation); never less than an hour.
+    "UNSTORED_RETENTION_SECONDS": 3600,
+    # Bearer token that Prometheus sends to /metrics (None: staff sessions only);
+    # also OPENRESPONSES_METRICS_TOKEN.
+    "METRICS_TOKEN": None,
+    # True: request logs include prompts (never on by default); also OPENRESPONSES_LOG_PROMPTS.
+    "LOG_PROMPTS": None,
 }
 
 ENV_FALLBACKS = {
@@ -57,6 +82,11 @@ ENV_FALLBACKS = {
     "PROVIDERS_RECHECK_SECONDS": "OPENRESPONSES_PROVIDERS_RECHECK_SECONDS",
     "COMPACTION_MODEL": "OPENRESPONSES_COMPACTION_MODEL",
     "MODEL_CONTEXT_TOKENS": "OPENRESPONSES_MODEL_CONTEXT_TOKENS",
+    "REDIS_PREFIX": "OPENRESPONSES_REDIS_PREFIX",
+    "MAX_CONCURRENT_RESPONSES": "OPENRESPONSES_MAX_CONCURRENT_RESPONSES",
+    "RETENTION_DAYS": "OPENRESPONSES_RETENTION_DAYS",
+    "METRICS_TOKEN": "OPENRESPONSES_METRICS_TOKEN",
+    "LOG_PROMPTS": "OPENRESPONSES_LOG_PROMPTS",
 }
 IMPORT_STRINGS = {"AUTHENTICATE"}
 

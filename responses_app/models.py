@@ -38,6 +38,7 @@ class Response(ConcurrentTransitionMixin, models.Model):
     attempts = models.PositiveIntegerField(default=0)
     search_text = models.TextField(blank=True, help_text="Plain text of the conversation turn, for admin search.")
     wire_log = models.JSONField(null=True, blank=True, help_text="Provider requests as sent (secrets removed).")
+    request_id = models.CharField(max_length=64, blank=True, db_index=True, help_text="The X-Request-Id of the request that created it (for logs).")
 
     class Meta:
         ordering = ["-created_at"]
@@ -125,6 +126,14 @@ class ClientKey(models.Model):
     allowed_models = models.JSONField(
         default=list, blank=True, help_text="Shell-style globs of model names this key may use (e.g. gpt-*); empty: any model."
     )
+    rpm = models.PositiveIntegerField(null=True, blank=True, verbose_name="requests per minute", help_text="Empty: no limit.")
+    tpm = models.PositiveIntegerField(null=True, blank=True, verbose_name="tokens per minute", help_text="Empty: no limit.")
+    max_concurrent = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name="concurrent responses", help_text="Unfinished responses at once. Empty: no limit."
+    )
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Delete this key's responses this many days after creation. Empty: the global setting."
+    )
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -144,3 +153,38 @@ class ClientKey(models.Model):
     def owner(self) -> str:
         """The owner recorded on responses created with this key."""
         return f"key:{self.prefix}"
+
+
+class UsageRecord(models.Model):
+    """What one finished response used and cost. Holds no conversation content, so it outlives
+    the response (retention purges responses, not usage) and feeds the usage pages and metrics."""
+
+    response_id = models.CharField(max_length=64, unique=True)
+    owner = models.CharField(max_length=200, blank=True, db_index=True)
+    key_name = models.CharField(max_length=200, blank=True, help_text="Name of the client key (or 'anonymous').")
+    model = models.CharField(max_length=200, db_index=True)
+    provider = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=20)
+    day = models.DateField(db_index=True, help_text="UTC day the response was created.")
+    created_at = models.FloatField(db_index=True)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0, help_text="US dollars, from the price table.")
+    first_token_seconds = models.FloatField(null=True, blank=True)
+    total_seconds = models.FloatField(null=True, blank=True)
+    iterations = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=100, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.response_id} {self.model} {self.input_tokens}+{self.output_tokens}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
