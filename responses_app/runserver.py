@@ -67,6 +67,12 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openresponses_site.settings")
     topology = "production (daphne + Celery, Redis, " + ("PostgreSQL" if os.environ.get("DATABASE_URL") else "SQLite") + ")" if os.environ.get("REDIS_URL") else "embedded (SQLite, in-process loops)"
     print(f"[openresponses] serving http://{args.host}:{args.port}/v1/responses — {topology}", flush=True)
+    if not os.environ.get("OPENRESPONSES_API_KEYS"):
+        print(
+            "[openresponses] WARNING: OPENRESPONSES_API_KEYS is not set: unless client keys exist in the admin, "
+            "every request is accepted (local development only).",
+            flush=True,
+        )
     return supervise(commands(args.host, args.port))
 
 

@@ -227,6 +227,10 @@ class ProviderAdapter:
             error.args = (error.message,)
         return error
 
+    def bearer_headers(self) -> dict[str, str]:
+        """Request headers with ``Authorization: Bearer <key>`` when a key is configured."""
+        return self.headers({"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None)
+
     def owns(self, item: dict[str, Any]) -> bool:
         """True when ``item``'s provider artefacts were made by this provider."""
         meta = item.get("_meta") or {}

@@ -20,8 +20,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from .base import (
     Chunk,
     Finish,
@@ -334,35 +332,18 @@ class OllamaAdapter(ProviderAdapter):
             base = base[: -len("/api")]
         return base + "/api/chat"
 
-    def request_headers(self) -> dict[str, str]:
-        extra = {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None
-        return self.headers(extra)
-
-    def _redact(self, error: UpstreamError) -> UpstreamError:
-        key = self.config.api_key
-        if key and key in error.message:
-            error.message = error.message.replace(key, "***")
-            error.args = (error.message,)
-        return error
-
-    def error_from_response(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
-        return self._redact(super().error_from_response(status, raw, headers))
-
     async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
         """One ``/api/chat`` call, streamed (NDJSON) or not, as neutral chunks."""
         name = self.config.name
         body = build_ollama_request(request, stream=stream, provider=name, options=self.config.options)
         parser = OllamaStreamParser(provider=name, parallel_tool_calls=request.parallel_tool_calls)
-        url, headers = self.endpoint(), self.request_headers()
+        url, headers = self.endpoint(), self.bearer_headers()
         if not stream:
             data = await self.post_json(url, json_body=body, headers=headers)
             if not isinstance(data, dict):
                 raise UpstreamError(f"The provider '{name}' sent an unexpected body.", status=502)
-            try:
-                chunks = parser.feed(data)
-                parser.close()
-            except UpstreamError as exc:
-                raise self._redact(exc) from None
+            chunks = parser.feed(data)
+            parser.close()
             for chunk in chunks:
                 yield chunk
             return
@@ -381,10 +362,7 @@ class OllamaAdapter(ProviderAdapter):
                     ) from None
                 if not isinstance(data, dict):
                     continue
-                try:
-                    chunks = parser.feed(data)
-                except UpstreamError as exc:
-                    raise self._redact(exc) from None
+                chunks = parser.feed(data)
                 for chunk in chunks:
                     yield chunk
                 if parser.finished:

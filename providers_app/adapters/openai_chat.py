@@ -21,8 +21,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from .base import (
     Chunk,
     Finish,
@@ -518,32 +516,15 @@ class OpenAIChatAdapter(ProviderAdapter):
 
     family = "openai_chat"
 
-    def request_headers(self) -> dict[str, str]:
-        extra = {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None
-        return self.headers(extra)
-
-    def _redact(self, error: UpstreamError) -> UpstreamError:
-        key = self.config.api_key
-        if key and key in error.message:
-            error.message = error.message.replace(key, "***")
-            error.args = (error.message,)
-        return error
-
-    def error_from_response(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
-        return self._redact(super().error_from_response(status, raw, headers))
-
     async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
         """One Chat Completions call, streamed or not, as neutral chunks."""
         name = self.config.name
         body = build_chat_request(request, stream=stream, provider=name, options=self.config.options)
         url = self.url("chat/completions")
-        headers = self.request_headers()
+        headers = self.bearer_headers()
         if not stream:
             data = await self.post_json(url, json_body=body, headers=headers)
-            try:
-                chunks = parse_chat_completion(data, name)
-            except UpstreamError as exc:
-                raise self._redact(exc) from None
+            chunks = parse_chat_completion(data, name)
             for chunk in chunks:
                 yield chunk
             return
@@ -559,12 +540,12 @@ class OpenAIChatAdapter(ProviderAdapter):
                     payload = json.loads(data)
                 except ValueError:
                     if event == "error":
-                        raise self._redact(stream_error({"error": {"message": data}}, name)) from None
+                        raise stream_error({"error": {"message": data}}, name) from None
                     raise UpstreamError(
                         f"The provider '{name}' sent a stream frame that is not JSON.", status=502
                     ) from None
                 if event == "error" or (isinstance(payload, dict) and payload.get("error")):
-                    raise self._redact(stream_error(payload, name))
+                    raise stream_error(payload, name)
                 if not isinstance(payload, dict):
                     continue
                 for chunk in parser.feed(payload):

@@ -197,12 +197,9 @@ class StreamTranslator:
 class OpenAIResponsesAdapter(ProviderAdapter):
     family = "openai"
 
-    def auth_headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
-
     async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
         body = build_request(request, self, stream=stream)
-        headers = self.headers(self.auth_headers())
+        headers = self.bearer_headers()
         if not stream:
             data = await self.post_json(self.url("responses"), json_body=body, headers=headers)
             for chunk in chunks_from_response(data, self.config.name):
