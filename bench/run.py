@@ -179,6 +179,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     report["topologies"][topology] = {"skipped": reason}
                     continue
             log(f"starting our server ({topology})…")
+            await Bench(upstream, [], sizes).configure(ttft_ms=0, tokens=sizes.instant_tokens, gap_ms=0)
             server = OurServer(topology, upstream, workdir, upstream_api=args.upstream_api)
             try:
                 targets = [upstream.target(chat=args.upstream_api == "chat"), server.target()]

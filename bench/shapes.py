@@ -346,7 +346,8 @@ class Bench:
                     t.restart()  # the previous level's dropped streams must not load this one
                 level[t.name] = await self._hold(t, clients, tokens, gap, expected)
                 figures = level[t.name]
-                figures["settle_seconds"] = await self.settle(t)
+                # A target that can be restarted is restarted before the next level instead of drained.
+                figures["settle_seconds"] = await self.settle(t, limit=5.0 if t.restart else 90.0)
                 self.log(
                     f"    long n={clients} {t.name}: held {figures['held_at_once']}, complete {figures['complete']}, errors {figures['errors']}, max gap {figures['max_gap_ms']} ms, {figures['rss_kib_per_stream']} KiB/stream, idle again after {figures['settle_seconds']} s"
                 )

@@ -167,7 +167,11 @@ class OurServer:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         self.group = ProcessGroup()
         self.db_group: ProcessGroup | None = None
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
 
     def _start(self) -> None:
         self.proc = Managed(
@@ -197,15 +201,23 @@ class OurServer:
         self._start()
         self.refresh_db_group()
 
-    def _wait_worker(self, timeout: float = 60.0) -> None:
+    def _wait_worker(self, timeout: float = 180.0) -> None:
+        """Until a response goes all the way through a worker (log lines depend on the log level)."""
+        import httpx
+
         deadline = time.monotonic() + timeout
+        body = {"model": MODEL, "input": "ready?", "store": False}
         while time.monotonic() < deadline:
-            if "ready." in self.proc.log_path.read_text(errors="replace"):
-                return
             if not self.proc.alive():
                 raise RuntimeError(f"server exited:\n{self.proc.tail()}")
-            time.sleep(0.2)
-        raise RuntimeError(f"the Celery worker did not become ready:\n{self.proc.tail()}")
+            try:
+                answer = httpx.post(f"http://127.0.0.1:{self.port}/v1/responses", json=body, timeout=30.0)
+                if answer.status_code == 200 and answer.json().get("status") == "completed":
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"no Celery worker answered within {timeout}s:\n{self.proc.tail()}")
 
     def refresh_db_group(self) -> None:
         """PostgreSQL backends serving our database (their CPU is reported apart, as db)."""

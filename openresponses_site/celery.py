@@ -3,9 +3,15 @@
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openresponses_site.settings")
 
 app = Celery("openresponses")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def _keep_django_logging(**_: object) -> None:
+    """Workers log through Django's LOGGING (request ids, the JSON option), not Celery's own setup."""

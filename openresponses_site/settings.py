@@ -128,6 +128,8 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("OPENRESPONSES_CELERY_QUEUE", "openre
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "openresponses-reap-orphans": {"task": "responses_app.tasks.reap_orphans", "schedule": 10.0},
+    # Retention (expired responses, store:false leftovers) and stale concurrency slots.
+    "openresponses-purge": {"task": "responses_app.tasks.purge_expired", "schedule": float(os.environ.get("OPENRESPONSES_PURGE_EVERY_SECONDS", "3600"))},
 }
 
 def env_list(name: str) -> list[str]:
@@ -155,8 +157,19 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("OPENRESPONSES_MAX_BODY_BYTES",
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # OPENRESPONSES_LOG_FORMAT=json: one JSON object per line; every line carries the request id.
+    "filters": {"request_id": {"()": "responses_app.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"()": "responses_app.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "responses_app.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if os.environ.get("OPENRESPONSES_LOG_FORMAT", "").lower() == "json" else "plain",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("OPENRESPONSES_LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }

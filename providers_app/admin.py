@@ -197,7 +197,7 @@ class ProviderAdmin(admin.ModelAdmin):
 class RoutingRuleForm(forms.ModelForm):
     class Meta:
         model = RoutingRule
-        fields = ["pattern", "provider", "provider_name", "upstream_model", "order", "enabled"]
+        fields = ["pattern", "provider", "provider_name", "upstream_model", "fallbacks", "order", "enabled"]
         widgets = {"provider_name": forms.TextInput(attrs={"list": "or-provider-names"})}
         labels = {"provider": "Provider (database)", "provider_name": "…or provider (environment / config file)"}
 
@@ -213,7 +213,24 @@ class RoutingRuleForm(forms.ModelForm):
                 raise forms.ValidationError(str(exc)) from None
             if name not in known:
                 self.add_error("provider_name", f"No provider named {name!r} (known: {', '.join(sorted(known))}).")
+        self._clean_fallbacks(data)
         return data
+
+    def _clean_fallbacks(self, data: dict[str, Any]) -> None:
+        from .registry import fallbacks_of
+
+        try:
+            fallbacks = fallbacks_of(data.get("fallbacks"), "fallbacks") if isinstance(data.get("fallbacks") or [], list) else None
+            known = provider_configs() | {p.name: None for p in Provider.objects.all()}
+        except ConfigError as exc:
+            self.add_error("fallbacks", str(exc))
+            return
+        if fallbacks is None:
+            self.add_error("fallbacks", 'A list, e.g. [{"provider": "azure", "model": "gpt-4o"}].')
+            return
+        unknown = [name for name, _ in fallbacks if name not in known]
+        if unknown:
+            self.add_error("fallbacks", f"No provider named {unknown[0]!r}.")
 
 
 @admin.register(RoutingRule)

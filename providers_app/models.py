@@ -40,6 +40,11 @@ class RoutingRule(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="rules", null=True, blank=True)
     provider_name = models.CharField(max_length=100, blank=True, help_text="A provider defined outside the database (environment or config file).")
     upstream_model = models.CharField(max_length=200, blank=True, help_text="Rewrite the model name sent upstream.")
+    fallbacks = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Tried in order when the provider fails before its first byte: [{"provider": "azure", "model": "gpt-4o"}] (model optional).',
+    )
     order = models.IntegerField(default=100)
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -61,6 +61,9 @@ class Route:
     upstream_model: str
     pattern: str
     source: str  # "database", "config file", "default"
+    #: ``(provider, upstream model)`` pairs tried in order when ``provider`` fails before its first
+    #: byte (connection error, 5xx, 429, timeout); an empty model means the requested one.
+    fallbacks: tuple[tuple[str, str], ...] = ()
 
 
 class ConfigError(Exception):
@@ -189,7 +192,12 @@ class _Registry:
             if target not in providers:
                 logger.warning("routing rule %s (%s) names an unknown provider %r; skipped", rule.pk, rule.pattern, target)
                 continue
-            routes.append(Route(target, rule.upstream_model, rule.pattern, "database"))
+            try:
+                fallbacks = tuple(f for f in fallbacks_of(rule.fallbacks, f"routing rule {rule.pk}") if f[0] in providers)
+            except ConfigError as exc:
+                logger.warning("%s; the rule is used without fallbacks", exc)
+                fallbacks = ()
+            routes.append(Route(target, rule.upstream_model, rule.pattern, "database", fallbacks))
         return routes
 
     def state(self) -> tuple[dict[str, ProviderConfig], list[Route], dict[str, str]]:
@@ -240,8 +248,25 @@ def declared_routes_of(data: dict[str, Any], source: str, providers: dict[str, P
             raise ConfigError(f"{source}: every route needs a 'pattern' and a 'provider': {entry!r}")
         if entry["provider"] not in providers:
             raise ConfigError(f"{source}: route {entry['pattern']!r} names an unknown provider {entry['provider']!r}")
-        routes.append(Route(entry["provider"], entry.get("model") or "", entry["pattern"], source))
+        fallbacks = fallbacks_of(entry.get("fallbacks"), f"{source}: route {entry['pattern']!r}")
+        for provider, _ in fallbacks:
+            if provider not in providers:
+                raise ConfigError(f"{source}: route {entry['pattern']!r} names an unknown fallback provider {provider!r}")
+        routes.append(Route(entry["provider"], entry.get("model") or "", entry["pattern"], source, fallbacks))
     return routes
+
+
+def fallbacks_of(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """``[{"provider": "azure", "model": "gpt-4o"}, "other"]`` as ``(provider, model)`` pairs."""
+    found = []
+    for entry in value or []:
+        if isinstance(entry, str) and entry:
+            found.append((entry, ""))
+        elif isinstance(entry, dict) and entry.get("provider"):
+            found.append((str(entry["provider"]), str(entry.get("model") or "")))
+        else:
+            raise ConfigError(f"{where}: every fallback needs a 'provider': {entry!r}")
+    return tuple(found)
 
 
 def database_fingerprint() -> Any:
@@ -297,7 +322,8 @@ def route_for_model(model: str) -> Route | None:
     """The first route whose pattern matches ``model`` (database, config file, settings, defaults)."""
     for route in registry.state()[1]:
         if _matches(route.pattern, model):
-            return Route(route.provider, route.upstream_model or model, route.pattern, route.source)
+            fallbacks = tuple((provider, upstream or model) for provider, upstream in route.fallbacks)
+            return Route(route.provider, route.upstream_model or model, route.pattern, route.source, fallbacks)
     return None
 
 

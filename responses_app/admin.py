@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from . import admin_views, keys, services
-from .models import ClientKey, Response, ResponseEvent, ResponseItem
+from .models import ClientKey, Response, ResponseEvent, ResponseItem, UsageRecord
 from .transcript import seconds
 
 # ---------------------------------------------------------------------------- responses
@@ -125,6 +125,8 @@ class ResponseAdmin(admin.ModelAdmin):
 
 # ---------------------------------------------------------------------------- client keys
 
+KEY_LIMIT_FIELDS = ["rpm", "tpm", "max_concurrent", "retention_days"]
+
 
 class PatternsField(forms.CharField):
     """A list of globs edited one per line (or comma separated)."""
@@ -144,13 +146,13 @@ class ClientKeyForm(forms.ModelForm):
 
     class Meta:
         model = ClientKey
-        fields = ["name", "allowed_models"]
+        fields = ["name", "allowed_models", *KEY_LIMIT_FIELDS]
 
 
 @admin.register(ClientKey)
 class ClientKeyAdmin(admin.ModelAdmin):
     form = ClientKeyForm
-    list_display = ["name", "token_hint", "models", "state", "last_used_at", "created_at"]
+    list_display = ["name", "token_hint", "models", "limits", "state", "last_used_at", "created_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix"]
     readonly_fields = ["token_hint", "state", "last_used_at", "created_at", "revoked_at"]
@@ -158,7 +160,9 @@ class ClientKeyAdmin(admin.ModelAdmin):
     change_form_template = "admin/responses_app/clientkey/change_form.html"
 
     def get_fields(self, request: HttpRequest, obj: ClientKey | None = None) -> list[str]:
-        return ["name", "allowed_models"] if obj is None else ["name", "token_hint", "allowed_models", "state", "last_used_at", "revoked_at", "created_at"]
+        if obj is None:
+            return ["name", "allowed_models", *KEY_LIMIT_FIELDS]
+        return ["name", "token_hint", "allowed_models", *KEY_LIMIT_FIELDS, "state", "last_used_at", "revoked_at", "created_at"]
 
     @admin.display(description="key")
     def token_hint(self, obj: ClientKey) -> str:
@@ -167,6 +171,20 @@ class ClientKeyAdmin(admin.ModelAdmin):
     @admin.display(description="allowed models")
     def models(self, obj: ClientKey) -> str:
         return ", ".join(obj.allowed_models or []) or "any"
+
+    @admin.display(description="limits")
+    def limits(self, obj: ClientKey) -> str:
+        return limits_text(obj)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        """The stored keys, and beside them the keys declared in the config file (read-only)."""
+        error = ""
+        try:
+            declared = keys.config_keys()
+        except ValueError as exc:
+            declared, error = [], str(exc)
+        rows = [{"key": key, "limits": limits_text(key), "models": ", ".join(key.models) or "any"} for key in declared]
+        return super().changelist_view(request, {**(extra_context or {}), "config_keys": rows, "config_keys_error": error})
 
     @admin.display(description="state")
     def state(self, obj: ClientKey) -> str:
@@ -179,7 +197,7 @@ class ClientKeyAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             keys.reset_cache()
             return
-        row, token = keys.key_create(name=obj.name, allowed_models=obj.allowed_models)
+        row, token = keys.key_create(name=obj.name, allowed_models=obj.allowed_models, **{f: getattr(obj, f) for f in KEY_LIMIT_FIELDS})
         obj.pk, obj.prefix, obj.secret_hash, obj.created_at = row.pk, row.prefix, row.secret_hash, row.created_at
         obj._state.adding = False
         obj._clear_token = token  # shown once by response_add, never stored
@@ -232,3 +250,43 @@ class ClientKeyAdmin(admin.ModelAdmin):
         keys.key_revoke(key=key)
         messages.success(request, f"Revoked “{key.name}”. Requests using it now get 401.")
         return redirect(reverse("admin:responses_app_clientkey_change", args=[key.pk]))
+
+
+def limits_text(key: Any) -> str:
+    """``60 rpm · 200000 tpm · 4 at once · 30 days`` (or ``none``) for a stored or declared key."""
+    parts = []
+    if key.rpm:
+        parts.append(f"{key.rpm} rpm")
+    if key.tpm:
+        parts.append(f"{key.tpm} tpm")
+    if key.max_concurrent:
+        parts.append(f"{key.max_concurrent} at once")
+    if key.retention_days:
+        parts.append(f"kept {key.retention_days} days")
+    return " · ".join(parts) or "none"
+
+
+# ---------------------------------------------------------------------------- usage and cost
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    """Usage and cost per key, per model and per day, with CSV export (rows are written by the loop)."""
+
+    change_list_template = "admin/responses_app/usagerecord/usage.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        return admin_views.usage_view(self, request)

@@ -236,3 +236,79 @@ def cancel_response(request: HttpRequest, response: Response) -> bool:
     cancel_everywhere_local(response.id)
     messages.success(request, f"Response {response.id} is {cancelled.status}.")
     return True
+
+
+# ---------------------------------------------------------------------------- usage and cost
+
+USAGE_PERIODS = {"1": "Past 24 hours", "7": "Past 7 days", "30": "Past 30 days", "90": "Past 90 days", "365": "Past year"}
+USAGE_COLUMNS = ["responses", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "cost"]
+
+
+def usage_rows(*, since: float, group: list[str], owner: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
+    """Usage summed by ``group`` (fields of UsageRecord: key_name/owner, model, day) since ``since``."""
+    from django.db.models import Count, Sum
+
+    from .models import UsageRecord
+
+    qs = UsageRecord.objects.filter(created_at__gte=since)
+    if owner:
+        qs = qs.filter(owner=owner)
+    if model:
+        qs = qs.filter(model=model)
+    rows = (
+        qs.order_by()
+        .values(*group)
+        .annotate(
+            responses=Count("id"),
+            input_tokens=Sum("input_tokens"),
+            cached_tokens=Sum("cached_tokens"),
+            output_tokens=Sum("output_tokens"),
+            reasoning_tokens=Sum("reasoning_tokens"),
+            cost=Sum("cost"),
+        )
+        .order_by(*[("-" + g) if g == "day" else g for g in group])
+    )
+    return [{**row, **{c: row[c] or 0 for c in USAGE_COLUMNS}} for row in rows]
+
+
+def usage_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
+    """Usage and cost per key, per model and per day; ``?export=csv`` for one row per day, key and model."""
+    import csv
+    import io
+
+    period = request.GET.get("days", "30")
+    if period not in USAGE_PERIODS:
+        period = "30"
+    since = time.time() - int(period) * 86400
+    owner = request.GET.get("owner") or None
+    model = request.GET.get("model") or None
+    if request.GET.get("export") == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["day", "key", "owner", "model", "provider", *USAGE_COLUMNS])
+        for row in usage_rows(since=since, group=["day", "key_name", "owner", "model", "provider"], owner=owner, model=model):
+            writer.writerow([row["day"].isoformat(), row["key_name"], row["owner"], row["model"], row["provider"], *[row[c] for c in USAGE_COLUMNS]])
+        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="openresponses-usage-{period}d.csv"'
+        return response
+    by_key = usage_rows(since=since, group=["key_name", "owner"], owner=owner, model=model)
+    totals = {c: sum(row[c] for row in by_key) for c in USAGE_COLUMNS}
+    query = request.GET.copy()
+    query["export"] = "csv"
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Usage and cost",
+        "subtitle": None,
+        "periods": USAGE_PERIODS.items(),
+        "period": period,
+        "owner": owner or "",
+        "model": model or "",
+        "by_key": by_key,
+        "by_model": usage_rows(since=since, group=["model", "provider"], owner=owner, model=model),
+        "by_day": usage_rows(since=since, group=["day"], owner=owner, model=model),
+        "totals": totals,
+        "csv_query": query.urlencode(),
+        "cl": None,
+    }
+    return TemplateResponse(request, "admin/responses_app/usagerecord/usage.html", context)

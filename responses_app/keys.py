@@ -1,4 +1,8 @@
-"""Client API keys kept in the database: create, revoke, and the cheap lookup the API calls.
+"""Client API keys kept in the database or declared in the config file; the lookup the API calls.
+
+Keys in the config file (``{"keys": [{"name": "team-a", "key_env": "TEAM_A_KEY", "models": [...],
+"rpm": 60, "tpm": 200000, "max_concurrent": 4, "retention_days": 30}]}``) take their secret from
+the environment variable ``key_env``; their responses belong to ``cfg:<name>``.
 
 ``identity_for_key`` runs on every authenticated request, so lookups are cached in-process for
 a few seconds (unknown prefixes too), and ``last_used_at`` is written at most once a minute per
@@ -10,17 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import secrets
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.signals import setting_changed
 from django.db import DatabaseError
+from django.dispatch import receiver
 from django.utils import timezone
 
 from .auth import ClientIdentity
 
+logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "ork_"
 PREFIX_LENGTH = 8
 CACHE_SECONDS = 5.0
@@ -61,19 +70,28 @@ def reset_cache() -> None:
     with _lock:
         _cache.clear()
         _exists_cache.clear()
+        _config_state.clear()
 
 
 def _load(prefix: str) -> _Entry | None:
     from .models import ClientKey
 
-    row = ClientKey.objects.filter(prefix=prefix).only("id", "prefix", "secret_hash", "name", "allowed_models", "revoked_at").first()
+    row = (
+        ClientKey.objects.filter(prefix=prefix)
+        .only("id", "prefix", "secret_hash", "name", "allowed_models", "revoked_at", "rpm", "tpm", "max_concurrent")
+        .first()
+    )
     if row is None:
         return None
     identity = ClientIdentity(
         owner=row.owner,
         name=row.name,
         allowed_models=tuple(str(p) for p in row.allowed_models or ()),
-        extra={"client_key_id": row.id, "client_key_prefix": row.prefix},
+        extra={
+            "client_key_id": row.id,
+            "client_key_prefix": row.prefix,
+            "limits": {"rpm": row.rpm, "tpm": row.tpm, "max_concurrent": row.max_concurrent},
+        },
     )
     return _Entry(key_id=row.id, secret_hash=row.secret_hash, identity=identity, revoked=row.revoked_at is not None)
 
@@ -104,10 +122,10 @@ def _touch(key_id: int) -> None:
 
 
 def identity_for_key(token: str) -> ClientIdentity | None:
-    """The identity of a valid, unrevoked stored key; None for anything else."""
+    """The identity of a valid, unrevoked stored key or of a config-file key; None for anything else."""
     prefix = split_token(token)
     if prefix is None:
-        return None
+        return _config_identity(token)
     entry = _entry(prefix)
     if entry is None or not hmac.compare_digest(entry.secret_hash.encode(), hash_token(token).encode()):
         return None
@@ -121,6 +139,8 @@ def stored_keys_exist() -> bool:
     """True once any client key was created (revoked ones count: revoking never reopens the API)."""
     from .models import ClientKey
 
+    if config_keys():
+        return True  # keys declared in the config file close the API too
     now = time.monotonic()
     if _exists_cache and _exists_cache[0][0] > now:
         return _exists_cache[0][1]
@@ -136,16 +156,24 @@ def stored_keys_exist() -> bool:
 # ---- writes (the admin and any other front end go through these)
 
 
-def key_create(*, name: str, allowed_models: list[str] | None = None) -> tuple[Any, str]:
-    """Create a key; returns the row and the clear token, which is never stored or shown again."""
+def key_create(*, name: str, allowed_models: list[str] | None = None, **limits: int | None) -> tuple[Any, str]:
+    """Create a key; returns the row and the clear token, which is never stored or shown again.
+
+    ``limits``: ``rpm``, ``tpm``, ``max_concurrent``, ``retention_days`` (None: no own limit).
+    """
     from .models import ClientKey
 
+    unknown = set(limits) - {"rpm", "tpm", "max_concurrent", "retention_days"}
+    if unknown:
+        raise TypeError(f"unknown key settings: {sorted(unknown)}")
     while True:
         prefix = secrets.token_hex(PREFIX_LENGTH // 2)
         if not ClientKey.objects.filter(prefix=prefix).exists():
             break
     token = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    row = ClientKey.objects.create(name=name, prefix=prefix, secret_hash=hash_token(token), allowed_models=list(allowed_models or []))
+    row = ClientKey.objects.create(
+        name=name, prefix=prefix, secret_hash=hash_token(token), allowed_models=list(allowed_models or []), **limits
+    )
     reset_cache()
     return row, token
 
@@ -157,3 +185,164 @@ def key_revoke(*, key: Any) -> Any:
         key.save(update_fields=["revoked_at"])
     reset_cache()
     return key
+
+
+# ---- keys declared in the config file
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """A client key from the config file. ``secret_set`` says whether its variable holds a secret."""
+
+    name: str
+    key_env: str
+    models: tuple[str, ...]
+    rpm: int | None
+    tpm: int | None
+    max_concurrent: int | None
+    retention_days: int | None
+    secret_set: bool
+
+    @property
+    def owner(self) -> str:
+        return f"cfg:{self.name}"
+
+
+_config_state: dict[str, Any] = {}
+CONFIG_RECHECK_SECONDS = 2.0
+
+
+def config_file_data() -> dict[str, Any]:
+    """The parsed config file (re-read when it changes; {} without one or when it is unreadable)."""
+    from .conf import openresponses_settings
+
+    path = str(openresponses_settings.CONFIG_FILE or "")
+    now = time.monotonic()
+    state = _config_state
+    if state.get("path") == path and state.get("checked", 0) > now - CONFIG_RECHECK_SECONDS:
+        return state["data"]
+    data: dict[str, Any] = {}
+    mtime = None
+    if path:
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            mtime = None
+        if mtime is not None and state.get("path") == path and state.get("mtime") == mtime:
+            data = state["data"]
+        elif mtime is not None:
+            from providers_app.registry import ConfigError, load_config_file
+
+            try:
+                data = load_config_file(path)
+            except (ConfigError, OSError) as exc:
+                logger.warning("config file %s could not be read for keys and prices: %s", path, exc)
+    with _lock:
+        _config_state.clear()
+        _config_state.update(path=path, mtime=mtime, checked=now, data=data, keys=None)
+    return data
+
+
+def _optional_int(entry: dict[str, Any], name: str) -> int | None:
+    value = entry.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config file key {entry.get('name')!r}: {name!r} must be an integer") from None
+
+
+def config_keys() -> list[ConfigKey]:
+    """The keys declared in the config file (with or without their secret in the environment)."""
+    data = config_file_data()
+    cached = _config_state.get("keys")
+    if cached is not None:
+        return cached[0]
+    found: list[ConfigKey] = []
+    secrets_by_hash: dict[str, ConfigKey] = {}
+    for entry in data.get("keys") or []:
+        if not isinstance(entry, dict) or not entry.get("name") or not entry.get("key_env"):
+            logger.warning("config file: every key needs a 'name' and a 'key_env'; skipped %r", entry.get("name") if isinstance(entry, dict) else entry)
+            continue
+        secret = os.environ.get(str(entry["key_env"]), "")
+        try:
+            key = ConfigKey(
+                name=str(entry["name"]),
+                key_env=str(entry["key_env"]),
+                models=tuple(str(m) for m in entry.get("models") or ()),
+                rpm=_optional_int(entry, "rpm"),
+                tpm=_optional_int(entry, "tpm"),
+                max_concurrent=_optional_int(entry, "max_concurrent"),
+                retention_days=_optional_int(entry, "retention_days"),
+                secret_set=bool(secret),
+            )
+        except ValueError as exc:
+            logger.warning("%s; the key is skipped", exc)
+            continue
+        found.append(key)
+        if secret:
+            secrets_by_hash[hash_token(secret)] = key
+    _config_state["keys"] = (found, secrets_by_hash)
+    return found
+
+
+def _config_identity(token: str) -> ClientIdentity | None:
+    if not config_keys():
+        return None
+    key = _config_state["keys"][1].get(hash_token(token))
+    if key is None:
+        return None
+    return ClientIdentity(
+        owner=key.owner,
+        name=key.name,
+        allowed_models=key.models,
+        extra={"config_key": key.name, "limits": {"rpm": key.rpm, "tpm": key.tpm, "max_concurrent": key.max_concurrent}},
+    )
+
+
+# ---- who an owner is (usage pages, purge --key)
+
+
+def owner_label(owner: str) -> str:
+    """A readable name for a response owner: the key's name, 'anonymous', or the owner itself."""
+    from .models import ClientKey
+
+    if not owner:
+        return "anonymous"
+    if owner.startswith("cfg:"):
+        return owner[4:]
+    if owner.startswith("key:") and len(owner) == 4 + PREFIX_LENGTH:
+        name = ClientKey.objects.filter(prefix=owner[4:]).values_list("name", flat=True).first()
+        if name is not None:
+            return name
+    if owner.startswith("key:"):
+        return "static key " + owner[4:10]
+    return owner
+
+
+def owners_named(name: str) -> list[str]:
+    """Every owner a key name stands for (database keys of that name, the config-file key)."""
+    from .models import ClientKey
+
+    owners = [row.owner for row in ClientKey.objects.filter(name=name).only("prefix")]
+    if any(key.name == name for key in config_keys()):
+        owners.append(f"cfg:{name}")
+    return owners
+
+
+def retention_by_owner() -> dict[str, int]:
+    """Owners whose key sets its own retention period (days)."""
+    from .models import ClientKey
+
+    found = {row.owner: row.retention_days for row in ClientKey.objects.filter(retention_days__isnull=False).only("prefix", "retention_days")}
+    for key in config_keys():
+        if key.retention_days is not None:
+            found[key.owner] = key.retention_days
+    return found
+
+
+@receiver(setting_changed)
+def _reset_on_setting_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == "OPENRESPONSES":
+        reset_cache()

@@ -50,7 +50,9 @@ def _check_call_ids(items: list[dict[str, Any]], context_call_ids: set[str]) -> 
             )
 
 
-def response_create(*, request: CreateRequest, owner: str | None, route: Route, unstored_ids: Collection[str] = ()) -> Response:
+def response_create(
+    *, request: CreateRequest, owner: str | None, route: Route, unstored_ids: Collection[str] = (), request_id: str = ""
+) -> Response:
     """Store a new response (status ``queued``) with its input items, ready for the loop.
 
     ``unstored_ids``: ``store: false`` responses the caller may continue (a WebSocket connection's own).
@@ -94,6 +96,7 @@ def response_create(*, request: CreateRequest, owner: str | None, route: Route, 
         created_at=now,
         heartbeat_at=now,
         search_text=_search_text(items),
+        request_id=request_id,
     )
     with transaction.atomic():
         response.save(force_insert=True)
@@ -167,6 +170,9 @@ def response_finish(
                 for i, item in enumerate(output)
             ]
         )
+    from .usage import response_finished
+
+    response_finished(response=response)  # usage and cost, limits settled, metrics (never raises)
     return response.status
 
 

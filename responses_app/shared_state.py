@@ -48,7 +48,9 @@ def sync_redis() -> Any:
         with _lock:
             client = _sync_clients.get(url)
             if client is None:
-                client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
+                client = redis.Redis.from_url(
+                    url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+                )
                 _sync_clients[url] = client
     return client
 
@@ -63,7 +65,9 @@ def async_redis() -> Any:
     if client is None:
         import redis.asyncio as aioredis
 
-        client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
+        client = aioredis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+        )
         _async_clients[slot] = client
     return client
 

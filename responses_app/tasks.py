@@ -25,6 +25,17 @@ def reap_orphans() -> int:
     return reap()
 
 
+@shared_task(name="responses_app.tasks.purge_expired")
+def purge_expired() -> int:
+    """Apply the retention rules (see ``responses_app.retention``) and reclaim stale concurrency slots."""
+    from .limits import reclaim_all
+    from .retention import purge_expired as purge
+
+    deleted = purge().responses
+    reclaim_all()
+    return deleted
+
+
 @worker_ready.connect
 def start_loop_host(**_: Any) -> None:
     """Start the worker's loop host at once: its periodic reaper runs even before the first task."""

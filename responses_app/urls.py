@@ -3,6 +3,7 @@
 from django.urls import path, re_path
 
 from .api import compact, views
+from .metrics import metrics_view
 
 app_name = "responses_app"
 
@@ -12,5 +13,6 @@ urlpatterns = [
     path("v1/responses/<str:response_id>", views.response_detail, name="detail"),
     path("v1/responses/<str:response_id>/cancel", views.cancel_response, name="cancel"),
     path("v1/responses/<str:response_id>/input_items", views.list_input_items, name="input-items"),
+    path("metrics", metrics_view, name="metrics"),
     re_path(r"^v1/", views.not_found_view, name="not-found"),
 ]

@@ -17,12 +17,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from providers_app.registry import aroute_for_model
 
-from .. import selectors, services
+from .. import limits, selectors, services, tracing
 from ..auth import ClientIdentity, authenticate
 from ..conf import openresponses_settings
 from ..errors import ApiError, invalid
 from ..events.bus import get_bus
 from ..events.reader import follow
+from ..logs import bind as bind_log_context
+from ..logs import log_prompt, new_request_id
 from ..loop.activity import cancel_everywhere_local
 from ..loop.dispatch import dispatch_response
 from ..loop.tools import hosted_tools
@@ -48,6 +50,16 @@ def api_view(methods: set[str]) -> Callable[[Callable[..., Awaitable[HttpRespons
         @csrf_exempt
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            # A request id per request: in the X-Request-Id header, on the response row, in every log line.
+            request_id = new_request_id()
+            bind_log_context(request_id=request_id)
+            request.openresponses_request_id = request_id  # type: ignore[attr-defined]
+            with tracing.span("openresponses.request", {"http.request.method": request.method, "openresponses.endpoint": view.__name__, "openresponses.request_id": request_id}):
+                response = await handle(request, *args, **kwargs)
+            response["X-Request-Id"] = request_id
+            return response
+
+        async def handle(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in methods:
                 return ApiError(405, f"Method {request.method} is not allowed here.", code="method_not_allowed", headers={"Allow": ", ".join(sorted(methods))}).to_response()
             try:
@@ -104,9 +116,17 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     if route is None:
         raise ApiError(404, f"The model '{create.model}' does not exist or no provider serves it.", param="model", code="model_not_found")
     _check_model_allowed(identity, create.model)
+    request_id = request.openresponses_request_id  # type: ignore[attr-defined]
+    await limits.admit(owner=identity.owner, limits=limits.limits_for(identity), ticket=request_id)
     parsed = time.perf_counter()
-    response = await sync_to_async(services.response_create)(request=create, owner=identity.owner, route=route)
+    try:
+        response = await sync_to_async(services.response_create)(request=create, owner=identity.owner, route=route, request_id=request_id)
+    except BaseException:
+        await limits.release(owner=identity.owner, ticket=request_id)
+        raise
     stored = time.perf_counter()
+    logger.info("created %s: model %s via %s for %s", response.id, create.model, route.provider, identity.name or "anonymous")
+    log_prompt(logger, response.id, response.search_text)
 
     if create.background:
         await dispatch_response(response.id)

@@ -20,12 +20,15 @@ from ..conf import openresponses_settings
 from ..events.bus import get_bus
 from ..events.emitter import ResponseEmitter
 from ..events.sink import BatchingSink
+from ..fallbacks import sample_with_fallbacks
 from ..ids import function_call_output_id
+from ..logs import bind as bind_log_context
 from ..models import Response
 from ..resource import build_resource
 from ..selectors import response_context_items
 from ..services import response_finish, response_start
 from ..states import ResponseStatus
+from ..tracing import traced_tool_call
 from .activity import activity
 from .db import event_writer, run_db
 from .mcp import McpError, McpToolset
@@ -231,7 +234,8 @@ class LoopRun:
             await call_hook(middleware, "before_sample", context)
             self.emitter.start_sample()
             try:
-                completed = await self._sample(adapter, context.model_request, cancel)
+                # The route's fallback providers answer if this one fails before its first byte.
+                completed, adapter = await sample_with_fallbacks(self, adapter, context.model_request, cancel)
             finally:
                 self.emitter.end_sample()  # a failed or cancelled sample's usage counts too
             if not completed:
@@ -258,7 +262,7 @@ class LoopRun:
             timeout = float(openresponses_settings.TOOL_TIMEOUT)
             # Parallel calls run concurrently; each error or timeout becomes that call's output.
             outputs = await asyncio.gather(
-                *(hosted[c["name"]].call(c["arguments"], timeout) if c["name"] in hosted_names else mcp.call(c["name"], c["arguments"], timeout) for c in to_run)
+                *(traced_tool_call(c["name"], hosted[c["name"]].call(c["arguments"], timeout) if c["name"] in hosted_names else mcp.call(c["name"], c["arguments"], timeout)) for c in to_run)
             )
             for call, output in zip(to_run, outputs, strict=True):
                 self.emitter.add_item({"type": "function_call_output", "id": function_call_output_id(), "call_id": call["call_id"], "output": output, "status": "completed"})
@@ -275,4 +279,5 @@ async def run_response(response_id: str) -> str | None:
     if loaded is None:
         return None
     response, context = loaded
+    bind_log_context(request_id=response.request_id, response_id=response.id)  # this loop's log lines, in any process
     return await LoopRun(response, context).run()

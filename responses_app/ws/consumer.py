@@ -19,7 +19,7 @@ from django.http.request import HttpHeaders
 
 from providers_app.registry import aroute_for_model
 
-from .. import services
+from .. import limits, services
 from ..api.validation import validate_create
 from ..api.views import _check_model_allowed
 from ..auth import ClientIdentity, authenticate
@@ -27,6 +27,8 @@ from ..conf import openresponses_settings
 from ..errors import ApiError, invalid
 from ..events.bus import get_bus
 from ..events.reader import follow
+from ..logs import bind as bind_log_context
+from ..logs import new_request_id
 from ..loop.activity import cancel_everywhere_local
 from ..loop.dispatch import dispatch_response
 from ..loop.tools import hosted_tools
@@ -189,9 +191,16 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
                     code="model_not_found",
                 )
             _check_model_allowed(self.identity, create.model)
-            response = await database_sync_to_async(services.response_create)(
-                request=create, owner=self.identity.owner, route=route, unstored_ids=frozenset(self.unstored)
-            )
+            request_id = new_request_id()  # one per turn: on the response row and in the loop's log lines
+            bind_log_context(request_id=request_id)
+            await limits.admit(owner=self.identity.owner, limits=limits.limits_for(self.identity), ticket=request_id)
+            try:
+                response = await database_sync_to_async(services.response_create)(
+                    request=create, owner=self.identity.owner, route=route, unstored_ids=frozenset(self.unstored), request_id=request_id
+                )
+            except BaseException:
+                await limits.release(owner=self.identity.owner, ticket=request_id)
+                raise
         except ApiError:
             # A failed continuation forgets the response it continued (the client must start over).
             self.unstored.discard(cached or "")

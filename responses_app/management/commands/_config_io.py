@@ -62,6 +62,7 @@ def config_load(data: dict[str, Any], *, replace_routes: bool = False) -> dict[s
         row = Provider.objects.filter(name=target).first()
         lookup = {"pattern": entry["pattern"], "provider": row} if row else {"pattern": entry["pattern"], "provider_name": target}
         values = {"upstream_model": entry.get("model") or "", "order": int(entry.get("order", (index + 1) * 10)), "enabled": bool(entry.get("enabled", True))}
+        values["fallbacks"] = list(entry.get("fallbacks") or [])
         existing = RoutingRule.objects.filter(**lookup).first()
         if existing is None:
             RoutingRule.objects.create(**lookup, **values)
@@ -114,6 +115,8 @@ def database_config() -> dict[str, Any]:
         route: dict[str, Any] = {"pattern": rule.pattern, "provider": rule.target_name}
         if rule.upstream_model:
             route["model"] = rule.upstream_model
+        if rule.fallbacks:
+            route["fallbacks"] = rule.fallbacks
         route.update({"order": rule.order, "enabled": rule.enabled})
         routes.append(route)
     return {"providers": providers, "routes": routes}

@@ -1,0 +1,368 @@
+"""Prometheus metrics at ``/metrics`` (text exposition format 0.0.4).
+
+Counters and histograms are recorded once per response, at its terminal state (one Redis pipeline,
+no work per streamed delta), so in the production topology every web and worker process adds to
+the same Redis hash and any process can serve the totals. Without Redis they live in this process
+(the embedded default runs its loops here). Gauges (active responses and streams, queue depth) are
+read when scraped, from the database and the Celery broker.
+
+The endpoint answers a request carrying ``Authorization: Bearer <OPENRESPONSES["METRICS_TOKEN"]>``
+or a staff user's session; anything else gets 403 (404 would hide it, but Prometheus reports a
+403 more clearly).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import threading
+from collections import defaultdict
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from .conf import openresponses_settings
+from .shared_state import key_prefix, sync_redis
+
+logger = logging.getLogger(__name__)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SEP = "\t"
+TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+UPSTREAM_CODES = {"rate_limit_exceeded", "model_not_found", "upstream_invalid_request"}
+
+_lock = threading.Lock()
+_local: dict[str, float] = defaultdict(float)
+
+
+def _hash_key() -> str:
+    return f"{key_prefix()}:metrics"
+
+
+def _add(increments: dict[str, float]) -> None:
+    """Add to several counters at once (one round trip)."""
+    client = sync_redis()
+    if client is None:
+        with _lock:
+            for field, value in increments.items():
+                _local[field] += value
+        return
+    try:
+        pipe = client.pipeline(transaction=False)
+        key = _hash_key()
+        for field, value in increments.items():
+            if float(value).is_integer():
+                pipe.hincrby(key, field, int(value))
+            else:
+                pipe.hincrbyfloat(key, field, value)
+        pipe.execute()
+    except Exception:  # noqa: BLE001 - metrics never break a response
+        logger.warning("could not record metrics", exc_info=True)
+
+
+def _field(*parts: Any) -> str:
+    return SEP.join(str(p).replace(SEP, " ") for p in parts)
+
+
+def _bucket(value: float, buckets: tuple[float, ...]) -> str:
+    for bound in buckets:
+        if value <= bound:
+            return repr(bound)
+    return "+Inf"
+
+
+def is_upstream_error(error: dict[str, Any] | None) -> bool:
+    code = str((error or {}).get("code") or "")
+    return code.startswith("upstream") or code in UPSTREAM_CODES
+
+
+def record_response(
+    *,
+    model: str,
+    provider: str,
+    status: str,
+    tokens: dict[str, int],
+    cost: float,
+    iterations: int,
+    first_token_seconds: float | None,
+    total_seconds: float | None,
+    error: dict[str, Any] | None,
+) -> None:
+    """Everything one finished response adds to the counters."""
+    inc: dict[str, float] = {
+        _field("r", model, provider, status): 1,
+        _field("it", model, provider): iterations,
+    }
+    for kind, count in tokens.items():
+        if count:
+            inc[_field("tok", model, provider, kind)] = count
+    if cost:
+        inc[_field("cost", model, provider)] = cost
+    for name, value, buckets in (
+        ("ttft", first_token_seconds, TTFT_BUCKETS),
+        ("dur", total_seconds, DURATION_BUCKETS),
+    ):
+        if value is not None and value >= 0:
+            inc[_field(name, model, provider, _bucket(value, buckets))] = 1
+            inc[_field(name + "_sum", model, provider)] = value
+    if status == "failed" and is_upstream_error(error):
+        inc[_field("uerr", provider, (error or {}).get("code") or "upstream_error")] = 1
+    _add(inc)
+
+
+def record_upstream_error(*, provider: str, code: str) -> None:
+    """A provider failed (also one that a fallback then replaced)."""
+    _add({_field("uerr", provider, code or "upstream_error"): 1})
+
+
+def record_rejection(*, reason: str) -> None:
+    """A request refused by a limit (429)."""
+    _add({_field("rej", reason): 1})
+
+
+def snapshot() -> dict[str, float]:
+    client = sync_redis()
+    if client is None:
+        with _lock:
+            return dict(_local)
+    raw = client.hgetall(_hash_key())
+    return {k.decode(): float(v) for k, v in raw.items()}
+
+
+def reset_local() -> None:
+    with _lock:
+        _local.clear()
+
+
+# --------------------------------------------------------------------------- exposition
+
+
+def _escape(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(**labels: Any) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{name}="{_escape(value)}"' for name, value in labels.items()) + "}"
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+
+    def sample(self, name: str, value: float, **labels: Any) -> None:
+        self.lines.append(f"{name}{_labels(**labels)} {_number(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _histogram(
+    out: _Writer, name: str, help_text: str, data: dict[str, float], prefix: str, buckets: tuple[float, ...]
+) -> None:
+    out.family(name, "histogram", help_text)
+    series: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    sums: dict[tuple[str, str], float] = defaultdict(float)
+    for field, value in data.items():
+        parts = field.split(SEP)
+        if parts[0] == prefix and len(parts) == 4:
+            series[(parts[1], parts[2])][parts[3]] = value
+        elif parts[0] == prefix + "_sum" and len(parts) == 3:
+            sums[(parts[1], parts[2])] += value
+    for (model, provider), counts in sorted(series.items()):
+        cumulative = 0.0
+        for bound in (*[repr(b) for b in buckets], "+Inf"):
+            cumulative += counts.get(bound, 0.0)
+            out.sample(f"{name}_bucket", cumulative, model=model, provider=provider, le=bound)
+        out.sample(f"{name}_sum", sums[(model, provider)], model=model, provider=provider)
+        out.sample(f"{name}_count", cumulative, model=model, provider=provider)
+
+
+def _counter(
+    out: _Writer, name: str, help_text: str, data: dict[str, float], prefix: str, label_names: tuple[str, ...]
+) -> None:
+    out.family(name + "_total", "counter", help_text)
+    rows = []
+    for field, value in data.items():
+        parts = field.split(SEP)
+        if parts[0] == prefix and len(parts) == len(label_names) + 1:
+            rows.append((tuple(parts[1:]), value))
+    for values, value in sorted(rows):
+        out.sample(name + "_total", value, **dict(zip(label_names, values, strict=True)))
+
+
+def _gauges(out: _Writer) -> None:
+    from .models import UNFINISHED, Response
+
+    counts = dict.fromkeys(("queued", "in_progress"), 0)
+    streams = 0
+    try:
+        for status, stream, number in _count_unfinished(Response, UNFINISHED):
+            counts[status] = counts.get(status, 0) + number
+            if stream:
+                streams += number
+    except Exception:  # noqa: BLE001 - a scrape still answers without the database
+        logger.warning("metrics: could not count unfinished responses", exc_info=True)
+    out.family("openresponses_active_responses", "gauge", "Responses not finished yet, by status.")
+    for status, number in counts.items():
+        out.sample("openresponses_active_responses", number, status=status)
+    out.family(
+        "openresponses_active_streams",
+        "gauge",
+        "Unfinished responses streamed to a client (SSE or WebSocket).",
+    )
+    out.sample("openresponses_active_streams", streams)
+    out.family(
+        "openresponses_queue_depth",
+        "gauge",
+        "Loops waiting for a worker: the Celery queue length (production) or queued responses.",
+    )
+    depth, queue = _queue_depth(counts["queued"])
+    out.sample("openresponses_queue_depth", depth, queue=queue)
+
+
+def _count_unfinished(model: Any, unfinished: list[str]) -> list[tuple[str, bool, int]]:
+    from django.db.models import Count
+
+    rows = (
+        model.objects.filter(status__in=unfinished)
+        .order_by()
+        .values("status", "stream")
+        .annotate(n=Count("id"))
+        .values_list("status", "stream", "n")
+    )
+    return [(status, bool(stream), n) for status, stream, n in rows]
+
+
+def _queue_depth(queued: int) -> tuple[int, str]:
+    from .loop.dispatch import dispatch_mode
+
+    if dispatch_mode() != "celery":
+        return queued, "inline"
+    from django.conf import settings
+
+    queue = getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
+    broker = getattr(settings, "CELERY_BROKER_URL", "") or ""
+    if not broker.startswith(("redis://", "rediss://", "unix://")):
+        return queued, queue
+    try:
+        import redis
+
+        client = redis.Redis.from_url(broker, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            return int(client.llen(queue)), queue
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001
+        logger.warning("metrics: could not read the Celery queue length", exc_info=True)
+        return queued, queue
+
+
+def exposition() -> str:
+    """The whole text exposition."""
+    data = snapshot()
+    out = _Writer()
+    _counter(
+        out,
+        "openresponses_responses",
+        "Finished responses by model, provider and final status.",
+        data,
+        "r",
+        ("model", "provider", "status"),
+    )
+    _counter(
+        out,
+        "openresponses_tokens",
+        "Tokens used by model, provider and kind (input, cached, output, reasoning).",
+        data,
+        "tok",
+        ("model", "provider", "kind"),
+    )
+    _counter(
+        out,
+        "openresponses_cost_usd",
+        "Cost in US dollars from the price table, by model and provider.",
+        data,
+        "cost",
+        ("model", "provider"),
+    )
+    _counter(
+        out,
+        "openresponses_loop_iterations",
+        "Model samples taken by the agentic loop, by model and provider.",
+        data,
+        "it",
+        ("model", "provider"),
+    )
+    _counter(
+        out,
+        "openresponses_upstream_errors",
+        "Provider failures by provider and error code (fallbacks included).",
+        data,
+        "uerr",
+        ("provider", "code"),
+    )
+    _counter(
+        out,
+        "openresponses_rejected_requests",
+        "Requests refused by a limit (429), by reason.",
+        data,
+        "rej",
+        ("reason",),
+    )
+    _histogram(
+        out,
+        "openresponses_time_to_first_token_seconds",
+        "Seconds from creation to the first output.",
+        data,
+        "ttft",
+        TTFT_BUCKETS,
+    )
+    _histogram(
+        out,
+        "openresponses_response_duration_seconds",
+        "Seconds from creation to the terminal state.",
+        data,
+        "dur",
+        DURATION_BUCKETS,
+    )
+    _gauges(out)
+    return out.text()
+
+
+def allowed(request: HttpRequest) -> bool:
+    token = str(openresponses_settings.METRICS_TOKEN or "")
+    header = request.headers.get("Authorization") or ""
+    if (
+        token
+        and header.lower().startswith("bearer ")
+        and hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    ):
+        return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_staff)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics``: the Prometheus exposition, for the metrics token or staff."""
+    if request.method not in {"GET", "HEAD"}:
+        return HttpResponse(
+            "Method not allowed\n", status=405, content_type="text/plain", headers={"Allow": "GET, HEAD"}
+        )
+    if not allowed(request):
+        return HttpResponse(
+            "Forbidden: send 'Authorization: Bearer <METRICS_TOKEN>'\n", status=403, content_type="text/plain"
+        )
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,52 @@
+"""Optional OpenTelemetry traces: one span per API request, per model sample, per tool call.
+
+Only when ``opentelemetry`` is importable (``pip install "openresponses[otel]"``); otherwise every
+helper is a no-op costing one dictionary lookup. Spans go to whatever tracer provider the process
+configured (for example with ``opentelemetry-instrument`` or your own SDK setup); without one the
+API's default no-op provider drops them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Iterator
+from typing import Any
+
+_tracer: list[Any] = []
+
+
+def tracer() -> Any:
+    """The ``openresponses`` tracer, or None without OpenTelemetry."""
+    if not _tracer:
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            _tracer.append(None)
+        else:
+            _tracer.append(trace.get_tracer("openresponses"))
+    return _tracer[0]
+
+
+@contextlib.contextmanager
+def span(name: str, attributes: dict[str, Any] | None = None) -> Iterator[Any]:
+    """A span named ``name`` around the block (nothing without OpenTelemetry); yields it or None."""
+    current = tracer()
+    if current is None:
+        yield None
+        return
+    clean = {k: v for k, v in (attributes or {}).items() if v is not None and v != ""}
+    with current.start_as_current_span(name, attributes=clean) as opened:
+        yield opened
+
+
+def reset() -> None:
+    """Look the tracer up again (after a test installs a tracer provider)."""
+    _tracer.clear()
+
+
+async def traced_tool_call(name: str, call: Awaitable[Any]) -> Any:
+    """Await a tool call inside an ``openresponses.tool_call`` span."""
+    if tracer() is None:
+        return await call
+    with span("openresponses.tool_call", {"gen_ai.tool.name": name}):
+        return await call

@@ -1,0 +1,100 @@
+"""What happens once a response reaches its terminal state: usage and cost stored, limits settled,
+metrics counted. :func:`response_finished` is called by ``services.response_finish`` and never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from . import limits, metrics
+from .pricing import cost_of, tokens_of
+
+logger = logging.getLogger(__name__)
+_names: dict[str, tuple[float, str]] = {}
+_names_lock = threading.Lock()
+NAME_CACHE_SECONDS = 60.0
+
+
+def key_name(owner: str) -> str:
+    """The owner's key name, cached for a minute (one lookup per key, not per response)."""
+    from .keys import owner_label
+
+    now = time.monotonic()
+    cached = _names.get(owner)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    name = owner_label(owner)
+    with _names_lock:
+        if len(_names) > 10_000:
+            _names.clear()
+        _names[owner] = (now + NAME_CACHE_SECONDS, name)
+    return name
+
+
+def usage_record_save(*, response: Any, cost: Decimal, tokens: dict[str, int]) -> None:
+    """Store (or overwrite) the usage row of ``response``."""
+    from .models import UsageRecord
+
+    total = None if response.completed_at is None else max(0.0, response.completed_at - response.created_at)
+    first = (
+        None if response.first_token_at is None else max(0.0, response.first_token_at - response.created_at)
+    )
+    row = UsageRecord(
+        response_id=response.id,
+        owner=response.owner or "",
+        key_name=key_name(response.owner or "")[:200],
+        model=response.model,
+        provider=response.provider or "",
+        status=response.status,
+        day=datetime.fromtimestamp(response.created_at, tz=UTC).date(),
+        created_at=response.created_at,
+        input_tokens=tokens["input"],
+        cached_tokens=tokens["cached"],
+        output_tokens=tokens["output"],
+        reasoning_tokens=tokens["reasoning"],
+        cost=cost,
+        first_token_seconds=first,
+        total_seconds=total,
+        iterations=response.iterations or 0,
+        error_code=str((response.error or {}).get("code") or "")[:100],
+        request_id=response.request_id or "",
+    )
+    fields = [f.name for f in UsageRecord._meta.concrete_fields if f.name not in {"id", "response_id"}]
+    UsageRecord.objects.bulk_create(
+        [row], update_conflicts=True, unique_fields=["response_id"], update_fields=fields
+    )
+
+
+def response_finished(*, response: Any) -> None:
+    """Record a response that just reached its terminal state (synchronous; never raises)."""
+    try:
+        tokens = tokens_of(response.usage)
+        cost = cost_of(response.model, response.usage)
+    except Exception:  # noqa: BLE001
+        logger.exception("pricing the usage of %s failed", response.id)
+        tokens, cost = tokens_of(None), Decimal(0)
+    limits.settle(
+        owner=response.owner or None, ticket=response.request_id, tokens=tokens["input"] + tokens["output"]
+    )
+    try:
+        usage_record_save(response=response, cost=cost, tokens=tokens)
+    except Exception:  # noqa: BLE001 - the response itself is stored; usage is best effort
+        logger.exception("storing the usage of %s failed", response.id)
+    first = None if response.first_token_at is None else response.first_token_at - response.created_at
+    total = None if response.completed_at is None else response.completed_at - response.created_at
+    metrics.record_response(
+        model=response.model,
+        provider=response.provider or "",
+        status=response.status,
+        tokens=tokens,
+        cost=float(cost),
+        iterations=response.iterations or 0,
+        first_token_seconds=first,
+        total_seconds=total,
+        error=response.error,
+    )
