@@ -7,6 +7,7 @@ all, every request is accepted (local development) and a warning is logged once.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 import logging
@@ -28,6 +29,12 @@ class ClientIdentity:
     name: str = ""
     allowed_models: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_model_allowed(identity: ClientIdentity, model: str) -> None:
+    """403 when the caller's key is limited to model patterns that ``model`` does not match."""
+    if identity.allowed_models and not any(fnmatch.fnmatchcase(model, p) for p in identity.allowed_models):
+        raise ApiError(403, f"This API key may not use the model '{model}'.", param="model", code="model_not_allowed", error_type="permission_error")
 
 
 def bearer_token(headers: Any) -> str | None:

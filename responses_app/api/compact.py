@@ -11,9 +11,10 @@ from django.http import HttpRequest, HttpResponse
 from providers_app.registry import aroute_for_model
 
 from .. import compaction
+from ..auth import check_model_allowed
 from ..errors import ApiError, invalid
 from .validation import normalize_input, parse_json_body
-from .views import _check_model_allowed, api_view, identify, json_response
+from .views import api_view, identify, json_response
 
 COMPACT_FIELDS = {"model", "input", "previous_response_id", "instructions", "prompt_cache_key"}
 
@@ -78,7 +79,7 @@ async def compact_response(request: HttpRequest) -> HttpResponse:
             param="model",
             code="model_not_found",
         )
-    _check_model_allowed(identity, compact.model)
+    check_model_allowed(identity, compact.model)
     items = await sync_to_async(compaction.conversation_items)(
         previous_response_id=compact.previous_response_id,
         input_items=compact.input_items,

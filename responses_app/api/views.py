@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import json
 import logging
@@ -12,13 +11,14 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from providers_app.registry import aroute_for_model
 
 from .. import limits, selectors, services, tracing
-from ..auth import ClientIdentity, authenticate
+from ..auth import ClientIdentity, authenticate, check_model_allowed
 from ..conf import openresponses_settings
 from ..errors import ApiError, invalid
 from ..events.bus import get_bus
@@ -82,11 +82,6 @@ async def identify(request: HttpRequest) -> ClientIdentity:
     return await sync_to_async(authenticate)(request)
 
 
-def _check_model_allowed(identity: ClientIdentity, model: str) -> None:
-    if identity.allowed_models and not any(fnmatch.fnmatchcase(model, p) for p in identity.allowed_models):
-        raise ApiError(403, f"This API key may not use the model '{model}'.", param="model", code="model_not_allowed", error_type="permission_error")
-
-
 def _upstream_error(resource: dict[str, Any], stored_error: dict[str, Any] | None) -> ApiError | None:
     """An HTTP error for a response that failed before producing anything (upstream down, 429…)."""
     if resource.get("status") != "failed" or resource.get("output") or not stored_error:
@@ -96,6 +91,23 @@ def _upstream_error(resource: dict[str, Any], stored_error: dict[str, Any] | Non
     if status == 429:
         headers["Retry-After"] = str(max(1, round(stored_error.get("retry_after") or 1)))
     return ApiError(status, stored_error.get("message") or "The provider failed.", param=stored_error.get("param"), code=stored_error.get("code"), error_type=stored_error.get("type"), headers=headers)
+
+
+def _released(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func``, then the thread's database connection handed back as at the end of a request.
+
+    A stream (or a wait for the loop) lasts as long as the upstream: a pooled connection held
+    meanwhile would cap the open streams at the pool size.
+    """
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return call
 
 
 def _server_timing(marks: tuple[float, ...], wall: float) -> str:
@@ -115,12 +127,12 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     route = await aroute_for_model(create.model)
     if route is None:
         raise ApiError(404, f"The model '{create.model}' does not exist or no provider serves it.", param="model", code="model_not_found")
-    _check_model_allowed(identity, create.model)
+    check_model_allowed(identity, create.model)
     request_id = request.openresponses_request_id  # type: ignore[attr-defined]
     await limits.admit(owner=identity.owner, limits=limits.limits_for(identity), ticket=request_id)
     parsed = time.perf_counter()
     try:
-        response = await sync_to_async(services.response_create)(request=create, owner=identity.owner, route=route, request_id=request_id)
+        response = await sync_to_async(_released(services.response_create))(request=create, owner=identity.owner, route=route, request_id=request_id)
     except BaseException:
         await limits.release(owner=identity.owner, ticket=request_id)
         raise
@@ -219,8 +231,10 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
 
         await sync_to_async(delete)()
         return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
-    response = await sync_to_async(selectors.response_get)(response_id=response_id, owner=identity.owner)
-    if request.GET.get("stream") in {"true", "1"}:
+    streamed = request.GET.get("stream") in {"true", "1"}
+    get = _released(selectors.response_get) if streamed else selectors.response_get
+    response = await sync_to_async(get)(response_id=response_id, owner=identity.owner)
+    if streamed:
         raw_after = request.GET.get("starting_after", "-1")
         try:
             after = int(raw_after)

@@ -21,8 +21,7 @@ from providers_app.registry import aroute_for_model
 
 from .. import limits, services
 from ..api.validation import validate_create
-from ..api.views import _check_model_allowed
-from ..auth import ClientIdentity, authenticate
+from ..auth import ClientIdentity, authenticate, check_model_allowed
 from ..conf import openresponses_settings
 from ..errors import ApiError, invalid
 from ..events.bus import get_bus
@@ -190,7 +189,7 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
                     param="model",
                     code="model_not_found",
                 )
-            _check_model_allowed(self.identity, create.model)
+            check_model_allowed(self.identity, create.model)
             request_id = new_request_id()  # one per turn: on the response row and in the loop's log lines
             bind_log_context(request_id=request_id)
             await limits.admit(owner=self.identity.owner, limits=limits.limits_for(self.identity), ticket=request_id)
