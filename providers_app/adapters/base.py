@@ -30,6 +30,7 @@ import functools
 import json
 import random
 from collections.abc import AsyncIterator, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -231,6 +232,18 @@ class ProviderAdapter:
         """Request headers with ``Authorization: Bearer <key>`` when a key is configured."""
         return self.headers({"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None)
 
+    def _mask(self, text: str) -> str:
+        key = self.config.api_key
+        return text.replace(key, "***") if key and len(key) >= 8 and key in text else text
+
+    def _wire_entry(self, method: str, url: str, json_body: Any) -> dict[str, Any] | None:
+        log = WIRE_LOG.get()
+        if log is None:
+            return None
+        entry = {"provider": self.config.name, "method": method, "url": self._mask(url), "request": abbreviate(json_body), "status": None, "attempts": 0, "response": ""}
+        log.append(entry)
+        return entry
+
     def owns(self, item: dict[str, Any]) -> bool:
         """True when ``item``'s provider artefacts were made by this provider."""
         meta = item.get("_meta") or {}
@@ -281,6 +294,7 @@ class ProviderAdapter:
         """
         client = self.client()
         body = json.dumps(json_body, separators=(",", ":")).encode()
+        entry = self._wire_entry(method, url, json_body)
         attempt = 0
         while True:
             try:
@@ -294,10 +308,17 @@ class ProviderAdapter:
                 raise UpstreamError(f"Could not reach the provider '{self.config.name}': {type(exc).__name__}", status=502, code="upstream_unreachable") from None
             except (TimeoutError, httpx.TimeoutException):
                 raise UpstreamError(f"The provider '{self.config.name}' did not answer in time.", status=504, code="upstream_timeout") from None
+            if entry is not None:
+                entry["status"] = response.status_code
+                entry["attempts"] = attempt + 1
             if response.status_code < 400:
+                response._openresponses_wire = entry  # type: ignore[attr-defined]
                 return response
             raw = await response.aread()
             await response.aclose()
+            if entry is not None:
+                entry["response"] = ""
+                _wire_append(entry, self._mask(raw.decode(errors="replace")))
             error = self.error_from_response(response.status_code, raw, response.headers)
             if error.retryable and attempt < self.config.max_retries:
                 attempt += 1
@@ -316,6 +337,9 @@ class ProviderAdapter:
             raise UpstreamError(f"The provider '{self.config.name}' timed out.", status=504, code="upstream_timeout") from None
         finally:
             await response.aclose()
+        entry = getattr(response, "_openresponses_wire", None)
+        if entry is not None:
+            _wire_append(entry, self._mask(raw.decode(errors="replace")))
         try:
             return json.loads(raw)
         except ValueError:
@@ -345,6 +369,7 @@ class ProviderAdapter:
         token is the long one, a silence after it means the stream is stuck.)
         """
         iterator = response.aiter_lines().__aiter__()
+        entry = getattr(response, "_openresponses_wire", None)
         started = False
         while True:
             timeout = self.config.idle_timeout if started else self.config.first_byte_timeout
@@ -358,6 +383,8 @@ class ProviderAdapter:
             except httpx.HTTPError as exc:
                 raise UpstreamError(f"The provider '{self.config.name}' dropped the stream: {type(exc).__name__}", status=502, code="upstream_disconnected") from None
             started = True
+            if entry is not None and len(entry["response"]) < WIRE_LOG_MAX_CHARS:
+                _wire_append(entry, self._mask(line) + "\n")
             yield line
 
     async def iter_sse(self, response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
@@ -421,6 +448,31 @@ def _guarded(sample: Any) -> Any:
 
     wrapper._guarded = True  # type: ignore[attr-defined]
     return wrapper
+
+
+# ---- the wire log: what was sent to and received from providers, for the admin's transcript.
+
+#: Set to a list by whoever wants a record of the upstream calls made in this context (the loop).
+WIRE_LOG: ContextVar[list[dict[str, Any]] | None] = ContextVar("openresponses_wire_log", default=None)
+WIRE_LOG_MAX_CHARS = 32_768
+_LONG_STRING = 2_000
+
+
+def abbreviate(value: Any) -> Any:
+    """``value`` with long strings (base64 images, files) shortened, for logs people read."""
+    if isinstance(value, str):
+        return value if len(value) <= _LONG_STRING else value[:200] + f"… ({len(value)} characters)"
+    if isinstance(value, dict):
+        return {k: abbreviate(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [abbreviate(v) for v in value]
+    return value
+
+
+def _wire_append(entry: dict[str, Any], text: str) -> None:
+    room = WIRE_LOG_MAX_CHARS - len(entry["response"])
+    if room > 0:
+        entry["response"] += text[:room]
 
 
 def _backoff(attempt: int) -> float:

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from providers_app.adapters.base import ModelRequest, UpstreamError
+from providers_app.adapters.base import WIRE_LOG, ModelRequest, UpstreamError
 from providers_app.registry import ConfigError, aget_adapter
 
 from ..compaction import model_items
@@ -88,6 +88,8 @@ class LoopRun:
         resource = build_resource(response, [], status=ResponseStatus.IN_PROGRESS)
         self.emitter = ResponseEmitter(resource, self.sink, provider=response.provider)
         self.iterations = 0
+        # Upstream calls as sent and answered (secrets masked), for the admin's transcript.
+        self.wire_log: list[dict[str, Any]] = []
 
     async def run(self) -> str:
         response = self.response
@@ -99,6 +101,7 @@ class LoopRun:
             return "cancelled"
         emitter.emit_lifecycle("response.in_progress")
         cancel = activity().register(response.id)
+        WIRE_LOG.set(self.wire_log)
         try:
             try:
                 outcome = await self._drive(cancel)
@@ -134,6 +137,7 @@ class LoopRun:
                 incomplete_details={"reason": outcome.incomplete_reason} if outcome.incomplete_reason else None,
                 first_token_at=emitter.first_output_at,
                 iterations=self.iterations,
+                wire_log=self.wire_log or None,
             )
         except Exception:  # noqa: BLE001
             logger.exception("storing the final state of %s failed", self.response.id)
