@@ -83,6 +83,15 @@ def _resource(
         "usage": usage,
         "user": None,
         "metadata": {},
+        "completed_at": 1700000001 if status == "completed" else None,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "top_logprobs": 0,
+        "max_tool_calls": None,
+        "background": False,
+        "service_tier": "default",
+        "prompt_cache_key": None,
+        "safety_identifier": None,
     }
 
 
