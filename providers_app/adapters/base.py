@@ -370,22 +370,23 @@ class ProviderAdapter:
         """
         iterator = response.aiter_lines().__aiter__()
         entry = getattr(response, "_openresponses_wire", None)
+        loop = asyncio.get_running_loop()
         started = False
-        while True:
-            timeout = self.config.idle_timeout if started else self.config.first_byte_timeout
-            try:
-                line = await asyncio.wait_for(iterator.__anext__(), timeout=timeout)
-            except StopAsyncIteration:
-                return
-            except (TimeoutError, httpx.TimeoutException):
-                what = "went silent mid-stream" if started else "did not start answering in time"
-                raise UpstreamError(f"The provider '{self.config.name}' {what}.", status=504, code="upstream_timeout") from None
-            except httpx.HTTPError as exc:
-                raise UpstreamError(f"The provider '{self.config.name}' dropped the stream: {type(exc).__name__}", status=502, code="upstream_disconnected") from None
-            started = True
-            if entry is not None and len(entry["response"]) < WIRE_LOG_MAX_CHARS:
-                _wire_append(entry, self._mask(line) + "\n")
-            yield line
+        # One timeout for the whole body, moved forward after every line (no task or timer
+        # object per line: this is the hottest loop of a stream).
+        try:
+            async with asyncio.timeout(self.config.first_byte_timeout) as deadline:
+                async for line in iterator:
+                    started = True
+                    deadline.reschedule(loop.time() + self.config.idle_timeout)
+                    if entry is not None and len(entry["response"]) < WIRE_LOG_MAX_CHARS:
+                        _wire_append(entry, self._mask(line) + "\n")
+                    yield line
+        except (TimeoutError, httpx.TimeoutException):
+            what = "went silent mid-stream" if started else "did not start answering in time"
+            raise UpstreamError(f"The provider '{self.config.name}' {what}.", status=504, code="upstream_timeout") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"The provider '{self.config.name}' dropped the stream: {type(exc).__name__}", status=502, code="upstream_disconnected") from None
 
     async def iter_sse(self, response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
         """Server-sent events of a streamed body as ``(event_name, data)`` pairs."""

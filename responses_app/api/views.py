@@ -185,7 +185,7 @@ async def _stream_new(response_id: str, subscription: Any, marks: tuple[float, .
             break
         prefetched.append(batch)
         types = {event_type for _, event_type, _ in batch}
-        if types - {"response.created", "response.in_progress"}:
+        if types - {"response.created", "response.in_progress", "error"}:  # an error: its response.failed follows
             break
     timing = _server_timing((*marks, time.perf_counter()), wall)
     terminal = terminal_response(prefetched[-1]) if prefetched else None

@@ -32,6 +32,35 @@ class Subscription:
         await self.close()
 
 
+async def _get_with_timeout(queue: asyncio.Queue, timeout: float) -> Batch | None:
+    if not queue.empty():
+        return queue.get_nowait()
+    try:
+        async with asyncio.timeout(timeout):
+            return await queue.get()
+    except TimeoutError:
+        return None
+
+
+class _LocalSubscription(Subscription):
+    __slots__ = ("bus", "response_id", "queue")
+
+    def __init__(self, bus: LocalBus, response_id: str) -> None:
+        self.bus = bus
+        self.response_id = response_id
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    async def get(self, timeout: float) -> Batch | None:
+        return await _get_with_timeout(self.queue, timeout)
+
+    async def close(self) -> None:
+        queues = self.bus._queues.get(self.response_id)
+        if queues is not None:
+            queues.discard(self.queue)
+            if not queues:
+                self.bus._queues.pop(self.response_id, None)
+
+
 class LocalBus:
     """Fan-out inside one process: the loop and its readers share an event loop."""
 
@@ -43,25 +72,51 @@ class LocalBus:
             queue.put_nowait(batch)
 
     async def subscribe(self, response_id: str) -> Subscription:
-        queue: asyncio.Queue = asyncio.Queue()
-        self._queues[response_id].add(queue)
-        bus = self
+        subscription = _LocalSubscription(self, response_id)
+        self._queues[response_id].add(subscription.queue)
+        return subscription
 
-        class _Local(Subscription):
-            async def get(self, timeout: float) -> Batch | None:
-                try:
-                    return await asyncio.wait_for(queue.get(), timeout)
-                except TimeoutError:
-                    return None
 
-            async def close(self) -> None:
-                queues = bus._queues.get(response_id)
-                if queues is not None:
-                    queues.discard(queue)
-                    if not queues:
-                        bus._queues.pop(response_id, None)
+class _ChannelSubscription(Subscription):
+    """A channel in the response's group, drained by one receiver task into a local queue.
 
-        return _Local()
+    (Cancelling a channels_redis PubSub ``receive`` unsubscribes the channel, so timeouts are
+    taken on the local queue, never on ``receive`` itself.)
+    """
+
+    def __init__(self, layer: Any, group: str, channel: str) -> None:
+        self.layer = layer
+        self.group = group
+        self.channel = channel
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.failure: BaseException | None = None
+        self.task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                message = await self.layer.receive(self.channel)
+                self.queue.put_nowait([tuple(event) for event in message.get("events", [])])
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, which polls the store
+            self.failure = exc
+            self.queue.put_nowait(None)
+
+    async def get(self, timeout: float) -> Batch | None:
+        batch = await _get_with_timeout(self.queue, timeout)
+        if batch is None and self.failure is not None:
+            failure, self.failure = self.failure, None
+            self.task = asyncio.get_running_loop().create_task(self._pump())
+            raise failure
+        return batch
+
+    async def close(self) -> None:
+        self.task.cancel()
+        try:
+            await self.layer.group_discard(self.group, self.channel)
+        except Exception:  # noqa: BLE001 - best effort on a broken layer
+            pass
 
 
 class ChannelsBus:
@@ -83,22 +138,7 @@ class ChannelsBus:
         channel = await layer.new_channel()
         group = group_name(response_id)
         await layer.group_add(group, channel)
-
-        class _Channel(Subscription):
-            async def get(self, timeout: float) -> Batch | None:
-                try:
-                    message = await asyncio.wait_for(layer.receive(channel), timeout)
-                except TimeoutError:
-                    return None
-                return [tuple(event) for event in message.get("events", [])]
-
-            async def close(self) -> None:
-                try:
-                    await layer.group_discard(group, channel)
-                except Exception:  # noqa: BLE001 - best effort on a broken layer
-                    pass
-
-        return _Channel()
+        return _ChannelSubscription(layer, group, channel)
 
 
 _local_bus = LocalBus()

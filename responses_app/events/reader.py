@@ -37,6 +37,10 @@ async def _receive(subscription: Subscription, timeout: float) -> tuple[Batch | 
         return None, True
 
 
+GAP_POLL_SECONDS = 0.05
+GAP_GIVE_UP_SECONDS = 30.0
+
+
 async def follow(
     response_id: str,
     subscription: Subscription,
@@ -45,59 +49,80 @@ async def follow(
     catch_up: bool = True,
     keepalive: float = 15.0,
 ) -> AsyncIterator[Batch]:
-    """Yield batches of events with ``sequence_number > after`` until the terminal event.
+    """Yield batches of events with ``sequence_number > after`` until the terminal event, in order.
 
     An empty batch means "nothing for ``keepalive`` seconds" (time for a keep-alive comment).
     ``catch_up=False`` skips the first store read when the subscription predates the loop.
+    Live events beyond a gap wait in a buffer until the store fills the gap (events are
+    published before they are persisted, so the store may lag the bus by a moment).
     """
     last = after
+    ahead: dict[int, tuple] = {}  # events received beyond a gap, by sequence number
+
+    def contiguous() -> Batch:
+        nonlocal last
+        out: Batch = []
+        while last + 1 in ahead:
+            event = ahead.pop(last + 1)
+            out.append(event)
+            last = event[0]
+        return out
+
+    async def from_store() -> Batch:
+        for event in await _events_after(response_id, last):
+            if event[0] > last:
+                ahead.setdefault(event[0], event)
+        return contiguous()
+
     if catch_up:
-        stored = await _events_after(response_id, last)
+        stored = await from_store()
         if stored:
             yield stored
-            last = stored[-1][0]
             if stored[-1][1] in TERMINAL_EVENT_TYPES:
                 return
     silent_rounds = 0
     finished_checks = 0
     last_yield = time.monotonic()
+    gap_since: float | None = None
     while True:
-        batch, broken = await _receive(subscription, keepalive)
-        if batch is None:
-            if not broken:
+        batch, broken = await _receive(subscription, GAP_POLL_SECONDS if ahead else keepalive)
+        if batch is not None:
+            silent_rounds = 0
+            for event in batch:
+                if event[0] > last:
+                    ahead[event[0]] = event
+            out = contiguous()
+            if ahead:
+                out += await from_store()
+        else:
+            if not broken and not ahead:
                 silent_rounds += 1
-            # Silence or a broken bus: maybe a message was dropped or the loop died; the store has the truth.
-            stored = await _events_after(response_id, last)
-            if stored:
-                yield stored
-                last_yield = time.monotonic()
-                last = stored[-1][0]
-                if stored[-1][1] in TERMINAL_EVENT_TYPES:
-                    return
-                continue
-            if (silent_rounds >= 2 or broken) and await _status(response_id) not in UNFINISHED_STATUSES:
-                # Finished, yet its terminal event is not stored: give the loop a moment to write it,
-                # then stop (e.g. the response was deleted meanwhile).
-                finished_checks += 1
-                if finished_checks >= 4:
-                    return
-            else:
-                finished_checks = 0
-            if not broken or time.monotonic() - last_yield >= keepalive:
-                last_yield = time.monotonic()
-                yield []
+            # Silence, a gap or a broken bus: the store has the truth.
+            out = await from_store()
+        if ahead:
+            gap_since = gap_since or time.monotonic()
+            if time.monotonic() - gap_since > GAP_GIVE_UP_SECONDS:
+                logger.warning("events %s..%s of %s never reached the store; skipping them", last + 1, min(ahead) - 1, response_id)
+                last = min(ahead) - 1
+                out += contiguous()
+        else:
+            gap_since = None
+        if out:
+            yield out
+            last_yield = time.monotonic()
+            if out[-1][1] in TERMINAL_EVENT_TYPES:
+                return
             continue
-        silent_rounds = 0
-        if batch[-1][0] <= last:
+        if batch is not None or ahead:
             continue
-        if batch[0][0] > last + 1:
-            # A gap: something was missed between ``last`` and this batch.
-            stored = await _events_after(response_id, last)
-            batch = stored or batch
-        elif batch[0][0] <= last:
-            batch = [event for event in batch if event[0] > last]
-        yield batch
-        last_yield = time.monotonic()
-        last = batch[-1][0]
-        if batch[-1][1] in TERMINAL_EVENT_TYPES:
-            return
+        if (silent_rounds >= 2 or broken) and await _status(response_id) not in UNFINISHED_STATUSES:
+            # Finished, yet its terminal event is not stored: give the loop a moment to write it,
+            # then stop (e.g. the response was deleted meanwhile).
+            finished_checks += 1
+            if finished_checks >= 4:
+                return
+        else:
+            finished_checks = 0
+        if not broken or time.monotonic() - last_yield >= keepalive:
+            last_yield = time.monotonic()
+            yield []

@@ -1,13 +1,17 @@
-"""Batching sink: events are persisted, then published, in order, coalesced under load.
+"""Batching sink: events are published promptly and persisted right behind, in order.
 
-When the stream is idle an event is flushed at once (no added latency); while a flush is
-running or one happened less than ``interval`` ago, further events wait and go out together
-in the next batch — several deltas per channel message under load, never reordered.
+Publishing does not wait for the store: the first token leaves without a database round trip,
+and a streaming delta costs one publish. Persistence runs in the background in batches (the
+writer groups the batches of every loop in the process into one INSERT). Readers never lose an
+event for it: a reader that sees a gap, or silence, reads the store and waits for it to fill the
+gap (see ``reader.follow``). ``drain()`` persists everything before it returns, and the loop
+drains before it publishes a terminal event — so a client that has seen ``response.completed``
+finds the whole log and the final state stored.
 
-The store is the truth: a batch that cannot be persisted stays pending and is retried (later
-events queue behind it, so the stored log never has a hole); a batch that cannot be published
-(the channel layer is down) is only logged — readers notice the silence or the gap and catch
-up from the store.
+Coalescing: when the stream is idle an event is published at once (no added latency); while a
+publish is under way or one happened less than ``interval`` ago, further events wait and go out
+together — several events per channel message under load, never reordered. A batch the store
+refuses stays queued and is retried, so the stored log never has a hole.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+
+from ..states import TERMINAL_EVENT_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -31,62 +37,63 @@ class BatchingSink:
         *,
         persist: Callable[[Batch], Awaitable[None]] | None,
         publish: Callable[[Batch], Awaitable[None]],
-        interval: float = 0.02,
+        interval: float | Callable[[], float] = 0.02,
     ) -> None:
         self._persist = persist
         self._publish = publish
-        self.interval = interval
-        self.pending: Batch = []
+        self._interval = interval
+        self.to_publish: Batch = []
+        self.to_persist: Batch = []
+        self._held: Batch = []
         self._scheduled = False
-        self._lock = asyncio.Lock()
-        self._last_flush = 0.0
+        self._publish_lock = asyncio.Lock()
+        self._last_publish = 0.0
         self._tasks: set[asyncio.Task] = set()
+        self._persist_task: asyncio.Task | None = None
+        self._persist_lock = asyncio.Lock()
         self._error: BaseException | None = None
         self._publish_warned = 0.0
-        self.last_sequence = -1
         self.publish_failures = 0
 
+    @property
+    def interval(self) -> float:
+        return self._interval() if callable(self._interval) else self._interval
+
     def add(self, sequence_number: int, event_type: str, payload: str) -> None:
-        self.pending.append((sequence_number, event_type, payload))
+        event = (sequence_number, event_type, payload)
+        if self._persist is not None:
+            self.to_persist.append(event)
+            if event_type in TERMINAL_EVENT_TYPES:
+                # Held back: published by drain(), once it and everything before it is stored.
+                self._held.append(event)
+                return
+        self.to_publish.append(event)
         if self._scheduled:
             return
         self._scheduled = True
         loop = asyncio.get_running_loop()
-        delay = self._last_flush + self.interval - loop.time()
+        delay = self._last_publish + self.interval - loop.time()
         if delay <= 0:
             self._spawn()
         else:
             loop.call_later(delay, self._spawn)
 
     def _spawn(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._flush_scheduled())
+        task = asyncio.get_running_loop().create_task(self._publish_scheduled())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _flush_scheduled(self) -> None:
-        async with self._lock:
+    async def _publish_scheduled(self) -> None:
+        async with self._publish_lock:
             self._scheduled = False
-            if not await self._flush_locked() and self.pending:
-                # The store refused the batch: try again a little later (drain() also retries).
-                self._scheduled = True
-                asyncio.get_running_loop().call_later(PERSIST_RETRY_SECONDS, self._spawn)
+            await self._publish_pending()
+        self._start_persisting()
 
-    async def _flush_locked(self) -> bool:
-        """Persist then publish everything pending; False (batch kept) when persisting failed."""
-        batch = self.pending[:]
+    async def _publish_pending(self) -> None:
+        batch, self.to_publish = self.to_publish, []
         if not batch:
-            return True
-        try:
-            if self._persist is not None:
-                await self._persist(batch)
-        except Exception as exc:  # noqa: BLE001 - kept pending, surfaced by drain()
-            self._error = exc
-            return False
-        finally:
-            self._last_flush = asyncio.get_running_loop().time()
-        self.pending = self.pending[len(batch):]
-        self._error = None
-        self.last_sequence = batch[-1][0]
+            return
+        self._last_publish = asyncio.get_running_loop().time()
         try:
             await self._publish(batch)
         except Exception:  # noqa: BLE001 - readers catch up from the store
@@ -95,16 +102,54 @@ class BatchingSink:
             if now - self._publish_warned > PUBLISH_WARN_EVERY:
                 self._publish_warned = now
                 logger.warning("publishing events failed; readers will catch up from the store", exc_info=True)
+
+    # ---- persistence, in the background
+
+    def _start_persisting(self) -> None:
+        if self._persist is None or not self.to_persist:
+            return
+        if self._persist_task is None or self._persist_task.done():
+            self._persist_task = asyncio.get_running_loop().create_task(self._persist_loop(attempts=3))
+
+    async def _persist_loop(self, attempts: int | None = None) -> bool:
+        """Persist until nothing is queued; False when the store kept refusing (one runner at a time)."""
+        async with self._persist_lock:
+            return await self._persist_queued(attempts)
+
+    async def _persist_queued(self, attempts: int | None) -> bool:
+        failures = 0
+        while self.to_persist:
+            batch = self.to_persist[:]
+            try:
+                await self._persist(batch)  # type: ignore[misc]
+            except Exception as exc:  # noqa: BLE001 - kept queued, surfaced by drain()
+                self._error = exc
+                failures += 1
+                if attempts is not None and failures >= attempts:
+                    return False
+                await asyncio.sleep(PERSIST_RETRY_SECONDS * min(failures, 4))
+                continue
+            self._error = None
+            del self.to_persist[: len(batch)]
         return True
 
     async def drain(self, attempts: int = 5) -> None:
-        """Persist and publish everything added so far; re-raise a persist failure after retries."""
-        for attempt in range(attempts):
-            async with self._lock:
-                if await self._flush_locked():
-                    return
-            if attempt < attempts - 1:
-                await asyncio.sleep(PERSIST_RETRY_SECONDS * (attempt + 1))
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
+        """Publish and persist everything added so far, then publish held terminal events.
+
+        A persist failure (after retries) is re-raised — after the held events are published
+        anyway, so that live readers still see the end of the stream.
+        """
+        async with self._publish_lock:
+            await self._publish_pending()
+        if self._persist is None:
+            return
+        stored = await self._persist_loop(attempts)
+        if self._held:
+            async with self._publish_lock:
+                self.to_publish.extend(self._held)
+                self._held = []
+                await self._publish_pending()
+        if not stored:
+            error, self._error = self._error, None
+            if error is not None:
+                raise error
