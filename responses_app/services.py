@@ -17,6 +17,7 @@ from .compaction import check_compaction_items
 from .errors import ApiError, invalid
 from .ids import response_id as new_response_id
 from .models import Response, ResponseItem
+from .selectors import response_context_items
 from .states import ResponseStatus
 
 
@@ -51,11 +52,20 @@ def _check_call_ids(items: list[dict[str, Any]], context_call_ids: set[str]) -> 
 
 
 def response_create(
-    *, request: CreateRequest, owner: str | None, route: Route, unstored_ids: Collection[str] = (), request_id: str = ""
+    *,
+    request: CreateRequest,
+    owner: str | None,
+    route: Route,
+    unstored_ids: Collection[str] = (),
+    request_id: str = "",
+    start: bool = False,
 ) -> Response:
     """Store a new response (status ``queued``) with its input items, ready for the loop.
 
     ``unstored_ids``: ``store: false`` responses the caller may continue (a WebSocket connection's own).
+    ``start``: the caller runs the loop in this process at once — store it ``in_progress``
+    already and attach the model's context as ``response.context_items`` (saves the loop a
+    round trip to the store before its first token).
     """
     check_compaction_items(request.input_items)
     previous = None
@@ -98,6 +108,10 @@ def response_create(
         search_text=_search_text(items),
         request_id=request_id,
     )
+    if start:
+        response.start()
+        response.started_at = now
+        response.attempts = 1
     with transaction.atomic():
         response.save(force_insert=True)
         ResponseItem.objects.bulk_create(
@@ -106,6 +120,8 @@ def response_create(
                 for i, item in enumerate(items)
             ]
         )
+    if start:
+        response.context_items = response_context_items(response=response) if ancestors else list(items)  # type: ignore[attr-defined]
     return response
 
 
@@ -140,6 +156,7 @@ def response_finish(
     """
     with transaction.atomic():
         response = Response.objects.select_for_update().get(id=response_id)
+        was_finished = response.is_finished  # (only then can output rows exist: the reaper's)
         if not response.is_finished:
             transition = {
                 ResponseStatus.COMPLETED: response.complete,
@@ -160,10 +177,14 @@ def response_finish(
         if wire_log is not None:
             response.wire_log = wire_log
         try:
-            response.save()
+            response.save(
+                update_fields=["status", "completed_at", "usage", "error", "incomplete_details", "first_token_at", "iterations", "wire_log"]
+            )
         except ConcurrentTransition:
             response.refresh_from_db()
-        ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).delete()
+            was_finished = True
+        if was_finished:
+            ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).delete()
         ResponseItem.objects.bulk_create(
             [
                 ResponseItem(response=response, kind=ResponseItem.Kind.OUTPUT, position=i, item_id=item.get("id") or "", item_type=item.get("type", ""), data=item)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -26,7 +26,7 @@ from ..events.reader import follow
 from ..logs import bind as bind_log_context
 from ..logs import log_prompt, new_request_id
 from ..loop.activity import cancel_everywhere_local
-from ..loop.dispatch import dispatch_response
+from ..loop.dispatch import dispatch_mode, dispatch_response
 from ..loop.tools import hosted_tools
 from ..resource import build_resource
 from .streaming import sse_response, sse_stream, terminal_response
@@ -73,13 +73,21 @@ def api_view(methods: set[str]) -> Callable[[Callable[..., Awaitable[HttpRespons
                 return ApiError(500, "The server failed to handle the request.", code="server_error").to_response()
 
         wrapper.csrf_exempt = True  # type: ignore[attr-defined]
+        wrapper.openresponses_api = True  # type: ignore[attr-defined]  # see middleware.ApiFastPathMiddleware
         return wrapper
 
     return decorate
 
 
 async def identify(request: HttpRequest) -> ClientIdentity:
-    return await sync_to_async(authenticate)(request)
+    """Run the authentication hook on the event loop; in a thread only when it needs the database.
+
+    (Keys are cached in-process, so most requests need no query and no thread hop.)
+    """
+    try:
+        return authenticate(request)
+    except SynchronousOnlyOperation:
+        return await sync_to_async(authenticate)(request)
 
 
 def _upstream_error(resource: dict[str, Any], stored_error: dict[str, Any] | None) -> ApiError | None:
@@ -131,8 +139,12 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     request_id = request.openresponses_request_id  # type: ignore[attr-defined]
     await limits.admit(owner=identity.owner, limits=limits.limits_for(identity), ticket=request_id)
     parsed = time.perf_counter()
+    # In-process loops start right away: the response is stored already started, with its context.
+    start = dispatch_mode() == "inline" and not create.background
     try:
-        response = await sync_to_async(_released(services.response_create))(request=create, owner=identity.owner, route=route, request_id=request_id)
+        response = await sync_to_async(_released(services.response_create))(
+            request=create, owner=identity.owner, route=route, request_id=request_id, start=start
+        )
     except BaseException:
         await limits.release(owner=identity.owner, ticket=request_id)
         raise
@@ -148,7 +160,7 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     bus = get_bus()
     subscription = await bus.subscribe(response.id)
     try:
-        await dispatch_response(response.id)
+        await dispatch_response(response.id, started=response if start else None)
     except Exception:
         await subscription.close()
         raise

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 Event = tuple[int, str, str]
 Batch = list[Event]
 PERSIST_RETRY_SECONDS = 0.5
+PERSIST_DELAY_SECONDS = 0.05
 PUBLISH_WARN_EVERY = 10.0
 
 
@@ -51,6 +52,7 @@ class BatchingSink:
         self._tasks: set[asyncio.Task] = set()
         self._persist_task: asyncio.Task | None = None
         self._persist_lock = asyncio.Lock()
+        self._persist_timer = False
         self._error: BaseException | None = None
         self._publish_warned = 0.0
         self.publish_failures = 0
@@ -106,9 +108,16 @@ class BatchingSink:
     # ---- persistence, in the background
 
     def _start_persisting(self) -> None:
-        if self._persist is None or not self.to_persist:
+        if self._persist is None or not self.to_persist or self._persist_timer:
             return
         if self._persist_task is None or self._persist_task.done():
+            # A short wait first: the events of the next moments go into the same INSERT.
+            self._persist_timer = True
+            asyncio.get_running_loop().call_later(PERSIST_DELAY_SECONDS, self._persist_now)
+
+    def _persist_now(self) -> None:
+        self._persist_timer = False
+        if self.to_persist and (self._persist_task is None or self._persist_task.done()):
             self._persist_task = asyncio.get_running_loop().create_task(self._persist_loop(attempts=3))
 
     async def _persist_loop(self, attempts: int | None = None) -> bool:

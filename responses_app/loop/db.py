@@ -63,6 +63,14 @@ def _insert_events(rows: list[tuple[str, int, str, str]]) -> None:
                 [now, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]],
             )
         return
+    if connection.vendor == "sqlite":
+        table = connection.ops.quote_name(ResponseEvent._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT OR IGNORE INTO {table} (response_id, sequence_number, type, payload, created_at) VALUES (%s, %s, %s, %s, %s)",
+                [(rid, seq, etype, payload, now) for rid, seq, etype, payload in rows],
+            )
+        return
     ResponseEvent.objects.bulk_create(
         [ResponseEvent(response_id=rid, sequence_number=seq, type=etype, payload=payload, created_at=now) for rid, seq, etype, payload in rows],
         ignore_conflicts=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from ..conf import openresponses_settings
 
@@ -15,8 +16,12 @@ def dispatch_mode() -> str:
     return str(openresponses_settings.DISPATCH)
 
 
-async def dispatch_response(response_id: str) -> None:
-    """Start the loop of a committed, queued response. Returns at once."""
+async def dispatch_response(response_id: str, *, started: Any = None) -> None:
+    """Start the loop of a committed response. Returns at once.
+
+    ``started``: a response :func:`services.response_create` stored already started (in-process
+    dispatch only), handed to the loop as is.
+    """
     from ..reaper import ensure_reaper
 
     ensure_reaper()  # the serving process also looks for orphans (a worker may be gone)
@@ -27,7 +32,7 @@ async def dispatch_response(response_id: str) -> None:
         return
     from .runner import run_response
 
-    task = asyncio.get_running_loop().create_task(run_response(response_id))
+    task = asyncio.get_running_loop().create_task(run_response(response_id, started=started))
     _background.add(task)
     task.add_done_callback(_done)
 

@@ -291,11 +291,18 @@ class LoopRun:
         return Outcome("incomplete", incomplete_reason="max_iterations")
 
 
-async def run_response(response_id: str) -> str | None:
-    """Run a queued response's loop to a terminal state; returns that status (None if not runnable)."""
-    loaded = await run_db(_load, response_id)
-    if loaded is None:
-        return None
-    response, context = loaded
+async def run_response(response_id: str, *, started: Response | None = None) -> str | None:
+    """Run a queued response's loop to a terminal state; returns that status (None if not runnable).
+
+    ``started``: the response as stored already started, with its ``context_items`` (in-process
+    dispatch: the loop needs no round trip to the store before sampling).
+    """
+    if started is not None and hasattr(started, "context_items"):
+        response, context = started, started.context_items
+    else:
+        loaded = await run_db(_load, response_id)
+        if loaded is None:
+            return None
+        response, context = loaded
     bind_log_context(request_id=response.request_id, response_id=response.id)  # this loop's log lines, in any process
     return await LoopRun(response, context).run()
