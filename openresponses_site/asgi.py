@@ -18,7 +18,10 @@ if os.environ.get("OPENRESPONSES_SERVE_STATIC", "1") != "0":
 
     django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
+from responses_app.asgi import api_asgi_app  # noqa: E402
+
 application = ProtocolTypeRouter({
-    "http": django_asgi_app,
+    # /v1/ requests take the lean handler (no per-request thread); the admin the full one.
+    "http": api_asgi_app(django_asgi_app),
     "websocket": URLRouter(websocket_urlpatterns),
 })

@@ -26,6 +26,7 @@ from ..events.reader import follow
 from ..logs import bind as bind_log_context
 from ..logs import log_prompt, new_request_id
 from ..loop.activity import cancel_everywhere_local
+from ..loop.db import run_db
 from ..loop.dispatch import dispatch_mode, dispatch_response
 from ..loop.tools import hosted_tools
 from ..resource import build_resource
@@ -118,6 +119,16 @@ def _released(func: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def _write(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Where a write runs: on SQLite, the loops' database thread (one writer, no lock waits —
+    SQLite's busy handler sleeps); elsewhere a request thread whose connection goes back to the pool."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        return functools.partial(run_db, func)
+    return sync_to_async(_released(func))
+
+
 def _server_timing(marks: tuple[float, ...], wall: float) -> str:
     """``Server-Timing`` of a create: parse, db, dispatch, wait (for the first output or the end), t0 (epoch)."""
     names = ("parse", "db", "dispatch", "wait")
@@ -142,9 +153,7 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     # In-process loops start right away: the response is stored already started, with its context.
     start = dispatch_mode() == "inline" and not create.background
     try:
-        response = await sync_to_async(_released(services.response_create))(
-            request=create, owner=identity.owner, route=route, request_id=request_id, start=start
-        )
+        response = await _write(services.response_create)(request=create, owner=identity.owner, route=route, request_id=request_id, start=start)
     except BaseException:
         await limits.release(owner=identity.owner, ticket=request_id)
         raise

@@ -1,0 +1,79 @@
+"""An ASGI front for the API paths: Django's handler without its per-request thread hops.
+
+Django's ``ASGIHandler`` gives every request a fresh worker thread (``ThreadSensitiveContext``)
+and sends ``request_started``/``request_finished`` through it, for sync middleware and views
+that the Responses API does not use (its views are async and keep database work on their own
+threads). Under hundreds of concurrent streams those thread starts stall the event loop.
+``api_asgi_app(django_app)`` routes paths under ``prefix`` (default ``/v1/``) to this lean
+handler and everything else (the admin) to ``django_app`` unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.exception import response_for_exception
+from django.urls import set_script_prefix
+
+Scope = dict[str, Any]
+App = Callable[[Scope, Callable, Callable], Awaitable[None]]
+
+
+class LeanASGIHandler(ASGIHandler):
+    """Serves async API views on the event loop thread, with no per-request thread."""
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"LeanASGIHandler only serves HTTP, not {scope['type']}")
+        try:
+            body_file = await self.read_body(receive)
+        except Exception:  # noqa: BLE001 - the client went away while sending
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+
+        async def process() -> Any:
+            try:
+                response = await self.get_response_async(request)
+            except Exception as exc:  # noqa: BLE001 - Django's own conversion to a response
+                response = response_for_exception(request, exc)
+            response._handler_class = self.__class__
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass
+            return response
+
+        tasks = [asyncio.ensure_future(self.listen_for_disconnect(receive)), asyncio.ensure_future(process())]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - a dropped client
+                    pass
+            elif not task.cancelled():
+                task.exception()  # retrieved: RequestAborted from the disconnect listener is expected
+        # No request_finished here: API views hold no database connection on this thread.
+        body_file.close()
+
+
+def api_asgi_app(django_app: App, *, prefix: str = "/v1/") -> App:
+    """``django_app``, with HTTP requests under ``prefix`` served by :class:`LeanASGIHandler`."""
+    lean = LeanASGIHandler()
+
+    async def app(scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith(prefix):
+            await lean(scope, receive, send)
+        else:
+            await django_app(scope, receive, send)
+
+    return app
