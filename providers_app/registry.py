@@ -15,6 +15,7 @@ Celery workers) notice a changed row count or ``updated_at`` within
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import logging
@@ -93,7 +94,16 @@ def default_provider_configs() -> dict[str, ProviderConfig]:
 
 
 def load_config_file(path: str) -> dict[str, Any]:
-    """Parse the declarative config file (JSON; YAML when PyYAML is installed)."""
+    """Parse the declarative config file (JSON; YAML when PyYAML is installed).
+
+    Parsed once per version of the file (its size and modification time), not on every call.
+    """
+    stat = Path(path).stat()
+    return copy.deepcopy(_parse_config_file(path, stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=8)
+def _parse_config_file(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     text = Path(path).read_text()
     if path.endswith((".yaml", ".yml")):
         try:

@@ -205,7 +205,8 @@ class ProviderAdapter:
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
-        self._clients: dict[int, httpx.AsyncClient] = {}
+        self._clients: dict[int, list[httpx.AsyncClient]] = {}
+        self._turn = 0
 
     # ---- the contract
 
@@ -252,27 +253,31 @@ class ProviderAdapter:
     # ---- shared HTTP helpers
 
     def client(self) -> httpx.AsyncClient:
-        """A pooled client for the running event loop (clients are bound to one loop)."""
+        """A pooled client for the running event loop (clients are bound to one loop).
+
+        The pool is sharded over several small clients, used in turn: httpcore looks at every
+        connection of a pool for each request and each release, which turns quadratic with
+        hundreds of concurrent streams in one pool.
+        """
         loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None or client.is_closed:
+        shards = self._clients.get(loop_id)
+        if shards is None or shards[0].is_closed:
             timeout = httpx.Timeout(
                 connect=self.config.connect_timeout,
                 read=max(self.config.first_byte_timeout, self.config.idle_timeout),
                 write=30.0,
                 pool=30.0,
             )
-            client = httpx.AsyncClient(
-                timeout=timeout,
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-                trust_env=False,
-            )
-            self._clients[loop_id] = client
-        return client
+            limits = httpx.Limits(max_connections=CLIENT_SHARD_CONNECTIONS, max_keepalive_connections=CLIENT_SHARD_CONNECTIONS // 2)
+            shards = [httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) for _ in range(CLIENT_SHARDS)]
+            self._clients[loop_id] = shards
+        self._turn = (self._turn + 1) % len(shards)
+        return shards[self._turn]
 
     async def aclose(self) -> None:
-        for client in list(self._clients.values()):
-            await client.aclose()
+        for shards in list(self._clients.values()):
+            for client in shards:
+                await client.aclose()
         self._clients.clear()
 
     def url(self, path: str) -> str:
@@ -474,6 +479,11 @@ def _wire_append(entry: dict[str, Any], text: str) -> None:
     room = WIRE_LOG_MAX_CHARS - len(entry["response"])
     if room > 0:
         entry["response"] += text[:room]
+
+
+#: The connection pool of a provider is this many clients of this many connections each.
+CLIENT_SHARDS = 32
+CLIENT_SHARD_CONNECTIONS = 64
 
 
 def _backoff(attempt: int) -> float:
