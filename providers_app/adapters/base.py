@@ -241,7 +241,7 @@ class ProviderAdapter:
         log = WIRE_LOG.get()
         if log is None:
             return None
-        entry = {"provider": self.config.name, "method": method, "url": self._mask(url), "request": abbreviate(json_body), "status": None, "attempts": 0, "response": ""}
+        entry = {"provider": self.config.name, "method": method, "url": self._mask(url), "request": abbreviate(json_body), "status": None, "attempts": 0, "response": [], "_size": 0}
         log.append(entry)
         return entry
 
@@ -322,7 +322,7 @@ class ProviderAdapter:
             raw = await response.aread()
             await response.aclose()
             if entry is not None:
-                entry["response"] = ""
+                entry["response"], entry["_size"] = [], 0
                 _wire_append(entry, self._mask(raw.decode(errors="replace")))
             error = self.error_from_response(response.status_code, raw, response.headers)
             if error.retryable and attempt < self.config.max_retries:
@@ -384,7 +384,7 @@ class ProviderAdapter:
                 async for line in iterator:
                     started = True
                     deadline.reschedule(loop.time() + self.config.idle_timeout)
-                    if entry is not None and len(entry["response"]) < WIRE_LOG_MAX_CHARS:
+                    if entry is not None and entry["_size"] < WIRE_LOG_MAX_CHARS:
                         _wire_append(entry, self._mask(line) + "\n")
                     yield line
         except (TimeoutError, httpx.TimeoutException):
@@ -476,9 +476,15 @@ def abbreviate(value: Any) -> Any:
 
 
 def _wire_append(entry: dict[str, Any], text: str) -> None:
-    room = WIRE_LOG_MAX_CHARS - len(entry["response"])
+    room = WIRE_LOG_MAX_CHARS - entry["_size"]
     if room > 0:
-        entry["response"] += text[:room]
+        entry["response"].append(text[:room])
+        entry["_size"] += min(room, len(text))
+
+
+def finished_wire_log(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The wire log as stored: each answer as one string (it is collected in pieces)."""
+    return [{k: ("".join(v) if k == "response" else v) for k, v in entry.items() if k != "_size"} for entry in log]
 
 
 #: The connection pool of a provider is this many clients of this many connections each.

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from providers_app.adapters.base import WIRE_LOG, ModelRequest, UpstreamError
+from providers_app.adapters.base import WIRE_LOG, ModelRequest, UpstreamError, finished_wire_log
 from providers_app.registry import ConfigError, aget_adapter
 
 from ..compaction import model_items
@@ -151,7 +151,7 @@ class LoopRun:
                 incomplete_details={"reason": outcome.incomplete_reason} if outcome.incomplete_reason else None,
                 first_token_at=emitter.first_output_at,
                 iterations=self.iterations,
-                wire_log=self.wire_log or None,
+                wire_log=finished_wire_log(self.wire_log) or None,
             )
         except Exception:  # noqa: BLE001
             logger.exception("storing the final state of %s failed", self.response.id)

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sqlite3
 
-from providers_app.adapters.base import WIRE_LOG, ModelRequest, ProviderConfig
+from providers_app.adapters.base import WIRE_LOG, ModelRequest, ProviderConfig, finished_wire_log
 from providers_app.adapters.openai_responses import OpenAIResponsesAdapter
 from tests.support.api import create
 from tests.support.upstream import FakeUpstream, Reply
@@ -27,7 +27,7 @@ def test_adapter_records_request_and_answer():
             await adapter.aclose()
             return log
 
-        log = asyncio.run(run())
+        log = finished_wire_log(asyncio.run(run()))
     assert len(log) == 1
     entry = log[0]
     assert entry["url"].endswith("/v1/responses") and entry["status"] == 200 and entry["provider"] == "openai"
