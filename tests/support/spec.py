@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def _document() -> dict[str, Any]:
     return doc
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(schema_name: str) -> Draft202012Validator:
     doc = _document()
     registry = Registry().with_resource("urn:openresponses", Resource.from_contents(doc, default_specification=_spec()))
