@@ -29,6 +29,7 @@ import asyncio
 import functools
 import json
 import random
+import secrets
 from collections.abc import AsyncIterator, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -503,6 +504,21 @@ def _parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def new_call_id() -> str:
+    """A call id for providers that send none (Gemini, Ollama, some Chat Completions servers)."""
+    return "call_" + secrets.token_hex(12)
+
+
+async def drain(iterator: AsyncIterator[Any], seconds: float = 0.5) -> None:
+    """Read what follows a stream's terminal frame (briefly) so the connection can return to the pool."""
+    try:
+        async with asyncio.timeout(seconds):
+            async for _ in iterator:
+                pass
+    except (TimeoutError, UpstreamError):
+        pass
 
 
 def extract_error_message(raw: bytes | str) -> str:

@@ -56,7 +56,6 @@ import binascii
 import json
 import mimetypes
 import re
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -78,6 +77,7 @@ from .base import (
     UnsupportedParameter,
     UpstreamError,
     UsageReport,
+    new_call_id,
     parse_arguments,
 )
 
@@ -414,9 +414,6 @@ def build_request_body(request: ModelRequest, owns: Any) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- response parsing
 
-
-def new_call_id() -> str:
-    return "call_" + secrets.token_hex(12)
 
 
 class ResponseParser:

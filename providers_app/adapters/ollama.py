@@ -14,9 +14,7 @@ Pure translation: :func:`build_ollama_request`, :class:`OllamaStreamParser`; the
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,7 +33,9 @@ from .base import (
     UnsupportedParameter,
     UpstreamError,
     UsageReport,
+    drain,
     extract_error_message,
+    new_call_id,
     parse_arguments,
 )
 
@@ -231,18 +231,6 @@ def build_ollama_request(
 # --------------------------------------------------------------------------- response parsing
 
 
-async def drain(iterator: AsyncIterator[Any], seconds: float = 0.5) -> None:
-    """Read what follows the done line (briefly) so the connection can return to the pool."""
-    try:
-        async with asyncio.timeout(seconds):
-            async for _ in iterator:
-                pass
-    except (TimeoutError, UpstreamError):
-        pass
-
-
-def new_call_id() -> str:
-    return "call_" + uuid.uuid4().hex[:24]
 
 
 class OllamaStreamParser:

@@ -14,10 +14,8 @@ The translation functions (:func:`build_chat_request`, :class:`ChatStreamParser`
 
 from __future__ import annotations
 
-import asyncio
 import json
 import mimetypes
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,7 +35,9 @@ from .base import (
     UnsupportedParameter,
     UpstreamError,
     UsageReport,
+    drain,
     extract_error_message,
+    new_call_id,
 )
 
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
@@ -302,18 +302,6 @@ def stream_error(payload: Any, provider: str) -> UpstreamError:
     )
 
 
-async def drain(iterator: AsyncIterator[Any], seconds: float = 0.5) -> None:
-    """Read what follows the terminal frame (briefly) so the connection can return to the pool."""
-    try:
-        async with asyncio.timeout(seconds):
-            async for _ in iterator:
-                pass
-    except (TimeoutError, UpstreamError):
-        pass
-
-
-def new_call_id() -> str:
-    return "call_" + uuid.uuid4().hex[:24]
 
 
 class _Call:
