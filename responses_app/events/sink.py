@@ -1,5 +1,10 @@
 """Batching sink: events are published promptly and persisted right behind, in order.
 
+(That is ``publish_first``, for loops that run in the serving process: a crash there takes
+the loop and its readers down together. Loops in worker processes use ``publish_first=False``:
+every batch is stored before it is published, so a reader on another machine can never have
+seen an event that a crash lost — the reaper's terminal events then follow the stored log.)
+
 Publishing does not wait for the store: the first token leaves without a database round trip,
 and a streaming delta costs one publish. Persistence runs in the background in batches (the
 writer groups the batches of every loop in the process into one INSERT). Readers never lose an
@@ -39,8 +44,10 @@ class BatchingSink:
         persist: Callable[[Batch], Awaitable[None]] | None,
         publish: Callable[[Batch], Awaitable[None]],
         interval: float | Callable[[], float] = 0.02,
+        publish_first: bool = True,
     ) -> None:
         self._persist = persist
+        self.publish_first = publish_first
         self._publish = publish
         self._interval = interval
         self.to_publish: Batch = []
@@ -88,8 +95,14 @@ class BatchingSink:
     async def _publish_scheduled(self) -> None:
         async with self._publish_lock:
             self._scheduled = False
+            if not self.publish_first and self._persist is not None and not await self._persist_loop(attempts=1):
+                # Stored first or not at all: keep the batch and try again a little later.
+                self._scheduled = True
+                asyncio.get_running_loop().call_later(PERSIST_RETRY_SECONDS, self._spawn)
+                return
             await self._publish_pending()
-        self._start_persisting()
+        if self.publish_first:
+            self._start_persisting()
 
     async def _publish_pending(self) -> None:
         batch, self.to_publish = self.to_publish, []

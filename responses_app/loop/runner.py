@@ -17,7 +17,7 @@ from providers_app.registry import ConfigError, aget_adapter
 
 from ..compaction import model_items
 from ..conf import openresponses_settings
-from ..events.bus import get_bus
+from ..events.bus import LocalBus, get_bus
 from ..events.emitter import ResponseEmitter
 from ..events.sink import BatchingSink
 from ..fallbacks import sample_with_fallbacks
@@ -98,6 +98,7 @@ class LoopRun:
             persist=functools.partial(event_writer().write, response.id),
             publish=functools.partial(bus.publish, response.id),
             interval=flush_interval,
+            publish_first=isinstance(bus, LocalBus),
         )
         resource = build_resource(response, [], status=ResponseStatus.IN_PROGRESS)
         self.emitter = ResponseEmitter(resource, self.sink, provider=response.provider)
