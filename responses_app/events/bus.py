@@ -119,6 +119,21 @@ class _ChannelSubscription(Subscription):
             pass
 
 
+_keepers: dict[int, str] = {}
+
+
+async def _keep_receiver_subscribed(layer: Any) -> None:
+    """Hold one channel open per event loop for the life of the process.
+
+    channels_redis's PubSub receiver sleeps 100 ms between checks while it has no subscription
+    at all; between two requests it would have none, and every new stream's first events would
+    wait for that sleep. A permanent subscription keeps it blocked on the socket instead.
+    """
+    key = id(asyncio.get_running_loop())
+    if key not in _keepers:
+        _keepers[key] = await layer.new_channel()
+
+
 class ChannelsBus:
     """Publish through the Channels layer: one group per response, batches as messages."""
 
@@ -135,6 +150,7 @@ class ChannelsBus:
 
     async def subscribe(self, response_id: str) -> Subscription:
         layer = self._layer()
+        await _keep_receiver_subscribed(layer)
         channel = await layer.new_channel()
         group = group_name(response_id)
         await layer.group_add(group, channel)
