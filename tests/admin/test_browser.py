@@ -115,6 +115,17 @@ def api(console: ServerProcess) -> Iterator[httpx.Client]:
         yield client
 
 
+def open_response_page(driver: Any, base_url: str, response_id: str, timeout: float = 15.0) -> None:
+    """Open a response's admin page, reloading while it is not there yet (a loaded CI machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        driver.get(base_url + f"/admin/responses_app/response/{response_id}/change/")
+        if driver.find_elements("id", "or-status"):
+            return
+        assert time.monotonic() < deadline, f"the admin page of {response_id} did not appear: {driver.page_source[:300]}"
+        time.sleep(0.25)
+
+
 def wait_for(driver: Any, condition: Any, timeout: float = 15.0) -> Any:
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
@@ -290,7 +301,7 @@ def test_watch_a_streaming_response_live(browser, console):
     words = " ".join(f"word{i}" for i in range(240))
     thread, ids, result = _stream_in_thread(console, {"model": "mock-slow", "input": words})
     response_id = ids.get(timeout=15)
-    browser.get(console.url + f"/admin/responses_app/response/{response_id}/change/")
+    open_response_page(browser, console.url, response_id)
     early = wait_for(browser, lambda d: (lambda t: t if len(t) > 20 else None)(text_of(d, "or-live-text")))
     later = wait_for(browser, lambda d: (lambda t: t if len(t) > len(early) + 40 else None)(text_of(d, "or-live-text")))
     assert later.startswith(early)  # it grew, in order, without reloading the page
@@ -310,7 +321,7 @@ def test_watch_a_streaming_response_live(browser, console):
 def test_cancel_a_running_response(browser, console, api):
     started = api.post("/v1/responses", json={"model": "mock-slow", "input": LONG_INPUT + " " + LONG_INPUT, "background": True}).json()
     assert_valid_response(started)
-    browser.get(console.url + f"/admin/responses_app/response/{started['id']}/change/")
+    open_response_page(browser, console.url, started["id"])
     wait_for(browser, lambda d: len(text_of(d, "or-live-text")) > 10)
     browser.find_element("id", "or-cancel").click()
     wait_for(browser, lambda d: "Cancelled" in text_of(d, "or-status") and not d.find_elements("id", "or-live"))
