@@ -116,10 +116,13 @@ def api(console: ServerProcess) -> Iterator[httpx.Client]:
 
 
 def open_response_page(driver: Any, base_url: str, response_id: str, timeout: float = 15.0) -> None:
-    """Open a response's admin page, reloading while it is not there yet (a loaded CI machine)."""
+    """Open a response's admin page (its id quoted as the admin quotes it: ``_26`` would read as ``&``),
+    reloading while it is not there yet."""
+    from django.contrib.admin.utils import quote
+
     deadline = time.monotonic() + timeout
     while True:
-        driver.get(base_url + f"/admin/responses_app/response/{response_id}/change/")
+        driver.get(base_url + f"/admin/responses_app/response/{quote(response_id)}/change/")
         if driver.find_elements("id", "or-status"):
             return
         assert time.monotonic() < deadline, f"the admin page of {response_id} did not appear: {driver.page_source[:300]}"
@@ -205,7 +208,7 @@ def test_add_provider_and_routing_rule(browser, console, api):
     data = api.post("/v1/responses", json={"model": "team-alpha", "input": "routed?"}).json()
     assert_valid_response(data)
     assert data["status"] == "completed" and data["model"] == "team-alpha"
-    browser.get(console.url + f"/admin/responses_app/response/{data['id']}/change/")
+    open_response_page(browser, console.url, data["id"])
     assert "team-mock" in browser.page_source and "mock-team" in browser.page_source
 
 
