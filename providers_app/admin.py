@@ -61,10 +61,24 @@ class ProviderForm(forms.ModelForm):
     class Meta:
         model = Provider
         fields = [
-            "name", "adapter", "base_url", "api_key", "clear_api_key", "api_key_env", "headers",
-            "connect_timeout", "first_byte_timeout", "idle_timeout", "max_retries", "options", "enabled",
+            "name",
+            "adapter",
+            "base_url",
+            "api_key",
+            "clear_api_key",
+            "api_key_env",
+            "headers",
+            "connect_timeout",
+            "first_byte_timeout",
+            "idle_timeout",
+            "max_retries",
+            "options",
+            "enabled",
         ]
-        widgets = {"adapter": forms.TextInput(attrs={"list": "or-adapters", "size": 50}), "base_url": forms.TextInput(attrs={"size": 60})}
+        widgets = {
+            "adapter": forms.TextInput(attrs={"list": "or-adapters", "size": 50}),
+            "base_url": forms.TextInput(attrs={"size": 60}),
+        }
         help_texts = {
             "headers": "Extra HTTP headers sent with every upstream request, as a JSON object. Put keys in the API key field, not here.",
             "options": 'Adapter options as JSON, e.g. {"test_model": "gpt-4o-mini"} (the model \u201ctest connection\u201d asks).',
@@ -80,8 +94,12 @@ class ProviderForm(forms.ModelForm):
 
     def clean_headers(self) -> dict[str, str]:
         value = self.cleaned_data.get("headers") or {}
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise forms.ValidationError('Headers must be a JSON object of strings, e.g. {"X-Team": "search"}.')
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise forms.ValidationError(
+                'Headers must be a JSON object of strings, e.g. {"X-Team": "search"}.'
+            )
         return value
 
     def clean_options(self) -> dict[str, Any]:
@@ -93,7 +111,9 @@ class ProviderForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if data.get("api_key") and data.get("api_key_env"):
-            self.add_error("api_key", "Give either a key or the name of an environment variable holding it, not both.")
+            self.add_error(
+                "api_key", "Give either a key or the name of an environment variable holding it, not both."
+            )
         return data
 
 
@@ -110,7 +130,19 @@ class ProviderAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "adapter", "base_url", "enabled"]}),
         ("Key", {"fields": ["key", "api_key", "clear_api_key", "api_key_env"]}),
-        ("Requests", {"fields": ["headers", "options", "connect_timeout", "first_byte_timeout", "idle_timeout", "max_retries"]}),
+        (
+            "Requests",
+            {
+                "fields": [
+                    "headers",
+                    "options",
+                    "connect_timeout",
+                    "first_byte_timeout",
+                    "idle_timeout",
+                    "max_retries",
+                ]
+            },
+        ),
     ]
 
     @admin.display(description="API key")
@@ -148,11 +180,18 @@ class ProviderAdmin(admin.ModelAdmin):
             config = provider_config_from_row(row)
             model = probe_model(config)
             if model is None:
-                messages.warning(request, f"{row.name}: no model to try — set options.test_model or add a routing rule with an upstream model.")
+                messages.warning(
+                    request,
+                    f"{row.name}: no model to try — set options.test_model or add a routing rule with an upstream model.",
+                )
                 continue
             result = check_connection(config, model)
             level = messages.SUCCESS if result.ok else messages.ERROR
-            messages.add_message(request, level, f"{row.name} ({model}): {'OK' if result.ok else 'failed'}, {result.message} in {result.seconds:.2f} s")
+            messages.add_message(
+                request,
+                level,
+                f"{row.name} ({model}): {'OK' if result.ok else 'failed'}, {result.message} in {result.seconds:.2f} s",
+            )
 
     def test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """A provider's "test connection" page: pick a model, make one call, see the result."""
@@ -181,14 +220,41 @@ class ProviderAdmin(admin.ModelAdmin):
             sources = provider_sources()
             for name, config in sorted(provider_configs().items()):
                 if sources.get(name) != "database":
-                    others.append({"name": name, "adapter": config.adapter, "base_url": config.base_url, "source": sources.get(name, ""), "key": key_hint(config.api_key)})
-        return super().changelist_view(request, {**(extra_context or {}), "other_providers": others, "registry_error": error})
+                    others.append(
+                        {
+                            "name": name,
+                            "adapter": config.adapter,
+                            "base_url": config.base_url,
+                            "source": sources.get(name, ""),
+                            "key": key_hint(config.api_key),
+                        }
+                    )
+        return super().changelist_view(
+            request, {**(extra_context or {}), "other_providers": others, "registry_error": error}
+        )
 
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
-        return super().changeform_view(request, object_id, form_url, {**(extra_context or {}), "builtin_adapters": sorted(BUILTIN_ADAPTERS)})
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        return super().changeform_view(
+            request,
+            object_id,
+            form_url,
+            {**(extra_context or {}), "builtin_adapters": sorted(BUILTIN_ADAPTERS)},
+        )
 
     def get_urls(self) -> list:
-        return [path("<path:object_id>/test/", self.admin_site.admin_view(self.test_view), name="providers_app_provider_test")] + super().get_urls()
+        return [
+            path(
+                "<path:object_id>/test/",
+                self.admin_site.admin_view(self.test_view),
+                name="providers_app_provider_test",
+            )
+        ] + super().get_urls()
 
 
 # ---------------------------------------------------------------------------- routing rules
@@ -199,20 +265,27 @@ class RoutingRuleForm(forms.ModelForm):
         model = RoutingRule
         fields = ["pattern", "provider", "provider_name", "upstream_model", "fallbacks", "order", "enabled"]
         widgets = {"provider_name": forms.TextInput(attrs={"list": "or-provider-names"})}
-        labels = {"provider": "Provider (database)", "provider_name": "…or provider (environment / config file)"}
+        labels = {
+            "provider": "Provider (database)",
+            "provider_name": "…or provider (environment / config file)",
+        }
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         provider, name = data.get("provider"), (data.get("provider_name") or "").strip()
         if bool(provider) == bool(name):
-            raise forms.ValidationError("Choose one provider: a database provider or the name of one from the environment or config file.")
+            raise forms.ValidationError(
+                "Choose one provider: a database provider or the name of one from the environment or config file."
+            )
         if name:
             try:
                 known = provider_configs()
             except ConfigError as exc:
                 raise forms.ValidationError(str(exc)) from None
             if name not in known:
-                self.add_error("provider_name", f"No provider named {name!r} (known: {', '.join(sorted(known))}).")
+                self.add_error(
+                    "provider_name", f"No provider named {name!r} (known: {', '.join(sorted(known))})."
+                )
         self._clean_fallbacks(data)
         return data
 
@@ -220,7 +293,11 @@ class RoutingRuleForm(forms.ModelForm):
         from .registry import fallbacks_of
 
         try:
-            fallbacks = fallbacks_of(data.get("fallbacks"), "fallbacks") if isinstance(data.get("fallbacks") or [], list) else None
+            fallbacks = (
+                fallbacks_of(data.get("fallbacks"), "fallbacks")
+                if isinstance(data.get("fallbacks") or [], list)
+                else None
+            )
             known = provider_configs() | {p.name: None for p in Provider.objects.all()}
         except ConfigError as exc:
             self.add_error("fallbacks", str(exc))
@@ -263,11 +340,25 @@ class RoutingRuleAdmin(admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         error = _registry_error(request)
         routes = [] if error else [r for r in all_routes() if r.source != "database"]
-        return super().changelist_view(request, {**(extra_context or {}), "other_routes": routes, "registry_error": error})
+        return super().changelist_view(
+            request, {**(extra_context or {}), "other_routes": routes, "registry_error": error}
+        )
 
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
-        names = [] if _registry_error(request) else sorted(n for n, s in provider_sources().items() if s != "database")
-        return super().changeform_view(request, object_id, form_url, {**(extra_context or {}), "provider_names": names})
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        names = (
+            []
+            if _registry_error(request)
+            else sorted(n for n, s in provider_sources().items() if s != "database")
+        )
+        return super().changeform_view(
+            request, object_id, form_url, {**(extra_context or {}), "provider_names": names}
+        )
 
     def resolve_view(self, request: HttpRequest) -> HttpResponse:
         """Which provider and upstream model would this model name take? (the live routing code)"""
@@ -302,5 +393,10 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/providers_app/routingrule/resolve.html", context)
 
     def get_urls(self) -> list:
-        return [path("resolve/", self.admin_site.admin_view(self.resolve_view), name="providers_app_routingrule_resolve")] + super().get_urls()
-
+        return [
+            path(
+                "resolve/",
+                self.admin_site.admin_view(self.resolve_view),
+                name="providers_app_routingrule_resolve",
+            )
+        ] + super().get_urls()

@@ -17,6 +17,10 @@ class ProvidersAppConfig(AppConfig):
         # Cache invalidation only: a changed provider or rule row resets the cached routes.
         for model in (Provider, RoutingRule):
             for label, signal in (("save", post_save), ("delete", post_delete)):
-                signal.connect(registry.reset_on_row_change, sender=model, dispatch_uid=f"providers-reset-{label}-{model.__name__}")
+                signal.connect(
+                    registry.reset_on_row_change,
+                    sender=model,
+                    dispatch_uid=f"providers-reset-{label}-{model.__name__}",
+                )
         checks.register(provider_checks.check_provider_config, "openresponses")
         checks.register(provider_checks.check_provider_rows, "openresponses", checks.Tags.database)

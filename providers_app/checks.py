@@ -37,7 +37,13 @@ def check_provider_config(app_configs: Any = None, **kwargs: Any) -> list[checks
     messages: list[checks.CheckMessage] = []
     known = set(default_provider_configs())
     sources: list[tuple[str, dict[str, Any]]] = [
-        ("OPENRESPONSES['PROVIDERS'/'ROUTES']", {"providers": openresponses_settings.PROVIDERS or [], "routes": openresponses_settings.ROUTES or []}),
+        (
+            "OPENRESPONSES['PROVIDERS'/'ROUTES']",
+            {
+                "providers": openresponses_settings.PROVIDERS or [],
+                "routes": openresponses_settings.ROUTES or [],
+            },
+        ),
     ]
     path = openresponses_settings.CONFIG_FILE
     if path:
@@ -51,7 +57,9 @@ def check_provider_config(app_configs: Any = None, **kwargs: Any) -> list[checks
     return messages
 
 
-def check_provider_rows(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_provider_rows(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     """Stored routing rules that point nowhere (only with ``manage.py check --database``)."""
     if not databases:
         return []
@@ -69,11 +77,14 @@ def check_provider_rows(app_configs: Any = None, databases: Any = None, **kwargs
         return []
     for rule in rules:
         if rule.target_name not in known:
-            messages.append(checks.Warning(
-                f"Routing rule {rule.pk} ({rule.pattern!r}) names an unknown provider {rule.target_name!r}; it is skipped.",
-                hint="Point the rule at a provider defined in the database, the config file, settings or the defaults.",
-                obj=rule, id="openresponses.W102",
-            ))
+            messages.append(
+                checks.Warning(
+                    f"Routing rule {rule.pk} ({rule.pattern!r}) names an unknown provider {rule.target_name!r}; it is skipped.",
+                    hint="Point the rule at a provider defined in the database, the config file, settings or the defaults.",
+                    obj=rule,
+                    id="openresponses.W102",
+                )
+            )
     return messages
 
 
@@ -85,7 +96,9 @@ def _read_config(path: str) -> dict[str, Any] | None:
         return None
 
 
-def _check_providers(source: str, entries: Any, messages: list[checks.CheckMessage], *, check_adapter: bool) -> set[str]:
+def _check_providers(
+    source: str, entries: Any, messages: list[checks.CheckMessage], *, check_adapter: bool
+) -> set[str]:
     names: set[str] = set()
     if entries is None:
         return names
@@ -94,44 +107,64 @@ def _check_providers(source: str, entries: Any, messages: list[checks.CheckMessa
         return names
     for entry in entries:
         if not isinstance(entry, dict) or not entry.get("name"):
-            messages.append(checks.Error(f"{source}: every provider needs a 'name': {entry!r}", id="openresponses.E101"))
+            messages.append(
+                checks.Error(f"{source}: every provider needs a 'name': {entry!r}", id="openresponses.E101")
+            )
             continue
         try:
             config = provider_from_dict(entry, source)
         except (ConfigError, TypeError, ValueError) as exc:
-            messages.append(checks.Error(f"{source}: provider {entry['name']!r} is invalid: {exc}", id="openresponses.E101"))
+            messages.append(
+                checks.Error(
+                    f"{source}: provider {entry['name']!r} is invalid: {exc}", id="openresponses.E101"
+                )
+            )
             continue
         names.add(config.name)
         messages.extend(_check_one_provider(source, config, entry, check_adapter=check_adapter))
     return names
 
 
-def _check_one_provider(source: str, config: ProviderConfig, entry: dict[str, Any], *, check_adapter: bool) -> list[checks.CheckMessage]:
+def _check_one_provider(
+    source: str, config: ProviderConfig, entry: dict[str, Any], *, check_adapter: bool
+) -> list[checks.CheckMessage]:
     messages: list[checks.CheckMessage] = []
     label = f"{source}: provider {config.name!r}"
     try:
         if check_adapter:
             adapter_class(config.adapter)
     except ConfigError as exc:
-        messages.append(checks.Error(
-            f"{label}: {exc}",
-            hint="Use a built-in family (openai, openai_chat, anthropic, gemini, ollama, mock) or the dotted path of a ProviderAdapter subclass.",
-            id="openresponses.E002",
-        ))
+        messages.append(
+            checks.Error(
+                f"{label}: {exc}",
+                hint="Use a built-in family (openai, openai_chat, anthropic, gemini, ollama, mock) or the dotted path of a ProviderAdapter subclass.",
+                id="openresponses.E002",
+            )
+        )
     url = urlparse(config.base_url or "")
     if config.base_url and (url.scheme not in ("http", "https") or not url.netloc):
-        messages.append(checks.Error(f"{label}: base_url {config.base_url!r} is not an http(s) URL.", id="openresponses.E103"))
+        messages.append(
+            checks.Error(
+                f"{label}: base_url {config.base_url!r} is not an http(s) URL.", id="openresponses.E103"
+            )
+        )
     for name in ("connect_timeout", "first_byte_timeout", "idle_timeout"):
         if getattr(config, name) <= 0:
-            messages.append(checks.Error(f"{label}: {name} must be a positive number of seconds.", id="openresponses.E104"))
+            messages.append(
+                checks.Error(
+                    f"{label}: {name} must be a positive number of seconds.", id="openresponses.E104"
+                )
+            )
     if config.max_retries < 0:
         messages.append(checks.Error(f"{label}: max_retries must not be negative.", id="openresponses.E104"))
     env_name = entry.get("api_key_env")
     if env_name and not os.environ.get(env_name):
-        messages.append(checks.Warning(
-            f"{label}: the environment variable {env_name} (api_key_env) is not set; requests go out without a key.",
-            id="openresponses.W101",
-        ))
+        messages.append(
+            checks.Warning(
+                f"{label}: the environment variable {env_name} (api_key_env) is not set; requests go out without a key.",
+                id="openresponses.W101",
+            )
+        )
     return messages
 
 
@@ -143,10 +176,17 @@ def _check_routes(source: str, entries: Any, known: set[str], messages: list[che
         return
     for entry in entries:
         if not isinstance(entry, dict) or not entry.get("pattern") or not entry.get("provider"):
-            messages.append(checks.Error(f"{source}: every route needs a 'pattern' and a 'provider': {entry!r}", id="openresponses.E102"))
+            messages.append(
+                checks.Error(
+                    f"{source}: every route needs a 'pattern' and a 'provider': {entry!r}",
+                    id="openresponses.E102",
+                )
+            )
         elif entry["provider"] not in known:
-            messages.append(checks.Error(
-                f"{source}: route {entry['pattern']!r} names an unknown provider {entry['provider']!r}.",
-                hint="Define the provider under 'providers' or use a built-in one (openai, anthropic, gemini, ollama, mock).",
-                id="openresponses.E102",
-            ))
+            messages.append(
+                checks.Error(
+                    f"{source}: route {entry['pattern']!r} names an unknown provider {entry['provider']!r}.",
+                    hint="Define the provider under 'providers' or use a built-in one (openai, anthropic, gemini, ollama, mock).",
+                    id="openresponses.E102",
+                )
+            )

@@ -1,4 +1,4 @@
-""""Test connection": one small upstream call through a provider's own adapter, for the admin."""
+""" "Test connection": one small upstream call through a provider's own adapter, for the admin."""
 
 from __future__ import annotations
 
@@ -39,7 +39,13 @@ def check_connection(config: ProviderConfig, model: str, *, timeout: float = 30.
     adapter = adapter_class(config.adapter)(replace(config, max_retries=0))
     request = ModelRequest(
         model=model,
-        items=[{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Reply with the word: pong"}]}],
+        items=[
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Reply with the word: pong"}],
+            }
+        ],
         max_output_tokens=16,
     )
 
@@ -64,9 +70,13 @@ def check_connection(config: ProviderConfig, model: str, *, timeout: float = 30.
     except UpstreamError as exc:
         return ConnectionResult(False, model, clean(exc.message), time.perf_counter() - started)
     except TimeoutError:
-        return ConnectionResult(False, model, f"No answer within {timeout:.0f} s", time.perf_counter() - started)
+        return ConnectionResult(
+            False, model, f"No answer within {timeout:.0f} s", time.perf_counter() - started
+        )
     except Exception as exc:  # noqa: BLE001 - the operator sees what went wrong instead of a 500
-        return ConnectionResult(False, model, clean(f"{type(exc).__name__}: {exc}"), time.perf_counter() - started)
+        return ConnectionResult(
+            False, model, clean(f"{type(exc).__name__}: {exc}"), time.perf_counter() - started
+        )
     reply = text.strip()
     summary = f"answered “{reply[:80]}”" if reply else "answered (no text)"
     return ConnectionResult(True, model, summary, time.perf_counter() - started)

@@ -7,9 +7,14 @@ from django.db import models
 
 class Provider(models.Model):
     name = models.SlugField(max_length=100, unique=True)
-    adapter = models.CharField(max_length=300, help_text="A built-in family (openai, openai_chat, anthropic, gemini, ollama, mock) or a dotted path.")
+    adapter = models.CharField(
+        max_length=300,
+        help_text="A built-in family (openai, openai_chat, anthropic, gemini, ollama, mock) or a dotted path.",
+    )
     base_url = models.CharField(max_length=500, blank=True)
-    api_key_env = models.CharField(max_length=200, blank=True, help_text="Read the key from this environment variable instead.")
+    api_key_env = models.CharField(
+        max_length=200, blank=True, help_text="Read the key from this environment variable instead."
+    )
     api_key_encrypted = models.TextField(blank=True, editable=False)
     api_key_last4 = models.CharField(max_length=4, blank=True, editable=False)
     headers = models.JSONField(default=dict, blank=True)
@@ -36,10 +41,20 @@ class Provider(models.Model):
 
 
 class RoutingRule(models.Model):
-    pattern = models.CharField(max_length=200, help_text="Shell-style glob on the requested model name, e.g. claude-*.")
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="rules", null=True, blank=True)
-    provider_name = models.CharField(max_length=100, blank=True, help_text="A provider defined outside the database (environment or config file).")
-    upstream_model = models.CharField(max_length=200, blank=True, help_text="Rewrite the model name sent upstream.")
+    pattern = models.CharField(
+        max_length=200, help_text="Shell-style glob on the requested model name, e.g. claude-*."
+    )
+    provider = models.ForeignKey(
+        Provider, on_delete=models.CASCADE, related_name="rules", null=True, blank=True
+    )
+    provider_name = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="A provider defined outside the database (environment or config file).",
+    )
+    upstream_model = models.CharField(
+        max_length=200, blank=True, help_text="Rewrite the model name sent upstream."
+    )
     fallbacks = models.JSONField(
         default=list,
         blank=True,

@@ -46,11 +46,19 @@ BUILTIN_ADAPTERS = {
 }
 
 DEFAULT_ROUTES = [
-    ("mock-*", "mock"), ("mock", "mock"),
-    ("gpt-*", "openai"), ("o1*", "openai"), ("o3*", "openai"), ("o4*", "openai"), ("chatgpt-*", "openai"),
+    ("mock-*", "mock"),
+    ("mock", "mock"),
+    ("gpt-*", "openai"),
+    ("o1*", "openai"),
+    ("o3*", "openai"),
+    ("o4*", "openai"),
+    ("chatgpt-*", "openai"),
     ("claude-*", "anthropic"),
     ("gemini-*", "gemini"),
-    ("llama*", "ollama"), ("mistral*", "ollama"), ("phi*", "ollama"), ("qwen*", "ollama"),
+    ("llama*", "ollama"),
+    ("mistral*", "ollama"),
+    ("phi*", "ollama"),
+    ("qwen*", "ollama"),
 ]
 
 
@@ -85,10 +93,30 @@ def adapter_class(name: str) -> type[ProviderAdapter]:
 def default_provider_configs() -> dict[str, ProviderConfig]:
     env = os.environ
     return {
-        "openai": ProviderConfig("openai", "openai", env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"), env.get("OPENAI_API_KEY", "")),
-        "anthropic": ProviderConfig("anthropic", "anthropic", env.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com/v1"), env.get("ANTHROPIC_API_KEY", "")),
-        "gemini": ProviderConfig("gemini", "gemini", env.get("GEMINI_BASE_URL", "https://generativelanguage.googleapis.com/v1beta"), env.get("GEMINI_API_KEY", "")),
-        "ollama": ProviderConfig("ollama", "ollama", env.get("OLLAMA_BASE_URL", "http://localhost:11434"), env.get("OLLAMA_API_KEY", "")),
+        "openai": ProviderConfig(
+            "openai",
+            "openai",
+            env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            env.get("OPENAI_API_KEY", ""),
+        ),
+        "anthropic": ProviderConfig(
+            "anthropic",
+            "anthropic",
+            env.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com/v1"),
+            env.get("ANTHROPIC_API_KEY", ""),
+        ),
+        "gemini": ProviderConfig(
+            "gemini",
+            "gemini",
+            env.get("GEMINI_BASE_URL", "https://generativelanguage.googleapis.com/v1beta"),
+            env.get("GEMINI_API_KEY", ""),
+        ),
+        "ollama": ProviderConfig(
+            "ollama",
+            "ollama",
+            env.get("OLLAMA_BASE_URL", "http://localhost:11434"),
+            env.get("OLLAMA_API_KEY", ""),
+        ),
         "mock": ProviderConfig("mock", "mock"),
     }
 
@@ -134,7 +162,8 @@ def provider_from_dict(entry: dict[str, Any], source: str) -> ProviderConfig:
     return ProviderConfig(
         name=name,
         adapter=adapter,
-        base_url=entry.get("base_url") or default_provider_configs().get(adapter, ProviderConfig(name, adapter)).base_url,
+        base_url=entry.get("base_url")
+        or default_provider_configs().get(adapter, ProviderConfig(name, adapter)).base_url,
         api_key=key,
         headers=dict(entry.get("headers") or {}),
         connect_timeout=float(timeouts.get("connect", entry.get("connect_timeout", 10.0))),
@@ -166,7 +195,15 @@ class _Registry:
 
         providers = default_provider_configs()
         sources = {name: "default" for name in providers}
-        declared = [("settings", {"providers": openresponses_settings.PROVIDERS or [], "routes": openresponses_settings.ROUTES or []})]
+        declared = [
+            (
+                "settings",
+                {
+                    "providers": openresponses_settings.PROVIDERS or [],
+                    "routes": openresponses_settings.ROUTES or [],
+                },
+            )
+        ]
         config_path = openresponses_settings.CONFIG_FILE
         if config_path:
             declared.append(("config file", load_config_file(config_path)))
@@ -178,7 +215,11 @@ class _Registry:
         self._fingerprint = database_fingerprint()
         self._checked_at = time.monotonic()
         db_routes = self._database(providers, sources)
-        declared_routes = [route for source, data in reversed(declared) for route in declared_routes_of(data, source, providers)]
+        declared_routes = [
+            route
+            for source, data in reversed(declared)
+            for route in declared_routes_of(data, source, providers)
+        ]
         routes = db_routes + declared_routes + [Route(p, "", pat, "default") for pat, p in DEFAULT_ROUTES]
         return providers, routes, sources
 
@@ -200,10 +241,17 @@ class _Registry:
             if rule.provider_id and not rule.provider.enabled:
                 continue
             if target not in providers:
-                logger.warning("routing rule %s (%s) names an unknown provider %r; skipped", rule.pk, rule.pattern, target)
+                logger.warning(
+                    "routing rule %s (%s) names an unknown provider %r; skipped",
+                    rule.pk,
+                    rule.pattern,
+                    target,
+                )
                 continue
             try:
-                fallbacks = tuple(f for f in fallbacks_of(rule.fallbacks, f"routing rule {rule.pk}") if f[0] in providers)
+                fallbacks = tuple(
+                    f for f in fallbacks_of(rule.fallbacks, f"routing rule {rule.pk}") if f[0] in providers
+                )
             except ConfigError as exc:
                 logger.warning("%s; the rule is used without fallbacks", exc)
                 fallbacks = ()
@@ -250,18 +298,24 @@ class _Registry:
         return adapter
 
 
-def declared_routes_of(data: dict[str, Any], source: str, providers: dict[str, ProviderConfig]) -> list[Route]:
+def declared_routes_of(
+    data: dict[str, Any], source: str, providers: dict[str, ProviderConfig]
+) -> list[Route]:
     """The routes of a config-file-shaped dict (the file itself or settings), in order."""
     routes = []
     for entry in data.get("routes") or []:
         if not isinstance(entry, dict) or not entry.get("pattern") or not entry.get("provider"):
             raise ConfigError(f"{source}: every route needs a 'pattern' and a 'provider': {entry!r}")
         if entry["provider"] not in providers:
-            raise ConfigError(f"{source}: route {entry['pattern']!r} names an unknown provider {entry['provider']!r}")
+            raise ConfigError(
+                f"{source}: route {entry['pattern']!r} names an unknown provider {entry['provider']!r}"
+            )
         fallbacks = fallbacks_of(entry.get("fallbacks"), f"{source}: route {entry['pattern']!r}")
         for provider, _ in fallbacks:
             if provider not in providers:
-                raise ConfigError(f"{source}: route {entry['pattern']!r} names an unknown fallback provider {provider!r}")
+                raise ConfigError(
+                    f"{source}: route {entry['pattern']!r} names an unknown fallback provider {provider!r}"
+                )
         routes.append(Route(entry["provider"], entry.get("model") or "", entry["pattern"], source, fallbacks))
     return routes
 
@@ -317,7 +371,8 @@ def provider_config_from_row(row: Any) -> ProviderConfig:
     return ProviderConfig(
         name=row.name,
         adapter=row.adapter,
-        base_url=row.base_url or default_provider_configs().get(row.adapter, ProviderConfig(row.name, row.adapter)).base_url,
+        base_url=row.base_url
+        or default_provider_configs().get(row.adapter, ProviderConfig(row.name, row.adapter)).base_url,
         api_key=provider_key(row),
         headers=dict(row.headers or {}),
         connect_timeout=row.connect_timeout,
@@ -333,7 +388,9 @@ def route_for_model(model: str) -> Route | None:
     for route in registry.state()[1]:
         if _matches(route.pattern, model):
             fallbacks = tuple((provider, upstream or model) for provider, upstream in route.fallbacks)
-            return Route(route.provider, route.upstream_model or model, route.pattern, route.source, fallbacks)
+            return Route(
+                route.provider, route.upstream_model or model, route.pattern, route.source, fallbacks
+            )
     return None
 
 

@@ -13,7 +13,11 @@ from typing import Any
 def _master_key() -> bytes:
     from django.conf import settings
 
-    raw = os.environ.get("OPENRESPONSES_ENCRYPTION_KEY") or getattr(settings, "OPENRESPONSES_ENCRYPTION_KEY", "") or settings.SECRET_KEY
+    raw = (
+        os.environ.get("OPENRESPONSES_ENCRYPTION_KEY")
+        or getattr(settings, "OPENRESPONSES_ENCRYPTION_KEY", "")
+        or settings.SECRET_KEY
+    )
     return hashlib.sha256(("openresponses-provider-keys:" + raw).encode()).digest()
 
 

@@ -24,10 +24,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
-
-import httpx
 
 from .base import (
     Chunk,
@@ -660,7 +658,7 @@ class AnthropicAdapter(ProviderAdapter):
         headers.update(self.config.headers)
         return headers
 
-    def error_from_response(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
+    def error_from_response(self, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
         """Base mapping, plus Anthropic's 529 / ``overloaded_error`` as ``upstream_overloaded``."""
         error = super().error_from_response(status, raw, headers)
         if status == 529 or (status >= 500 and b"overloaded_error" in raw):

@@ -30,12 +30,12 @@ import functools
 import json
 import random
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
+from . import http1
 
 # --------------------------------------------------------------------------- chunks
 
@@ -100,7 +100,17 @@ class Finish:
     reason: FinishReason = "stop"
 
 
-Chunk = TextDelta | RefusalDelta | ReasoningDelta | ReasoningDone | ToolCallStart | ToolCallDelta | ItemEnd | UsageReport | Finish
+Chunk = (
+    TextDelta
+    | RefusalDelta
+    | ReasoningDelta
+    | ReasoningDone
+    | ToolCallStart
+    | ToolCallDelta
+    | ItemEnd
+    | UsageReport
+    | Finish
+)
 
 
 # --------------------------------------------------------------------------- errors
@@ -134,7 +144,9 @@ class UnsupportedParameter(UpstreamError):
     """The request asks for something this provider cannot honour: answered with 400."""
 
     def __init__(self, param: str, message: str) -> None:
-        super().__init__(message, status=400, code="unsupported_parameter", error_type="invalid_request_error", param=param)
+        super().__init__(
+            message, status=400, code="unsupported_parameter", error_type="invalid_request_error", param=param
+        )
 
 
 # --------------------------------------------------------------------------- request
@@ -206,8 +218,7 @@ class ProviderAdapter:
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
-        self._clients: dict[int, list[httpx.AsyncClient]] = {}
-        self._turn = 0
+        self._http = http1.Client()
 
     # ---- the contract
 
@@ -232,7 +243,9 @@ class ProviderAdapter:
 
     def bearer_headers(self) -> dict[str, str]:
         """Request headers with ``Authorization: Bearer <key>`` when a key is configured."""
-        return self.headers({"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None)
+        return self.headers(
+            {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None
+        )
 
     def _mask(self, text: str) -> str:
         key = self.config.api_key
@@ -242,7 +255,16 @@ class ProviderAdapter:
         log = WIRE_LOG.get()
         if log is None:
             return None
-        entry = {"provider": self.config.name, "method": method, "url": self._mask(url), "request": abbreviate(json_body), "status": None, "attempts": 0, "response": [], "_size": 0}
+        entry = {
+            "provider": self.config.name,
+            "method": method,
+            "url": self._mask(url),
+            "request": abbreviate(json_body),
+            "status": None,
+            "attempts": 0,
+            "response": [],
+            "_size": 0,
+        }
         log.append(entry)
         return entry
 
@@ -253,33 +275,12 @@ class ProviderAdapter:
 
     # ---- shared HTTP helpers
 
-    def client(self) -> httpx.AsyncClient:
-        """A pooled client for the running event loop (clients are bound to one loop).
-
-        The pool is sharded over several small clients, used in turn: httpcore looks at every
-        connection of a pool for each request and each release, which turns quadratic with
-        hundreds of concurrent streams in one pool.
-        """
-        loop_id = id(asyncio.get_running_loop())
-        shards = self._clients.get(loop_id)
-        if shards is None or shards[0].is_closed:
-            timeout = httpx.Timeout(
-                connect=self.config.connect_timeout,
-                read=max(self.config.first_byte_timeout, self.config.idle_timeout),
-                write=30.0,
-                pool=30.0,
-            )
-            limits = httpx.Limits(max_connections=CLIENT_SHARD_CONNECTIONS, max_keepalive_connections=CLIENT_SHARD_CONNECTIONS // 2)
-            shards = [httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) for _ in range(CLIENT_SHARDS)]
-            self._clients[loop_id] = shards
-        self._turn = (self._turn + 1) % len(shards)
-        return shards[self._turn]
+    def client(self) -> http1.Client:
+        """The HTTP client of this provider (keep-alive pools per event loop, see ``http1``)."""
+        return self._http
 
     async def aclose(self) -> None:
-        for shards in list(self._clients.values()):
-            for client in shards:
-                await client.aclose()
-        self._clients.clear()
+        self._http.close()
 
     def url(self, path: str) -> str:
         return self.config.base_url.rstrip("/") + "/" + path.lstrip("/")
@@ -291,7 +292,9 @@ class ProviderAdapter:
             merged.update(extra)
         return merged
 
-    async def open_stream(self, method: str, url: str, *, json_body: Any, headers: dict[str, str]) -> httpx.Response:
+    async def open_stream(
+        self, method: str, url: str, *, json_body: Any, headers: dict[str, str]
+    ) -> http1.Response:
         """Send a request and return the response once its status line and headers are in.
 
         Retries with backoff on connection errors, 429 and 5xx — only before anything has been
@@ -304,16 +307,30 @@ class ProviderAdapter:
         attempt = 0
         while True:
             try:
-                req = client.build_request(method, url, content=body, headers=headers)
-                response = await asyncio.wait_for(client.send(req, stream=True), timeout=self.config.first_byte_timeout)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+                async with asyncio.timeout(self.config.first_byte_timeout):
+                    response = await client.send(
+                        method,
+                        url,
+                        content=body,
+                        headers=headers,
+                        connect_timeout=self.config.connect_timeout,
+                    )
+            except (http1.ConnectError, http1.RemoteProtocolError) as exc:
                 if attempt < self.config.max_retries:
                     attempt += 1
                     await asyncio.sleep(_backoff(attempt))
                     continue
-                raise UpstreamError(f"Could not reach the provider '{self.config.name}': {type(exc).__name__}", status=502, code="upstream_unreachable") from None
-            except (TimeoutError, httpx.TimeoutException):
-                raise UpstreamError(f"The provider '{self.config.name}' did not answer in time.", status=504, code="upstream_timeout") from None
+                raise UpstreamError(
+                    f"Could not reach the provider '{self.config.name}': {type(exc).__name__}",
+                    status=502,
+                    code="upstream_unreachable",
+                ) from None
+            except TimeoutError:
+                raise UpstreamError(
+                    f"The provider '{self.config.name}' did not answer in time.",
+                    status=504,
+                    code="upstream_timeout",
+                ) from None
             if entry is not None:
                 entry["status"] = response.status_code
                 entry["attempts"] = attempt + 1
@@ -328,7 +345,11 @@ class ProviderAdapter:
             error = self.error_from_response(response.status_code, raw, response.headers)
             if error.retryable and attempt < self.config.max_retries:
                 attempt += 1
-                delay = error.retry_after if error.retry_after is not None and error.retry_after <= 5 else _backoff(attempt)
+                delay = (
+                    error.retry_after
+                    if error.retry_after is not None and error.retry_after <= 5
+                    else _backoff(attempt)
+                )
                 await asyncio.sleep(delay)
                 continue
             raise error
@@ -338,9 +359,18 @@ class ProviderAdapter:
         response = await self.open_stream("POST", url, json_body=json_body, headers=headers)
         try:
             # A non-streamed answer is its first byte: the whole body within first_byte_timeout.
-            raw = await asyncio.wait_for(response.aread(), timeout=self.config.first_byte_timeout)
-        except (TimeoutError, httpx.TimeoutException):
-            raise UpstreamError(f"The provider '{self.config.name}' timed out.", status=504, code="upstream_timeout") from None
+            async with asyncio.timeout(self.config.first_byte_timeout):
+                raw = await response.aread()
+        except TimeoutError:
+            raise UpstreamError(
+                f"The provider '{self.config.name}' timed out.", status=504, code="upstream_timeout"
+            ) from None
+        except http1.HTTPError as exc:
+            raise UpstreamError(
+                f"The provider '{self.config.name}' dropped the answer: {exc}",
+                status=502,
+                code="upstream_disconnected",
+            ) from None
         finally:
             await response.aclose()
         entry = getattr(response, "_openresponses_wire", None)
@@ -349,26 +379,47 @@ class ProviderAdapter:
         try:
             return json.loads(raw)
         except ValueError:
-            raise UpstreamError(f"The provider '{self.config.name}' sent a body that is not JSON.", status=502) from None
+            raise UpstreamError(
+                f"The provider '{self.config.name}' sent a body that is not JSON.", status=502
+            ) from None
 
-    def error_from_response(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
+    def error_from_response(self, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
         """Map an upstream HTTP error to an :class:`UpstreamError` carrying the provider's message."""
         message = extract_error_message(raw) or f"HTTP {status}"
         retry_after = _parse_retry_after(headers.get("retry-after"))
         prefix = f"Provider '{self.config.name}' returned HTTP {status}: "
         if status == 429:
-            return UpstreamError(prefix + message, status=429, code="rate_limit_exceeded", error_type="too_many_requests", retry_after=retry_after if retry_after is not None else 1.0, retryable=True)
+            return UpstreamError(
+                prefix + message,
+                status=429,
+                code="rate_limit_exceeded",
+                error_type="too_many_requests",
+                retry_after=retry_after if retry_after is not None else 1.0,
+                retryable=True,
+            )
         if status in (400, 422):
-            return UpstreamError(prefix + message, status=400, code="upstream_invalid_request", error_type="invalid_request_error", param=extract_error_param(raw))
+            return UpstreamError(
+                prefix + message,
+                status=400,
+                code="upstream_invalid_request",
+                error_type="invalid_request_error",
+                param=extract_error_param(raw),
+            )
         if status == 404:
-            return UpstreamError(prefix + message, status=404, code="model_not_found", error_type="invalid_request_error", param="model")
+            return UpstreamError(
+                prefix + message,
+                status=404,
+                code="model_not_found",
+                error_type="invalid_request_error",
+                param="model",
+            )
         if status in (401, 403):
             return UpstreamError(prefix + message, status=502, code="upstream_auth_failed")
         if status in (408, 504):
             return UpstreamError(prefix + message, status=504, code="upstream_timeout", retryable=True)
         return UpstreamError(prefix + message, status=502, code="upstream_error", retryable=status >= 500)
 
-    async def iter_lines(self, response: httpx.Response) -> AsyncIterator[str]:
+    async def iter_lines(self, response: http1.Response) -> AsyncIterator[str]:
         """Lines of a streamed body: the first within ``first_byte_timeout``, then ``idle_timeout`` between lines.
 
         (Streaming providers send their headers at once and then think: the wait for the first
@@ -388,13 +439,19 @@ class ProviderAdapter:
                     if entry is not None and entry["_size"] < WIRE_LOG_MAX_CHARS:
                         _wire_append(entry, self._mask(line) + "\n")
                     yield line
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             what = "went silent mid-stream" if started else "did not start answering in time"
-            raise UpstreamError(f"The provider '{self.config.name}' {what}.", status=504, code="upstream_timeout") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"The provider '{self.config.name}' dropped the stream: {type(exc).__name__}", status=502, code="upstream_disconnected") from None
+            raise UpstreamError(
+                f"The provider '{self.config.name}' {what}.", status=504, code="upstream_timeout"
+            ) from None
+        except http1.HTTPError as exc:
+            raise UpstreamError(
+                f"The provider '{self.config.name}' dropped the stream: {type(exc).__name__}",
+                status=502,
+                code="upstream_disconnected",
+            ) from None
 
-    async def iter_sse(self, response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
+    async def iter_sse(self, response: http1.Response) -> AsyncIterator[tuple[str | None, str]]:
         """Server-sent events of a streamed body as ``(event_name, data)`` pairs."""
         event: str | None = None
         data: list[str] = []
@@ -443,7 +500,10 @@ def _guarded(sample: Any) -> Any:
             async for chunk in inner:
                 if allowed is not None and isinstance(chunk, ToolCallStart) and chunk.name not in allowed:
                     raise UpstreamError(
-                        f"The model called a tool it may not use: {chunk.name}.", status=500, code="tool_not_allowed", error_type="model_error"
+                        f"The model called a tool it may not use: {chunk.name}.",
+                        status=500,
+                        code="tool_not_allowed",
+                        error_type="model_error",
                     )
                 yield chunk
         except UpstreamError as exc:
@@ -485,12 +545,9 @@ def _wire_append(entry: dict[str, Any], text: str) -> None:
 
 def finished_wire_log(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The wire log as stored: each answer as one string (it is collected in pieces)."""
-    return [{k: ("".join(v) if k == "response" else v) for k, v in entry.items() if k != "_size"} for entry in log]
-
-
-#: The connection pool of a provider is this many clients of this many connections each.
-CLIENT_SHARDS = 32
-CLIENT_SHARD_CONNECTIONS = 64
+    return [
+        {k: ("".join(v) if k == "response" else v) for k, v in entry.items() if k != "_size"} for entry in log
+    ]
 
 
 def _backoff(attempt: int) -> float:
@@ -550,7 +607,11 @@ def extract_error_param(raw: bytes | str) -> str | None:
 
 def message_text(item: dict[str, Any]) -> str:
     """The plain text of a canonical message item (its text parts joined)."""
-    return "".join(part.get("text") or part.get("refusal") or "" for part in item.get("content") or [] if isinstance(part, dict))
+    return "".join(
+        part.get("text") or part.get("refusal") or ""
+        for part in item.get("content") or []
+        if isinstance(part, dict)
+    )
 
 
 def parse_arguments(arguments: str | None) -> Any:

@@ -56,11 +56,9 @@ import binascii
 import json
 import mimetypes
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
-
-import httpx
 
 from .base import (
     Chunk,
@@ -415,7 +413,6 @@ def build_request_body(request: ModelRequest, owns: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- response parsing
 
 
-
 class ResponseParser:
     """Turns GenerateContentResponse objects (whole bodies or streamed frames) into chunks.
 
@@ -613,7 +610,7 @@ class GeminiAdapter(ProviderAdapter):
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return self.url(f"models/{model_path(model)}:{method}")
 
-    def error_from_response(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
+    def error_from_response(self, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
         """The base mapping, unwrapping list-wrapped Status bodies and honouring RetryInfo."""
         try:
             body = json.loads(raw)

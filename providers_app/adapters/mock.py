@@ -66,7 +66,9 @@ def example_for_schema(schema: dict[str, Any] | None, name: str = "value") -> An
         return None
     if schema.get("format") == "date":
         return "2026-01-01"
-    return {"location": "Paris", "city": "Paris", "country": "France", "query": "example"}.get(name, f"example {name}")
+    return {"location": "Paris", "city": "Paris", "country": "France", "query": "example"}.get(
+        name, f"example {name}"
+    )
 
 
 def _words(text: str) -> list[str]:
@@ -88,11 +90,23 @@ class MockAdapter(ProviderAdapter):
     async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
         model = request.model
         if "rate-limited" in model:
-            raise UpstreamError("Provider 'mock' returned HTTP 429: rate limited (mock)", status=429, code="rate_limit_exceeded", error_type="too_many_requests", retry_after=2)
+            raise UpstreamError(
+                "Provider 'mock' returned HTTP 429: rate limited (mock)",
+                status=429,
+                code="rate_limit_exceeded",
+                error_type="too_many_requests",
+                retry_after=2,
+            )
         if model.endswith("-fail"):
-            raise UpstreamError("Provider 'mock' returned HTTP 502: the mock provider failed on purpose", status=502, code="upstream_error")
+            raise UpstreamError(
+                "Provider 'mock' returned HTTP 502: the mock provider failed on purpose",
+                status=502,
+                code="upstream_error",
+            )
         delay = self._delay(request)
-        input_tokens = sum(len(_words(message_text(i))) for i in request.items if i.get("type") == "message") + len((request.instructions or "").split())
+        input_tokens = sum(
+            len(_words(message_text(i))) for i in request.items if i.get("type") == "message"
+        ) + len((request.instructions or "").split())
         call = self._tool_call(request)
         if call is not None:
             name, arguments = call
@@ -120,12 +134,20 @@ class MockAdapter(ProviderAdapter):
                 yield Finish("max_output_tokens")
                 return
             if index == 2 and "midstream-error" in model:
-                raise UpstreamError("Provider 'mock' dropped the stream: simulated mid-stream failure", status=502, code="upstream_disconnected")
+                raise UpstreamError(
+                    "Provider 'mock' dropped the stream: simulated mid-stream failure",
+                    status=502,
+                    code="upstream_disconnected",
+                )
             if delay and index:
                 await asyncio.sleep(delay)
             output_tokens += 1
             yield TextDelta(word)
-        yield UsageReport(input_tokens=input_tokens, output_tokens=output_tokens, reasoning_tokens=11 if "reasoning" in model else 0)
+        yield UsageReport(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            reasoning_tokens=11 if "reasoning" in model else 0,
+        )
         yield Finish("stop")
 
     def _tool_call(self, request: ModelRequest) -> tuple[str, str] | None:
@@ -143,7 +165,9 @@ class MockAdapter(ProviderAdapter):
                 return None
             names = [t["name"] for t in choice["tools"]]
         tool = next(t for t in tools if t["name"] == names[0])
-        return tool["name"], json.dumps(example_for_schema(tool.get("parameters") or {"type": "object", "properties": {}}))
+        return tool["name"], json.dumps(
+            example_for_schema(tool.get("parameters") or {"type": "object", "properties": {}})
+        )
 
     def _answer(self, request: ModelRequest) -> str:
         last = request.items[-1] if request.items else {}

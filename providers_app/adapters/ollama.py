@@ -231,8 +231,6 @@ def build_ollama_request(
 # --------------------------------------------------------------------------- response parsing
 
 
-
-
 class OllamaStreamParser:
     """Turns parsed ``/api/chat`` objects (stream lines or the single non-stream body) into chunks."""
 

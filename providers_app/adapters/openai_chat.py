@@ -302,8 +302,6 @@ def stream_error(payload: Any, provider: str) -> UpstreamError:
     )
 
 
-
-
 class _Call:
     """One tool call being assembled from indexed stream pieces."""
 

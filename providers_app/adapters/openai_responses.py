@@ -35,11 +35,22 @@ INPUT_KEYS = {
 
 def build_request(request: ModelRequest, adapter: ProviderAdapter, *, stream: bool) -> dict[str, Any]:
     """The upstream body for ``request``."""
-    body: dict[str, Any] = {"model": request.model, "input": [x for x in (map_item(i, adapter) for i in request.items) if x], "stream": stream, "store": False}
+    body: dict[str, Any] = {
+        "model": request.model,
+        "input": [x for x in (map_item(i, adapter) for i in request.items) if x],
+        "stream": stream,
+        "store": False,
+    }
     if request.instructions:
         body["instructions"] = request.instructions
     tools = [
-        {"type": "function", "name": t["name"], "description": t.get("description"), "parameters": t.get("parameters"), "strict": t.get("strict")}
+        {
+            "type": "function",
+            "name": t["name"],
+            "description": t.get("description"),
+            "parameters": t.get("parameters"),
+            "strict": t.get("strict"),
+        }
         for t in request.tools
         if t.get("type") == "function"
     ]
@@ -72,7 +83,11 @@ def map_item(item: dict[str, Any], adapter: ProviderAdapter) -> dict[str, Any] |
         if not adapter.owns(item) or not item.get("encrypted_content"):
             return None
         meta = item["_meta"]
-        out = {"type": "reasoning", "summary": item.get("summary") or [], "encrypted_content": item["encrypted_content"]}
+        out = {
+            "type": "reasoning",
+            "summary": item.get("summary") or [],
+            "encrypted_content": item["encrypted_content"],
+        }
         if meta.get("id"):
             out["id"] = meta["id"]
         return out
@@ -82,7 +97,9 @@ def map_item(item: dict[str, Any], adapter: ProviderAdapter) -> dict[str, Any] |
     out = {k: item[k] for k in keys if k in item}
     if kind == "message" and out.get("role") == "assistant":
         out["content"] = [
-            {"type": "output_text", "text": p.get("text", ""), "annotations": p.get("annotations") or []} if p.get("type") == "output_text" else p
+            {"type": "output_text", "text": p.get("text", ""), "annotations": p.get("annotations") or []}
+            if p.get("type") == "output_text"
+            else p
             for p in out["content"]
         ]
     return out
@@ -113,7 +130,12 @@ def failure(response_or_error: dict[str, Any], name: str) -> UpstreamError:
     message = error.get("message") or "the provider reported a failure"
     code = error.get("code") or "upstream_error"
     status = 429 if code in {"rate_limit_exceeded", "insufficient_quota"} else 502
-    return UpstreamError(f"Provider '{name}' failed: {message}", status=status, code=str(code), error_type="too_many_requests" if status == 429 else "server_error")
+    return UpstreamError(
+        f"Provider '{name}' failed: {message}",
+        status=status,
+        code=str(code),
+        error_type="too_many_requests" if status == 429 else "server_error",
+    )
 
 
 def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]:
@@ -129,7 +151,9 @@ def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]
                     yield TextDelta(part.get("text", ""))
                 elif part.get("type") == "refusal":
                     yield RefusalDelta(part.get("refusal", ""))
-            if item.get("status") != "incomplete":  # a cut-off message stays open: Finish closes it as incomplete
+            if (
+                item.get("status") != "incomplete"
+            ):  # a cut-off message stays open: Finish closes it as incomplete
                 yield ItemEnd({"id": item.get("id")})
         elif kind == "reasoning":
             for index, part in enumerate(item.get("summary") or []):
@@ -214,10 +238,16 @@ class OpenAIResponsesAdapter(ProviderAdapter):
                 try:
                     event = json.loads(data)
                 except ValueError:
-                    raise UpstreamError(f"Provider '{self.config.name}' sent an event that is not JSON.", status=502) from None
+                    raise UpstreamError(
+                        f"Provider '{self.config.name}' sent an event that is not JSON.", status=502
+                    ) from None
                 for chunk in translator.translate(event):
                     yield chunk
         finally:
             await response.aclose()
         if not translator.finished:
-            raise UpstreamError(f"Provider '{self.config.name}' ended the stream before the response completed.", status=502, code="upstream_disconnected")
+            raise UpstreamError(
+                f"Provider '{self.config.name}' ended the stream before the response completed.",
+                status=502,
+                code="upstream_disconnected",
+            )

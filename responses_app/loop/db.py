@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -64,11 +65,14 @@ def _insert_events(rows: list[tuple[str, int, str, str]]) -> None:
             )
         return
     if connection.vendor == "sqlite":
+        # One statement (one step of the SQLite engine) for the whole batch: executemany steps
+        # once per row and releases and takes the GIL at each step, which starves the event loop.
         table = connection.ops.quote_name(ResponseEvent._meta.db_table)
         with connection.cursor() as cursor:
-            cursor.executemany(
-                f"INSERT OR IGNORE INTO {table} (response_id, sequence_number, type, payload, created_at) VALUES (%s, %s, %s, %s, %s)",
-                [(rid, seq, etype, payload, now) for rid, seq, etype, payload in rows],
+            cursor.execute(
+                f"INSERT OR IGNORE INTO {table} (response_id, sequence_number, type, payload, created_at) "
+                "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), %s FROM json_each(%s)",
+                [now, json.dumps(rows, ensure_ascii=False, separators=(",", ":"))],
             )
         return
     ResponseEvent.objects.bulk_create(
