@@ -49,6 +49,10 @@ class RemoteProtocolError(HTTPError):
     """The peer closed the connection or broke HTTP/1.1 (before or during the answer)."""
 
 
+class _NoAnswer(RemoteProtocolError):
+    """The peer closed the connection before a complete response head (the only error retried)."""
+
+
 class Headers(dict):
     """Response headers by lower-case name (the last value of a repeated header wins, except
     ``set-cookie``-like lists, which providers do not send)."""
@@ -236,7 +240,10 @@ class Response:
         self._chunked = "chunked" in encoding
         length = headers.get("content-length")
         self._remaining: int | None = None
-        if not self._chunked and length is not None:
+        if status_code in (204, 304):  # no body, whatever the headers say (RFC 9112 §6.3)
+            self._chunked = False
+            self._remaining = 0
+        elif not self._chunked and length is not None:
             try:
                 self._remaining = int(length)
             except ValueError:
@@ -382,9 +389,9 @@ class Response:
             if carry:
                 text = carry + text
             if "\r" in text:
-                if text.endswith("\r"):
-                    skip_lf = True
-                    text = text[:-1] + "\n"
+                # A trailing CR ends its line now (a lone CR becomes LF below); a LF opening the
+                # next read is then the rest of that CRLF.
+                skip_lf = text.endswith("\r")
                 text = text.replace("\r\n", "\n").replace("\r", "\n")
             lines = text.split("\n")
             carry = lines.pop()
@@ -459,7 +466,7 @@ class Client:
                 assert conn.transport is not None
                 conn.transport.write(head + content)
                 status, reason, response_headers = await _read_head(conn)
-            except RemoteProtocolError:
+            except _NoAnswer:
                 conn.close()
                 if reused and not conn.buffer:
                     continue  # a keep-alive connection the server had closed: once more on a new one
@@ -467,7 +474,11 @@ class Client:
             except BaseException:
                 conn.close()
                 raise
-            return Response(status, reason, response_headers, conn, pool, origin)
+            try:
+                return Response(status, reason, response_headers, conn, pool, origin)
+            except BaseException:
+                conn.close()  # e.g. an invalid Content-Length: the connection is unusable
+                raise
 
     def close(self) -> None:
         for pool in list(self._pools.values()):
@@ -484,7 +495,7 @@ async def _read_head(conn: _Connection) -> tuple[int, str, Headers]:
         if len(buffer) > MAX_HEAD_BYTES:
             raise RemoteProtocolError("the response head is too large")
         if not await conn.more():
-            raise RemoteProtocolError("the peer closed the connection without answering")
+            raise _NoAnswer("the peer closed the connection without answering")
     head = bytes(buffer[:end]).decode("latin-1")
     del buffer[: end + 4]
     status_line, *header_lines = head.split("\r\n")
