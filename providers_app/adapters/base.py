@@ -429,13 +429,20 @@ class ProviderAdapter:
         entry = getattr(response, "_openresponses_wire", None)
         loop = asyncio.get_running_loop()
         started = False
-        # One timeout for the whole body, moved forward after every line (no task or timer
-        # object per line: this is the hottest loop of a stream).
+        # One timeout for the whole body, moved forward as lines arrive — at most every quarter
+        # of idle_timeout (this is the hottest loop of a stream: no timer object per line). A
+        # stuck stream therefore fails between 1 and 1.25 idle_timeouts after its last line.
+        idle = self.config.idle_timeout
+        slack = idle / 4
+        next_move = 0.0
         try:
             async with asyncio.timeout(self.config.first_byte_timeout) as deadline:
                 async for line in iterator:
                     started = True
-                    deadline.reschedule(loop.time() + self.config.idle_timeout)
+                    now = loop.time()
+                    if now >= next_move:
+                        deadline.reschedule(now + idle + slack)
+                        next_move = now + slack
                     if entry is not None and entry["_size"] < WIRE_LOG_MAX_CHARS:
                         _wire_append(entry, self._mask(line) + "\n")
                     yield line
