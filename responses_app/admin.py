@@ -26,7 +26,12 @@ class CreatedFilter(admin.SimpleListFilter):
 
     title = "created"
     parameter_name = "created"
-    RANGES = {"hour": ("Past hour", 3600), "day": ("Past 24 hours", 86400), "week": ("Past 7 days", 7 * 86400), "month": ("Past 30 days", 30 * 86400)}
+    RANGES = {
+        "hour": ("Past hour", 3600),
+        "day": ("Past 24 hours", 86400),
+        "week": ("Past 7 days", 7 * 86400),
+        "month": ("Past 30 days", 30 * 86400),
+    }
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(key, label) for key, (label, _) in self.RANGES.items()] + [("older", "Older than 30 days")]
@@ -44,7 +49,12 @@ class CreatedFilter(admin.SimpleListFilter):
 class ResponseAdmin(admin.ModelAdmin):
     list_display = ["short_id", "status_badge", "model", "provider", "created", "duration", "tokens"]
     list_display_links = ["short_id"]
-    list_filter = ["status", ("model", admin.AllValuesFieldListFilter), ("provider", admin.AllValuesFieldListFilter), CreatedFilter]
+    list_filter = [
+        "status",
+        ("model", admin.AllValuesFieldListFilter),
+        ("provider", admin.AllValuesFieldListFilter),
+        CreatedFilter,
+    ]
     search_fields = ["id", "search_text"]
     search_help_text = "Search by response id or by the text of its input messages."
     list_per_page = 50
@@ -61,11 +71,16 @@ class ResponseAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Response) -> str:
-        return format_html('<span class="or-status or-status-{}">{}</span>', obj.status, obj.get_status_display())
+        return format_html(
+            '<span class="or-status or-status-{}">{}</span>', obj.status, obj.get_status_display()
+        )
 
     @admin.display(description="created (UTC)", ordering="created_at")
     def created(self, obj: Response) -> str:
-        return format_html('<span class="or-nowrap">{}</span>', admin_views.as_datetime(obj.created_at).strftime("%Y-%m-%d %H:%M:%S"))
+        return format_html(
+            '<span class="or-nowrap">{}</span>',
+            admin_views.as_datetime(obj.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+        )
 
     @admin.display(description="duration")
     def duration(self, obj: Response) -> str:
@@ -86,14 +101,21 @@ class ResponseAdmin(admin.ModelAdmin):
         if not done:
             messages.info(request, "None of the selected responses was still running.")
 
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list[str], dict[str, int], set[str], list[str]]:
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
         """Count items and events instead of listing each one (a response may have thousands)."""
         responses = list(objs)
         items = ResponseItem.objects.filter(response__in=responses).count()
         events = ResponseEvent.objects.filter(response__in=responses).count()
-        summary = [f"Response {r.id} ({r.status}, {r.model})" for r in responses] + [f"{items} input and output items", f"{events} stored events"]
+        summary = [f"Response {r.id} ({r.status}, {r.model})" for r in responses] + [
+            f"{items} input and output items",
+            f"{events} stored events",
+        ]
         counts = {"responses": len(responses), "items": items, "events": events}
-        perms_needed = set() if all(self.has_delete_permission(request, r) for r in responses) else {"response"}
+        perms_needed = (
+            set() if all(self.has_delete_permission(request, r) for r in responses) else {"response"}
+        )
         return summary, counts, perms_needed, []
 
     def delete_model(self, request: HttpRequest, obj: Response) -> None:
@@ -103,7 +125,9 @@ class ResponseAdmin(admin.ModelAdmin):
         for response in queryset:
             services.response_delete(response=response)
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
         """A response's page is its transcript (responses are never edited by hand)."""
         return admin_views.transcript_view(self, request, object_id)
 
@@ -142,7 +166,9 @@ class PatternsField(forms.CharField):
 
 
 class ClientKeyForm(forms.ModelForm):
-    allowed_models = PatternsField(required=False, help_text="One shell-style glob per line (e.g. gpt-4o*). Empty: every model.")
+    allowed_models = PatternsField(
+        required=False, help_text="One shell-style glob per line (e.g. gpt-4o*). Empty: every model."
+    )
 
     class Meta:
         model = ClientKey
@@ -162,7 +188,16 @@ class ClientKeyAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: ClientKey | None = None) -> list[str]:
         if obj is None:
             return ["name", "allowed_models", *KEY_LIMIT_FIELDS]
-        return ["name", "token_hint", "allowed_models", *KEY_LIMIT_FIELDS, "state", "last_used_at", "revoked_at", "created_at"]
+        return [
+            "name",
+            "token_hint",
+            "allowed_models",
+            *KEY_LIMIT_FIELDS,
+            "state",
+            "last_used_at",
+            "revoked_at",
+            "created_at",
+        ]
 
     @admin.display(description="key")
     def token_hint(self, obj: ClientKey) -> str:
@@ -183,8 +218,13 @@ class ClientKeyAdmin(admin.ModelAdmin):
             declared = keys.config_keys()
         except ValueError as exc:
             declared, error = [], str(exc)
-        rows = [{"key": key, "limits": limits_text(key), "models": ", ".join(key.models) or "any"} for key in declared]
-        return super().changelist_view(request, {**(extra_context or {}), "config_keys": rows, "config_keys_error": error})
+        rows = [
+            {"key": key, "limits": limits_text(key), "models": ", ".join(key.models) or "any"}
+            for key in declared
+        ]
+        return super().changelist_view(
+            request, {**(extra_context or {}), "config_keys": rows, "config_keys_error": error}
+        )
 
     @admin.display(description="state")
     def state(self, obj: ClientKey) -> str:
@@ -197,12 +237,21 @@ class ClientKeyAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             keys.reset_cache()
             return
-        row, token = keys.key_create(name=obj.name, allowed_models=obj.allowed_models, **{f: getattr(obj, f) for f in KEY_LIMIT_FIELDS})
-        obj.pk, obj.prefix, obj.secret_hash, obj.created_at = row.pk, row.prefix, row.secret_hash, row.created_at
+        row, token = keys.key_create(
+            name=obj.name, allowed_models=obj.allowed_models, **{f: getattr(obj, f) for f in KEY_LIMIT_FIELDS}
+        )
+        obj.pk, obj.prefix, obj.secret_hash, obj.created_at = (
+            row.pk,
+            row.prefix,
+            row.secret_hash,
+            row.created_at,
+        )
         obj._state.adding = False
         obj._clear_token = token  # shown once by response_add, never stored
 
-    def response_add(self, request: HttpRequest, obj: ClientKey, post_url_continue: str | None = None) -> HttpResponse:
+    def response_add(
+        self, request: HttpRequest, obj: ClientKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -235,7 +284,11 @@ class ClientKeyAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list:
         return [
-            path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view), name="responses_app_clientkey_revoke"),
+            path(
+                "<path:object_id>/revoke/",
+                self.admin_site.admin_view(self.revoke_view),
+                name="responses_app_clientkey_revoke",
+            ),
         ] + super().get_urls()
 
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

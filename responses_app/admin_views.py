@@ -72,7 +72,11 @@ def later_responses(response: Response) -> list[Response]:
 
 def _turns(chain: list[Response]) -> list[dict[str, Any]]:
     """Input and output blocks of every response of ``chain``, loaded with one query."""
-    rows = ResponseItem.objects.filter(response_id__in=[r.id for r in chain]).order_by("kind", "position").values_list("response_id", "kind", "data")
+    rows = (
+        ResponseItem.objects.filter(response_id__in=[r.id for r in chain])
+        .order_by("kind", "position")
+        .values_list("response_id", "kind", "data")
+    )
     items: dict[str, dict[str, list[dict[str, Any]]]] = {r.id: {"input": [], "output": []} for r in chain}
     for response_id, kind, data in rows:
         items[response_id][kind].append(data)
@@ -99,10 +103,16 @@ def _known_secrets() -> list[str]:
 
 def transcript_context(response: Response) -> dict[str, Any]:
     """Everything the transcript page shows about ``response``."""
-    ancestors = {r.id: r for r in Response.objects.filter(id__in=list(response.ancestor_ids or [])[-MAX_CHAIN:])}
+    ancestors = {
+        r.id: r for r in Response.objects.filter(id__in=list(response.ancestor_ids or [])[-MAX_CHAIN:])
+    }
     earlier = [ancestors[i] for i in response.ancestor_ids or [] if i in ancestors]
     turns = _turns(earlier + [response])
-    wire = transcript.pretty_json(transcript.redact(response.wire_log, _known_secrets())) if response.wire_log else ""
+    wire = (
+        transcript.pretty_json(transcript.redact(response.wire_log, _known_secrets()))
+        if response.wire_log
+        else ""
+    )
     params = response.params or {}
     return {
         "response": response,
@@ -111,7 +121,9 @@ def transcript_context(response: Response) -> dict[str, Any]:
         "timings": transcript.timings(response),
         "usage_rows": transcript.usage_rows(response.usage),
         "error_json": transcript.pretty_json(response.error) if response.error else "",
-        "incomplete_json": transcript.pretty_json(response.incomplete_details) if response.incomplete_details else "",
+        "incomplete_json": transcript.pretty_json(response.incomplete_details)
+        if response.incomplete_details
+        else "",
         "earlier": earlier,
         "later": later_responses(response),
         "turns": turns,
@@ -153,21 +165,25 @@ def events_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpR
         raise Http404("No such response")
     rows = []
     previous = None
-    for seq, event_type, payload, created in ResponseEvent.objects.filter(response=response).order_by("sequence_number").values_list(
-        "sequence_number", "type", "payload", "created_at"
+    for seq, event_type, payload, created in (
+        ResponseEvent.objects.filter(response=response)
+        .order_by("sequence_number")
+        .values_list("sequence_number", "type", "payload", "created_at")
     ):
         try:
             data = json.loads(payload)
         except ValueError:
             data = {"unparsed": payload}
-        rows.append({
-            "sequence_number": seq,
-            "type": event_type,
-            "at": transcript.seconds(max(0.0, created - response.created_at)),
-            "gap": transcript.seconds(max(0.0, created - previous)) if previous is not None else "",
-            "summary": transcript.event_summary(event_type, data),
-            "raw": transcript.pretty_json(data),
-        })
+        rows.append(
+            {
+                "sequence_number": seq,
+                "type": event_type,
+                "at": transcript.seconds(max(0.0, created - response.created_at)),
+                "gap": transcript.seconds(max(0.0, created - previous)) if previous is not None else "",
+                "summary": transcript.event_summary(event_type, data),
+                "raw": transcript.pretty_json(data),
+            }
+        )
         previous = created
     context = {
         **model_admin.admin_site.each_context(request),
@@ -199,7 +215,9 @@ def events_json(model_admin: Any, request: HttpRequest, object_id: str) -> JsonR
             data = {}
         events.append({"sequence_number": seq, "type": event_type, "data": data})
     finished = any(e["type"] in TERMINAL_EVENT_TYPES for e in events) or settled(response)
-    return JsonResponse({"id": response.id, "status": response.status, "events": events, "finished": finished})
+    return JsonResponse(
+        {"id": response.id, "status": response.status, "events": events, "finished": finished}
+    )
 
 
 def raw_json(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -208,7 +226,11 @@ def raw_json(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResp
     if not model_admin.has_view_permission(request, response):
         raise Http404("No such response")
     if request.GET.get("part") == "input":
-        rows = ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.INPUT).order_by("position").values_list("data", flat=True)
+        rows = (
+            ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.INPUT)
+            .order_by("position")
+            .values_list("data", flat=True)
+        )
         from .resource import public_item
 
         data: Any = [public_item(item) for item in rows]
@@ -230,7 +252,9 @@ def cancel_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpR
 def cancel_response(request: HttpRequest, response: Response) -> bool:
     """Cancel through the state machine and signal a loop of this process; tell the operator."""
     if response.is_finished:
-        messages.warning(request, f"Response {response.id} had already finished ({response.status}); nothing to cancel.")
+        messages.warning(
+            request, f"Response {response.id} had already finished ({response.status}); nothing to cancel."
+        )
         return False
     cancelled = services.response_cancel(response=response)
     cancel_everywhere_local(response.id)
@@ -240,11 +264,19 @@ def cancel_response(request: HttpRequest, response: Response) -> bool:
 
 # ---------------------------------------------------------------------------- usage and cost
 
-USAGE_PERIODS = {"1": "Past 24 hours", "7": "Past 7 days", "30": "Past 30 days", "90": "Past 90 days", "365": "Past year"}
+USAGE_PERIODS = {
+    "1": "Past 24 hours",
+    "7": "Past 7 days",
+    "30": "Past 30 days",
+    "90": "Past 90 days",
+    "365": "Past year",
+}
 USAGE_COLUMNS = ["responses", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "cost"]
 
 
-def usage_rows(*, since: float, group: list[str], owner: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
+def usage_rows(
+    *, since: float, group: list[str], owner: str | None = None, model: str | None = None
+) -> list[dict[str, Any]]:
     """Usage summed by ``group`` (fields of UsageRecord: key_name/owner, model, day) since ``since``."""
     from django.db.models import Count, Sum
 
@@ -286,8 +318,19 @@ def usage_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["day", "key", "owner", "model", "provider", *USAGE_COLUMNS])
-        for row in usage_rows(since=since, group=["day", "key_name", "owner", "model", "provider"], owner=owner, model=model):
-            writer.writerow([row["day"].isoformat(), row["key_name"], row["owner"], row["model"], row["provider"], *[row[c] for c in USAGE_COLUMNS]])
+        for row in usage_rows(
+            since=since, group=["day", "key_name", "owner", "model", "provider"], owner=owner, model=model
+        ):
+            writer.writerow(
+                [
+                    row["day"].isoformat(),
+                    row["key_name"],
+                    row["owner"],
+                    row["model"],
+                    row["provider"],
+                    *[row[c] for c in USAGE_COLUMNS],
+                ]
+            )
         response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="openresponses-usage-{period}d.csv"'
         return response

@@ -34,7 +34,13 @@ class ClientIdentity:
 def check_model_allowed(identity: ClientIdentity, model: str) -> None:
     """403 when the caller's key is limited to model patterns that ``model`` does not match."""
     if identity.allowed_models and not any(fnmatch.fnmatchcase(model, p) for p in identity.allowed_models):
-        raise ApiError(403, f"This API key may not use the model '{model}'.", param="model", code="model_not_allowed", error_type="permission_error")
+        raise ApiError(
+            403,
+            f"This API key may not use the model '{model}'.",
+            param="model",
+            code="model_not_allowed",
+            error_type="permission_error",
+        )
 
 
 def bearer_token(headers: Any) -> str | None:
@@ -72,11 +78,18 @@ def authenticate_default(request: Any) -> ClientIdentity:
     open_mode = not keys and (stored is None or not _stored_keys_exist())
     if open_mode:
         if not _warned_open:
-            logger.warning("No client API key is configured: every request is accepted (set OPENRESPONSES_API_KEYS).")
+            logger.warning(
+                "No client API key is configured: every request is accepted (set OPENRESPONSES_API_KEYS)."
+            )
             _warned_open = True
         return ClientIdentity(owner=None, name="anonymous")
     if not token:
-        raise ApiError(401, "Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key", error_type="authentication_error")
+        raise ApiError(
+            401,
+            "Missing API key: send 'Authorization: Bearer <key>'.",
+            code="missing_api_key",
+            error_type="authentication_error",
+        )
     raise ApiError(401, "Invalid API key.", code="invalid_api_key", error_type="authentication_error")
 
 
@@ -102,5 +115,7 @@ def authenticate(request: Any) -> ClientIdentity:
     hook = openresponses_settings.AUTHENTICATE
     identity = hook(request)
     if identity is None:
-        raise ApiError(401, "Authentication failed.", code="invalid_api_key", error_type="authentication_error")
+        raise ApiError(
+            401, "Authentication failed.", code="invalid_api_key", error_type="authentication_error"
+        )
     return identity

@@ -77,11 +77,13 @@ def check_import_paths(app_configs: Iterable[Any] | None = None, **kwargs: Any) 
     messages: list[checks.CheckMessage] = []
     error = _import_error(_user_value("AUTHENTICATE"))
     if error:
-        messages.append(checks.Error(
-            f"OPENRESPONSES['AUTHENTICATE'] does not import: {error}",
-            hint="Name a callable(request) -> ClientIdentity | None by its dotted path, e.g. 'mysite.auth.authenticate'.",
-            id="openresponses.E001",
-        ))
+        messages.append(
+            checks.Error(
+                f"OPENRESPONSES['AUTHENTICATE'] does not import: {error}",
+                hint="Name a callable(request) -> ClientIdentity | None by its dotted path, e.g. 'mysite.auth.authenticate'.",
+                id="openresponses.E001",
+            )
+        )
     data, file_error = _config_file()
     if file_error:
         messages.append(file_error)
@@ -90,22 +92,28 @@ def check_import_paths(app_configs: Iterable[Any] | None = None, **kwargs: Any) 
     for path in tools:
         error = _import_error(path)
         if error:
-            messages.append(checks.Error(
-                f"Hosted tool {path!r} does not import: {error}",
-                hint="List importable functions (with type hints and a docstring) in OPENRESPONSES['HOSTED_TOOLS'] or the config file's 'hosted_tools'.",
-                id="openresponses.E003",
-            ))
+            messages.append(
+                checks.Error(
+                    f"Hosted tool {path!r} does not import: {error}",
+                    hint="List importable functions (with type hints and a docstring) in OPENRESPONSES['HOSTED_TOOLS'] or the config file's 'hosted_tools'.",
+                    id="openresponses.E003",
+                )
+            )
     for path in _user_value("MIDDLEWARE") or []:
         error = _import_error(path)
         if error:
-            messages.append(checks.Error(
-                f"Loop middleware {path!r} does not import: {error}",
-                hint="List importable classes with before_sample/after_sample hooks in OPENRESPONSES['MIDDLEWARE'].",
-                id="openresponses.E004",
-            ))
+            messages.append(
+                checks.Error(
+                    f"Loop middleware {path!r} does not import: {error}",
+                    hint="List importable classes with before_sample/after_sample hooks in OPENRESPONSES['MIDDLEWARE'].",
+                    id="openresponses.E004",
+                )
+            )
     for entry in data.get("providers") or []:
         if isinstance(entry, dict) and entry.get("name"):
-            messages += _adapter_messages(str(entry["name"]), str(entry.get("adapter") or entry["name"]), "config file")
+            messages += _adapter_messages(
+                str(entry["name"]), str(entry.get("adapter") or entry["name"]), "config file"
+            )
     return messages
 
 
@@ -115,12 +123,14 @@ def _adapter_messages(name: str, adapter: str, source: str) -> list[checks.Check
     try:
         adapter_class(adapter)
     except ConfigError as exc:
-        return [checks.Error(
-            f"Provider {name!r} ({source}): {exc}",
-            hint="Use a built-in family (openai, openai_chat, anthropic, gemini, ollama, mock) or the dotted path of a ProviderAdapter subclass.",
-            obj=name,
-            id="openresponses.E002",
-        )]
+        return [
+            checks.Error(
+                f"Provider {name!r} ({source}): {exc}",
+                hint="Use a built-in family (openai, openai_chat, anthropic, gemini, ollama, mock) or the dotted path of a ProviderAdapter subclass.",
+                obj=name,
+                id="openresponses.E002",
+            )
+        ]
     return []
 
 
@@ -129,30 +139,42 @@ def check_topology(app_configs: Iterable[Any] | None = None, **kwargs: Any) -> l
     settings = _settings()
     dispatch = _user_value("DISPATCH")
     if dispatch not in {"inline", "celery"}:
-        return [checks.Error(
-            f"OPENRESPONSES['DISPATCH'] is {dispatch!r}.",
-            hint="Use 'inline' (loops run in the serving process) or 'celery' (loops run in Celery workers).",
-            id="openresponses.E006",
-        )]
+        return [
+            checks.Error(
+                f"OPENRESPONSES['DISPATCH'] is {dispatch!r}.",
+                hint="Use 'inline' (loops run in the serving process) or 'celery' (loops run in Celery workers).",
+                id="openresponses.E006",
+            )
+        ]
     backend = ((getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default") or {}).get("BACKEND")
     if dispatch == "celery" and (backend is None or backend in IN_MEMORY_LAYERS):
-        return [checks.Error(
-            "OPENRESPONSES['DISPATCH'] is 'celery' but there is no cross-process channel layer "
-            f"(CHANNEL_LAYERS['default'] is {backend or 'missing'}): events from workers never reach the web processes.",
-            hint="Set CHANNEL_LAYERS = {'default': {'BACKEND': 'channels_redis.pubsub.RedisPubSubChannelLayer', "
-                 "'CONFIG': {'hosts': [REDIS_URL]}}}.",
-            id="openresponses.E007",
-        )]
-    if backend in IN_MEMORY_LAYERS and not settings.DEBUG and os.environ.get("WEB_CONCURRENCY", "1") not in {"", "1"}:
-        return [checks.Warning(
-            "An in-memory channel layer serves one process only, and WEB_CONCURRENCY asks for several.",
-            hint="Use channels_redis (see docs/installation.md, 'The production addition') or run one web process.",
-            id="openresponses.W001",
-        )]
+        return [
+            checks.Error(
+                "OPENRESPONSES['DISPATCH'] is 'celery' but there is no cross-process channel layer "
+                f"(CHANNEL_LAYERS['default'] is {backend or 'missing'}): events from workers never reach the web processes.",
+                hint="Set CHANNEL_LAYERS = {'default': {'BACKEND': 'channels_redis.pubsub.RedisPubSubChannelLayer', "
+                "'CONFIG': {'hosts': [REDIS_URL]}}}.",
+                id="openresponses.E007",
+            )
+        ]
+    if (
+        backend in IN_MEMORY_LAYERS
+        and not settings.DEBUG
+        and os.environ.get("WEB_CONCURRENCY", "1") not in {"", "1"}
+    ):
+        return [
+            checks.Warning(
+                "An in-memory channel layer serves one process only, and WEB_CONCURRENCY asks for several.",
+                hint="Use channels_redis (see docs/installation.md, 'The production addition') or run one web process.",
+                id="openresponses.W001",
+            )
+        ]
     return []
 
 
-def check_stored_keys(app_configs: Iterable[Any] | None = None, databases: Iterable[str] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_stored_keys(
+    app_configs: Iterable[Any] | None = None, databases: Iterable[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     """Stored provider keys: a real encryption key, decryptable, adapters that import."""
     if not databases:
         return []
@@ -172,23 +194,29 @@ def check_stored_keys(app_configs: Iterable[Any] | None = None, databases: Itera
     if not encrypted:
         return messages
     settings = _settings()
-    own_key = os.environ.get("OPENRESPONSES_ENCRYPTION_KEY") or getattr(settings, "OPENRESPONSES_ENCRYPTION_KEY", "")
+    own_key = os.environ.get("OPENRESPONSES_ENCRYPTION_KEY") or getattr(
+        settings, "OPENRESPONSES_ENCRYPTION_KEY", ""
+    )
     if not own_key and str(settings.SECRET_KEY).startswith(INSECURE_SECRET_PREFIXES):
-        messages.append(checks.Warning(
-            f"{len(encrypted)} stored provider key(s) are encrypted with the insecure default SECRET_KEY.",
-            hint="Set OPENRESPONSES_ENCRYPTION_KEY (a long random string kept outside the database), then enter the keys again in the admin.",
-            id="openresponses.W002",
-        ))
+        messages.append(
+            checks.Warning(
+                f"{len(encrypted)} stored provider key(s) are encrypted with the insecure default SECRET_KEY.",
+                hint="Set OPENRESPONSES_ENCRYPTION_KEY (a long random string kept outside the database), then enter the keys again in the admin.",
+                id="openresponses.W002",
+            )
+        )
     for row in encrypted:
         try:
             decrypt(row.api_key_encrypted)
         except ValueError:
-            messages.append(checks.Error(
-                f"The stored key of provider {row.name!r} cannot be decrypted with the current encryption key.",
-                hint="Restore the OPENRESPONSES_ENCRYPTION_KEY (or SECRET_KEY) it was stored with, or enter the key again in the admin.",
-                obj=row.name,
-                id="openresponses.E008",
-            ))
+            messages.append(
+                checks.Error(
+                    f"The stored key of provider {row.name!r} cannot be decrypted with the current encryption key.",
+                    hint="Restore the OPENRESPONSES_ENCRYPTION_KEY (or SECRET_KEY) it was stored with, or enter the key again in the admin.",
+                    obj=row.name,
+                    id="openresponses.E008",
+                )
+            )
     return messages
 
 

@@ -28,7 +28,14 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
     def to_response(self) -> HttpResponse:
         response = HttpResponse(json.dumps(self.body()), status=self.status, content_type="application/json")
@@ -62,4 +69,6 @@ def from_upstream(exc: Any) -> ApiError:
     headers = {}
     if exc.status == 429:
         headers["Retry-After"] = str(max(1, int(round(exc.retry_after or 1))))
-    return ApiError(exc.status, exc.message, param=exc.param, code=exc.code, error_type=exc.error_type, headers=headers)
+    return ApiError(
+        exc.status, exc.message, param=exc.param, code=exc.code, error_type=exc.error_type, headers=headers
+    )

@@ -59,7 +59,7 @@ def split_token(token: str) -> str | None:
     """The lookup prefix of a well-formed token, else None."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    prefix, sep, secret = token[len(TOKEN_PREFIX):].partition("_")
+    prefix, sep, secret = token[len(TOKEN_PREFIX) :].partition("_")
     if not sep or len(prefix) != PREFIX_LENGTH or not secret:
         return None
     return prefix
@@ -78,7 +78,17 @@ def _load(prefix: str) -> _Entry | None:
 
     row = (
         ClientKey.objects.filter(prefix=prefix)
-        .only("id", "prefix", "secret_hash", "name", "allowed_models", "revoked_at", "rpm", "tpm", "max_concurrent")
+        .only(
+            "id",
+            "prefix",
+            "secret_hash",
+            "name",
+            "allowed_models",
+            "revoked_at",
+            "rpm",
+            "tpm",
+            "max_concurrent",
+        )
         .first()
     )
     if row is None:
@@ -93,7 +103,9 @@ def _load(prefix: str) -> _Entry | None:
             "limits": {"rpm": row.rpm, "tpm": row.tpm, "max_concurrent": row.max_concurrent},
         },
     )
-    return _Entry(key_id=row.id, secret_hash=row.secret_hash, identity=identity, revoked=row.revoked_at is not None)
+    return _Entry(
+        key_id=row.id, secret_hash=row.secret_hash, identity=identity, revoked=row.revoked_at is not None
+    )
 
 
 def _entry(prefix: str) -> _Entry | None:
@@ -156,7 +168,9 @@ def stored_keys_exist() -> bool:
 # ---- writes (the admin and any other front end go through these)
 
 
-def key_create(*, name: str, allowed_models: list[str] | None = None, **limits: int | None) -> tuple[Any, str]:
+def key_create(
+    *, name: str, allowed_models: list[str] | None = None, **limits: int | None
+) -> tuple[Any, str]:
     """Create a key; returns the row and the clear token, which is never stored or shown again.
 
     ``limits``: ``rpm``, ``tpm``, ``max_concurrent``, ``retention_days`` (None: no own limit).
@@ -172,7 +186,11 @@ def key_create(*, name: str, allowed_models: list[str] | None = None, **limits: 
             break
     token = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     row = ClientKey.objects.create(
-        name=name, prefix=prefix, secret_hash=hash_token(token), allowed_models=list(allowed_models or []), **limits
+        name=name,
+        prefix=prefix,
+        secret_hash=hash_token(token),
+        allowed_models=list(allowed_models or []),
+        **limits,
     )
     reset_cache()
     return row, token
@@ -263,7 +281,10 @@ def config_keys() -> list[ConfigKey]:
     secrets_by_hash: dict[str, ConfigKey] = {}
     for entry in data.get("keys") or []:
         if not isinstance(entry, dict) or not entry.get("name") or not entry.get("key_env"):
-            logger.warning("config file: every key needs a 'name' and a 'key_env'; skipped %r", entry.get("name") if isinstance(entry, dict) else entry)
+            logger.warning(
+                "config file: every key needs a 'name' and a 'key_env'; skipped %r",
+                entry.get("name") if isinstance(entry, dict) else entry,
+            )
             continue
         secret = os.environ.get(str(entry["key_env"]), "")
         try:
@@ -297,7 +318,10 @@ def _config_identity(token: str) -> ClientIdentity | None:
         owner=key.owner,
         name=key.name,
         allowed_models=key.models,
-        extra={"config_key": key.name, "limits": {"rpm": key.rpm, "tpm": key.tpm, "max_concurrent": key.max_concurrent}},
+        extra={
+            "config_key": key.name,
+            "limits": {"rpm": key.rpm, "tpm": key.tpm, "max_concurrent": key.max_concurrent},
+        },
     )
 
 
@@ -335,7 +359,10 @@ def retention_by_owner() -> dict[str, int]:
     """Owners whose key sets its own retention period (days)."""
     from .models import ClientKey
 
-    found = {row.owner: row.retention_days for row in ClientKey.objects.filter(retention_days__isnull=False).only("prefix", "retention_days")}
+    found = {
+        row.owner: row.retention_days
+        for row in ClientKey.objects.filter(retention_days__isnull=False).only("prefix", "retention_days")
+    }
     for key in config_keys():
         if key.retention_days is not None:
             found[key.owner] = key.retention_days

@@ -19,9 +19,15 @@ class Response(ConcurrentTransitionMixin, models.Model):
     model = models.CharField(max_length=200, db_index=True)
     provider = models.CharField(max_length=100, blank=True, db_index=True)
     upstream_model = models.CharField(max_length=200, blank=True)
-    previous_response = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next_responses")
-    ancestor_ids = models.JSONField(default=list, blank=True, help_text="Earlier responses of the chain, oldest first.")
-    owner = models.CharField(max_length=200, blank=True, db_index=True, help_text="Client key (or host user) that created it.")
+    previous_response = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next_responses"
+    )
+    ancestor_ids = models.JSONField(
+        default=list, blank=True, help_text="Earlier responses of the chain, oldest first."
+    )
+    owner = models.CharField(
+        max_length=200, blank=True, db_index=True, help_text="Client key (or host user) that created it."
+    )
     params = models.JSONField(default=dict, help_text="The request parameters echoed in the resource.")
     store = models.BooleanField(default=True)
     background = models.BooleanField(default=False)
@@ -36,9 +42,18 @@ class Response(ConcurrentTransitionMixin, models.Model):
     usage = models.JSONField(null=True, blank=True)
     iterations = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
-    search_text = models.TextField(blank=True, help_text="Plain text of the conversation turn, for admin search.")
-    wire_log = models.JSONField(null=True, blank=True, help_text="Provider requests as sent (secrets removed).")
-    request_id = models.CharField(max_length=64, blank=True, db_index=True, help_text="The X-Request-Id of the request that created it (for logs).")
+    search_text = models.TextField(
+        blank=True, help_text="Plain text of the conversation turn, for admin search."
+    )
+    wire_log = models.JSONField(
+        null=True, blank=True, help_text="Provider requests as sent (secrets removed)."
+    )
+    request_id = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="The X-Request-Id of the request that created it (for logs).",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -90,7 +105,9 @@ class ResponseItem(models.Model):
 
     class Meta:
         ordering = ["response", "kind", "position"]
-        constraints = [models.UniqueConstraint(fields=["response", "kind", "position"], name="unique_item_position")]
+        constraints = [
+            models.UniqueConstraint(fields=["response", "kind", "position"], name="unique_item_position")
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.position}: {self.item_type}"
@@ -107,7 +124,9 @@ class ResponseEvent(models.Model):
 
     class Meta:
         ordering = ["response", "sequence_number"]
-        constraints = [models.UniqueConstraint(fields=["response", "sequence_number"], name="unique_event_sequence")]
+        constraints = [
+            models.UniqueConstraint(fields=["response", "sequence_number"], name="unique_event_sequence")
+        ]
 
     def __str__(self) -> str:
         return f"{self.sequence_number} {self.type}"
@@ -120,19 +139,32 @@ class ClientKey(models.Model):
     token (high-entropy, so a fast hash is enough) is compared in constant time.
     """
 
-    name = models.CharField(max_length=200, help_text="Who or what uses this key, e.g. 'billing team' or 'ci'.")
+    name = models.CharField(
+        max_length=200, help_text="Who or what uses this key, e.g. 'billing team' or 'ci'."
+    )
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     secret_hash = models.CharField(max_length=64, editable=False)
     allowed_models = models.JSONField(
-        default=list, blank=True, help_text="Shell-style globs of model names this key may use (e.g. gpt-*); empty: any model."
+        default=list,
+        blank=True,
+        help_text="Shell-style globs of model names this key may use (e.g. gpt-*); empty: any model.",
     )
-    rpm = models.PositiveIntegerField(null=True, blank=True, verbose_name="requests per minute", help_text="Empty: no limit.")
-    tpm = models.PositiveIntegerField(null=True, blank=True, verbose_name="tokens per minute", help_text="Empty: no limit.")
+    rpm = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name="requests per minute", help_text="Empty: no limit."
+    )
+    tpm = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name="tokens per minute", help_text="Empty: no limit."
+    )
     max_concurrent = models.PositiveIntegerField(
-        null=True, blank=True, verbose_name="concurrent responses", help_text="Unfinished responses at once. Empty: no limit."
+        null=True,
+        blank=True,
+        verbose_name="concurrent responses",
+        help_text="Unfinished responses at once. Empty: no limit.",
     )
     retention_days = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Delete this key's responses this many days after creation. Empty: the global setting."
+        null=True,
+        blank=True,
+        help_text="Delete this key's responses this many days after creation. Empty: the global setting.",
     )
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -161,7 +193,9 @@ class UsageRecord(models.Model):
 
     response_id = models.CharField(max_length=64, unique=True)
     owner = models.CharField(max_length=200, blank=True, db_index=True)
-    key_name = models.CharField(max_length=200, blank=True, help_text="Name of the client key (or 'anonymous').")
+    key_name = models.CharField(
+        max_length=200, blank=True, help_text="Name of the client key (or 'anonymous')."
+    )
     model = models.CharField(max_length=200, db_index=True)
     provider = models.CharField(max_length=100, blank=True)
     status = models.CharField(max_length=20)
@@ -171,7 +205,9 @@ class UsageRecord(models.Model):
     cached_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
-    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0, help_text="US dollars, from the price table.")
+    cost = models.DecimalField(
+        max_digits=18, decimal_places=8, default=0, help_text="US dollars, from the price table."
+    )
     first_token_seconds = models.FloatField(null=True, blank=True)
     total_seconds = models.FloatField(null=True, blank=True)
     iterations = models.PositiveIntegerField(default=0)

@@ -88,8 +88,14 @@ def _reap(now: float | None, alive: set[str] = frozenset()) -> list[tuple[str, l
     now = now or time.time()
     stale = now - float(openresponses_settings.ORPHAN_AFTER_SECONDS)
     ids = list(
-        Response.objects.filter(status=ResponseStatus.IN_PROGRESS, heartbeat_at__lt=stale).values_list("id", flat=True)
-    ) + list(Response.objects.filter(status=ResponseStatus.QUEUED, heartbeat_at__lt=now - QUEUED_TIMEOUT_SECONDS).values_list("id", flat=True))
+        Response.objects.filter(status=ResponseStatus.IN_PROGRESS, heartbeat_at__lt=stale).values_list(
+            "id", flat=True
+        )
+    ) + list(
+        Response.objects.filter(
+            status=ResponseStatus.QUEUED, heartbeat_at__lt=now - QUEUED_TIMEOUT_SECONDS
+        ).values_list("id", flat=True)
+    )
     reaped = []
     for response_id in ids:
         if response_id in alive:
@@ -119,7 +125,11 @@ def _fail_orphan(response_id: str, stale_before: float) -> list | None:
             return None
         if response.status == ResponseStatus.IN_PROGRESS and (response.heartbeat_at or 0) >= stale_before:
             return None
-        events = list(ResponseEvent.objects.filter(response=response).order_by("sequence_number").values_list("sequence_number", "type", "payload"))
+        events = list(
+            ResponseEvent.objects.filter(response=response)
+            .order_by("sequence_number")
+            .values_list("sequence_number", "type", "payload")
+        )
         output = []
         for _, event_type, payload in events:
             if event_type == "response.output_item.done":
@@ -130,17 +140,53 @@ def _fail_orphan(response_id: str, stale_before: float) -> list | None:
         response.save()
         ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).delete()
         ResponseItem.objects.bulk_create(
-            [ResponseItem(response=response, kind="output", position=i, item_id=item.get("id", ""), item_type=item.get("type", ""), data=item) for i, item in enumerate(output)]
+            [
+                ResponseItem(
+                    response=response,
+                    kind="output",
+                    position=i,
+                    item_id=item.get("id", ""),
+                    item_type=item.get("type", ""),
+                    data=item,
+                )
+                for i, item in enumerate(output)
+            ]
         )
         seq = events[-1][0] + 1 if events else 0
-        error_event = {"type": "error", "sequence_number": seq, "error": {"type": "server_error", "code": ORPHAN_ERROR["code"], "message": ORPHAN_ERROR["message"], "param": None}}
-        failed_event = {"type": "response.failed", "sequence_number": seq + 1, "response": build_resource(response, output)}
+        error_event = {
+            "type": "error",
+            "sequence_number": seq,
+            "error": {
+                "type": "server_error",
+                "code": ORPHAN_ERROR["code"],
+                "message": ORPHAN_ERROR["message"],
+                "param": None,
+            },
+        }
+        failed_event = {
+            "type": "response.failed",
+            "sequence_number": seq + 1,
+            "response": build_resource(response, output),
+        }
         batch = [(seq, "error", dumps(error_event)), (seq + 1, "response.failed", dumps(failed_event))]
         if not events:  # it never started: its stream still opens with response.created
-            created = {"type": "response.created", "sequence_number": 0, "response": build_resource(response, [], status=ResponseStatus.QUEUED)}
+            created = {
+                "type": "response.created",
+                "sequence_number": 0,
+                "response": build_resource(response, [], status=ResponseStatus.QUEUED),
+            }
             error_event["sequence_number"], failed_event["sequence_number"] = 1, 2
-            batch = [(0, "response.created", dumps(created)), (1, "error", dumps(error_event)), (2, "response.failed", dumps(failed_event))]
+            batch = [
+                (0, "response.created", dumps(created)),
+                (1, "error", dumps(error_event)),
+                (2, "response.failed", dumps(failed_event)),
+            ]
         now = time.time()
-        ResponseEvent.objects.bulk_create([ResponseEvent(response=response, sequence_number=s, type=t, payload=p, created_at=now) for s, t, p in batch])
+        ResponseEvent.objects.bulk_create(
+            [
+                ResponseEvent(response=response, sequence_number=s, type=t, payload=p, created_at=now)
+                for s, t, p in batch
+            ]
+        )
     logger.warning("reaped orphaned response %s", response_id)
     return batch

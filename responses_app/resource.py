@@ -15,16 +15,26 @@ def public_item(item: dict[str, Any]) -> dict[str, Any]:
 def echo_tool(tool: dict[str, Any]) -> dict[str, Any]:
     if tool.get("type") != "function":
         return {k: v for k, v in tool.items() if k not in {"headers"}}
-    return {"type": "function", "name": tool["name"], "description": tool.get("description"), "parameters": tool.get("parameters"), "strict": tool.get("strict")}
+    return {
+        "type": "function",
+        "name": tool["name"],
+        "description": tool.get("description"),
+        "parameters": tool.get("parameters"),
+        "strict": tool.get("strict"),
+    }
 
 
-def build_resource(response: Any, output: list[dict[str, Any]] | None = None, *, status: str | None = None) -> dict[str, Any]:
+def build_resource(
+    response: Any, output: list[dict[str, Any]] | None = None, *, status: str | None = None
+) -> dict[str, Any]:
     p = response.params
     return {
         "id": response.id,
         "object": "response",
         "created_at": int(response.created_at),
-        "completed_at": int(response.completed_at) if response.completed_at and (status or response.status) == "completed" else None,
+        "completed_at": int(response.completed_at)
+        if response.completed_at and (status or response.status) == "completed"
+        else None,
         "status": status or response.status,
         "incomplete_details": response.incomplete_details,
         "model": response.model,

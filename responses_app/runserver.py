@@ -15,15 +15,47 @@ DEFAULT_WORKER_CONCURRENCY = 500
 
 
 def commands(host: str, port: int) -> dict[str, list[str]]:
-    daphne = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "openresponses_site.asgi:application"]
+    daphne = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        host,
+        "-p",
+        str(port),
+        "openresponses_site.asgi:application",
+    ]
     procs = {"web": daphne}
     if os.environ.get("REDIS_URL"):
         concurrency = os.environ.get("OPENRESPONSES_WORKER_CONCURRENCY", str(DEFAULT_WORKER_CONCURRENCY))
         procs["worker"] = [
-            sys.executable, "-m", "celery", "-A", "openresponses_site", "worker",
-            "--pool", "threads", "--concurrency", concurrency, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "openresponses_site",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            concurrency,
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
         ]
-        procs["beat"] = [sys.executable, "-m", "celery", "-A", "openresponses_site", "beat", "--loglevel", "INFO", "--schedule", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"openresponses-celerybeat-{port}")]
+        procs["beat"] = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "openresponses_site",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            os.path.join(os.environ.get("TMPDIR", "/tmp"), f"openresponses-celerybeat-{port}"),
+        ]
     return procs
 
 
@@ -65,7 +97,13 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openresponses_site.settings")
-    topology = "production (daphne + Celery, Redis, " + ("PostgreSQL" if os.environ.get("DATABASE_URL") else "SQLite") + ")" if os.environ.get("REDIS_URL") else "embedded (SQLite, in-process loops)"
+    topology = (
+        "production (daphne + Celery, Redis, "
+        + ("PostgreSQL" if os.environ.get("DATABASE_URL") else "SQLite")
+        + ")"
+        if os.environ.get("REDIS_URL")
+        else "embedded (SQLite, in-process loops)"
+    )
     print(f"[openresponses] serving http://{args.host}:{args.port}/v1/responses — {topology}", flush=True)
     if not os.environ.get("OPENRESPONSES_API_KEYS"):
         print(

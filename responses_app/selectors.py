@@ -21,7 +21,12 @@ def response_get(*, response_id: str, owner: str | None) -> Response:
 
 
 def response_output_items(*, response: Response) -> list[dict[str, Any]]:
-    return [row.data for row in ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).order_by("position")]
+    return [
+        row.data
+        for row in ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).order_by(
+            "position"
+        )
+    ]
 
 
 def response_resource(*, response: Response) -> dict[str, Any]:
@@ -43,7 +48,9 @@ def response_status(*, response_id: str) -> str | None:
 def response_context_items(*, response: Response) -> list[dict[str, Any]]:
     """What the model sees: every earlier response's input and output, oldest first, then this input."""
     ids = list(response.ancestor_ids or []) + [response.id]
-    rows = ResponseItem.objects.filter(response_id__in=ids).values_list("response_id", "kind", "position", "data")
+    rows = ResponseItem.objects.filter(response_id__in=ids).values_list(
+        "response_id", "kind", "position", "data"
+    )
     order = {rid: i for i, rid in enumerate(ids)}
     own_output = []
     context = []
@@ -55,14 +62,22 @@ def response_context_items(*, response: Response) -> list[dict[str, Any]]:
     return context + own_output
 
 
-def response_input_items_page(*, response: Response, after: str | None, limit: int, order: str) -> dict[str, Any]:
-    rows = list(ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.INPUT).order_by("position").values_list("item_id", "data"))
+def response_input_items_page(
+    *, response: Response, after: str | None, limit: int, order: str
+) -> dict[str, Any]:
+    rows = list(
+        ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.INPUT)
+        .order_by("position")
+        .values_list("item_id", "data")
+    )
     if order == "desc":
         rows.reverse()
     if after:
         ids = [item_id for item_id, _ in rows]
         if after not in ids:
-            raise ApiError(400, f"Invalid 'after': no input item with id '{after}'.", param="after", code="invalid_value")
+            raise ApiError(
+                400, f"Invalid 'after': no input item with id '{after}'.", param="after", code="invalid_value"
+            )
         rows = rows[ids.index(after) + 1 :]
     page = rows[:limit]
     data = [public_item(item) for _, item in page]

@@ -33,7 +33,9 @@ def _resolve_references(request: CreateRequest, owner: str | None) -> list[dict[
             qs = qs.filter(response__owner=owner)
         row = qs.first()
         if row is None:
-            raise ApiError(404, f"Item with id '{ref}' not found.", param=f"input[{index}].id", code="item_not_found")
+            raise ApiError(
+                404, f"Item with id '{ref}' not found.", param=f"input[{index}].id", code="item_not_found"
+            )
         items[index] = row.data
     return items
 
@@ -86,9 +88,15 @@ def response_create(
     items = _resolve_references(request, owner) if request.item_references else request.input_items
     ancestors = (list(previous.ancestor_ids or []) + [previous.id]) if previous else []
     if any(i.get("type") == "function_call_output" for i in items):
-        context_calls = set(
-            ResponseItem.objects.filter(response_id__in=ancestors, item_type="function_call").values_list("data__call_id", flat=True)
-        ) if ancestors else set()
+        context_calls = (
+            set(
+                ResponseItem.objects.filter(response_id__in=ancestors, item_type="function_call").values_list(
+                    "data__call_id", flat=True
+                )
+            )
+            if ancestors
+            else set()
+        )
         _check_call_ids(items, context_calls)
     now = time.time()
     response = Response(
@@ -116,7 +124,14 @@ def response_create(
         response.save(force_insert=True)
         ResponseItem.objects.bulk_create(
             [
-                ResponseItem(response=response, kind=ResponseItem.Kind.INPUT, position=i, item_id=item.get("id") or "", item_type=item.get("type", ""), data=item)
+                ResponseItem(
+                    response=response,
+                    kind=ResponseItem.Kind.INPUT,
+                    position=i,
+                    item_id=item.get("id") or "",
+                    item_type=item.get("type", ""),
+                    data=item,
+                )
                 for i, item in enumerate(items)
             ]
         )
@@ -126,15 +141,22 @@ def response_create(
 
 
 def response_start(*, response_id: str) -> tuple[Response | None, bool]:
-    """queued → in_progress. Returns the response and whether this call started it."""
-    with transaction.atomic():
-        response = Response.objects.select_for_update().filter(id=response_id).first()
-        if response is None or response.status != ResponseStatus.QUEUED:
-            return response, False
-        response.start()
-        response.started_at = response.heartbeat_at = time.time()
-        response.attempts += 1
-        response.save()
+    """queued → in_progress. Returns the response and whether this call started it.
+
+    No row lock: the state machine's conditional UPDATE (``... WHERE status = 'queued'``) lets
+    exactly one of two racing workers win; the other gets the response as the winner left it.
+    """
+    response = Response.objects.filter(id=response_id).first()
+    if response is None or response.status != ResponseStatus.QUEUED:
+        return response, False
+    response.start()
+    response.started_at = response.heartbeat_at = time.time()
+    response.attempts += 1
+    try:
+        response.save(update_fields=["status", "started_at", "heartbeat_at", "attempts"])
+    except ConcurrentTransition:
+        response.refresh_from_db()
+        return response, False
     return response, True
 
 
@@ -149,45 +171,70 @@ def response_finish(
     first_token_at: float | None = None,
     iterations: int = 0,
     wire_log: list[dict[str, Any]] | None = None,
+    response: Response | None = None,
 ) -> str:
     """Store the final state through the state machine; returns the status that won.
 
     A response cancelled meanwhile stays ``cancelled``: its partial output and usage are kept.
+    ``response``: the loop's own copy (as it started it), which saves reading the row again;
+    the state machine's conditional UPDATE notices when the stored status moved meanwhile.
     """
+    if response is None:
+        response = Response.objects.get(id=response_id)
+    completed_at = time.time()
     with transaction.atomic():
-        response = Response.objects.select_for_update().get(id=response_id)
-        was_finished = response.is_finished  # (only then can output rows exist: the reaper's)
-        if not response.is_finished:
-            transition = {
-                ResponseStatus.COMPLETED: response.complete,
-                ResponseStatus.INCOMPLETE: response.mark_incomplete,
-                ResponseStatus.FAILED: response.fail,
-                ResponseStatus.CANCELLED: response.cancel,
-            }[ResponseStatus(status)]
-            try:
-                transition()
-            except TransitionNotAllowed:
-                pass
-        response.completed_at = time.time()
-        response.usage = usage
-        response.error = error if response.status == ResponseStatus.FAILED else None
-        response.incomplete_details = incomplete_details if response.status == ResponseStatus.INCOMPLETE else None
-        response.first_token_at = first_token_at
-        response.iterations = iterations
-        if wire_log is not None:
-            response.wire_log = wire_log
-        try:
-            response.save(
-                update_fields=["status", "completed_at", "usage", "error", "incomplete_details", "first_token_at", "iterations", "wire_log"]
+        for _attempt in range(5):
+            was_finished = response.is_finished  # (only then can output rows exist: the reaper's)
+            stored_status = response.status
+            if not was_finished:
+                transition = {
+                    ResponseStatus.COMPLETED: response.complete,
+                    ResponseStatus.INCOMPLETE: response.mark_incomplete,
+                    ResponseStatus.FAILED: response.fail,
+                    ResponseStatus.CANCELLED: response.cancel,
+                }[ResponseStatus(status)]
+                try:
+                    transition()
+                except TransitionNotAllowed:
+                    pass
+            response.completed_at = completed_at
+            response.usage = usage
+            response.error = error if response.status == ResponseStatus.FAILED else None
+            response.incomplete_details = (
+                incomplete_details if response.status == ResponseStatus.INCOMPLETE else None
             )
-        except ConcurrentTransition:
-            response.refresh_from_db()
-            was_finished = True
+            response.first_token_at = first_token_at
+            response.iterations = iterations
+            fields = {
+                "completed_at": completed_at,
+                "usage": usage,
+                "error": response.error,
+                "incomplete_details": response.incomplete_details,
+                "first_token_at": first_token_at,
+                "iterations": iterations,
+            }
+            if wire_log is not None:
+                response.wire_log = fields["wire_log"] = wire_log
+            # The transition's conditional UPDATE (what ConcurrentTransitionMixin does, without
+            # raising inside the transaction): it applies only if the stored status is still
+            # the one this copy was read with.
+            if Response.objects.filter(id=response.id, status=stored_status).update(
+                status=response.status, **fields
+            ):
+                break
+            response.refresh_from_db()  # cancelled (or reaped) meanwhile: keep that status
         if was_finished:
             ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).delete()
         ResponseItem.objects.bulk_create(
             [
-                ResponseItem(response=response, kind=ResponseItem.Kind.OUTPUT, position=i, item_id=item.get("id") or "", item_type=item.get("type", ""), data=item)
+                ResponseItem(
+                    response=response,
+                    kind=ResponseItem.Kind.OUTPUT,
+                    position=i,
+                    item_id=item.get("id") or "",
+                    item_type=item.get("type", ""),
+                    data=item,
+                )
                 for i, item in enumerate(output)
             ]
         )
@@ -217,11 +264,21 @@ def responses_heartbeat(*, response_ids: list[str]) -> list[str]:
     """Mark running loops alive; return the ids among them that were cancelled meanwhile."""
     if not response_ids:
         return []
-    Response.objects.filter(id__in=response_ids, status=ResponseStatus.IN_PROGRESS).update(heartbeat_at=time.time())
-    return list(Response.objects.filter(id__in=response_ids, status=ResponseStatus.CANCELLED).values_list("id", flat=True))
+    Response.objects.filter(id__in=response_ids, status=ResponseStatus.IN_PROGRESS).update(
+        heartbeat_at=time.time()
+    )
+    return list(
+        Response.objects.filter(id__in=response_ids, status=ResponseStatus.CANCELLED).values_list(
+            "id", flat=True
+        )
+    )
 
 
 def cancelled_among(*, response_ids: list[str]) -> list[str]:
     if not response_ids:
         return []
-    return list(Response.objects.filter(id__in=response_ids, status=ResponseStatus.CANCELLED).values_list("id", flat=True))
+    return list(
+        Response.objects.filter(id__in=response_ids, status=ResponseStatus.CANCELLED).values_list(
+            "id", flat=True
+        )
+    )

@@ -12,7 +12,11 @@ class ResponseStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-TERMINAL_STATUSES = frozenset({ResponseStatus.COMPLETED, ResponseStatus.FAILED, ResponseStatus.INCOMPLETE, ResponseStatus.CANCELLED})
+TERMINAL_STATUSES = frozenset(
+    {ResponseStatus.COMPLETED, ResponseStatus.FAILED, ResponseStatus.INCOMPLETE, ResponseStatus.CANCELLED}
+)
 UNFINISHED_STATUSES = frozenset({ResponseStatus.QUEUED, ResponseStatus.IN_PROGRESS})
 
-TERMINAL_EVENT_TYPES = frozenset({"response.completed", "response.failed", "response.incomplete", "openresponses:response.cancelled"})
+TERMINAL_EVENT_TYPES = frozenset(
+    {"response.completed", "response.failed", "response.incomplete", "openresponses:response.cancelled"}
+)

@@ -10,7 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-SECRET_NAME = re.compile(r"(authorization|api[-_]?key|x-goog-api-key|token|secret|password|cookie)", re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"(authorization|api[-_]?key|x-goog-api-key|token|secret|password|cookie)", re.IGNORECASE
+)
 BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 REDACTED = "[redacted]"
 
@@ -72,7 +74,9 @@ def _attachment(part: dict[str, Any]) -> str:
         url = str(part.get("image_url") or part.get("file_id") or "")
         return "image: " + (url[:60] + "…" if len(url) > 60 else url)
     if kind == "input_file":
-        return "file: " + str(part.get("filename") or part.get("file_id") or part.get("file_url") or "(inline)")
+        return "file: " + str(
+            part.get("filename") or part.get("file_id") or part.get("file_url") or "(inline)"
+        )
     return kind
 
 
@@ -128,7 +132,9 @@ def blocks(items: list[dict[str, Any]], call_names: dict[str, str] | None = None
 
 
 def call_names(items: list[dict[str, Any]]) -> dict[str, str]:
-    return {str(i.get("call_id")): str(i.get("name") or "") for i in items if i.get("type") == "function_call"}
+    return {
+        str(i.get("call_id")): str(i.get("name") or "") for i in items if i.get("type") == "function_call"
+    }
 
 
 def seconds(value: float | None) -> str:
@@ -160,7 +166,11 @@ def timings(response: Any) -> dict[str, str]:
 def usage_rows(usage: dict[str, Any] | None) -> list[tuple[str, Any]]:
     if not usage:
         return []
-    rows = [("Input tokens", usage.get("input_tokens")), ("Output tokens", usage.get("output_tokens")), ("Total tokens", usage.get("total_tokens"))]
+    rows = [
+        ("Input tokens", usage.get("input_tokens")),
+        ("Output tokens", usage.get("output_tokens")),
+        ("Total tokens", usage.get("total_tokens")),
+    ]
     cached = (usage.get("input_tokens_details") or {}).get("cached_tokens")
     reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens")
     if cached:
@@ -176,7 +186,14 @@ def redact(value: Any, secrets: list[str] | tuple[str, ...] = ()) -> Any:
 
     def clean(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: (REDACTED if isinstance(k, str) and SECRET_NAME.search(k) and v not in (None, "") else clean(v)) for k, v in node.items()}
+            return {
+                k: (
+                    REDACTED
+                    if isinstance(k, str) and SECRET_NAME.search(k) and v not in (None, "")
+                    else clean(v)
+                )
+                for k, v in node.items()
+            }
         if isinstance(node, list):
             return [clean(v) for v in node]
         if isinstance(node, str):

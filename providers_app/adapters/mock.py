@@ -139,7 +139,9 @@ class MockAdapter(ProviderAdapter):
                     status=502,
                     code="upstream_disconnected",
                 )
-            if delay and index:
+            if index:
+                # Each token arrives on its own, like a network read of a real stream (tokens
+                # parsed from one read are coalesced into one delta event by the emitter).
                 await asyncio.sleep(delay)
             output_tokens += 1
             yield TextDelta(word)

@@ -45,7 +45,9 @@ async def sse_stream(
                 if batch[-1][1] in TERMINAL_EVENT_TYPES:
                     finished = True
                     return
-        async for batch in follow(response_id, subscription, after=after, catch_up=catch_up, keepalive=keepalive):
+        async for batch in follow(
+            response_id, subscription, after=after, catch_up=catch_up, keepalive=keepalive
+        ):
             if not batch:
                 yield KEEPALIVE
                 continue

@@ -21,13 +21,43 @@ SUMMARIES = {"concise", "detailed", "auto"}
 VERBOSITIES = {"low", "medium", "high"}
 TRUNCATIONS = {"auto", "disabled"}
 SERVICE_TIERS = {"auto", "default", "flex", "priority", "scale"}
-INCLUDES = {"reasoning.encrypted_content", "message.output_text.logprobs", "file_search_call.results", "web_search_call.action.sources"}
+INCLUDES = {
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+    "file_search_call.results",
+    "web_search_call.action.sources",
+}
 TOOL_CHOICE_VALUES = {"none", "auto", "required"}
 KNOWN_FIELDS = {
-    "model", "input", "previous_response_id", "include", "tools", "tool_choice", "metadata", "text", "temperature",
-    "top_p", "presence_penalty", "frequency_penalty", "parallel_tool_calls", "stream", "stream_options", "background",
-    "max_output_tokens", "max_tool_calls", "reasoning", "safety_identifier", "prompt_cache_key", "truncation",
-    "instructions", "store", "service_tier", "top_logprobs", "user", "conversation", "prompt",
+    "model",
+    "input",
+    "previous_response_id",
+    "include",
+    "tools",
+    "tool_choice",
+    "metadata",
+    "text",
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "parallel_tool_calls",
+    "stream",
+    "stream_options",
+    "background",
+    "max_output_tokens",
+    "max_tool_calls",
+    "reasoning",
+    "safety_identifier",
+    "prompt_cache_key",
+    "truncation",
+    "instructions",
+    "store",
+    "service_tier",
+    "top_logprobs",
+    "user",
+    "conversation",
+    "prompt",
 }
 MAX_INPUT_CHARS = 10_485_760
 WEBSOCKET_DISALLOWED = ("stream", "stream_options", "background")
@@ -48,19 +78,34 @@ class CreateRequest:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}.get(type(value), "null" if value is None else type(value).__name__)
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), "null" if value is None else type(value).__name__)
 
 
 def _expect(value: Any, types: tuple[type, ...], param: str, what: str, *, nullable: bool = False) -> None:
     if value is None and nullable:
         return
     if isinstance(value, bool) and bool not in types:
-        raise invalid(f"Invalid type for '{param}': expected {what}, but got a boolean.", param, "invalid_type")
+        raise invalid(
+            f"Invalid type for '{param}': expected {what}, but got a boolean.", param, "invalid_type"
+        )
     if not isinstance(value, types):
-        raise invalid(f"Invalid type for '{param}': expected {what}, but got {_type_name(value)}.", param, "invalid_type")
+        raise invalid(
+            f"Invalid type for '{param}': expected {what}, but got {_type_name(value)}.",
+            param,
+            "invalid_type",
+        )
 
 
-def _number(body: dict, key: str, lo: float | None = None, hi: float | None = None, *, integer: bool = False) -> Any:
+def _number(
+    body: dict, key: str, lo: float | None = None, hi: float | None = None, *, integer: bool = False
+) -> Any:
     value = body.get(key)
     if value is None:
         return None
@@ -86,11 +131,15 @@ def _short_string(body: dict, key: str, max_len: int) -> str | None:
         return None
     _expect(value, (str,), key, "a string")
     if len(value) > max_len:
-        raise invalid(f"Invalid '{key}': string too long ({len(value)} > {max_len}).", key, "string_above_max_length")
+        raise invalid(
+            f"Invalid '{key}': string too long ({len(value)} > {max_len}).", key, "string_above_max_length"
+        )
     return value
 
 
-def validate_create(body: Any, *, hosted_tool_names: frozenset[str] = frozenset(), websocket: bool = False) -> CreateRequest:
+def validate_create(
+    body: Any, *, hosted_tool_names: frozenset[str] = frozenset(), websocket: bool = False
+) -> CreateRequest:
     """``websocket=True``: a WebSocket ``response.create`` (``stream``, ``stream_options``, ``background`` refused)."""
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", None, "invalid_json")
@@ -100,7 +149,11 @@ def validate_create(body: Any, *, hosted_tool_names: frozenset[str] = frozenset(
     if websocket:
         for key in WEBSOCKET_DISALLOWED:
             if key in body:
-                raise invalid(f"'{key}' cannot be sent in WebSocket mode: every turn streams over the socket.", key, "unsupported_parameter")
+                raise invalid(
+                    f"'{key}' cannot be sent in WebSocket mode: every turn streams over the socket.",
+                    key,
+                    "unsupported_parameter",
+                )
 
     model = body.get("model")
     if model is None or model == "":
@@ -129,7 +182,9 @@ def validate_create(body: Any, *, hosted_tool_names: frozenset[str] = frozenset(
     background = _bool(body, "background", False)
     store = _bool(body, "store", True)
     if background and not store:
-        raise invalid("Background responses must be stored: 'store' cannot be false with 'background'.", "store")
+        raise invalid(
+            "Background responses must be stored: 'store' cannot be false with 'background'.", "store"
+        )
     stream_options = body.get("stream_options")
     _expect(stream_options, (dict,), "stream_options", "an object", nullable=True)
 
@@ -137,20 +192,29 @@ def validate_create(body: Any, *, hosted_tool_names: frozenset[str] = frozenset(
     _expect(metadata, (dict,), "metadata", "an object", nullable=True)
     metadata = metadata or {}
     if len(metadata) > 16:
-        raise invalid("Invalid 'metadata': at most 16 keys are allowed.", "metadata", "object_above_max_properties")
+        raise invalid(
+            "Invalid 'metadata': at most 16 keys are allowed.", "metadata", "object_above_max_properties"
+        )
     for key, value in metadata.items():
         if len(key) > 64:
             raise invalid(f"Invalid 'metadata': key '{key[:20]}…' is longer than 64 characters.", "metadata")
         _expect(value, (str,), f"metadata.{key}", "a string")
         if len(value) > 512:
-            raise invalid(f"Invalid 'metadata.{key}': value is longer than 512 characters.", f"metadata.{key}", "string_above_max_length")
+            raise invalid(
+                f"Invalid 'metadata.{key}': value is longer than 512 characters.",
+                f"metadata.{key}",
+                "string_above_max_length",
+            )
 
     text = normalize_text(body.get("text"))
     reasoning = normalize_reasoning(body.get("reasoning"))
 
     truncation = body.get("truncation") or "disabled"
     if truncation not in TRUNCATIONS:
-        raise invalid(f"Invalid value for 'truncation': {truncation!r}. Supported values are 'auto' and 'disabled'.", "truncation")
+        raise invalid(
+            f"Invalid value for 'truncation': {truncation!r}. Supported values are 'auto' and 'disabled'.",
+            "truncation",
+        )
     service_tier = body.get("service_tier") or "default"
     if service_tier not in SERVICE_TIERS:
         raise invalid(f"Invalid value for 'service_tier': {service_tier!r}.", "service_tier")
@@ -201,13 +265,21 @@ def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]
             raise invalid(f"Invalid '{param}': string too long.", param, "string_above_max_length")
         return [_message("user", [{"type": "input_text", "text": raw}])], []
     if not isinstance(raw, list):
-        raise invalid(f"Invalid type for '{param}': expected a string or an array of input items, but got {_type_name(raw)}.", param, "invalid_type")
+        raise invalid(
+            f"Invalid type for '{param}': expected a string or an array of input items, but got {_type_name(raw)}.",
+            param,
+            "invalid_type",
+        )
     items: list[dict[str, Any]] = []
     references: list[tuple[int, str]] = []
     for index, item in enumerate(raw):
         where = f"{param}[{index}]"
         if not isinstance(item, dict):
-            raise invalid(f"Invalid type for '{where}': expected an input item object, but got {_type_name(item)}.", where, "invalid_type")
+            raise invalid(
+                f"Invalid type for '{where}': expected an input item object, but got {_type_name(item)}.",
+                where,
+                "invalid_type",
+            )
         item_type = item.get("type")
         if item_type is None and "role" in item:
             item_type = "message"
@@ -222,14 +294,18 @@ def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]
         elif item_type == "compaction":
             encrypted = item.get("encrypted_content")
             _expect(encrypted, (str,), f"{where}.encrypted_content", "a string")
-            items.append({"type": "compaction", "id": item.get("id") or new_id("cmp"), "encrypted_content": encrypted})
+            items.append(
+                {"type": "compaction", "id": item.get("id") or new_id("cmp"), "encrypted_content": encrypted}
+            )
         elif item_type == "item_reference" or (item_type is None and "id" in item):
             ref = item.get("id")
             _expect(ref, (str,), f"{where}.id", "a string")
             references.append((len(items), ref))
             items.append({"type": "item_reference", "id": ref})
         elif item_type is None:
-            raise invalid(f"Missing required parameter: '{where}.type'.", f"{where}.type", "missing_required_parameter")
+            raise invalid(
+                f"Missing required parameter: '{where}.type'.", f"{where}.type", "missing_required_parameter"
+            )
         else:
             raise invalid(
                 f"Invalid value for '{where}.type': {item_type!r}. Supported item types are 'message', 'function_call', "
@@ -239,8 +315,16 @@ def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]
     return items, references
 
 
-def _message(role: str, content: list[dict[str, Any]], item_id: str | None = None, phase: str | None = None) -> dict[str, Any]:
-    message = {"type": "message", "id": item_id or message_id(), "status": "completed", "role": role, "content": content}
+def _message(
+    role: str, content: list[dict[str, Any]], item_id: str | None = None, phase: str | None = None
+) -> dict[str, Any]:
+    message = {
+        "type": "message",
+        "id": item_id or message_id(),
+        "status": "completed",
+        "role": role,
+        "content": content,
+    }
     if phase:
         message["phase"] = phase
     return message
@@ -249,12 +333,21 @@ def _message(role: str, content: list[dict[str, Any]], item_id: str | None = Non
 def _normalize_message(item: dict[str, Any], where: str) -> dict[str, Any]:
     role = item.get("role")
     if role is None:
-        raise invalid(f"Missing required parameter: '{where}.role'.", f"{where}.role", "missing_required_parameter")
+        raise invalid(
+            f"Missing required parameter: '{where}.role'.", f"{where}.role", "missing_required_parameter"
+        )
     if role not in ROLES:
-        raise invalid(f"Invalid value for '{where}.role': {role!r}. Supported values are 'user', 'system', 'developer' and 'assistant'.", f"{where}.role")
+        raise invalid(
+            f"Invalid value for '{where}.role': {role!r}. Supported values are 'user', 'system', 'developer' and 'assistant'.",
+            f"{where}.role",
+        )
     content = item.get("content")
     if content is None:
-        raise invalid(f"Missing required parameter: '{where}.content'.", f"{where}.content", "missing_required_parameter")
+        raise invalid(
+            f"Missing required parameter: '{where}.content'.",
+            f"{where}.content",
+            "missing_required_parameter",
+        )
     default_part = "output_text" if role == "assistant" else "input_text"
     if isinstance(content, str):
         parts = [_text_part(default_part, content)]
@@ -262,7 +355,11 @@ def _normalize_message(item: dict[str, Any], where: str) -> dict[str, Any]:
         allowed = ASSISTANT_PARTS if role == "assistant" else USER_PARTS if role == "user" else SYSTEM_PARTS
         parts = [_normalize_part(part, f"{where}.content[{i}]", allowed) for i, part in enumerate(content)]
     else:
-        raise invalid(f"Invalid type for '{where}.content': expected a string or an array of content parts, but got {_type_name(content)}.", f"{where}.content", "invalid_type")
+        raise invalid(
+            f"Invalid type for '{where}.content': expected a string or an array of content parts, but got {_type_name(content)}.",
+            f"{where}.content",
+            "invalid_type",
+        )
     phase = item.get("phase")
     if phase is not None and phase not in {"commentary", "final_answer"}:
         raise invalid(f"Invalid value for '{where}.phase': {phase!r}.", f"{where}.phase")
@@ -279,10 +376,17 @@ def _text_part(part_type: str, text: str) -> dict[str, Any]:
 
 def _normalize_part(part: Any, where: str, allowed: set[str]) -> dict[str, Any]:
     if not isinstance(part, dict):
-        raise invalid(f"Invalid type for '{where}': expected a content part object, but got {_type_name(part)}.", where, "invalid_type")
+        raise invalid(
+            f"Invalid type for '{where}': expected a content part object, but got {_type_name(part)}.",
+            where,
+            "invalid_type",
+        )
     part_type = part.get("type")
     if part_type not in allowed:
-        raise invalid(f"Invalid value for '{where}.type': {part_type!r}. Supported values here are: {', '.join(sorted(allowed))}.", f"{where}.type")
+        raise invalid(
+            f"Invalid value for '{where}.type': {part_type!r}. Supported values here are: {', '.join(sorted(allowed))}.",
+            f"{where}.type",
+        )
     if part_type in {"input_text", "output_text"}:
         text = part.get("text")
         _expect(text, (str,), f"{where}.text", "a string")
@@ -297,10 +401,18 @@ def _normalize_part(part: Any, where: str, allowed: set[str]) -> dict[str, Any]:
     if part_type == "input_image":
         url = part.get("image_url")
         if part.get("file_id") is not None:
-            raise invalid("File ids are not supported: send the image as 'image_url' (an http(s) or data URL).", f"{where}.file_id", "unsupported_parameter")
+            raise invalid(
+                "File ids are not supported: send the image as 'image_url' (an http(s) or data URL).",
+                f"{where}.file_id",
+                "unsupported_parameter",
+            )
         _expect(url, (str,), f"{where}.image_url", "a string")
         if not (url.startswith(("http://", "https://")) or url.startswith("data:image/")):
-            raise invalid(f"Invalid '{where}.image_url': expected an http(s) URL or a data:image/… URL.", f"{where}.image_url", "invalid_image_url")
+            raise invalid(
+                f"Invalid '{where}.image_url': expected an http(s) URL or a data:image/… URL.",
+                f"{where}.image_url",
+                "invalid_image_url",
+            )
         detail = part.get("detail") or "auto"
         if detail not in {"low", "high", "auto"}:
             raise invalid(f"Invalid value for '{where}.detail': {detail!r}.", f"{where}.detail")
@@ -313,9 +425,17 @@ def _normalize_part(part: Any, where: str, allowed: set[str]) -> dict[str, Any]:
             if value is not None:
                 out[key] = value
         if part.get("file_id") is not None:
-            raise invalid("File ids are not supported: send the file as 'file_data' or 'file_url'.", f"{where}.file_id", "unsupported_parameter")
+            raise invalid(
+                "File ids are not supported: send the file as 'file_data' or 'file_url'.",
+                f"{where}.file_id",
+                "unsupported_parameter",
+            )
         if "file_data" not in out and "file_url" not in out:
-            raise invalid(f"Missing '{where}.file_data' or '{where}.file_url'.", f"{where}.file_data", "missing_required_parameter")
+            raise invalid(
+                f"Missing '{where}.file_data' or '{where}.file_url'.",
+                f"{where}.file_data",
+                "missing_required_parameter",
+            )
         return out
     if part_type == "input_video":
         url = part.get("video_url")
@@ -327,27 +447,55 @@ def _normalize_part(part: Any, where: str, allowed: set[str]) -> dict[str, Any]:
 def _normalize_function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
     for key in ("call_id", "name", "arguments"):
         if item.get(key) is None:
-            raise invalid(f"Missing required parameter: '{where}.{key}'.", f"{where}.{key}", "missing_required_parameter")
+            raise invalid(
+                f"Missing required parameter: '{where}.{key}'.",
+                f"{where}.{key}",
+                "missing_required_parameter",
+            )
         _expect(item[key], (str,), f"{where}.{key}", "a string")
     if not NAME_RE.match(item["name"]):
-        raise invalid(f"Invalid '{where}.name': must match ^[a-zA-Z0-9_-]+$ and be at most 64 characters.", f"{where}.name")
-    out = {"type": "function_call", "id": item.get("id") or function_call_id(), "call_id": item["call_id"], "name": item["name"], "arguments": item["arguments"], "status": "completed"}
+        raise invalid(
+            f"Invalid '{where}.name': must match ^[a-zA-Z0-9_-]+$ and be at most 64 characters.",
+            f"{where}.name",
+        )
+    out = {
+        "type": "function_call",
+        "id": item.get("id") or function_call_id(),
+        "call_id": item["call_id"],
+        "name": item["name"],
+        "arguments": item["arguments"],
+        "status": "completed",
+    }
     return out
 
 
 def _normalize_function_call_output(item: dict[str, Any], where: str) -> dict[str, Any]:
     call_id = item.get("call_id")
     if call_id is None:
-        raise invalid(f"Missing required parameter: '{where}.call_id'.", f"{where}.call_id", "missing_required_parameter")
+        raise invalid(
+            f"Missing required parameter: '{where}.call_id'.",
+            f"{where}.call_id",
+            "missing_required_parameter",
+        )
     _expect(call_id, (str,), f"{where}.call_id", "a string")
     output = item.get("output")
     if output is None:
-        raise invalid(f"Missing required parameter: '{where}.output'.", f"{where}.output", "missing_required_parameter")
+        raise invalid(
+            f"Missing required parameter: '{where}.output'.", f"{where}.output", "missing_required_parameter"
+        )
     if isinstance(output, list):
-        output = [_normalize_part(part, f"{where}.output[{i}]", OUTPUT_PARTS) for i, part in enumerate(output)]
+        output = [
+            _normalize_part(part, f"{where}.output[{i}]", OUTPUT_PARTS) for i, part in enumerate(output)
+        ]
     else:
         _expect(output, (str,), f"{where}.output", "a string or an array of content parts")
-    return {"type": "function_call_output", "id": item.get("id") or function_call_output_id(), "call_id": call_id, "output": output, "status": "completed"}
+    return {
+        "type": "function_call_output",
+        "id": item.get("id") or function_call_output_id(),
+        "call_id": call_id,
+        "output": output,
+        "status": "completed",
+    }
 
 
 def _normalize_reasoning_item(item: dict[str, Any], where: str) -> dict[str, Any]:
@@ -356,7 +504,10 @@ def _normalize_reasoning_item(item: dict[str, Any], where: str) -> dict[str, Any
     parts = []
     for i, part in enumerate(summary):
         if not isinstance(part, dict) or not isinstance(part.get("text"), str):
-            raise invalid(f"Invalid '{where}.summary[{i}]': expected {{'type': 'summary_text', 'text': …}}.", f"{where}.summary[{i}]")
+            raise invalid(
+                f"Invalid '{where}.summary[{i}]': expected {{'type': 'summary_text', 'text': …}}.",
+                f"{where}.summary[{i}]",
+            )
         parts.append({"type": "summary_text", "text": part["text"]})
     encrypted = item.get("encrypted_content")
     _expect(encrypted, (str,), f"{where}.encrypted_content", "a string", nullable=True)
@@ -377,7 +528,11 @@ def normalize_tools(raw: Any, hosted_tool_names: frozenset[str]) -> list[dict[st
     for index, tool in enumerate(raw):
         where = f"tools[{index}]"
         if not isinstance(tool, dict):
-            raise invalid(f"Invalid type for '{where}': expected a tool object, but got {_type_name(tool)}.", where, "invalid_type")
+            raise invalid(
+                f"Invalid type for '{where}': expected a tool object, but got {_type_name(tool)}.",
+                where,
+                "invalid_type",
+            )
         tool_type = tool.get("type")
         if tool_type == "mcp":
             for key in ("server_label", "server_url"):
@@ -385,13 +540,21 @@ def normalize_tools(raw: Any, hosted_tool_names: frozenset[str]) -> list[dict[st
             tools.append(dict(tool))
             continue
         if tool_type != "function":
-            raise invalid(f"Invalid value for '{where}.type': {tool_type!r}. Supported tool types are 'function' and 'mcp'.", f"{where}.type")
+            raise invalid(
+                f"Invalid value for '{where}.type': {tool_type!r}. Supported tool types are 'function' and 'mcp'.",
+                f"{where}.type",
+            )
         name = tool.get("name")
         if name is None:
-            raise invalid(f"Missing required parameter: '{where}.name'.", f"{where}.name", "missing_required_parameter")
+            raise invalid(
+                f"Missing required parameter: '{where}.name'.", f"{where}.name", "missing_required_parameter"
+            )
         _expect(name, (str,), f"{where}.name", "a string")
         if not NAME_RE.match(name):
-            raise invalid(f"Invalid '{where}.name': must match ^[a-zA-Z0-9_-]+$ and be at most 64 characters.", f"{where}.name")
+            raise invalid(
+                f"Invalid '{where}.name': must match ^[a-zA-Z0-9_-]+$ and be at most 64 characters.",
+                f"{where}.name",
+            )
         if name in seen:
             raise invalid(f"Duplicate tool name '{name}' in 'tools'.", f"{where}.name", "duplicate_tool_name")
         seen.add(name)
@@ -401,7 +564,13 @@ def normalize_tools(raw: Any, hosted_tool_names: frozenset[str]) -> list[dict[st
         _expect(parameters, (dict,), f"{where}.parameters", "an object", nullable=True)
         strict = tool.get("strict")
         _expect(strict, (bool,), f"{where}.strict", "a boolean", nullable=True)
-        echo = {"type": "function", "name": name, "description": description, "parameters": parameters, "strict": strict}
+        echo = {
+            "type": "function",
+            "name": name,
+            "description": description,
+            "parameters": parameters,
+            "strict": strict,
+        }
         if parameters is None and name in hosted_tool_names:
             echo["hosted"] = True
         tools.append(echo)
@@ -414,18 +583,29 @@ def normalize_tool_choice(raw: Any, tools: list[dict[str, Any]]) -> Any:
     names = {t["name"] for t in tools if t["type"] == "function"}
     if isinstance(raw, str):
         if raw not in TOOL_CHOICE_VALUES:
-            raise invalid(f"Invalid value for 'tool_choice': {raw!r}. Supported values are 'none', 'auto' and 'required'.", "tool_choice")
+            raise invalid(
+                f"Invalid value for 'tool_choice': {raw!r}. Supported values are 'none', 'auto' and 'required'.",
+                "tool_choice",
+            )
         if raw == "required" and not tools:
             raise invalid("'tool_choice' is 'required' but no tools were given.", "tool_choice")
         return raw
     if not isinstance(raw, dict):
-        raise invalid(f"Invalid type for 'tool_choice': expected a string or an object, but got {_type_name(raw)}.", "tool_choice", "invalid_type")
+        raise invalid(
+            f"Invalid type for 'tool_choice': expected a string or an object, but got {_type_name(raw)}.",
+            "tool_choice",
+            "invalid_type",
+        )
     kind = raw.get("type")
     if kind == "function":
         name = raw.get("name")
         _expect(name, (str,), "tool_choice.name", "a string")
         if name not in names:
-            raise invalid(f"Invalid 'tool_choice.name': no function tool named {name!r} in 'tools'.", "tool_choice.name", "unknown_tool")
+            raise invalid(
+                f"Invalid 'tool_choice.name': no function tool named {name!r} in 'tools'.",
+                "tool_choice.name",
+                "unknown_tool",
+            )
         return {"type": "function", "name": name}
     if kind == "allowed_tools":
         allowed = raw.get("tools")
@@ -434,16 +614,30 @@ def normalize_tool_choice(raw: Any, tools: list[dict[str, Any]]) -> Any:
             raise invalid("'tool_choice.tools' must list between 1 and 128 tools.", "tool_choice.tools")
         out = []
         for i, entry in enumerate(allowed):
-            if not isinstance(entry, dict) or entry.get("type") != "function" or not isinstance(entry.get("name"), str):
-                raise invalid(f"Invalid 'tool_choice.tools[{i}]': expected {{'type': 'function', 'name': …}}.", f"tool_choice.tools[{i}]")
+            if (
+                not isinstance(entry, dict)
+                or entry.get("type") != "function"
+                or not isinstance(entry.get("name"), str)
+            ):
+                raise invalid(
+                    f"Invalid 'tool_choice.tools[{i}]': expected {{'type': 'function', 'name': …}}.",
+                    f"tool_choice.tools[{i}]",
+                )
             if entry["name"] not in names:
-                raise invalid(f"Invalid 'tool_choice.tools[{i}].name': no function tool named {entry['name']!r}.", f"tool_choice.tools[{i}].name", "unknown_tool")
+                raise invalid(
+                    f"Invalid 'tool_choice.tools[{i}].name': no function tool named {entry['name']!r}.",
+                    f"tool_choice.tools[{i}].name",
+                    "unknown_tool",
+                )
             out.append({"type": "function", "name": entry["name"]})
         mode = raw.get("mode") or "auto"
         if mode not in TOOL_CHOICE_VALUES:
             raise invalid(f"Invalid value for 'tool_choice.mode': {mode!r}.", "tool_choice.mode")
         return {"type": "allowed_tools", "tools": out, "mode": mode}
-    raise invalid(f"Invalid value for 'tool_choice.type': {kind!r}. Supported values are 'function' and 'allowed_tools'.", "tool_choice.type")
+    raise invalid(
+        f"Invalid value for 'tool_choice.type': {kind!r}. Supported values are 'function' and 'allowed_tools'.",
+        "tool_choice.type",
+    )
 
 
 def normalize_text(raw: Any) -> dict[str, Any]:
@@ -463,16 +657,28 @@ def normalize_text(raw: Any) -> dict[str, Any]:
             name = fmt.get("name")
             _expect(name, (str,), "text.format.name", "a string")
             if not JSON_SCHEMA_NAME_RE.match(name):
-                raise invalid("Invalid 'text.format.name': must match ^[a-zA-Z0-9_-]+$ and be at most 64 characters.", "text.format.name")
+                raise invalid(
+                    "Invalid 'text.format.name': must match ^[a-zA-Z0-9_-]+$ and be at most 64 characters.",
+                    "text.format.name",
+                )
             schema = fmt.get("schema")
             _expect(schema, (dict,), "text.format.schema", "an object")
             description = fmt.get("description")
             _expect(description, (str,), "text.format.description", "a string", nullable=True)
             strict = fmt.get("strict")
             _expect(strict, (bool,), "text.format.strict", "a boolean", nullable=True)
-            out["format"] = {"type": "json_schema", "name": name, "description": description, "schema": schema, "strict": bool(strict)}
+            out["format"] = {
+                "type": "json_schema",
+                "name": name,
+                "description": description,
+                "schema": schema,
+                "strict": bool(strict),
+            }
         else:
-            raise invalid(f"Invalid value for 'text.format.type': {kind!r}. Supported values are 'text', 'json_object' and 'json_schema'.", "text.format.type")
+            raise invalid(
+                f"Invalid value for 'text.format.type': {kind!r}. Supported values are 'text', 'json_object' and 'json_schema'.",
+                "text.format.type",
+            )
     verbosity = raw.get("verbosity")
     if verbosity is not None:
         if verbosity not in VERBOSITIES:
@@ -487,7 +693,10 @@ def normalize_reasoning(raw: Any) -> dict[str, Any] | None:
     _expect(raw, (dict,), "reasoning", "an object")
     effort = raw.get("effort")
     if effort is not None and effort not in EFFORTS:
-        raise invalid(f"Invalid value for 'reasoning.effort': {effort!r}. Supported values are {', '.join(sorted(EFFORTS))}.", "reasoning.effort")
+        raise invalid(
+            f"Invalid value for 'reasoning.effort': {effort!r}. Supported values are {', '.join(sorted(EFFORTS))}.",
+            "reasoning.effort",
+        )
     summary = raw.get("summary")
     if summary is not None and summary not in SUMMARIES:
         raise invalid(f"Invalid value for 'reasoning.summary': {summary!r}.", "reasoning.summary")

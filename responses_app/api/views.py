@@ -38,13 +38,19 @@ FIRST_EVENT_WAIT = 2.0
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
-    response = HttpResponse(json.dumps(data, ensure_ascii=False, separators=(",", ":")), status=status, content_type="application/json")
+    response = HttpResponse(
+        json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        status=status,
+        content_type="application/json",
+    )
     for key, value in (headers or {}).items():
         response[key] = value
     return response
 
 
-def api_view(methods: set[str]) -> Callable[[Callable[..., Awaitable[HttpResponse]]], Callable[..., Awaitable[HttpResponse]]]:
+def api_view(
+    methods: set[str],
+) -> Callable[[Callable[..., Awaitable[HttpResponse]]], Callable[..., Awaitable[HttpResponse]]]:
     """Errors in the spec's shape for everything (never an HTML page), and method checks."""
 
     def decorate(view: Callable[..., Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
@@ -55,14 +61,26 @@ def api_view(methods: set[str]) -> Callable[[Callable[..., Awaitable[HttpRespons
             request_id = new_request_id()
             bind_log_context(request_id=request_id)
             request.openresponses_request_id = request_id  # type: ignore[attr-defined]
-            with tracing.span("openresponses.request", {"http.request.method": request.method, "openresponses.endpoint": view.__name__, "openresponses.request_id": request_id}):
+            with tracing.span(
+                "openresponses.request",
+                {
+                    "http.request.method": request.method,
+                    "openresponses.endpoint": view.__name__,
+                    "openresponses.request_id": request_id,
+                },
+            ):
                 response = await handle(request, *args, **kwargs)
             response["X-Request-Id"] = request_id
             return response
 
         async def handle(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in methods:
-                return ApiError(405, f"Method {request.method} is not allowed here.", code="method_not_allowed", headers={"Allow": ", ".join(sorted(methods))}).to_response()
+                return ApiError(
+                    405,
+                    f"Method {request.method} is not allowed here.",
+                    code="method_not_allowed",
+                    headers={"Allow": ", ".join(sorted(methods))},
+                ).to_response()
             try:
                 return await view(request, *args, **kwargs)
             except ApiError as exc:
@@ -71,7 +89,9 @@ def api_view(methods: set[str]) -> Callable[[Callable[..., Awaitable[HttpRespons
                 return ApiError(413, "The request body is too large.", code="request_too_large").to_response()
             except Exception:
                 logger.exception("unhandled error in %s", view.__name__)
-                return ApiError(500, "The server failed to handle the request.", code="server_error").to_response()
+                return ApiError(
+                    500, "The server failed to handle the request.", code="server_error"
+                ).to_response()
 
         wrapper.csrf_exempt = True  # type: ignore[attr-defined]
         wrapper.openresponses_api = True  # type: ignore[attr-defined]  # see middleware.ApiFastPathMiddleware
@@ -99,7 +119,14 @@ def _upstream_error(resource: dict[str, Any], stored_error: dict[str, Any] | Non
     headers = {}
     if status == 429:
         headers["Retry-After"] = str(max(1, round(stored_error.get("retry_after") or 1)))
-    return ApiError(status, stored_error.get("message") or "The provider failed.", param=stored_error.get("param"), code=stored_error.get("code"), error_type=stored_error.get("type"), headers=headers)
+    return ApiError(
+        status,
+        stored_error.get("message") or "The provider failed.",
+        param=stored_error.get("param"),
+        code=stored_error.get("code"),
+        error_type=stored_error.get("type"),
+        headers=headers,
+    )
 
 
 def _released(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -132,7 +159,9 @@ def _write(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
 def _server_timing(marks: tuple[float, ...], wall: float) -> str:
     """``Server-Timing`` of a create: parse, db, dispatch, wait (for the first output or the end), t0 (epoch)."""
     names = ("parse", "db", "dispatch", "wait")
-    parts = [f"{name};dur={(marks[i + 1] - marks[i]) * 1000:.2f}" for i, name in enumerate(names[: len(marks) - 1])]
+    parts = [
+        f"{name};dur={(marks[i + 1] - marks[i]) * 1000:.2f}" for i, name in enumerate(names[: len(marks) - 1])
+    ]
     return ", ".join(parts) + f', t0;desc="{wall:.6f}"'
 
 
@@ -145,7 +174,12 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     create = validate_create(body, hosted_tool_names=frozenset(hosted_tools()))
     route = await aroute_for_model(create.model)
     if route is None:
-        raise ApiError(404, f"The model '{create.model}' does not exist or no provider serves it.", param="model", code="model_not_found")
+        raise ApiError(
+            404,
+            f"The model '{create.model}' does not exist or no provider serves it.",
+            param="model",
+            code="model_not_found",
+        )
     check_model_allowed(identity, create.model)
     request_id = request.openresponses_request_id  # type: ignore[attr-defined]
     await limits.admit(owner=identity.owner, limits=limits.limits_for(identity), ticket=request_id)
@@ -153,12 +187,20 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     # In-process loops start right away: the response is stored already started, with its context.
     start = dispatch_mode() == "inline" and not create.background
     try:
-        response = await _write(services.response_create)(request=create, owner=identity.owner, route=route, request_id=request_id, start=start)
+        response = await _write(services.response_create)(
+            request=create, owner=identity.owner, route=route, request_id=request_id, start=start
+        )
     except BaseException:
         await limits.release(owner=identity.owner, ticket=request_id)
         raise
     stored = time.perf_counter()
-    logger.info("created %s: model %s via %s for %s", response.id, create.model, route.provider, identity.name or "anonymous")
+    logger.info(
+        "created %s: model %s via %s for %s",
+        response.id,
+        create.model,
+        route.provider,
+        identity.name or "anonymous",
+    )
     log_prompt(logger, response.id, response.search_text)
 
     if create.background:
@@ -177,23 +219,38 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     if create.stream:
         return await _stream_new(response.id, subscription, marks, wall, identity)
     try:
-        async for batch in follow(response.id, subscription, catch_up=False, keepalive=float(openresponses_settings.KEEPALIVE_SECONDS)):
+        async for batch in follow(
+            response.id,
+            subscription,
+            catch_up=False,
+            keepalive=float(openresponses_settings.KEEPALIVE_SECONDS),
+        ):
             resource = terminal_response(batch)
             if resource is not None:
                 break
         else:
-            resource = await sync_to_async(lambda: selectors.response_resource(response=selectors.response_get(response_id=response.id, owner=None)))()
+            resource = await sync_to_async(
+                lambda: selectors.response_resource(
+                    response=selectors.response_get(response_id=response.id, owner=None)
+                )
+            )()
     finally:
         await subscription.close()
     if resource.get("status") == "failed":
-        stored_error = await sync_to_async(lambda: type(response).objects.filter(id=response.id).values_list("error", flat=True).first())()
+        stored_error = await sync_to_async(
+            lambda: type(response).objects.filter(id=response.id).values_list("error", flat=True).first()
+        )()
         error = _upstream_error(resource, stored_error)
         if error is not None:
             raise error
-    return json_response(resource, headers={"Server-Timing": _server_timing((*marks, time.perf_counter()), wall)})
+    return json_response(
+        resource, headers={"Server-Timing": _server_timing((*marks, time.perf_counter()), wall)}
+    )
 
 
-async def _stream_new(response_id: str, subscription: Any, marks: tuple[float, ...], wall: float, identity: ClientIdentity) -> HttpResponse:
+async def _stream_new(
+    response_id: str, subscription: Any, marks: tuple[float, ...], wall: float, identity: ClientIdentity
+) -> HttpResponse:
     """Wait briefly for the first output so an upstream refusal (429, 5xx) can still be an HTTP error."""
     prefetched = []
     deadline = time.monotonic() + FIRST_EVENT_WAIT
@@ -206,26 +263,41 @@ async def _stream_new(response_id: str, subscription: Any, marks: tuple[float, .
             break
         prefetched.append(batch)
         types = {event_type for _, event_type, _ in batch}
-        if types - {"response.created", "response.in_progress", "error"}:  # an error: its response.failed follows
+        if types - {
+            "response.created",
+            "response.in_progress",
+            "error",
+        }:  # an error: its response.failed follows
             break
     timing = _server_timing((*marks, time.perf_counter()), wall)
     terminal = terminal_response(prefetched[-1]) if prefetched else None
     if terminal is not None and terminal.get("status") == "failed":
         from ..models import Response
 
-        stored_error = await sync_to_async(lambda: Response.objects.filter(id=response_id).values_list("error", flat=True).first())()
+        stored_error = await sync_to_async(
+            lambda: Response.objects.filter(id=response_id).values_list("error", flat=True).first()
+        )()
         error = _upstream_error(terminal, stored_error)
         if error is not None:
             await subscription.close()
             raise error
     on_disconnect = None
     if openresponses_settings.DISCONNECT_CANCELS:
+
         async def on_disconnect() -> None:
             await _cancel(response_id, identity.owner)
+
     last = -1
     if prefetched:
         last = prefetched[-1][-1][0]
-    iterator = sse_stream(response_id, subscription, after=last, catch_up=False, prefetched=prefetched, on_disconnect=on_disconnect)
+    iterator = sse_stream(
+        response_id,
+        subscription,
+        after=last,
+        catch_up=False,
+        prefetched=prefetched,
+        on_disconnect=on_disconnect,
+    )
     response = sse_response(iterator)
     response["Server-Timing"] = timing
     return response
@@ -246,6 +318,7 @@ async def _cancel(response_id: str, owner: str | None) -> dict[str, Any]:
 async def response_detail(request: HttpRequest, response_id: str) -> HttpResponse:
     identity = await identify(request)
     if request.method == "DELETE":
+
         def delete() -> None:
             response = selectors.response_get(response_id=response_id, owner=identity.owner)
             services.response_delete(response=response)
@@ -260,7 +333,9 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
         try:
             after = int(raw_after)
         except ValueError:
-            raise invalid(f"Invalid 'starting_after': {raw_after!r} is not an integer.", "starting_after") from None
+            raise invalid(
+                f"Invalid 'starting_after': {raw_after!r} is not an integer.", "starting_after"
+            ) from None
         subscription = await get_bus().subscribe(response.id)
         return sse_response(sse_stream(response.id, subscription, after=after, catch_up=True))
     resource = await sync_to_async(selectors.response_resource)(response=response)
@@ -297,5 +372,3 @@ async def list_input_items(request: HttpRequest, response_id: str) -> HttpRespon
 
 async def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     return ApiError(404, f"No route for {request.method} {request.path}.", code="not_found").to_response()
-
-

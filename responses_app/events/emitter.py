@@ -7,6 +7,7 @@ receives ``(sequence_number, type, json)`` and decides when to persist and publi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any, Protocol
@@ -38,7 +39,13 @@ class Sink(Protocol):
 
 
 def empty_usage() -> dict[str, Any]:
-    return {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
+    return {
+        "input_tokens": 0,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 0,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 0,
+    }
 
 
 def add_usage(total: dict[str, Any], report: dict[str, int]) -> None:
@@ -66,7 +73,9 @@ class _OpenItem:
 class ResponseEmitter:
     """Builds the event stream of one response. ``resource`` is its live ResponseResource dict."""
 
-    def __init__(self, resource: dict[str, Any], sink: Sink, *, sequence_start: int = 0, provider: str = "") -> None:
+    def __init__(
+        self, resource: dict[str, Any], sink: Sink, *, sequence_start: int = 0, provider: str = ""
+    ) -> None:
         self.resource = resource
         self.output: list[dict[str, Any]] = resource["output"]
         self.sink = sink
@@ -79,6 +88,10 @@ class ResponseEmitter:
         self.finish_reason: str | None = None
         self.first_output_at: float | None = None
         self.sample_items: list[dict[str, Any]] = []
+        # Deltas that arrived together (one network read) wait here and leave as one event.
+        self._pending: list[str] = []
+        self._pending_kind = ""
+        self._pending_item: _OpenItem | None = None
 
     # ---- low level
 
@@ -87,6 +100,8 @@ class ResponseEmitter:
         self.seq += 1
 
     def emit(self, event_type: str, body: dict[str, Any]) -> None:
+        if self._pending:
+            self.flush_deltas()
         event = {"type": event_type, "sequence_number": self.seq}
         event.update(body)
         self._add(event_type, _dumps(event))
@@ -162,16 +177,26 @@ class ResponseEmitter:
         item.buffer.append(text)
         self._mark_output()
         if part_kind == "output_text":
-            self._add(
-                "response.output_text.delta",
-                '{"type":"response.output_text.delta","sequence_number":%d,"item_id":"%s","output_index":%d,"content_index":%d,"delta":%s,"logprobs":[]}'
-                % (self.seq, item.item["id"], item.index, item.part_index, _dumps(text)),
-            )
+            self._queue_delta("text", item, text)
         else:
-            self.emit("response.refusal.delta", {"item_id": item.item["id"], "output_index": item.index, "content_index": item.part_index, "delta": text})
+            self.emit(
+                "response.refusal.delta",
+                {
+                    "item_id": item.item["id"],
+                    "output_index": item.index,
+                    "content_index": item.part_index,
+                    "delta": text,
+                },
+            )
 
     def _open_message(self) -> _OpenItem:
-        item = {"id": message_id(), "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+        item = {
+            "id": message_id(),
+            "type": "message",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
         return self._open(item, "message")
 
     def _open(self, item: dict[str, Any], kind: str) -> _OpenItem:
@@ -190,7 +215,15 @@ class ResponseEmitter:
             part = {"type": "refusal", "refusal": ""}
         else:
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        self.emit("response.content_part.added", {"item_id": item.item["id"], "output_index": item.index, "content_index": item.part_index, "part": part})
+        self.emit(
+            "response.content_part.added",
+            {
+                "item_id": item.item["id"],
+                "output_index": item.index,
+                "content_index": item.part_index,
+                "part": part,
+            },
+        )
 
     def _close_part(self, item: _OpenItem) -> None:
         kind = item.part_kind
@@ -199,9 +232,15 @@ class ResponseEmitter:
         text = "".join(item.buffer)
         base = {"item_id": item.item["id"], "output_index": item.index}
         if kind == "summary_text":
-            self.emit("response.reasoning_summary_text.done", {**base, "summary_index": item.summary_index, "text": text})
+            self.emit(
+                "response.reasoning_summary_text.done",
+                {**base, "summary_index": item.summary_index, "text": text},
+            )
             part = {"type": "summary_text", "text": text}
-            self.emit("response.reasoning_summary_part.done", {**base, "summary_index": item.summary_index, "part": part})
+            self.emit(
+                "response.reasoning_summary_part.done",
+                {**base, "summary_index": item.summary_index, "part": part},
+            )
             item.item["summary"].append(part)
         elif kind == "reasoning_text":
             self.emit("response.reasoning.done", {**base, "content_index": item.part_index, "text": text})
@@ -214,7 +253,10 @@ class ResponseEmitter:
             self.emit("response.content_part.done", {**base, "content_index": item.part_index, "part": part})
             item.item["content"].append(part)
         else:
-            self.emit("response.output_text.done", {**base, "content_index": item.part_index, "text": text, "logprobs": []})
+            self.emit(
+                "response.output_text.done",
+                {**base, "content_index": item.part_index, "text": text, "logprobs": []},
+            )
             part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
             self.emit("response.content_part.done", {**base, "content_index": item.part_index, "part": part})
             item.item["content"].append(part)
@@ -240,20 +282,39 @@ class ResponseEmitter:
                 item.part_kind = "summary_text"
                 item.summary_index += 1
                 item.buffer = []
-                self.emit("response.reasoning_summary_part.added", {**base, "summary_index": item.summary_index, "part": {"type": "summary_text", "text": ""}})
+                self.emit(
+                    "response.reasoning_summary_part.added",
+                    {
+                        **base,
+                        "summary_index": item.summary_index,
+                        "part": {"type": "summary_text", "text": ""},
+                    },
+                )
             item.buffer.append(chunk.text)
-            self.emit("response.reasoning_summary_text.delta", {**base, "summary_index": item.summary_index, "delta": chunk.text})
+            self.emit(
+                "response.reasoning_summary_text.delta",
+                {**base, "summary_index": item.summary_index, "delta": chunk.text},
+            )
         else:
             if item.part_kind != "reasoning_text":
                 self._close_part(item)
                 self._open_part(item, "reasoning_text")
             item.buffer.append(chunk.text)
-            self.emit("response.reasoning.delta", {**base, "content_index": item.part_index, "delta": chunk.text})
+            self.emit(
+                "response.reasoning.delta", {**base, "content_index": item.part_index, "delta": chunk.text}
+            )
 
     # ---- function calls
 
     def _open_function_call(self, chunk: ToolCallStart) -> None:
-        item = {"id": function_call_id(), "type": "function_call", "status": "in_progress", "call_id": chunk.call_id, "name": chunk.name, "arguments": ""}
+        item = {
+            "id": function_call_id(),
+            "type": "function_call",
+            "status": "in_progress",
+            "call_id": chunk.call_id,
+            "name": chunk.name,
+            "arguments": "",
+        }
         opened = self._open(item, "function_call")
         if chunk.provider_data:
             opened.meta.update(chunk.provider_data)
@@ -264,11 +325,52 @@ class ResponseEmitter:
         if item is None or item.kind != "function_call" or not delta:
             return
         item.buffer.append(delta)
-        self._add(
-            "response.function_call_arguments.delta",
-            '{"type":"response.function_call_arguments.delta","sequence_number":%d,"item_id":"%s","output_index":%d,"delta":%s}'
-            % (self.seq, item.item["id"], item.index, _dumps(delta)),
-        )
+        self._queue_delta("arguments", item, delta)
+
+    # ---- coalescing
+
+    def _queue_delta(self, kind: str, item: _OpenItem, text: str) -> None:
+        """Hold a text or arguments delta until the current network read is processed.
+
+        Chunks parsed from one read are fed without yielding to the event loop, so a flush
+        scheduled with ``call_soon`` runs once they are all in: an idle stream sends each delta
+        at once (same loop turn), a busy one sends several tokens per event — never reordered,
+        since any other event flushes what is held first.
+        """
+        if self._pending and (kind != self._pending_kind or item is not self._pending_item):
+            self.flush_deltas()
+        if not self._pending:
+            self._pending_kind = kind
+            self._pending_item = item
+            try:
+                asyncio.get_running_loop().call_soon(self.flush_deltas)
+            except RuntimeError:  # no event loop (synchronous use): nothing to wait for
+                self._pending.append(text)
+                self.flush_deltas()
+                return
+        self._pending.append(text)
+
+    def flush_deltas(self) -> None:
+        """Emit the held deltas as one event."""
+        pending = self._pending
+        if not pending:
+            return
+        item = self._pending_item
+        assert item is not None
+        text = pending[0] if len(pending) == 1 else "".join(pending)
+        self._pending = []
+        if self._pending_kind == "text":
+            self._add(
+                "response.output_text.delta",
+                '{"type":"response.output_text.delta","sequence_number":%d,"item_id":"%s","output_index":%d,"content_index":%d,"delta":%s,"logprobs":[]}'
+                % (self.seq, item.item["id"], item.index, item.part_index, _dumps(text)),
+            )
+        else:
+            self._add(
+                "response.function_call_arguments.delta",
+                '{"type":"response.function_call_arguments.delta","sequence_number":%d,"item_id":"%s","output_index":%d,"delta":%s}'
+                % (self.seq, item.item["id"], item.index, _dumps(text)),
+            )
 
     # ---- closing
 
@@ -280,7 +382,10 @@ class ResponseEmitter:
         data = item.item
         if item.kind == "function_call":
             data["arguments"] = "".join(item.buffer)
-            self.emit("response.function_call_arguments.done", {"item_id": data["id"], "output_index": item.index, "arguments": data["arguments"]})
+            self.emit(
+                "response.function_call_arguments.done",
+                {"item_id": data["id"], "output_index": item.index, "arguments": data["arguments"]},
+            )
         else:
             self._close_part(item)
         if item.kind != "reasoning":
@@ -308,7 +413,9 @@ class ResponseEmitter:
 
     # ---- terminal
 
-    def finish(self, status: str, *, error: dict[str, Any] | None = None, incomplete_reason: str | None = None) -> str:
+    def finish(
+        self, status: str, *, error: dict[str, Any] | None = None, incomplete_reason: str | None = None
+    ) -> str:
         """Emit the terminal events; returns the terminal event type."""
         self.close_item(status="incomplete" if status == "incomplete" else "completed")
         resource = self.resource
@@ -319,8 +426,21 @@ class ResponseEmitter:
         if incomplete_reason:
             resource["incomplete_details"] = {"reason": incomplete_reason}
         if error is not None:
-            resource["error"] = {"code": error.get("code") or "server_error", "message": error.get("message") or ""}
-            self.emit("error", {"error": {"type": error.get("type") or "server_error", "code": error.get("code"), "message": error.get("message") or "", "param": error.get("param")}})
+            resource["error"] = {
+                "code": error.get("code") or "server_error",
+                "message": error.get("message") or "",
+            }
+            self.emit(
+                "error",
+                {
+                    "error": {
+                        "type": error.get("type") or "server_error",
+                        "code": error.get("code"),
+                        "message": error.get("message") or "",
+                        "param": error.get("param"),
+                    }
+                },
+            )
         event_type = {
             "completed": "response.completed",
             "incomplete": "response.incomplete",

@@ -102,7 +102,12 @@ async def follow(
         if ahead:
             gap_since = gap_since or time.monotonic()
             if time.monotonic() - gap_since > GAP_GIVE_UP_SECONDS:
-                logger.warning("events %s..%s of %s never reached the store; skipping them", last + 1, min(ahead) - 1, response_id)
+                logger.warning(
+                    "events %s..%s of %s never reached the store; skipping them",
+                    last + 1,
+                    min(ahead) - 1,
+                    response_id,
+                )
                 last = min(ahead) - 1
                 out += contiguous()
         else:

@@ -95,7 +95,11 @@ class BatchingSink:
     async def _publish_scheduled(self) -> None:
         async with self._publish_lock:
             self._scheduled = False
-            if not self.publish_first and self._persist is not None and not await self._persist_loop(attempts=1):
+            if (
+                not self.publish_first
+                and self._persist is not None
+                and not await self._persist_loop(attempts=1)
+            ):
                 # Stored first or not at all: keep the batch and try again a little later.
                 self._scheduled = True
                 asyncio.get_running_loop().call_later(PERSIST_RETRY_SECONDS, self._spawn)
@@ -116,7 +120,9 @@ class BatchingSink:
             now = time.monotonic()
             if now - self._publish_warned > PUBLISH_WARN_EVERY:
                 self._publish_warned = now
-                logger.warning("publishing events failed; readers will catch up from the store", exc_info=True)
+                logger.warning(
+                    "publishing events failed; readers will catch up from the store", exc_info=True
+                )
 
     # ---- persistence, in the background
 

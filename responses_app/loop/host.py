@@ -25,7 +25,9 @@ class LoopHost:
         with self._lock:
             if self._loop is None or self._loop.is_closed():
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="openresponses-loop-host", daemon=True)
+                thread = threading.Thread(
+                    target=loop.run_forever, name="openresponses-loop-host", daemon=True
+                )
                 thread.start()
                 self._loop = loop
                 asyncio.run_coroutine_threadsafe(_start_services(), loop)

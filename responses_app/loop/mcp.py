@@ -46,7 +46,12 @@ class McpServer:
         allowed = tool.get("allowed_tools")
         if isinstance(allowed, dict):
             allowed = allowed.get("tool_names")
-        server = cls(tool["server_label"], tool["server_url"], dict(tool.get("headers") or {}), set(allowed) if allowed is not None else None)
+        server = cls(
+            tool["server_label"],
+            tool["server_url"],
+            dict(tool.get("headers") or {}),
+            set(allowed) if allowed is not None else None,
+        )
         approval = tool.get("require_approval", "always")
         if approval == "never":
             server.approval_default = False
@@ -81,7 +86,13 @@ class McpTool:
         return self.server.needs_approval(self.name)
 
     def as_function(self) -> dict[str, Any]:
-        return {"type": "function", "name": self.exposed, "description": self.description, "parameters": self.parameters, "strict": False}
+        return {
+            "type": "function",
+            "name": self.exposed,
+            "description": self.description,
+            "parameters": self.parameters,
+            "strict": False,
+        }
 
 
 def _http_client(headers: dict[str, str]) -> Any:
@@ -100,11 +111,18 @@ async def _connect(server: McpServer) -> Any:
     except ImportError:  # mcp 1.x
         from mcp.client.streamable_http import streamablehttp_client
 
-        async with streamablehttp_client(server.url, headers=server.headers) as streams, ClientSession(streams[0], streams[1]) as session:
+        async with (
+            streamablehttp_client(server.url, headers=server.headers) as streams,
+            ClientSession(streams[0], streams[1]) as session,
+        ):
             await session.initialize()
             yield session
         return
-    async with _http_client(server.headers) as http, streamable_http_client(server.url, http_client=http) as streams, ClientSession(streams[0], streams[1]) as session:
+    async with (
+        _http_client(server.headers) as http,
+        streamable_http_client(server.url, http_client=http) as streams,
+        ClientSession(streams[0], streams[1]) as session,
+    ):
         await session.initialize()
         yield session
 
@@ -162,7 +180,9 @@ class McpToolset:
             except Exception as exc:  # noqa: BLE001 - reported as the response's error
                 reason = _leaf(exc)
                 logger.warning("MCP server %r unreachable: %s", server.label, reason)
-                raise McpError(f"Could not list the tools of MCP server '{server.label}': {reason}.") from None
+                raise McpError(
+                    f"Could not list the tools of MCP server '{server.label}': {reason}."
+                ) from None
             for tool in listed.tools:
                 if server.allowed is not None and tool.name not in server.allowed:
                     continue
@@ -170,8 +190,14 @@ class McpToolset:
                 if exposed in taken:
                     exposed = _NAME_BAD.sub("_", f"{server.label}__{tool.name}")[:64]
                 taken.add(exposed)
-                schema = getattr(tool, "input_schema", None) or getattr(tool, "inputSchema", None) or {"type": "object", "properties": {}}
-                self.tools[exposed] = McpTool(server, tool.name, exposed, tool.description or tool.name, dict(schema))
+                schema = (
+                    getattr(tool, "input_schema", None)
+                    or getattr(tool, "inputSchema", None)
+                    or {"type": "object", "properties": {}}
+                )
+                self.tools[exposed] = McpTool(
+                    server, tool.name, exposed, tool.description or tool.name, dict(schema)
+                )
         return [tool.as_function() for tool in self.tools.values()]
 
     async def call(self, exposed: str, arguments: str, timeout: float) -> str:
@@ -184,7 +210,9 @@ class McpToolset:
         except ValueError as exc:
             return json.dumps({"error": f"Invalid arguments for {exposed}: {exc}"})
         try:
-            result = await asyncio.wait_for(self._sessions[tool.server.label].call_tool(tool.name, kwargs), timeout)
+            result = await asyncio.wait_for(
+                self._sessions[tool.server.label].call_tool(tool.name, kwargs), timeout
+            )
         except TimeoutError:
             return json.dumps({"error": f"Tool {exposed} timed out after {timeout:g} s"})
         except Exception as exc:  # noqa: BLE001 - reported to the model, not raised

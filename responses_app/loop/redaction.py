@@ -16,7 +16,9 @@ from .middleware import LoopContext, LoopMiddleware
 def _redact_item(item: dict[str, Any], pattern: re.Pattern[str], replacement: str) -> dict[str, Any]:
     if item.get("type") == "message" and isinstance(item.get("content"), list):
         parts = [
-            {**part, "text": pattern.sub(replacement, part["text"])} if isinstance(part.get("text"), str) else part
+            {**part, "text": pattern.sub(replacement, part["text"])}
+            if isinstance(part.get("text"), str)
+            else part
             for part in item["content"]
         ]
         return {**item, "content": parts}

@@ -62,14 +62,45 @@ def _load(response_id: str) -> tuple[Response, list[dict[str, Any]]] | None:
 
 def _error(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, UpstreamError):
-        return {"code": exc.code, "message": exc.message, "type": exc.error_type, "param": exc.param, "status": exc.status, "retry_after": exc.retry_after}
+        return {
+            "code": exc.code,
+            "message": exc.message,
+            "type": exc.error_type,
+            "param": exc.param,
+            "status": exc.status,
+            "retry_after": exc.retry_after,
+        }
     if isinstance(exc, StopLoop):
-        return {"code": exc.code, "message": exc.message, "type": "server_error", "param": None, "status": 500}
+        return {
+            "code": exc.code,
+            "message": exc.message,
+            "type": "server_error",
+            "param": None,
+            "status": 500,
+        }
     if isinstance(exc, McpError):
-        return {"code": "mcp_server_error", "message": str(exc), "type": "server_error", "param": None, "status": 502}
+        return {
+            "code": "mcp_server_error",
+            "message": str(exc),
+            "type": "server_error",
+            "param": None,
+            "status": 502,
+        }
     if isinstance(exc, ConfigError):
-        return {"code": "provider_misconfigured", "message": str(exc), "type": "server_error", "param": None, "status": 500}
-    return {"code": "server_error", "message": f"The loop failed: {type(exc).__name__}", "type": "server_error", "param": None, "status": 500}
+        return {
+            "code": "provider_misconfigured",
+            "message": str(exc),
+            "type": "server_error",
+            "param": None,
+            "status": 500,
+        }
+    return {
+        "code": "server_error",
+        "message": f"The loop failed: {type(exc).__name__}",
+        "type": "server_error",
+        "param": None,
+        "status": 500,
+    }
 
 
 MAX_FLUSH_INTERVAL = 0.1
@@ -121,11 +152,24 @@ class LoopRun:
             try:
                 outcome = await self._drive(cancel)
             except asyncio.CancelledError:
-                outcome = Outcome("failed", {"code": "server_error", "message": "The loop was interrupted.", "type": "server_error", "status": 500})
+                outcome = Outcome(
+                    "failed",
+                    {
+                        "code": "server_error",
+                        "message": "The loop was interrupted.",
+                        "type": "server_error",
+                        "status": 500,
+                    },
+                )
                 await self._finish(outcome)
                 raise
             except BaseException as exc:  # noqa: BLE001 - every failure ends in a terminal state
-                logger.warning("response %s failed: %s", response.id, exc, exc_info=not isinstance(exc, UpstreamError | StopLoop | McpError))
+                logger.warning(
+                    "response %s failed: %s",
+                    response.id,
+                    exc,
+                    exc_info=not isinstance(exc, UpstreamError | StopLoop | McpError),
+                )
                 outcome = Outcome("failed", _error(exc))
             return await self._finish(outcome)
         finally:
@@ -135,6 +179,7 @@ class LoopRun:
 
     async def _finish(self, outcome: Outcome) -> str:
         emitter = self.emitter
+        emitter.flush_deltas()
         emitter.close_item(status="incomplete" if outcome.status != "completed" else "completed")
         try:
             await self.sink.drain()
@@ -149,10 +194,13 @@ class LoopRun:
                 output=[emitter.stored_item(i) for i in emitter.output],
                 usage=emitter.usage,
                 error=outcome.error,
-                incomplete_details={"reason": outcome.incomplete_reason} if outcome.incomplete_reason else None,
+                incomplete_details={"reason": outcome.incomplete_reason}
+                if outcome.incomplete_reason
+                else None,
                 first_token_at=emitter.first_output_at,
                 iterations=self.iterations,
                 wire_log=finished_wire_log(self.wire_log) or None,
+                response=self.response,
             )
         except Exception:  # noqa: BLE001
             logger.exception("storing the final state of %s failed", self.response.id)
@@ -174,7 +222,11 @@ class LoopRun:
                 continue
             if tool.get("hosted") and tool["name"] in hosted:
                 registered = hosted[tool["name"]]
-                tool = {**tool, "description": tool.get("description") or registered.description, "parameters": registered.parameters}
+                tool = {
+                    **tool,
+                    "description": tool.get("description") or registered.description,
+                    "parameters": registered.parameters,
+                }
             tools.append({k: v for k, v in tool.items() if k != "hosted"})
         return tools
 
@@ -185,7 +237,10 @@ class LoopRun:
             model=self.response.upstream_model or self.response.model,
             items=model_items(
                 self.context + [emitter.stored_item(i) for i in emitter.output],
-                model=self.response.model, upstream_model=self.response.upstream_model, params=params, tools=tools,
+                model=self.response.model,
+                upstream_model=self.response.upstream_model,
+                params=params,
+                tools=tools,
             ),
             instructions=params.get("instructions"),
             tools=tools,
@@ -198,7 +253,10 @@ class LoopRun:
             reasoning=params.get("reasoning"),
             include=list(params.get("include") or []),
             metadata=dict(params.get("metadata") or {}),
-            extra={k: params.get(k) for k in ("service_tier", "prompt_cache_key", "safety_identifier", "truncation")},
+            extra={
+                k: params.get(k)
+                for k in ("service_tier", "prompt_cache_key", "safety_identifier", "truncation")
+            },
         )
 
     async def _sample(self, adapter: Any, request: ModelRequest, cancel: asyncio.Event) -> bool:
@@ -241,7 +299,11 @@ class LoopRun:
             tools += await mcp.open({t["name"] for t in tools})
         declared = {t["name"] for t in tools}
         choice = params.get("tool_choice")
-        allowed = {t["name"] for t in choice["tools"]} if isinstance(choice, dict) and choice.get("type") == "allowed_tools" else declared
+        allowed = (
+            {t["name"] for t in choice["tools"]}
+            if isinstance(choice, dict) and choice.get("type") == "allowed_tools"
+            else declared
+        )
         hosted_names = {t["name"] for t in params.get("tools") or [] if t.get("hosted")}
         middleware = loop_middleware()
         max_iterations = int(openresponses_settings.MAX_LOOP_ITERATIONS)
@@ -249,7 +311,9 @@ class LoopRun:
         tool_calls = 0
         for iteration in range(max_iterations):
             self.iterations = iteration + 1
-            context = LoopContext(response.id, response.model, response.provider, iteration, self._model_request(tools))
+            context = LoopContext(
+                response.id, response.model, response.provider, iteration, self._model_request(tools)
+            )
             await call_hook(middleware, "before_sample", context)
             self.emitter.start_sample()
             try:
@@ -271,8 +335,21 @@ class LoopRun:
                 return Outcome("completed")
             refused = [c["name"] for c in calls if c["name"] not in allowed or choice == "none"]
             if refused:
-                return Outcome("failed", {"code": "tool_not_allowed", "message": f"The model called a tool it may not use: {refused[0]}.", "type": "model_error", "status": 500})
-            to_run = [c for c in calls if c["name"] in hosted_names or (c["name"] in mcp.tools and not mcp.tools[c["name"]].needs_approval)]
+                return Outcome(
+                    "failed",
+                    {
+                        "code": "tool_not_allowed",
+                        "message": f"The model called a tool it may not use: {refused[0]}.",
+                        "type": "model_error",
+                        "status": 500,
+                    },
+                )
+            to_run = [
+                c
+                for c in calls
+                if c["name"] in hosted_names
+                or (c["name"] in mcp.tools and not mcp.tools[c["name"]].needs_approval)
+            ]
             if not to_run:
                 return Outcome("completed")
             tool_calls += len(to_run)
@@ -281,12 +358,30 @@ class LoopRun:
             timeout = float(openresponses_settings.TOOL_TIMEOUT)
             # Parallel calls run concurrently; each error or timeout becomes that call's output.
             outputs = await asyncio.gather(
-                *(traced_tool_call(c["name"], hosted[c["name"]].call(c["arguments"], timeout) if c["name"] in hosted_names else mcp.call(c["name"], c["arguments"], timeout)) for c in to_run)
+                *(
+                    traced_tool_call(
+                        c["name"],
+                        hosted[c["name"]].call(c["arguments"], timeout)
+                        if c["name"] in hosted_names
+                        else mcp.call(c["name"], c["arguments"], timeout),
+                    )
+                    for c in to_run
+                )
             )
             for call, output in zip(to_run, outputs, strict=True):
-                self.emitter.add_item({"type": "function_call_output", "id": function_call_output_id(), "call_id": call["call_id"], "output": output, "status": "completed"})
+                self.emitter.add_item(
+                    {
+                        "type": "function_call_output",
+                        "id": function_call_output_id(),
+                        "call_id": call["call_id"],
+                        "output": output,
+                        "status": "completed",
+                    }
+                )
             if len(to_run) < len(calls):
-                return Outcome("completed")  # client function calls (and MCP calls awaiting approval) end the turn
+                return Outcome(
+                    "completed"
+                )  # client function calls (and MCP calls awaiting approval) end the turn
             if cancel.is_set():
                 return Outcome("cancelled")
         return Outcome("incomplete", incomplete_reason="max_iterations")
@@ -305,5 +400,7 @@ async def run_response(response_id: str, *, started: Response | None = None) -> 
         if loaded is None:
             return None
         response, context = loaded
-    bind_log_context(request_id=response.request_id, response_id=response.id)  # this loop's log lines, in any process
+    bind_log_context(
+        request_id=response.request_id, response_id=response.id
+    )  # this loop's log lines, in any process
     return await LoopRun(response, context).run()

@@ -192,10 +192,16 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
             check_model_allowed(self.identity, create.model)
             request_id = new_request_id()  # one per turn: on the response row and in the loop's log lines
             bind_log_context(request_id=request_id)
-            await limits.admit(owner=self.identity.owner, limits=limits.limits_for(self.identity), ticket=request_id)
+            await limits.admit(
+                owner=self.identity.owner, limits=limits.limits_for(self.identity), ticket=request_id
+            )
             try:
                 response = await database_sync_to_async(services.response_create)(
-                    request=create, owner=self.identity.owner, route=route, unstored_ids=frozenset(self.unstored), request_id=request_id
+                    request=create,
+                    owner=self.identity.owner,
+                    route=route,
+                    unstored_ids=frozenset(self.unstored),
+                    request_id=request_id,
                 )
             except BaseException:
                 await limits.release(owner=self.identity.owner, ticket=request_id)

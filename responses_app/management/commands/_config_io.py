@@ -38,7 +38,13 @@ def config_load(data: dict[str, Any], *, replace_routes: bool = False) -> dict[s
     from providers_app.registry import ConfigError, adapter_class, default_provider_configs
     from providers_app.secrets import encrypt
 
-    counts = {"providers_created": 0, "providers_updated": 0, "routes_created": 0, "routes_updated": 0, "routes_deleted": 0}
+    counts = {
+        "providers_created": 0,
+        "providers_updated": 0,
+        "routes_created": 0,
+        "routes_updated": 0,
+        "routes_deleted": 0,
+    }
     for entry in data.get("providers") or []:
         if not isinstance(entry, dict) or not entry.get("name"):
             raise ConfigError("every provider needs a 'name'")
@@ -46,7 +52,9 @@ def config_load(data: dict[str, Any], *, replace_routes: bool = False) -> dict[s
         adapter_class(values["adapter"])  # fail before writing anything unusable
         clear_key = entry.get("api_key") or ""
         if values["api_key_env"] or clear_key:
-            values["api_key_encrypted"] = encrypt(clear_key) if clear_key and not values["api_key_env"] else ""
+            values["api_key_encrypted"] = (
+                encrypt(clear_key) if clear_key and not values["api_key_env"] else ""
+            )
             values["api_key_last4"] = clear_key[-4:] if clear_key and not values["api_key_env"] else ""
         _, created = Provider.objects.update_or_create(name=entry["name"], defaults=values)
         counts["providers_created" if created else "providers_updated"] += 1
@@ -60,8 +68,16 @@ def config_load(data: dict[str, Any], *, replace_routes: bool = False) -> dict[s
         if not entry.get("pattern") or target not in known:
             raise ConfigError(f"Route {entry.get('pattern')!r} names an unknown provider {target!r}")
         row = Provider.objects.filter(name=target).first()
-        lookup = {"pattern": entry["pattern"], "provider": row} if row else {"pattern": entry["pattern"], "provider_name": target}
-        values = {"upstream_model": entry.get("model") or "", "order": int(entry.get("order", (index + 1) * 10)), "enabled": bool(entry.get("enabled", True))}
+        lookup = (
+            {"pattern": entry["pattern"], "provider": row}
+            if row
+            else {"pattern": entry["pattern"], "provider_name": target}
+        )
+        values = {
+            "upstream_model": entry.get("model") or "",
+            "order": int(entry.get("order", (index + 1) * 10)),
+            "enabled": bool(entry.get("enabled", True)),
+        }
         values["fallbacks"] = list(entry.get("fallbacks") or [])
         existing = RoutingRule.objects.filter(**lookup).first()
         if existing is None:
@@ -80,7 +96,10 @@ SECRET_HEADER_WORDS = ("authorization", "key", "token", "secret", "cookie")
 
 def redact_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
     """Header values that may hold credentials are never dumped."""
-    return {k: "<redacted>" if any(w in k.lower() for w in SECRET_HEADER_WORDS) else v for k, v in (headers or {}).items()}
+    return {
+        k: "<redacted>" if any(w in k.lower() for w in SECRET_HEADER_WORDS) else v
+        for k, v in (headers or {}).items()
+    }
 
 
 def _redacted(entry: dict[str, Any]) -> dict[str, Any]:
@@ -104,11 +123,19 @@ def database_config() -> dict[str, Any]:
             entry["api_key_env"] = row.api_key_env
         elif row.api_key_encrypted:
             entry["api_key_stored"] = True
-        entry.update({
-            "headers": redact_headers(row.headers), "options": row.options or {}, "max_retries": row.max_retries,
-            "timeouts": {"connect": row.connect_timeout, "first_byte": row.first_byte_timeout, "idle": row.idle_timeout},
-            "enabled": row.enabled,
-        })
+        entry.update(
+            {
+                "headers": redact_headers(row.headers),
+                "options": row.options or {},
+                "max_retries": row.max_retries,
+                "timeouts": {
+                    "connect": row.connect_timeout,
+                    "first_byte": row.first_byte_timeout,
+                    "idle": row.idle_timeout,
+                },
+                "enabled": row.enabled,
+            }
+        )
         providers.append(entry)
     routes = []
     for rule in RoutingRule.objects.select_related("provider"):

@@ -69,7 +69,9 @@ async def run_probe(probe: Probe, config: Any, timeout: float) -> Probe:
     from providers_app.registry import ConfigError, adapter_class
 
     # No retries and a short first-byte wait: a check should answer quickly.
-    config = dataclasses.replace(config, max_retries=0, first_byte_timeout=min(config.first_byte_timeout, timeout))
+    config = dataclasses.replace(
+        config, max_retries=0, first_byte_timeout=min(config.first_byte_timeout, timeout)
+    )
     request = ModelRequest(
         model=probe.model or "",
         items=[{"type": "message", "role": "user", "content": [{"type": "input_text", "text": PROBE_INPUT}]}],
@@ -91,7 +93,10 @@ async def run_probe(probe: Probe, config: Any, timeout: float) -> Probe:
             return text
 
         await asyncio.wait_for(consume(), timeout)
-        probe.verdict, probe.detail = "ok", f"{probe.model} answered in {(time.perf_counter() - started) * 1000:.0f} ms: {text.strip()[:40]!r}"
+        probe.verdict, probe.detail = (
+            "ok",
+            f"{probe.model} answered in {(time.perf_counter() - started) * 1000:.0f} ms: {text.strip()[:40]!r}",
+        )
     except TimeoutError:
         probe.verdict, probe.detail = "FAILED", f"{probe.model}: no answer within {timeout:g} s"
     except UpstreamError as exc:
@@ -118,10 +123,22 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--provider", action="append", default=[], help="Only this provider (repeatable).")
-        parser.add_argument("--model", action="append", default=[], metavar="PROVIDER=MODEL", help="The model to try for a provider.")
-        parser.add_argument("--timeout", type=float, default=20.0, help="Seconds to wait for each provider (default 20).")
-        parser.add_argument("--no-providers", action="store_true", help="Run the checks only; call no provider.")
+        parser.add_argument(
+            "--provider", action="append", default=[], help="Only this provider (repeatable)."
+        )
+        parser.add_argument(
+            "--model",
+            action="append",
+            default=[],
+            metavar="PROVIDER=MODEL",
+            help="The model to try for a provider.",
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=20.0, help="Seconds to wait for each provider (default 20)."
+        )
+        parser.add_argument(
+            "--no-providers", action="store_true", help="Run the checks only; call no provider."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from django.core.management.base import SystemCheckError
@@ -145,7 +162,9 @@ class Command(BaseCommand):
 
         from responses_app.conf import openresponses_settings
 
-        layer = ((getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default") or {}).get("BACKEND", "(none)")
+        layer = ((getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default") or {}).get(
+            "BACKEND", "(none)"
+        )
         self.stdout.write("Configuration:")
         rows = [
             ("dispatch", openresponses_settings.DISPATCH),
@@ -176,10 +195,17 @@ class Command(BaseCommand):
         for name, config in configs.items():
             if wanted and name not in wanted:
                 continue
-            probe = Probe(name, sources.get(name, "?"), config.adapter, probe_model(name, config, routes, overrides))
+            probe = Probe(
+                name, sources.get(name, "?"), config.adapter, probe_model(name, config, routes, overrides)
+            )
             if probe.model is None:
                 probe.detail = f"no model to try: pass --model {name}=MODEL"
-            elif probe.source == "default" and not config.api_key and not _is_local(config.base_url) and name not in wanted:
+            elif (
+                probe.source == "default"
+                and not config.api_key
+                and not _is_local(config.base_url)
+                and name not in wanted
+            ):
                 probe.detail = "built-in default without an API key"
             probes.append((probe, config))
         runnable = [(p, c) for p, c in probes if not p.detail]
@@ -191,6 +217,10 @@ class Command(BaseCommand):
             asyncio.run(run_all())
         self.stdout.write("Providers:")
         for probe, _ in probes:
-            style = {"ok": self.style.SUCCESS, "FAILED": self.style.ERROR}.get(probe.verdict, self.style.WARNING)
-            self.stdout.write(f"  {style(f'{probe.verdict:<12}')}{probe.provider} ({probe.source}, {probe.adapter}): {probe.detail}")
+            style = {"ok": self.style.SUCCESS, "FAILED": self.style.ERROR}.get(
+                probe.verdict, self.style.WARNING
+            )
+            self.stdout.write(
+                f"  {style(f'{probe.verdict:<12}')}{probe.provider} ({probe.source}, {probe.adapter}): {probe.detail}"
+            )
         return any(p.failure for p, _ in probes)

@@ -11,12 +11,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 class Command(BaseCommand):
     help = (
         "Print the stored (database) and declared (config file) providers and routes as JSON. "
-        "API keys are never printed: a stored key shows as \"api_key_stored\": true."
+        'API keys are never printed: a stored key shows as "api_key_stored": true.'
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--source", choices=["all", "database", "file"], default="all",
+            "--source",
+            choices=["all", "database", "file"],
+            default="all",
             help="'database' or 'file' prints that part alone, in the config file format (loadable again).",
         )
 

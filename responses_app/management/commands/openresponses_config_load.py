@@ -15,10 +15,16 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("path", nargs="?", help="The JSON (or YAML) config file; default: the configured one.")
-        parser.add_argument("--replace-routes", action="store_true", help="Delete every stored routing rule first.")
+        parser.add_argument(
+            "path", nargs="?", help="The JSON (or YAML) config file; default: the configured one."
+        )
+        parser.add_argument(
+            "--replace-routes", action="store_true", help="Delete every stored routing rule first."
+        )
 
-    def handle(self, *args: Any, path: str | None = None, replace_routes: bool = False, **options: Any) -> None:
+    def handle(
+        self, *args: Any, path: str | None = None, replace_routes: bool = False, **options: Any
+    ) -> None:
         from providers_app.registry import ConfigError, load_config_file, registry
         from responses_app.conf import openresponses_settings
 
@@ -26,7 +32,9 @@ class Command(BaseCommand):
 
         path = path or openresponses_settings.CONFIG_FILE
         if not path:
-            raise CommandError("No config file: pass a path or set OPENRESPONSES['CONFIG_FILE'] / OPENRESPONSES_CONFIG.")
+            raise CommandError(
+                "No config file: pass a path or set OPENRESPONSES['CONFIG_FILE'] / OPENRESPONSES_CONFIG."
+            )
         try:
             counts = config_load(load_config_file(str(path)), replace_routes=replace_routes)
         except (OSError, ConfigError) as exc:
