@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 DELTA_RE = re.compile(rb'"(?:delta|content)":\s*"([^"\\]*)"')
+TOKEN_RE = re.compile(r"w\d+ |[^w]+|w")
 
 
 @dataclass
@@ -45,6 +46,14 @@ class Result:
     def deltas(self) -> list[str]:
         """Text deltas in arrival order (``"delta"``/``"content"`` string fields of the body)."""
         return [m.decode() for m in DELTA_RE.findall(self.body)]
+
+    def tokens(self) -> list[str]:
+        """The streamed text cut into the fake upstream's tokens (``w<i> ``), in arrival order.
+
+        A gateway may send several tokens in one delta event (coalescing under load): what
+        counts is that every token arrives, once, in order.
+        """
+        return TOKEN_RE.findall("".join(self.deltas()))
 
 
 class _Protocol(asyncio.Protocol):

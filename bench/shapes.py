@@ -185,7 +185,7 @@ class Bench:
             entry: dict[str, Any] = {}
             for mode in ("json", "stream"):
                 rs = results[(t.name, mode)]
-                ok = [r for r in rs if r.ok and (mode == "json" or r.deltas() == expected)]
+                ok = [r for r in rs if r.ok and (mode == "json" or r.tokens() == expected)]
                 values = [r.total for r in ok] if mode == "json" else [r.ttft for r in ok]
                 meter = meters[(t.name, mode)]
                 entry[mode] = {
@@ -310,7 +310,7 @@ class Bench:
                 )
                 await asyncio.sleep(0.3)
                 meter.add(before, meter.read())
-                ok = [r for r in rs if r.ok and r.deltas() == expected]
+                ok = [r for r in rs if r.ok and r.tokens() == expected]
                 level[t.name] = {
                     "streams": len(rs),
                     "errors": len(rs) - len(ok),
@@ -395,13 +395,13 @@ class Bench:
         await sampler
         await asyncio.sleep(0.3)
         meter.add(before, meter.read())
-        complete = [r for r in results if r.ok and r.deltas() == expected]
+        complete = [r for r in results if r.ok and r.tokens() == expected]
         errors: dict[str, int] = {}
         for r in results:
             if not r.ok:
                 key = r.error.split(":")[0] if r.error else f"HTTP {r.status}"
                 errors[key] = errors.get(key, 0) + 1
-            elif r.deltas() != expected:
+            elif r.tokens() != expected:
                 errors["deltas missing or out of order"] = errors.get("deltas missing or out of order", 0) + 1
         held = _max_overlap([(r.head, r.end) for r in results if r.head])
         gaps = [r.max_gap for r in complete]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Collection
 from typing import Any
@@ -16,7 +17,7 @@ from .api.validation import CreateRequest
 from .compaction import check_compaction_items
 from .errors import ApiError, invalid
 from .ids import response_id as new_response_id
-from .models import Response, ResponseItem
+from .models import Response, ResponseEvent, ResponseItem
 from .selectors import response_context_items
 from .states import ResponseStatus
 
@@ -172,12 +173,17 @@ def response_finish(
     iterations: int = 0,
     wire_log: list[dict[str, Any]] | None = None,
     response: Response | None = None,
+    events: list[tuple[int, str, str]] | None = None,
+    terminal_from: int | None = None,
 ) -> str:
     """Store the final state through the state machine; returns the status that won.
 
     A response cancelled meanwhile stays ``cancelled``: its partial output and usage are kept.
     ``response``: the loop's own copy (as it started it), which saves reading the row again;
     the state machine's conditional UPDATE notices when the stored status moved meanwhile.
+    ``events``: the response's last events ``(sequence_number, type, payload)``, stored in the
+    same transaction; those from ``terminal_from`` on were built for ``status`` and are left
+    out when another status won (the caller then builds the right ones).
     """
     if response is None:
         response = Response.objects.get(id=response_id)
@@ -223,6 +229,10 @@ def response_finish(
             ):
                 break
             response.refresh_from_db()  # cancelled (or reaped) meanwhile: keep that status
+        if events:
+            if terminal_from is not None and response.status != status:
+                events = [event for event in events if event[0] < terminal_from]
+            events_insert([(response.id, seq, event_type, payload) for seq, event_type, payload in events])
         if was_finished:
             ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).delete()
         ResponseItem.objects.bulk_create(
@@ -281,4 +291,41 @@ def cancelled_among(*, response_ids: list[str]) -> list[str]:
         Response.objects.filter(id__in=response_ids, status=ResponseStatus.CANCELLED).values_list(
             "id", flat=True
         )
+    )
+
+
+def events_insert(rows: list[tuple[str, int, str, str]]) -> None:
+    """Store event rows ``(response_id, sequence_number, type, payload)``; rows already stored are skipped."""
+    from django.db import connection
+
+    now = time.time()
+    if connection.vendor == "postgresql":
+        # One statement for the whole batch, its rows as one JSON parameter (encoded in C: no
+        # per-element quoting by the driver, no model instance per row).
+        table = connection.ops.quote_name(ResponseEvent._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (response_id, sequence_number, type, payload, created_at) "
+                "SELECT e->>0, (e->>1)::int, e->>2, e->>3, %s FROM json_array_elements(%s::json) AS e "
+                "ON CONFLICT DO NOTHING",
+                [now, json.dumps(rows, ensure_ascii=False, separators=(",", ":"))],
+            )
+        return
+    if connection.vendor == "sqlite":
+        # One statement (one step of the SQLite engine) for the whole batch: executemany steps
+        # once per row and releases and takes the GIL at each step, which starves the event loop.
+        table = connection.ops.quote_name(ResponseEvent._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT OR IGNORE INTO {table} (response_id, sequence_number, type, payload, created_at) "
+                "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), %s FROM json_each(%s)",
+                [now, json.dumps(rows, ensure_ascii=False, separators=(",", ":"))],
+            )
+        return
+    ResponseEvent.objects.bulk_create(
+        [
+            ResponseEvent(response_id=rid, sequence_number=seq, type=etype, payload=payload, created_at=now)
+            for rid, seq, etype, payload in rows
+        ],
+        ignore_conflicts=True,
     )

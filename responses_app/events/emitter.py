@@ -413,6 +413,11 @@ class ResponseEmitter:
 
     # ---- terminal
 
+    def rewind(self, sequence_number: int) -> None:
+        """Number events from ``sequence_number`` again (the sink discarded those after it)."""
+        self._pending = []
+        self.seq = sequence_number
+
     def finish(
         self, status: str, *, error: dict[str, Any] | None = None, incomplete_reason: str | None = None
     ) -> str:
@@ -421,10 +426,9 @@ class ResponseEmitter:
         resource = self.resource
         resource["status"] = status
         resource["usage"] = self.usage
-        if status == "completed":
-            resource["completed_at"] = int(time.time())
-        if incomplete_reason:
-            resource["incomplete_details"] = {"reason": incomplete_reason}
+        resource["completed_at"] = int(time.time()) if status == "completed" else None
+        resource["incomplete_details"] = {"reason": incomplete_reason} if incomplete_reason else None
+        resource["error"] = None
         if error is not None:
             resource["error"] = {
                 "code": error.get("code") or "server_error",

@@ -13,9 +13,10 @@ gap (see ``reader.follow``). ``drain()`` persists everything before it returns, 
 drains before it publishes a terminal event — so a client that has seen ``response.completed``
 finds the whole log and the final state stored.
 
-Coalescing: when the stream is idle an event is published at once (no added latency); while a
-publish is under way or one happened less than ``interval`` ago, further events wait and go out
-together — several events per channel message under load, never reordered. A batch the store
+Coalescing: when the stream is idle an event is published at once (no added latency), and so
+is the first output of a response; while a publish is under way or an output publish happened
+less than ``interval`` ago, further events wait and go out together — several events per
+channel message under load, never reordered. A batch the store
 refuses stays queued and is retried, so the stored log never has a hole.
 """
 
@@ -25,11 +26,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from ..states import TERMINAL_EVENT_TYPES
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Event = tuple[int, str, str]
 Batch = list[Event]
 PERSIST_RETRY_SECONDS = 0.5
@@ -53,6 +56,8 @@ class BatchingSink:
         self.to_publish: Batch = []
         self.to_persist: Batch = []
         self._held: Batch = []
+        self._holding = False
+        self._coalescing = False
         self._scheduled = False
         self._publish_lock = asyncio.Lock()
         self._last_publish = 0.0
@@ -72,7 +77,7 @@ class BatchingSink:
         event = (sequence_number, event_type, payload)
         if self._persist is not None:
             self.to_persist.append(event)
-            if event_type in TERMINAL_EVENT_TYPES:
+            if self._holding or event_type in TERMINAL_EVENT_TYPES:
                 # Held back: published by drain(), once it and everything before it is stored.
                 self._held.append(event)
                 return
@@ -112,7 +117,11 @@ class BatchingSink:
         batch, self.to_publish = self.to_publish, []
         if not batch:
             return
-        self._last_publish = asyncio.get_running_loop().time()
+        if self._coalescing or any(event[1].endswith(".delta") for event in batch):
+            # The coalescing window opens with the first output: the first token leaves at once
+            # however soon it follows the lifecycle events.
+            self._coalescing = True
+            self._last_publish = asyncio.get_running_loop().time()
         try:
             await self._publish(batch)
         except Exception:  # noqa: BLE001 - readers catch up from the store
@@ -161,6 +170,41 @@ class BatchingSink:
             del self.to_persist[: len(batch)]
         return True
 
+    def hold(self) -> None:
+        """Hold every event added from now on until :meth:`store_with` has stored it (the last
+        events of a response, built before its final state is known to have won)."""
+        self._holding = True
+
+    async def store_with(self, write: Callable[[Batch], Awaitable[T]]) -> T:
+        """Persist every queued event through ``write`` (say, inside the transaction that stores
+        the response's final state) instead of the event writer; then publish what waited.
+
+        ``write`` gets the queued events and returns a value handed back to the caller; it may
+        call :meth:`discard_from` for events it chose not to store. If it raises, the events stay
+        queued and held (a later :meth:`drain` persists and publishes them).
+        """
+        if self.publish_first:
+            async with self._publish_lock:  # what need not wait for the store goes out first
+                await self._publish_pending()
+        async with self._persist_lock:
+            batch = self.to_persist[:]
+            result = await write(batch)
+            written = {event[0] for event in batch}
+            self.to_persist = [event for event in self.to_persist if event[0] not in written]
+        self._holding = False
+        async with self._publish_lock:
+            self.to_publish.extend(self._held)
+            self._held = []
+            await self._publish_pending()
+        return result
+
+    def discard_from(self, sequence_number: int) -> None:
+        """Forget unsent, unstored events from ``sequence_number`` on (terminal events built for
+        a final state that did not win)."""
+        self.to_publish = [e for e in self.to_publish if e[0] < sequence_number]
+        self.to_persist = [e for e in self.to_persist if e[0] < sequence_number]
+        self._held = [e for e in self._held if e[0] < sequence_number]
+
     async def drain(self, attempts: int = 5) -> None:
         """Publish and persist everything added so far, then publish held terminal events.
 
@@ -172,6 +216,7 @@ class BatchingSink:
         if self._persist is None:
             return
         stored = await self._persist_loop(attempts)
+        self._holding = False
         if self._held:
             async with self._publish_lock:
                 self.to_publish.extend(self._held)

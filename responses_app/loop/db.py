@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from django.db import close_old_connections, connections
 from django.db.utils import InterfaceError, OperationalError
+
+from ..services import events_insert
 
 T = TypeVar("T")
 #: Loop-database threads per process on a database that takes concurrent writers (PostgreSQL).
@@ -63,72 +63,56 @@ async def run_control_db(func: Callable[..., T], *args: Any, **kwargs: Any) -> T
     )
 
 
-def _insert_events(rows: list[tuple[str, int, str, str]]) -> None:
-    from django.db import connection
-
-    from ..models import ResponseEvent
-
-    now = time.time()
-    if connection.vendor == "postgresql":
-        # One statement for the whole batch, its rows as one JSON parameter (encoded in C: no
-        # per-element quoting by the driver, no model instance per row).
-        table = connection.ops.quote_name(ResponseEvent._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} (response_id, sequence_number, type, payload, created_at) "
-                "SELECT e->>0, (e->>1)::int, e->>2, e->>3, %s FROM json_array_elements(%s::json) AS e "
-                "ON CONFLICT DO NOTHING",
-                [now, json.dumps(rows, ensure_ascii=False, separators=(",", ":"))],
-            )
-        return
-    if connection.vendor == "sqlite":
-        # One statement (one step of the SQLite engine) for the whole batch: executemany steps
-        # once per row and releases and takes the GIL at each step, which starves the event loop.
-        table = connection.ops.quote_name(ResponseEvent._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT OR IGNORE INTO {table} (response_id, sequence_number, type, payload, created_at) "
-                "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), %s FROM json_each(%s)",
-                [now, json.dumps(rows, ensure_ascii=False, separators=(",", ":"))],
-            )
-        return
-    ResponseEvent.objects.bulk_create(
-        [
-            ResponseEvent(response_id=rid, sequence_number=seq, type=etype, payload=payload, created_at=now)
-            for rid, seq, etype, payload in rows
-        ],
-        ignore_conflicts=True,
-    )
-
-
 class EventWriter:
-    """Collects event batches from all loops of one event loop and writes them together."""
+    """Collects event batches from all loops of one event loop and writes them together.
+
+    Batches that arrive while a write is under way go into the next INSERT; on a database that
+    takes concurrent writers, up to :data:`CONCURRENT_EVENT_WRITES` INSERTs run at once, so a
+    batch never waits behind more than a moment of queueing (the batches of one response are
+    never in flight together: its sink persists one batch at a time).
+    """
 
     def __init__(self) -> None:
         self._pending: list[tuple[str, list, asyncio.Future]] = []
-        self._task: asyncio.Task | None = None
+        self._running = 0
+        self._tasks: set[asyncio.Task] = set()
 
     async def write(self, response_id: str, batch: list) -> None:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._pending.append((response_id, batch, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if self._running < _concurrent_event_writes():
+            self._running += 1
+            task = loop.create_task(self._run())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         await future
 
     async def _run(self) -> None:
-        while self._pending:
-            work, self._pending = self._pending, []
-            rows = [(rid, seq, etype, payload) for rid, batch, _ in work for seq, etype, payload in batch]
-            try:
-                await run_db(_insert_events, rows)
-            except Exception as exc:  # noqa: BLE001 - handed to every waiter
+        try:
+            while self._pending:
+                work, self._pending = self._pending, []
+                rows = [(rid, seq, etype, payload) for rid, batch, _ in work for seq, etype, payload in batch]
+                try:
+                    await run_db(events_insert, rows)
+                except Exception as exc:  # noqa: BLE001 - handed to every waiter
+                    for _, _, future in work:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
                 for _, _, future in work:
                     if not future.done():
-                        future.set_exception(exc)
-                continue
-            for _, _, future in work:
-                if not future.done():
-                    future.set_result(None)
+                        future.set_result(None)
+        finally:
+            self._running -= 1
+
+
+#: INSERTs of events in flight at once per process, where the database takes concurrent writers.
+CONCURRENT_EVENT_WRITES = 3
+
+
+def _concurrent_event_writes() -> int:
+    return 1 if connections["default"].vendor == "sqlite" else CONCURRENT_EVENT_WRITES
 
 
 _writers: dict[int, EventWriter] = {}

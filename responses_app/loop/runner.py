@@ -178,20 +178,26 @@ class LoopRun:
             activity().unregister(response.id)
 
     async def _finish(self, outcome: Outcome) -> str:
+        """Store the final state and the last events in one transaction, then publish them.
+
+        The terminal events are built for ``outcome`` first and held; if another final state
+        won meanwhile (a cancel, the reaper), they are dropped unsent and built again for it.
+        """
         emitter = self.emitter
+        sink = self.sink
         emitter.flush_deltas()
         emitter.close_item(status="incomplete" if outcome.status != "completed" else "completed")
-        try:
-            await self.sink.drain()
-        except Exception:  # noqa: BLE001 - the terminal state is stored below regardless
-            logger.exception("persisting events of %s failed", self.response.id)
-        status = outcome.status
-        try:
-            status = await run_db(
+        output = [emitter.stored_item(i) for i in emitter.output]
+        terminal_from = emitter.seq
+        sink.hold()
+        self._emit_terminal(outcome.status, outcome)
+
+        async def store(events: list[tuple[int, str, str]]) -> str:
+            won = await run_db(
                 response_finish,
                 response_id=self.response.id,
                 status=outcome.status,
-                output=[emitter.stored_item(i) for i in emitter.output],
+                output=output,
                 usage=emitter.usage,
                 error=outcome.error,
                 incomplete_details={"reason": outcome.incomplete_reason}
@@ -201,19 +207,33 @@ class LoopRun:
                 iterations=self.iterations,
                 wire_log=finished_wire_log(self.wire_log) or None,
                 response=self.response,
+                events=events,
+                terminal_from=terminal_from,
             )
-        except Exception:  # noqa: BLE001
+            if won != outcome.status:
+                sink.discard_from(terminal_from)
+            return won
+
+        try:
+            status = await sink.store_with(store)
+        except Exception:  # noqa: BLE001 - the events stay queued; drain below tries again
             logger.exception("storing the final state of %s failed", self.response.id)
-        emitter.finish(
+            status = outcome.status
+        if status != outcome.status:
+            emitter.rewind(terminal_from)
+            self._emit_terminal(status, outcome)
+        try:
+            await sink.drain()
+        except Exception:  # noqa: BLE001
+            logger.exception("persisting the terminal event of %s failed", self.response.id)
+        return status
+
+    def _emit_terminal(self, status: str, outcome: Outcome) -> None:
+        self.emitter.finish(
             status,
             error=outcome.error if status == "failed" else None,
             incomplete_reason=outcome.incomplete_reason if status == "incomplete" else None,
         )
-        try:
-            await self.sink.drain()
-        except Exception:  # noqa: BLE001
-            logger.exception("persisting the terminal event of %s failed", self.response.id)
-        return status
 
     def _tools_for_model(self, hosted: dict[str, HostedTool]) -> list[dict[str, Any]]:
         tools = []
