@@ -528,7 +528,7 @@ def _guarded(sample: Any) -> Any:
 
 #: Set to a list by whoever wants a record of the upstream calls made in this context (the loop).
 WIRE_LOG: ContextVar[list[dict[str, Any]] | None] = ContextVar("openresponses_wire_log", default=None)
-WIRE_LOG_MAX_CHARS = 32_768
+WIRE_LOG_MAX_CHARS = 16_384
 _LONG_STRING = 2_000
 
 
@@ -546,8 +546,11 @@ def abbreviate(value: Any) -> Any:
 def _wire_append(entry: dict[str, Any], text: str) -> None:
     room = WIRE_LOG_MAX_CHARS - entry["_size"]
     if room > 0:
-        entry["response"].append(text[:room])
+        parts = entry["response"]
+        parts.append(text[:room])
         entry["_size"] += min(room, len(text))
+        if len(parts) >= 64:  # one string, not hundreds of small ones, per open stream
+            parts[:] = ["".join(parts)]
 
 
 def finished_wire_log(log: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -70,6 +70,14 @@ class _OpenItem:
         self.meta: dict[str, Any] = {}
 
 
+def _append(buffer: list[str], text: str) -> None:
+    """Collect a long text's pieces, joined every 64 (a long stream holds a few strings, not
+    thousands of small ones)."""
+    buffer.append(text)
+    if len(buffer) >= 64:
+        buffer[:] = ["".join(buffer)]
+
+
 class ResponseEmitter:
     """Builds the event stream of one response. ``resource`` is its live ResponseResource dict."""
 
@@ -174,7 +182,7 @@ class ResponseEmitter:
         if item.part_kind != part_kind:
             self._close_part(item)
             self._open_part(item, part_kind)
-        item.buffer.append(text)
+        _append(item.buffer, text)
         self._mark_output()
         if part_kind == "output_text":
             self._queue_delta("text", item, text)
@@ -324,7 +332,7 @@ class ResponseEmitter:
         item = self.open
         if item is None or item.kind != "function_call" or not delta:
             return
-        item.buffer.append(delta)
+        _append(item.buffer, delta)
         self._queue_delta("arguments", item, delta)
 
     # ---- coalescing
