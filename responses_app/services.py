@@ -300,15 +300,30 @@ def events_insert(rows: list[tuple[str, int, str, str]]) -> None:
 
     now = time.time()
     if connection.vendor == "postgresql":
-        # One statement for the whole batch, its rows as one JSON parameter (encoded in C: no
-        # per-element quoting by the driver, no model instance per row).
+        # One statement for the whole batch, its rows as one JSON parameter bound server-side
+        # (no quoting of the text by the driver, no model instance per row). The payloads are
+        # JSON already: they go in as values and come out verbatim (the json type keeps its text).
+        import psycopg
+
         table = connection.ops.quote_name(ResponseEvent._meta.db_table)
-        with connection.cursor() as cursor:
+        batch = (
+            "["
+            + ",".join(
+                f"[{json.dumps(rid)},{int(seq)},{json.dumps(etype)},{payload}]"
+                for rid, seq, etype, payload in rows
+            )
+            + "]"
+        )
+        payload_column = "(e->3)::text"
+        if "\\u0000" in batch:  # PostgreSQL's JSON parser refuses an escaped NUL: payloads as strings then
+            batch, payload_column = json.dumps(rows, ensure_ascii=False, separators=(",", ":")), "e->>3"
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(
                 f"INSERT INTO {table} (response_id, sequence_number, type, payload, created_at) "
-                "SELECT e->>0, (e->>1)::int, e->>2, e->>3, %s FROM json_array_elements(%s::json) AS e "
+                f"SELECT e->>0, (e->>1)::int, e->>2, {payload_column}, %s FROM json_array_elements(%s::json) AS e "
                 "ON CONFLICT DO NOTHING",
-                [now, json.dumps(rows, ensure_ascii=False, separators=(",", ":"))],
+                [now, batch],
             )
         return
     if connection.vendor == "sqlite":

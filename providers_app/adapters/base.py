@@ -264,6 +264,7 @@ class ProviderAdapter:
             "attempts": 0,
             "response": [],
             "_size": 0,
+            "_mask": self._mask,  # applied once, to the whole answer (see finished_wire_log)
         }
         log.append(entry)
         return entry
@@ -341,7 +342,7 @@ class ProviderAdapter:
             await response.aclose()
             if entry is not None:
                 entry["response"], entry["_size"] = [], 0
-                _wire_append(entry, self._mask(raw.decode(errors="replace")))
+                _wire_append(entry, raw.decode(errors="replace"))
             error = self.error_from_response(response.status_code, raw, response.headers)
             if error.retryable and attempt < self.config.max_retries:
                 attempt += 1
@@ -375,7 +376,7 @@ class ProviderAdapter:
             await response.aclose()
         entry = getattr(response, "_openresponses_wire", None)
         if entry is not None:
-            _wire_append(entry, self._mask(raw.decode(errors="replace")))
+            _wire_append(entry, raw.decode(errors="replace"))
         try:
             return json.loads(raw)
         except ValueError:
@@ -443,8 +444,8 @@ class ProviderAdapter:
                     if now >= next_move:
                         deadline.reschedule(now + idle + slack)
                         next_move = now + slack
-                    if entry is not None and entry["_size"] < WIRE_LOG_MAX_CHARS:
-                        _wire_append(entry, self._mask(line) + "\n")
+                    if entry is not None and entry["_size"] < WIRE_LOG_KEPT_CHARS:
+                        _wire_append(entry, line + "\n")
                     yield line
         except TimeoutError:
             what = "went silent mid-stream" if started else "did not start answering in time"
@@ -529,6 +530,8 @@ def _guarded(sample: Any) -> Any:
 #: Set to a list by whoever wants a record of the upstream calls made in this context (the loop).
 WIRE_LOG: ContextVar[list[dict[str, Any]] | None] = ContextVar("openresponses_wire_log", default=None)
 WIRE_LOG_MAX_CHARS = 16_384
+#: Collected before masking: a little more than is kept, so that a key across the cut is still found.
+WIRE_LOG_KEPT_CHARS = WIRE_LOG_MAX_CHARS + 1024
 _LONG_STRING = 2_000
 
 
@@ -544,7 +547,7 @@ def abbreviate(value: Any) -> Any:
 
 
 def _wire_append(entry: dict[str, Any], text: str) -> None:
-    room = WIRE_LOG_MAX_CHARS - entry["_size"]
+    room = WIRE_LOG_KEPT_CHARS - entry["_size"]
     if room > 0:
         parts = entry["response"]
         parts.append(text[:room])
@@ -554,10 +557,15 @@ def _wire_append(entry: dict[str, Any], text: str) -> None:
 
 
 def finished_wire_log(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The wire log as stored: each answer as one string (it is collected in pieces)."""
-    return [
-        {k: ("".join(v) if k == "response" else v) for k, v in entry.items() if k != "_size"} for entry in log
-    ]
+    """The wire log as stored: each answer as one string, the provider key masked, cut at
+    :data:`WIRE_LOG_MAX_CHARS` (after masking, so no key is ever cut in two and left readable)."""
+    finished = []
+    for entry in log:
+        item = {k: v for k, v in entry.items() if not k.startswith("_")}
+        mask = entry.get("_mask") or (lambda text: text)
+        item["response"] = mask("".join(entry["response"]))[:WIRE_LOG_MAX_CHARS]
+        finished.append(item)
+    return finished
 
 
 def _backoff(attempt: int) -> float:
