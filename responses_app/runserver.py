@@ -30,7 +30,8 @@ def commands(host: str, port: int) -> dict[str, list[str]]:
         concurrency = os.environ.get("OPENRESPONSES_WORKER_CONCURRENCY", str(DEFAULT_WORKER_CONCURRENCY))
         procs["worker"] = [
             sys.executable,
-            *(["/tmp/perf/yworker.py"] if os.environ.get("XYAPPI") else ["-m", "celery"]),
+            "-m",
+            "celery",
             "-A",
             "openresponses_site",
             "worker",
