@@ -481,8 +481,16 @@ class Client:
                 raise
 
     def close(self) -> None:
-        for pool in list(self._pools.values()):
-            pool.close()
+        """Close every idle connection; those of another running event loop are closed in it."""
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for loop, pool in list(self._pools.items()):
+            if loop is current or loop.is_closed() or not loop.is_running():
+                pool.close()
+            else:
+                loop.call_soon_threadsafe(pool.close)
         self._pools.clear()
 
 
