@@ -420,33 +420,33 @@ class ProviderAdapter:
             return UpstreamError(prefix + message, status=504, code="upstream_timeout", retryable=True)
         return UpstreamError(prefix + message, status=502, code="upstream_error", retryable=status >= 500)
 
-    async def iter_lines(self, response: http1.Response) -> AsyncIterator[str]:
-        """Lines of a streamed body: the first within ``first_byte_timeout``, then ``idle_timeout`` between lines.
+    async def iter_line_batches(self, response: http1.Response) -> AsyncIterator[list[str]]:
+        """The lines of a streamed body, a list per network read: the first within
+        ``first_byte_timeout``, then ``idle_timeout`` between reads.
 
         (Streaming providers send their headers at once and then think: the wait for the first
         token is the long one, a silence after it means the stream is stuck.)
         """
-        iterator = response.aiter_lines().__aiter__()
         entry = getattr(response, "_openresponses_wire", None)
         loop = asyncio.get_running_loop()
         started = False
         # One timeout for the whole body, moved forward as lines arrive — at most every quarter
-        # of idle_timeout (this is the hottest loop of a stream: no timer object per line). A
+        # of idle_timeout (this is the hottest loop of a stream: no timer object per read). A
         # stuck stream therefore fails between 1 and 1.25 idle_timeouts after its last line.
         idle = self.config.idle_timeout
         slack = idle / 4
         next_move = 0.0
         try:
             async with asyncio.timeout(self.config.first_byte_timeout) as deadline:
-                async for line in iterator:
+                async for lines in response.aiter_line_batches():
                     started = True
                     now = loop.time()
                     if now >= next_move:
                         deadline.reschedule(now + idle + slack)
                         next_move = now + slack
                     if entry is not None and entry["_size"] < WIRE_LOG_KEPT_CHARS:
-                        _wire_append(entry, line + "\n")
-                    yield line
+                        _wire_append(entry, "\n".join(lines) + "\n")
+                    yield lines
         except TimeoutError:
             what = "went silent mid-stream" if started else "did not start answering in time"
             raise UpstreamError(
@@ -459,26 +459,32 @@ class ProviderAdapter:
                 code="upstream_disconnected",
             ) from None
 
+    async def iter_lines(self, response: http1.Response) -> AsyncIterator[str]:
+        """Lines of a streamed body, with the timeouts of :meth:`iter_line_batches`."""
+        async for lines in self.iter_line_batches(response):
+            for line in lines:
+                yield line
+
     async def iter_sse(self, response: http1.Response) -> AsyncIterator[tuple[str | None, str]]:
         """Server-sent events of a streamed body as ``(event_name, data)`` pairs."""
         event: str | None = None
         data: list[str] = []
-        async for line in self.iter_lines(response):
-            line = line.rstrip("\r")
-            if not line:
-                if data:
-                    yield event, "\n".join(data)
-                event, data = None, []
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            if value.startswith(" "):
-                value = value[1:]
-            if name == "event":
-                event = value.strip()
-            elif name == "data":
-                data.append(value.rstrip())
+        async for lines in self.iter_line_batches(response):
+            for line in lines:
+                if not line:
+                    if data:
+                        yield event, data[0] if len(data) == 1 else "\n".join(data)
+                    event, data = None, []
+                    continue
+                if line[0] == ":":
+                    continue
+                name, _, value = line.partition(":")
+                if value.startswith(" "):
+                    value = value[1:]
+                if name == "data":
+                    data.append(value.rstrip())
+                elif name == "event":
+                    event = value.strip()
         if data:
             yield event, "\n".join(data)
 

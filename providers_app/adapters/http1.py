@@ -289,10 +289,16 @@ class Response:
             await self.aclose()
 
     async def _chunks(self, conn: _Connection) -> AsyncIterator[bytes]:
+        """Chunked body data: what is buffered is handed over as one piece, however many chunks
+        it holds (a busy stream's reader wakes once per network read, not once per chunk)."""
         buffer = conn.buffer
+        out: list[bytes] = []
         while True:
             end = buffer.find(b"\r\n")
             while end < 0:
+                if out:
+                    yield b"".join(out)
+                    out = []
                 if len(buffer) > MAX_HEAD_BYTES or not await conn.more():
                     raise RemoteProtocolError("the peer closed the connection inside a chunked body")
                 end = buffer.find(b"\r\n")
@@ -301,8 +307,11 @@ class Response:
                 size = int(size_line, 16)
             except ValueError:
                 raise RemoteProtocolError(f"invalid chunk size {size_line[:20]!r}") from None
-            del buffer[: end + 2]
             if size == 0:
+                if out:  # handed over before the last chunk is read (see _complete_from_buffer)
+                    yield b"".join(out)
+                    out = []
+                del buffer[: end + 2]
                 # Trailers (if any) end with an empty line.
                 while True:
                     end = buffer.find(b"\r\n")
@@ -314,16 +323,24 @@ class Response:
                     del buffer[: end + 2]
                     if not line:
                         return
+            del buffer[: end + 2]
             remaining = size
             while remaining > 0:
-                if not buffer and not await conn.more():
-                    raise RemoteProtocolError("the peer closed the connection inside a chunk")
+                if not buffer:
+                    if out:
+                        yield b"".join(out)
+                        out = []
+                    if not await conn.more():
+                        raise RemoteProtocolError("the peer closed the connection inside a chunk")
                 piece = conn.take(remaining)
                 remaining -= len(piece)
                 self._chunk_open = remaining > 0
                 self._chunk_crlf = remaining == 0
-                yield piece
+                out.append(piece)
             while len(buffer) < 2:
+                if out:
+                    yield b"".join(out)
+                    out = []
                 if not await conn.more():
                     raise RemoteProtocolError("the peer closed the connection after a chunk")
             del buffer[:2]
@@ -368,17 +385,25 @@ class Response:
                 yield tail
 
     async def aiter_text(self) -> AsyncIterator[str]:
+        """The body as text (UTF-8), one piece per network read, content encoding removed."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        async for piece in self.aiter_bytes():
+        decompress = self._decompress
+        async for piece in self.aiter_raw():
+            if decompress is not None:
+                try:
+                    piece = decompress.decompress(piece)
+                except zlib.error as exc:
+                    raise RemoteProtocolError(f"undecodable body: {exc}") from None
             text = decoder.decode(piece)
             if text:
                 yield text
-        tail = decoder.decode(b"", final=True)
+        tail = decoder.decode(decompress.flush() if decompress is not None else b"", final=True)
         if tail:
             yield tail
 
-    async def aiter_lines(self) -> AsyncIterator[str]:
-        """Lines without their terminators; ``\\n``, ``\\r\\n`` and a lone ``\\r`` all end a line."""
+    async def aiter_line_batches(self) -> AsyncIterator[list[str]]:
+        """The complete lines of each network read, without their terminators; ``\\n``,
+        ``\\r\\n`` and a lone ``\\r`` all end a line (a last line without one comes at the end)."""
         carry = ""
         skip_lf = False  # the last read ended in CR: a LF opening the next one completes that CRLF
         async for text in self.aiter_text():
@@ -395,10 +420,16 @@ class Response:
                 text = text.replace("\r\n", "\n").replace("\r", "\n")
             lines = text.split("\n")
             carry = lines.pop()
+            if lines:
+                yield lines
+        if carry:
+            yield [carry]
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        """Lines without their terminators (see :meth:`aiter_line_batches`)."""
+        async for lines in self.aiter_line_batches():
             for line in lines:
                 yield line
-        if carry:
-            yield carry
 
     async def aread(self) -> bytes:
         return b"".join([piece async for piece in self.aiter_bytes()])

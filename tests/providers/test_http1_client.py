@@ -664,10 +664,45 @@ def test_stream_stopped_with_only_the_chunked_terminator_buffered_is_reused() ->
     assert connections == 1
 
 
-def test_stream_stopped_with_more_data_buffered_is_not_reused() -> None:
+def test_stream_stopped_with_more_data_in_the_same_read_is_reused() -> None:
+    """Chunks that came in the same read are taken off the connection together (the reader did
+    not look at the last one, but nothing of the body is left on the socket): reusable."""
     seen, connections = run(stop_after_last_event(chunk(b"data: more\n\n") + LAST_CHUNK))
     assert seen == ["data: one", "", "data: last", ""]
-    assert connections == 2
+    assert connections == 1
+
+
+def test_stream_stopped_before_its_body_ended_is_not_reused() -> None:
+    """The rest of the body has not arrived when the reader stops: the connection is closed."""
+
+    async def main() -> int:
+        first = head(transfer_encoding="chunked") + chunk(b"data: one\n\n")
+        stopped = asyncio.Event()
+
+        async def handler(peer: Peer) -> None:
+            if peer.number == 1:
+                await peer.request()
+                await peer.send(first)
+                await stopped.wait()
+                await peer.send(chunk(b"data: more\n\n") + LAST_CHUNK)
+                await peer.until_closed()
+                return
+            while await peer.request() is not None:
+                await peer.send(answer(b"next"))
+
+        async with RawServer(handler) as server:
+            client = http1.Client()
+            response = await send(client, server.url())
+            lines = response.aiter_lines()
+            assert await lines.__anext__() == "data: one"
+            await response.aclose()
+            await lines.aclose()
+            stopped.set()
+            assert await fetch(client, server.url()) == b"next"
+            client.close()
+            return server.connections
+
+    assert run(main()) == 2
 
 
 def test_stale_keep_alive_connection_closed_while_idle() -> None:
