@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     # When True a client dropping a non-background stream cancels the response.
     "DISCONNECT_CANCELS": False,
     # Seconds over which output events are coalesced into one persist-and-publish batch (the first
-    # output leaves at once; longer with hundreds of streams per process, at most 0.1).
+    # output leaves at once; longer with more than 25 streams per process, at most 0.1).
     "EVENT_FLUSH_INTERVAL": 0.05,
     # Seconds without a heartbeat after which an unfinished response counts as orphaned.
     "ORPHAN_AFTER_SECONDS": 30.0,

@@ -107,14 +107,15 @@ MAX_FLUSH_INTERVAL = 0.1
 
 
 def flush_interval() -> float:
-    """How long events may wait to be sent together: the base interval, longer under load.
+    """How long output events may wait to be sent together: the base interval, longer under load.
 
-    With few streams every event leaves at once; with hundreds in one process, events of a
-    stream are coalesced over up to 100 ms (well under the gaps clients notice), which keeps
-    the number of channel messages and SSE writes per second bounded.
+    A stream's first output leaves at once (see the sink); after it, its events go out at most
+    every ``EVENT_FLUSH_INTERVAL``, and with more than 25 streams in one process over up to
+    100 ms (well under the gaps clients notice). Every batch is a channel message (a Redis
+    PUBLISH and its receipt in production), so this bounds their number per second.
     """
     base = float(openresponses_settings.EVENT_FLUSH_INTERVAL)
-    return min(MAX_FLUSH_INTERVAL, base * max(1.0, len(activity().active) / 50))
+    return min(MAX_FLUSH_INTERVAL, base * max(1.0, len(activity().active) / 25))
 
 
 class LoopRun:
