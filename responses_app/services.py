@@ -123,22 +123,27 @@ def response_create(
         response.attempts = 1
     with transaction.atomic():
         response.save(force_insert=True)
-        ResponseItem.objects.bulk_create(
-            [
-                ResponseItem(
-                    response=response,
-                    kind=ResponseItem.Kind.INPUT,
-                    position=i,
-                    item_id=item.get("id") or "",
-                    item_type=item.get("type", ""),
-                    data=item,
-                )
-                for i, item in enumerate(items)
-            ]
-        )
+        _store_items(response, ResponseItem.Kind.INPUT, items)
     if start:
         response.context_items = response_context_items(response=response) if ancestors else list(items)  # type: ignore[attr-defined]
     return response
+
+
+def _store_items(response: Response, kind: str, items: list[dict[str, Any]]) -> None:
+    """Store ``items`` as the response's input or output rows, in order."""
+    ResponseItem.objects.bulk_create(
+        [
+            ResponseItem(
+                response=response,
+                kind=kind,
+                position=i,
+                item_id=item.get("id") or "",
+                item_type=item.get("type", ""),
+                data=item,
+            )
+            for i, item in enumerate(items)
+        ]
+    )
 
 
 def response_start(*, response_id: str) -> tuple[Response | None, bool]:
@@ -235,19 +240,7 @@ def response_finish(
             events_insert([(response.id, seq, event_type, payload) for seq, event_type, payload in events])
         if was_finished:
             ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).delete()
-        ResponseItem.objects.bulk_create(
-            [
-                ResponseItem(
-                    response=response,
-                    kind=ResponseItem.Kind.OUTPUT,
-                    position=i,
-                    item_id=item.get("id") or "",
-                    item_type=item.get("type", ""),
-                    data=item,
-                )
-                for i, item in enumerate(output)
-            ]
-        )
+        _store_items(response, ResponseItem.Kind.OUTPUT, output)
     from .usage import response_finished
 
     response_finished(response=response)  # usage and cost, limits settled, metrics (never raises)

@@ -327,11 +327,7 @@ class ProviderAdapter:
                     code="upstream_unreachable",
                 ) from None
             except TimeoutError:
-                raise UpstreamError(
-                    f"The provider '{self.config.name}' did not answer in time.",
-                    status=504,
-                    code="upstream_timeout",
-                ) from None
+                raise self._timed_out("did not answer in time") from None
             if entry is not None:
                 entry["status"] = response.status_code
                 entry["attempts"] = attempt + 1
@@ -363,15 +359,9 @@ class ProviderAdapter:
             async with asyncio.timeout(self.config.first_byte_timeout):
                 raw = await response.aread()
         except TimeoutError:
-            raise UpstreamError(
-                f"The provider '{self.config.name}' timed out.", status=504, code="upstream_timeout"
-            ) from None
+            raise self._timed_out("timed out") from None
         except http1.HTTPError as exc:
-            raise UpstreamError(
-                f"The provider '{self.config.name}' dropped the answer: {exc}",
-                status=502,
-                code="upstream_disconnected",
-            ) from None
+            raise self._dropped(f"the answer: {exc}") from None
         finally:
             await response.aclose()
         entry = getattr(response, "_openresponses_wire", None)
@@ -383,6 +373,16 @@ class ProviderAdapter:
             raise UpstreamError(
                 f"The provider '{self.config.name}' sent a body that is not JSON.", status=502
             ) from None
+
+    def _timed_out(self, what: str) -> UpstreamError:
+        return UpstreamError(
+            f"The provider '{self.config.name}' {what}.", status=504, code="upstream_timeout"
+        )
+
+    def _dropped(self, what: str) -> UpstreamError:
+        return UpstreamError(
+            f"The provider '{self.config.name}' dropped {what}", status=502, code="upstream_disconnected"
+        )
 
     def error_from_response(self, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
         """Map an upstream HTTP error to an :class:`UpstreamError` carrying the provider's message."""
@@ -448,16 +448,11 @@ class ProviderAdapter:
                         _wire_append(entry, "\n".join(lines) + "\n")
                     yield lines
         except TimeoutError:
-            what = "went silent mid-stream" if started else "did not start answering in time"
-            raise UpstreamError(
-                f"The provider '{self.config.name}' {what}.", status=504, code="upstream_timeout"
+            raise self._timed_out(
+                "went silent mid-stream" if started else "did not start answering in time"
             ) from None
         except http1.HTTPError as exc:
-            raise UpstreamError(
-                f"The provider '{self.config.name}' dropped the stream: {type(exc).__name__}",
-                status=502,
-                code="upstream_disconnected",
-            ) from None
+            raise self._dropped(f"the stream: {type(exc).__name__}") from None
 
     async def iter_lines(self, response: http1.Response) -> AsyncIterator[str]:
         """Lines of a streamed body, with the timeouts of :meth:`iter_line_batches`."""

@@ -41,10 +41,16 @@ def _call(func: Callable[..., T], args: tuple, kwargs: dict) -> T:
         return func(*args, **kwargs)
 
 
+@functools.cache
+def _single_writer() -> bool:
+    """True on SQLite: one writer at a time (every write goes through one thread)."""
+    return connections["default"].vendor == "sqlite"
+
+
 def _loop_executor() -> ThreadPoolExecutor:
     global _executor
     if _executor is None:
-        threads = 1 if connections["default"].vendor == "sqlite" else CONCURRENT_DB_THREADS
+        threads = 1 if _single_writer() else CONCURRENT_DB_THREADS
         _executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="openresponses-db")
     return _executor
 
@@ -81,7 +87,7 @@ class EventWriter:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.append((response_id, batch, future))
-        if self._running < _concurrent_event_writes():
+        if self._running < (1 if _single_writer() else CONCURRENT_EVENT_WRITES):
             self._running += 1
             task = loop.create_task(self._run())
             self._tasks.add(task)
@@ -109,10 +115,6 @@ class EventWriter:
 
 #: INSERTs of events in flight at once per process, where the database takes concurrent writers.
 CONCURRENT_EVENT_WRITES = 3
-
-
-def _concurrent_event_writes() -> int:
-    return 1 if connections["default"].vendor == "sqlite" else CONCURRENT_EVENT_WRITES
 
 
 _writers: dict[int, EventWriter] = {}

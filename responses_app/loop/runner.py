@@ -400,9 +400,8 @@ class LoopRun:
                     }
                 )
             if len(to_run) < len(calls):
-                return Outcome(
-                    "completed"
-                )  # client function calls (and MCP calls awaiting approval) end the turn
+                # Client function calls (and MCP calls awaiting approval) end the turn.
+                return Outcome("completed")
             if cancel.is_set():
                 return Outcome("cancelled")
         return Outcome("incomplete", incomplete_reason="max_iterations")
@@ -421,7 +420,6 @@ async def run_response(response_id: str, *, started: Response | None = None) -> 
         if loaded is None:
             return None
         response, context = loaded
-    bind_log_context(
-        request_id=response.request_id, response_id=response.id
-    )  # this loop's log lines, in any process
+    # This loop's log lines carry its ids, in any process.
+    bind_log_context(request_id=response.request_id, response_id=response.id)
     return await LoopRun(response, context).run()
