@@ -94,4 +94,4 @@ def openai_client(server: ServerProcess):  # noqa: ANN201 - openai.OpenAI
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"CI={os.environ.get('CI', '')!r}; fixtures from {Path(__file__).resolve().parents[1].parent / 'shared'}"
+    return f"CI={os.environ.get('CI', '')!r}; fixtures from {Path(__file__).resolve().parent / 'fixtures'}"

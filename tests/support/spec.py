@@ -11,7 +11,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "openapi.json"
+SPEC = Path(__file__).resolve().parents[1] / "fixtures" / "spec" / "openapi.json"
 
 EVENT_SCHEMAS = {
     "response.created": "ResponseCreatedStreamingEvent",

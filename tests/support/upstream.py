@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def fixture_path(name: str) -> Path:
-    """Path of a shared fixture, e.g. ``fixture_path("openai/text_stream.sse")``."""
+    """Path of a recorded fixture, e.g. ``fixture_path("openai/text_stream.sse")``."""
     return FIXTURES / name
 
 
