@@ -19,7 +19,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 run: migrate
-	$(PY) -m responses_app.runserver --host $(HOST) --port $(PORT)
+	$(PY) -m openresponses_site.runserver --host $(HOST) --port $(PORT)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

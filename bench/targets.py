@@ -96,7 +96,7 @@ class Upstream:
 
 
 class OurServer:
-    """``python -m responses_app.runserver``: daphne alone (embedded) or daphne + Celery (production)."""
+    """``python -m openresponses_site.runserver``: daphne alone (embedded) or daphne + Celery (production)."""
 
     def __init__(
         self,
@@ -179,7 +179,7 @@ class OurServer:
             [
                 sys.executable,
                 "-m",
-                "responses_app.runserver",
+                "openresponses_site.runserver",
                 "--host",
                 "127.0.0.1",
                 "--port",

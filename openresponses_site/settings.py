@@ -35,19 +35,29 @@ def database_from_url(url: str) -> dict:
             # persistent per-thread connections would pile up; the pool bounds and reuses them.
             "CONN_MAX_AGE": 0,
             "OPTIONS": {
-                "pool": {"min_size": 1, "max_size": int(os.environ.get("OPENRESPONSES_DB_POOL_SIZE", "20")), "timeout": 30},
+                "pool": {
+                    "min_size": 1,
+                    "max_size": int(os.environ.get("OPENRESPONSES_DB_POOL_SIZE", "20")),
+                    "timeout": 30,
+                },
                 **options,
             },
         }
     if parsed.scheme == "sqlite":
-        name = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ":memory:"
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name or ":memory:", "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"}}
+        name = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ":memory:"
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": name or ":memory:",
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+        }
     raise ValueError(f"Unsupported DATABASE_URL scheme: {parsed.scheme!r}")
 
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "openresponses-insecure-development-key-change-me")
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",") if h]
+ALLOWED_HOSTS = [
+    h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",") if h
+]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [
@@ -65,7 +75,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # API requests go straight to their (async) views; the admin takes the full stack below.
-    "responses_app.middleware.ApiFastPathMiddleware",
+    "responses_app.api.middleware.ApiFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -103,7 +113,11 @@ else:
             "NAME": os.environ.get("OPENRESPONSES_SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
             # IMMEDIATE: a transaction that reads then writes waits for the lock instead of failing with
             # "database is locked" when another thread wrote meanwhile (loops and requests write concurrently).
-            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -114,7 +128,10 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             # A prefix of its own lets several deployments (or test runs) share one Redis.
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("OPENRESPONSES_CHANNEL_PREFIX", "asgi")},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": os.environ.get("OPENRESPONSES_CHANNEL_PREFIX", "asgi"),
+            },
         }
     }
 else:
@@ -131,8 +148,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "openresponses-reap-orphans": {"task": "responses_app.tasks.reap_orphans", "schedule": 10.0},
     # Retention (expired responses, store:false leftovers) and stale concurrency slots.
-    "openresponses-purge": {"task": "responses_app.tasks.purge_expired", "schedule": float(os.environ.get("OPENRESPONSES_PURGE_EVERY_SECONDS", "3600"))},
+    "openresponses-purge": {
+        "task": "responses_app.tasks.purge_expired",
+        "schedule": float(os.environ.get("OPENRESPONSES_PURGE_EVERY_SECONDS", "3600")),
+    },
 }
+
 
 def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
@@ -160,15 +181,20 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # OPENRESPONSES_LOG_FORMAT=json: one JSON object per line; every line carries the request id.
-    "filters": {"request_id": {"()": "responses_app.logs.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "responses_app.observability.logs.RequestIdFilter"}},
     "formatters": {
-        "plain": {"()": "responses_app.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "responses_app.logs.JsonFormatter"},
+        "plain": {
+            "()": "responses_app.observability.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "responses_app.observability.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "json" if os.environ.get("OPENRESPONSES_LOG_FORMAT", "").lower() == "json" else "plain",
+            "formatter": "json"
+            if os.environ.get("OPENRESPONSES_LOG_FORMAT", "").lower() == "json"
+            else "plain",
             "filters": ["request_id"],
         }
     },

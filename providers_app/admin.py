@@ -18,9 +18,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from .connection import check_connection, probe_model
-from .models import Provider, RoutingRule
-from .registry import (
+from providers_app.connection import check_connection, probe_model
+from providers_app.models import Provider, RoutingRule
+from providers_app.registry import (
     BUILTIN_ADAPTERS,
     ConfigError,
     adapter_class,
@@ -290,7 +290,7 @@ class RoutingRuleForm(forms.ModelForm):
         return data
 
     def _clean_fallbacks(self, data: dict[str, Any]) -> None:
-        from .registry import fallbacks_of
+        from providers_app.registry import fallbacks_of
 
         try:
             fallbacks = (

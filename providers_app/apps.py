@@ -10,9 +10,9 @@ class ProvidersAppConfig(AppConfig):
         from django.core import checks
         from django.db.models.signals import post_delete, post_save
 
-        from . import checks as provider_checks
-        from . import registry  # connects the setting_changed receiver
-        from .models import Provider, RoutingRule
+        from providers_app import checks as provider_checks
+        from providers_app import registry  # connects the setting_changed receiver
+        from providers_app.models import Provider, RoutingRule
 
         # Cache invalidation only: a changed provider or rule row resets the cached routes.
         for model in (Provider, RoutingRule):

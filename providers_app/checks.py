@@ -20,8 +20,8 @@ from urllib.parse import urlparse
 
 from django.core import checks
 
-from .adapters.base import ProviderConfig
-from .registry import (
+from providers_app.adapters.base import ProviderConfig
+from providers_app.registry import (
     ConfigError,
     adapter_class,
     default_provider_configs,
@@ -65,8 +65,8 @@ def check_provider_rows(
         return []
     from django.db import DatabaseError
 
-    from .models import Provider, RoutingRule
-    from .registry import registry
+    from providers_app.models import Provider, RoutingRule
+    from providers_app.registry import registry
 
     messages: list[checks.CheckMessage] = []
     try:

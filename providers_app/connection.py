@@ -6,8 +6,8 @@ import asyncio
 import time
 from dataclasses import dataclass, replace
 
-from .adapters.base import Finish, ModelRequest, ProviderConfig, TextDelta, UpstreamError
-from .registry import adapter_class, all_routes
+from providers_app.adapters.base import Finish, ModelRequest, ProviderConfig, TextDelta, UpstreamError
+from providers_app.registry import adapter_class, all_routes
 
 GLOB_CHARS = set("*?[")
 

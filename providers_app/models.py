@@ -34,7 +34,7 @@ class Provider(models.Model):
 
     def set_api_key(self, key: str) -> None:
         """Keep ``key`` encrypted (only its last four characters in clear); an empty key clears it."""
-        from .secrets import encrypt
+        from providers_app.secrets import encrypt
 
         self.api_key_encrypted = encrypt(key) if key else ""
         self.api_key_last4 = key[-4:] if key else ""

@@ -31,7 +31,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
-from .adapters.base import ProviderAdapter, ProviderConfig
+from providers_app.adapters.base import ProviderAdapter, ProviderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class _Registry:
     def _database(self, providers: dict[str, ProviderConfig], sources: dict[str, str]) -> list[Route]:
         from django.db import DatabaseError
 
-        from .models import Provider, RoutingRule
+        from providers_app.models import Provider, RoutingRule
 
         try:
             for row in Provider.objects.filter(enabled=True):
@@ -343,7 +343,7 @@ def database_fingerprint() -> Any:
 
     from django.db import DatabaseError
 
-    from .models import Provider, RoutingRule
+    from providers_app.models import Provider, RoutingRule
 
     try:
         rows = [list(model.objects.order_by("pk").values_list()) for model in (Provider, RoutingRule)]
@@ -366,7 +366,7 @@ registry = _Registry()
 
 
 def provider_config_from_row(row: Any) -> ProviderConfig:
-    from .secrets import provider_key
+    from providers_app.secrets import provider_key
 
     return ProviderConfig(
         name=row.name,

@@ -7,7 +7,7 @@ class ResponsesAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import conf  # noqa: F401 - connects the setting_changed receiver
-        from .checks import register_checks
+        from responses_app import conf  # noqa: F401 - connects the setting_changed receiver
+        from responses_app.checks import register_checks
 
         register_checks()

@@ -38,7 +38,7 @@ def _settings() -> Any:
 
 def _user_value(name: str) -> Any:
     """The effective ``OPENRESPONSES[name]`` without caching or importing it."""
-    from .conf import DEFAULTS, ENV_FALLBACKS
+    from responses_app.conf import DEFAULTS, ENV_FALLBACKS
 
     value = (getattr(_settings(), "OPENRESPONSES", None) or {}).get(name, DEFAULTS[name])
     if (value is None or value == "") and name in ENV_FALLBACKS:

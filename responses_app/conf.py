@@ -15,7 +15,7 @@ DEFAULTS: dict[str, Any] = {
     # Comma-separated client keys accepted in ``Authorization: Bearer``; also OPENRESPONSES_API_KEYS.
     "API_KEYS": None,
     # Dotted path of the authentication hook: ``callable(request) -> ClientIdentity | None``.
-    "AUTHENTICATE": "responses_app.auth.authenticate_default",
+    "AUTHENTICATE": "responses_app.gateway.auth.authenticate_default",
     # Path of the declarative config file (JSON or YAML); also OPENRESPONSES_CONFIG.
     "CONFIG_FILE": "",
     # Providers and routes defined in settings (same shape as the config file's; after it).

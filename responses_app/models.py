@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
-from .states import ResponseStatus
+from responses_app.states import ResponseStatus
 
 S = ResponseStatus
 UNFINISHED = [S.QUEUED, S.IN_PROGRESS]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ApiError, not_found
-from .models import Response, ResponseEvent, ResponseItem
-from .resource import build_resource, public_item
+from responses_app.errors import ApiError, not_found
+from responses_app.models import Response, ResponseEvent, ResponseItem
+from responses_app.resource import build_resource, public_item
 
 
 def response_get(*, response_id: str, owner: str | None) -> Response:

@@ -2,8 +2,8 @@
 
 from django.urls import path, re_path
 
-from .api import compact, views
-from .metrics import metrics_view
+from responses_app.api import compact, views
+from responses_app.gateway.metrics import metrics_view
 
 app_name = "responses_app"
 

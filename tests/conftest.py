@@ -48,21 +48,46 @@ def server(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
     """The embedded default (SQLite, in-process loops) served by daphne."""
     tmp = tmp_path_factory.mktemp("server")
     config = tmp / "openresponses.json"
-    config.write_text(json.dumps({
-        "providers": [
-            {"name": "local-chat", "adapter": "openai_chat", "base_url": fake_upstream.base_url + "/v1", "api_key_env": "LOCAL_CHAT_KEY", "max_retries": 0},
-            {"name": "zai", "adapter": "anthropic", "base_url": fake_upstream.base_url + "/zai/v1", "api_key_env": "ZAI_API_KEY"},
-            {"name": "anthropic-effort", "adapter": "anthropic", "base_url": fake_upstream.base_url + "/v1", "api_key_env": "ANTHROPIC_API_KEY", "options": {"thinking_mode": "effort"}},
-            {"name": "acme", "adapter": "tests.support.custom_adapter.AcmeAdapter", "base_url": fake_upstream.base_url + "/acme"},
-        ],
-        "routes": [
-            {"pattern": "chat-*", "provider": "local-chat"},
-            {"pattern": "fast", "provider": "local-chat", "model": "qwen2.5-7b-instruct"},
-            {"pattern": "glm-*", "provider": "zai"},
-            {"pattern": "opus-effort", "provider": "anthropic-effort", "model": "claude-opus-4-6"},
-            {"pattern": "acme-*", "provider": "acme"},
-        ],
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "providers": [
+                    {
+                        "name": "local-chat",
+                        "adapter": "openai_chat",
+                        "base_url": fake_upstream.base_url + "/v1",
+                        "api_key_env": "LOCAL_CHAT_KEY",
+                        "max_retries": 0,
+                    },
+                    {
+                        "name": "zai",
+                        "adapter": "anthropic",
+                        "base_url": fake_upstream.base_url + "/zai/v1",
+                        "api_key_env": "ZAI_API_KEY",
+                    },
+                    {
+                        "name": "anthropic-effort",
+                        "adapter": "anthropic",
+                        "base_url": fake_upstream.base_url + "/v1",
+                        "api_key_env": "ANTHROPIC_API_KEY",
+                        "options": {"thinking_mode": "effort"},
+                    },
+                    {
+                        "name": "acme",
+                        "adapter": "tests.support.custom_adapter.AcmeAdapter",
+                        "base_url": fake_upstream.base_url + "/acme",
+                    },
+                ],
+                "routes": [
+                    {"pattern": "chat-*", "provider": "local-chat"},
+                    {"pattern": "fast", "provider": "local-chat", "model": "qwen2.5-7b-instruct"},
+                    {"pattern": "glm-*", "provider": "zai"},
+                    {"pattern": "opus-effort", "provider": "anthropic-effort", "model": "claude-opus-4-6"},
+                    {"pattern": "acme-*", "provider": "acme"},
+                ],
+            }
+        )
+    )
     env = {
         **upstream_env(fake_upstream.base_url),
         "LOCAL_CHAT_KEY": "sk-local-chat-secret-0004",

@@ -67,18 +67,40 @@ def blocks_of(path: Path) -> list[Block]:
             index += 1
             continue
         fence, lang, start = match.group(1), match.group(2).lower(), index
-        end = next((j for j in range(index + 1, len(lines)) if lines[j].strip().startswith(fence)), len(lines))
+        end = next(
+            (j for j in range(index + 1, len(lines)) if lines[j].strip().startswith(fence)), len(lines)
+        )
         previous = next((lines[j].strip() for j in range(start - 1, -1, -1) if lines[j].strip()), "")
         tag = TAG.match(previous)
-        found.append(Block(path, start + 1, lang, "\n".join(lines[start + 1:end]) + "\n", tag.group(1) if tag else None, tag.group(2) if tag else ""))
+        found.append(
+            Block(
+                path,
+                start + 1,
+                lang,
+                "\n".join(lines[start + 1 : end]) + "\n",
+                tag.group(1) if tag else None,
+                tag.group(2) if tag else "",
+            )
+        )
         index = end + 1
     return found
 
 
 def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The venv's python/pip/django-admin/daphne first on PATH; no provider keys from the caller."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith(("OPENRESPONSES_", "DJANGO_"))}
-    env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "PYTHONUNBUFFERED": "1", "REDIS_URL": "", "DATABASE_URL": ""})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_API_KEY") and not k.startswith(("OPENRESPONSES_", "DJANGO_"))
+    }
+    env.update(
+        {
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+            "REDIS_URL": "",
+            "DATABASE_URL": "",
+        }
+    )
     # `pip install -e .` (CI, make) makes the apps importable anywhere; a bare checkout needs the path.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("VIRTUAL_ENV", None)
@@ -107,22 +129,37 @@ ALL_BLOCKS = [block for path in DOC_FILES for block in blocks_of(path)]
 
 def test_docs_exist():
     names = {p.name for p in DOC_FILES}
-    assert {"README.md", "index.md", "installation.md", "configuration.md", "api.md", "operations.md"} <= names
+    assert {
+        "README.md",
+        "index.md",
+        "installation.md",
+        "configuration.md",
+        "api.md",
+        "operations.md",
+    } <= names
 
 
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[b.where for b in ALL_BLOCKS])
 def test_every_block_is_tagged(block: Block):
-    assert block.action in ACTIONS, f"{block.where}: tag the block with <!-- test: run|covered …|skip <reason> --> (see tests/test_docs.py)"
+    assert block.action in ACTIONS, (
+        f"{block.where}: tag the block with <!-- test: run|covered …|skip <reason> --> (see tests/test_docs.py)"
+    )
     if block.action == "skip":
         assert len(block.arg) >= 10, f"{block.where}: a skipped block needs a reason"
     if block.action == "covered":
         file, _, name = block.arg.partition("::")
         target = ROOT / file
-        assert target.is_file() and re.search(rf"^\s*(async )?def {re.escape(name)}\(", target.read_text(), re.M), f"{block.where}: {block.arg} does not exist"
+        assert target.is_file() and re.search(
+            rf"^\s*(async )?def {re.escape(name)}\(", target.read_text(), re.M
+        ), f"{block.where}: {block.arg} does not exist"
     if block.action == "defaults":
-        assert block.path.name == "configuration.md", f"{block.where}: 'defaults' is for configuration.md only"
+        assert block.path.name == "configuration.md", (
+            f"{block.where}: 'defaults' is for configuration.md only"
+        )
     if block.action in PROJECT_ACTIONS:
-        assert block.path.name == "installation.md", f"{block.where}: {block.action!r} is for installation.md only"
+        assert block.path.name == "installation.md", (
+            f"{block.where}: {block.action!r} is for installation.md only"
+        )
 
 
 RUN_FILES = sorted({b.path for b in ALL_BLOCKS if b.action == "run" and b.path.name != "installation.md"})
@@ -144,7 +181,13 @@ def test_run_blocks(path: Path, server, tmp_path):
         parts = [b for b in blocks if b.action == "run" and kind_of(b) == kind]
         if parts:
             code = "\n".join(b.code for b in parts).replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-            run_script(kind, code, tmp_path, env, f"{path.name} ({kind}: lines {', '.join(str(b.line) for b in parts)})")
+            run_script(
+                kind,
+                code,
+                tmp_path,
+                env,
+                f"{path.name} ({kind}: lines {', '.join(str(b.line) for b in parts)})",
+            )
 
 
 def test_installation_into_a_fresh_project(tmp_path):
@@ -168,7 +211,16 @@ def test_installation_into_a_fresh_project(tmp_path):
             elif block.action == "serve":
                 command = shlex.split(code.strip().splitlines()[-1].replace("8000", str(port)))
                 log = open(tmp_path / f"serve-{len(servers)}.log", "w")  # noqa: SIM115 - closed with the process
-                servers.append(subprocess.Popen(command, cwd=site, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                servers.append(
+                    subprocess.Popen(
+                        command,
+                        cwd=site,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
                 wait_for_http(f"http://127.0.0.1:{port}/", process=servers[-1])
             ran.add(block.action)
         assert {"append", "shell", "serve", "run"} <= ran, f"installation.md exercised only {sorted(ran)}"

@@ -34,20 +34,34 @@ def host_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``migrate`` then daphne serving ``tests.hostsite.asgi:application`` (no openresponses_site at all)."""
     tmp = tmp_path_factory.mktemp("hostsite")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENRESPONSES_", "DJANGO_"))}
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "tests.hostsite.settings",
-        "HOSTSITE_DB": str(tmp / "host.sqlite3"),
-        "PYTHONUNBUFFERED": "1",
-        "REDIS_URL": "",
-        "DATABASE_URL": "",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "tests.hostsite.settings",
+            "HOSTSITE_DB": str(tmp / "host.sqlite3"),
+            "PYTHONUNBUFFERED": "1",
+            "REDIS_URL": "",
+            "DATABASE_URL": "",
+        }
+    )
     subprocess.run([sys.executable, "-m", "django", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     with open(ARTIFACTS / "hostsite.log", "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tests.hostsite.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "tests.hostsite.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             wait_for_http(f"http://127.0.0.1:{port}/", process=process)
@@ -90,8 +104,12 @@ def test_retrieve_resume_and_delete(host_url):
     assert raw.parse().output_text == "You said: keep me"
 
     # Resume the stored stream after sequence number 2, under the host's prefix.
-    replay = httpx.get(f"{host_url}/llm/v1/responses/{created.id}", params={"stream": "true", "starting_after": 2},
-                       headers={"Authorization": f"Bearer {ALICE}"}, timeout=30)
+    replay = httpx.get(
+        f"{host_url}/llm/v1/responses/{created.id}",
+        params={"stream": "true", "starting_after": 2},
+        headers={"Authorization": f"Bearer {ALICE}"},
+        timeout=30,
+    )
     events, done = parse_sse(replay.text)
     assert done and events[-1]["type"] == "response.completed"
     assert [e["sequence_number"] for e in events] == list(range(3, 3 + len(events)))
@@ -108,7 +126,12 @@ def test_retrieve_resume_and_delete(host_url):
 
 def test_host_auth_hook_decides(host_url):
     for headers in ({}, {"Authorization": "Bearer not-a-host-token"}):
-        answer = httpx.post(f"{host_url}/llm/v1/responses", json={"model": "mock-1", "input": "x"}, headers=headers, timeout=30)
+        answer = httpx.post(
+            f"{host_url}/llm/v1/responses",
+            json={"model": "mock-1", "input": "x"},
+            headers=headers,
+            timeout=30,
+        )
         assert answer.status_code == 401
         assert_valid_error(answer.json())
     with pytest.raises(openai.AuthenticationError):
@@ -126,14 +149,20 @@ def test_host_adapter_tool_and_middleware(host_url):
     assert_valid_response(raw.http_response.json())
     assert raw.parse().output_text == "HELLO THERE"
 
-    with_tool = sdk.responses.with_raw_response.create(model="mock-1", input="Where is order 7?", tools=[{"type": "function", "name": "order_status"}])
+    with_tool = sdk.responses.with_raw_response.create(
+        model="mock-1", input="Where is order 7?", tools=[{"type": "function", "name": "order_status"}]
+    )
     assert_valid_response(with_tool.http_response.json())
     output = with_tool.parse().output
     assert [item.type for item in output] == ["function_call", "function_call_output", "message"]
     assert '"status": "shipped"' in output[1].output
 
-    refused = httpx.post(f"{host_url}/llm/v1/responses", json={"model": "mock-1", "input": "my TOP-SECRET plan"},
-                         headers={"Authorization": f"Bearer {ALICE}"}, timeout=30)
+    refused = httpx.post(
+        f"{host_url}/llm/v1/responses",
+        json={"model": "mock-1", "input": "my TOP-SECRET plan"},
+        headers={"Authorization": f"Bearer {ALICE}"},
+        timeout=30,
+    )
     assert_valid_error(refused.json())
     assert refused.json()["error"]["code"] == "secret_detected"
 

@@ -43,7 +43,10 @@ def test_wheel_ships_both_apps(tmp_path: Path):
 
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", ".", "-w", str(tmp_path / "dist")],
-        cwd=source, capture_output=True, text=True, timeout=300,
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     (wheel,) = (tmp_path / "dist").glob("openresponses-*.whl")

@@ -27,7 +27,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from .base import (
+from providers_app.adapters.base import (
     Chunk,
     Finish,
     FinishReason,

@@ -35,7 +35,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import http1
+from providers_app.adapters import http1
 
 # --------------------------------------------------------------------------- chunks
 

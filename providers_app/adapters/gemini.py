@@ -60,7 +60,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from .base import (
+from providers_app.adapters.base import (
     Chunk,
     Finish,
     FinishReason,

@@ -18,7 +18,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import (
+from providers_app.adapters.base import (
     Chunk,
     Finish,
     FinishReason,

@@ -19,7 +19,7 @@ import mimetypes
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import (
+from providers_app.adapters.base import (
     Chunk,
     Finish,
     FinishReason,

@@ -10,7 +10,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from .base import (
+from providers_app.adapters.base import (
     Chunk,
     Finish,
     ItemEnd,

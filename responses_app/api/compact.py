@@ -9,12 +9,11 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 
 from providers_app.registry import aroute_for_model
-
-from .. import compaction
-from ..auth import check_model_allowed
-from ..errors import ApiError, invalid
-from .validation import normalize_input, parse_json_body
-from .views import api_view, identify, json_response
+from responses_app.api.validation import normalize_input, parse_json_body
+from responses_app.api.views import api_view, identify, json_response
+from responses_app.errors import ApiError, invalid
+from responses_app.gateway.auth import check_model_allowed
+from responses_app.services import compaction
 
 COMPACT_FIELDS = {"model", "input", "previous_response_id", "instructions", "prompt_cache_key"}
 

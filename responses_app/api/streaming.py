@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
 
-from ..conf import openresponses_settings
-from ..events.bus import Subscription
-from ..events.reader import follow
-from ..events.sink import Batch
-from ..states import TERMINAL_EVENT_TYPES
+from responses_app.conf import openresponses_settings
+from responses_app.events.bus import Subscription
+from responses_app.events.reader import follow
+from responses_app.events.sink import Batch
+from responses_app.states import TERMINAL_EVENT_TYPES
 
 DONE = "data: [DONE]\n\n"
 KEEPALIVE = ": keep-alive\n\n"

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ApiError, invalid
-from ..ids import function_call_id, function_call_output_id, message_id, new_id, reasoning_id
+from responses_app.errors import ApiError, invalid
+from responses_app.ids import function_call_id, function_call_output_id, message_id, new_id, reasoning_id
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 JSON_SCHEMA_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

@@ -16,22 +16,24 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from providers_app.registry import aroute_for_model
-
-from .. import limits, selectors, services, tracing
-from ..auth import ClientIdentity, authenticate, check_model_allowed
-from ..conf import openresponses_settings
-from ..errors import ApiError, invalid
-from ..events.bus import get_bus
-from ..events.reader import follow
-from ..logs import bind as bind_log_context
-from ..logs import log_prompt, new_request_id
-from ..loop.activity import cancel_everywhere_local
-from ..loop.db import run_db
-from ..loop.dispatch import dispatch_mode, dispatch_response
-from ..loop.tools import hosted_tools
-from ..resource import build_resource
-from .streaming import sse_response, sse_stream, terminal_response
-from .validation import parse_json_body, validate_create
+from responses_app import selectors
+from responses_app.api.streaming import sse_response, sse_stream, terminal_response
+from responses_app.api.validation import parse_json_body, validate_create
+from responses_app.conf import openresponses_settings
+from responses_app.errors import ApiError, invalid
+from responses_app.events.bus import get_bus
+from responses_app.events.reader import follow
+from responses_app.gateway import limits
+from responses_app.gateway.auth import ClientIdentity, authenticate, check_model_allowed
+from responses_app.loop.supervision.activity import cancel_everywhere_local
+from responses_app.loop.supervision.db import run_db
+from responses_app.loop.supervision.dispatch import dispatch_mode, dispatch_response
+from responses_app.loop.tools import hosted_tools
+from responses_app.observability import tracing
+from responses_app.observability.logs import bind as bind_log_context
+from responses_app.observability.logs import log_prompt, new_request_id
+from responses_app.resource import build_resource
+from responses_app.services import responses as services
 
 logger = logging.getLogger(__name__)
 FIRST_EVENT_WAIT = 2.0
@@ -272,7 +274,7 @@ async def _stream_new(
     timing = _server_timing((*marks, time.perf_counter()), wall)
     terminal = terminal_response(prefetched[-1]) if prefetched else None
     if terminal is not None and terminal.get("status") == "failed":
-        from ..models import Response
+        from responses_app.models import Response
 
         stored_error = await sync_to_async(
             lambda: Response.objects.filter(id=response_id).values_list("error", flat=True).first()

@@ -10,7 +10,7 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
-from .sink import Batch
+from responses_app.events.sink import Batch
 
 
 def group_name(response_id: str) -> str:
@@ -162,7 +162,7 @@ _local_bus = LocalBus()
 
 def get_bus() -> LocalBus | ChannelsBus:
     """The bus for the configured dispatch: local when loops run in-process."""
-    from ..conf import openresponses_settings
+    from responses_app.conf import openresponses_settings
 
     if openresponses_settings.DISPATCH == "inline":
         return _local_bus

@@ -24,8 +24,7 @@ from providers_app.adapters.base import (
     ToolCallStart,
     UsageReport,
 )
-
-from ..ids import function_call_id, message_id, reasoning_id
+from responses_app.ids import function_call_id, message_id, reasoning_id
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 

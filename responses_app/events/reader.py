@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
 
-from ..selectors import response_events_after, response_status
-from ..states import TERMINAL_EVENT_TYPES, UNFINISHED_STATUSES
-from .bus import Subscription
-from .sink import Batch
+from responses_app.events.bus import Subscription
+from responses_app.events.sink import Batch
+from responses_app.selectors import response_events_after, response_status
+from responses_app.states import TERMINAL_EVENT_TYPES, UNFINISHED_STATUSES
 
 logger = logging.getLogger(__name__)
 BROKEN_BUS_POLL_SECONDS = 0.5

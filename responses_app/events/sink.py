@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from ..states import TERMINAL_EVENT_TYPES
+from responses_app.states import TERMINAL_EVENT_TYPES
 
 logger = logging.getLogger(__name__)
 

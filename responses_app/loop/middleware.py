@@ -53,7 +53,7 @@ def _load(paths: tuple[str, ...]) -> list[Any]:
 
 
 def loop_middleware() -> list[Any]:
-    from ..conf import openresponses_settings
+    from responses_app.conf import openresponses_settings
 
     return _load(tuple(openresponses_settings.MIDDLEWARE or []))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .middleware import LoopContext, LoopMiddleware
+from responses_app.loop.middleware import LoopContext, LoopMiddleware
 
 
 def _redact_item(item: dict[str, Any], pattern: re.Pattern[str], replacement: str) -> dict[str, Any]:

@@ -14,26 +14,25 @@ from typing import Any
 
 from providers_app.adapters.base import WIRE_LOG, ModelRequest, UpstreamError, finished_wire_log
 from providers_app.registry import ConfigError, aget_adapter
-
-from ..compaction import model_items
-from ..conf import openresponses_settings
-from ..events.bus import LocalBus, get_bus
-from ..events.emitter import ResponseEmitter
-from ..events.sink import BatchingSink
-from ..fallbacks import sample_with_fallbacks
-from ..ids import function_call_output_id
-from ..logs import bind as bind_log_context
-from ..models import Response
-from ..resource import build_resource
-from ..selectors import response_context_items
-from ..services import response_finish, response_start
-from ..states import ResponseStatus
-from ..tracing import traced_tool_call
-from .activity import activity
-from .db import event_writer, run_db
-from .mcp import McpError, McpToolset
-from .middleware import LoopContext, StopLoop, call_hook, loop_middleware
-from .tools import HostedTool, hosted_tools
+from responses_app.conf import openresponses_settings
+from responses_app.events.bus import LocalBus, get_bus
+from responses_app.events.emitter import ResponseEmitter
+from responses_app.events.sink import BatchingSink
+from responses_app.ids import function_call_output_id
+from responses_app.loop.fallbacks import sample_with_fallbacks
+from responses_app.loop.mcp import McpError, McpToolset
+from responses_app.loop.middleware import LoopContext, StopLoop, call_hook, loop_middleware
+from responses_app.loop.supervision.activity import activity
+from responses_app.loop.supervision.db import event_writer, run_db
+from responses_app.loop.tools import HostedTool, hosted_tools
+from responses_app.models import Response
+from responses_app.observability.logs import bind as bind_log_context
+from responses_app.observability.tracing import traced_tool_call
+from responses_app.resource import build_resource
+from responses_app.selectors import response_context_items
+from responses_app.services.compaction import model_items
+from responses_app.services.responses import response_finish, response_start
+from responses_app.states import ResponseStatus
 
 logger = logging.getLogger(__name__)
 

@@ -98,8 +98,7 @@ def _hosted_tools_cached(paths: tuple[str, ...]) -> dict[str, HostedTool]:
 
 def hosted_tool_paths() -> tuple[str, ...]:
     from providers_app.registry import load_config_file
-
-    from ..conf import openresponses_settings
+    from responses_app.conf import openresponses_settings
 
     paths = list(openresponses_settings.HOSTED_TOOLS or [])
     if openresponses_settings.CONFIG_FILE:

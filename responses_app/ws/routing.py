@@ -1,15 +1,5 @@
-"""WebSocket routes of the Responses API; a host site adds them to its ``ProtocolTypeRouter``.
+"""Kept for the dotted path earlier docs gave host sites: the URLs now live in :mod:`responses_app.routing`."""
 
-application = ProtocolTypeRouter({
-    "http": get_asgi_application(),
-    "websocket": URLRouter(responses_app.ws.routing.websocket_urlpatterns),
-})
-"""
+from responses_app.routing import websocket_urlpatterns
 
-from django.urls import path
-
-from .consumer import ResponsesConsumer
-
-websocket_urlpatterns = [
-    path("v1/responses", ResponsesConsumer.as_asgi(), name="responses-websocket"),
-]
+__all__ = ["websocket_urlpatterns"]

@@ -16,7 +16,7 @@ _ids = itertools.count(1)
 def _fresh_caches() -> Iterator[None]:
     """The provider registry and the key cache are per process: never leak rows between tests."""
     from providers_app.registry import registry
-    from responses_app import keys
+    from responses_app.gateway import keys
 
     registry.reset()
     keys.reset_cache()
@@ -31,7 +31,13 @@ def user_message(text: str) -> dict[str, Any]:
 
 
 def assistant_message(text: str) -> dict[str, Any]:
-    return {"type": "message", "id": f"msg_{next(_ids)}", "role": "assistant", "status": "completed", "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    return {
+        "type": "message",
+        "id": f"msg_{next(_ids)}",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
 
 
 @pytest.fixture
@@ -63,7 +69,9 @@ def make_response(db: Any) -> Callable[..., Any]:
             ancestor_ids=(list(previous.ancestor_ids) + [previous.id]) if previous else [],
             params={"instructions": None},
             created_at=now,
-            search_text="\n".join(p["text"] for i in inputs if i.get("type") == "message" for p in i["content"]),
+            search_text="\n".join(
+                p["text"] for i in inputs if i.get("type") == "message" for p in i["content"]
+            ),
             wire_log=wire_log,
         )
         response.save(force_insert=True)
@@ -84,13 +92,26 @@ def make_response(db: Any) -> Callable[..., Any]:
         response.save()
         for kind, items in (("input", inputs), ("output", outputs or [])):
             ResponseItem.objects.bulk_create(
-                ResponseItem(response=response, kind=kind, position=i, item_id=item.get("id", ""), item_type=item.get("type", ""), data=item)
+                ResponseItem(
+                    response=response,
+                    kind=kind,
+                    position=i,
+                    item_id=item.get("id", ""),
+                    item_type=item.get("type", ""),
+                    data=item,
+                )
                 for i, item in enumerate(items)
             )
         import json
 
         ResponseEvent.objects.bulk_create(
-            ResponseEvent(response=response, sequence_number=n, type=t, payload=json.dumps({"type": t, "sequence_number": n, **data}), created_at=now + n * 0.05)
+            ResponseEvent(
+                response=response,
+                sequence_number=n,
+                type=t,
+                payload=json.dumps({"type": t, "sequence_number": n, **data}),
+                created_at=now + n * 0.05,
+            )
             for n, (t, data) in enumerate(events or [])
         )
         return response

@@ -54,10 +54,21 @@ def console(fake_upstream, tmp_path_factory) -> Iterator[ServerProcess]:
     _chromium()
     tmp = tmp_path_factory.mktemp("console")
     config = tmp / "openresponses.json"
-    config.write_text(json.dumps({
-        "providers": [{"name": "local-chat", "adapter": "openai_chat", "base_url": fake_upstream.base_url + "/v1", "api_key_env": "LOCAL_CHAT_KEY"}],
-        "routes": [{"pattern": "chat-*", "provider": "local-chat"}],
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "providers": [
+                    {
+                        "name": "local-chat",
+                        "adapter": "openai_chat",
+                        "base_url": fake_upstream.base_url + "/v1",
+                        "api_key_env": "LOCAL_CHAT_KEY",
+                    }
+                ],
+                "routes": [{"pattern": "chat-*", "provider": "local-chat"}],
+            }
+        )
+    )
     env = {
         **upstream_env(fake_upstream.base_url),
         "LOCAL_CHAT_KEY": "sk-local-chat-secret-0004",
@@ -72,8 +83,20 @@ def console(fake_upstream, tmp_path_factory) -> Iterator[ServerProcess]:
     }
     process = ServerProcess(env, name="console-server").start()
     subprocess.run(
-        [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", ADMIN_USER, "--email", "ops@example.com"],
-        cwd=ROOT, env=process.env, check=True, capture_output=True,
+        [
+            sys.executable,
+            "manage.py",
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            ADMIN_USER,
+            "--email",
+            "ops@example.com",
+        ],
+        cwd=ROOT,
+        env=process.env,
+        check=True,
+        capture_output=True,
     )
     yield process
     process.stop()
@@ -89,9 +112,16 @@ def browser(console: ServerProcess) -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--window-size=1400,1000",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
@@ -111,7 +141,9 @@ def browser(console: ServerProcess) -> Iterator[Any]:
 
 @pytest.fixture
 def api(console: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=console.url, timeout=30, headers={"Authorization": f"Bearer {STATIC_KEY}"}) as client:
+    with httpx.Client(
+        base_url=console.url, timeout=30, headers={"Authorization": f"Bearer {STATIC_KEY}"}
+    ) as client:
         yield client
 
 
@@ -125,7 +157,9 @@ def open_response_page(driver: Any, base_url: str, response_id: str, timeout: fl
         driver.get(base_url + f"/admin/responses_app/response/{quote(response_id)}/change/")
         if driver.find_elements("id", "or-status"):
             return
-        assert time.monotonic() < deadline, f"the admin page of {response_id} did not appear: {driver.page_source[:300]}"
+        assert time.monotonic() < deadline, (
+            f"the admin page of {response_id} did not appear: {driver.page_source[:300]}"
+        )
         time.sleep(0.25)
 
 
@@ -174,11 +208,21 @@ def test_login_lands_on_the_console(browser, console):
 
 def test_add_provider_and_routing_rule(browser, console, api):
     browser.get(console.url + "/admin/providers_app/provider/add/")
-    submit_form(browser, {"name": "team-mock", "adapter": "mock", "api_key": "sk-browser-provider-secret-7788", "options": '{"test_model": "mock-1"}'})
+    submit_form(
+        browser,
+        {
+            "name": "team-mock",
+            "adapter": "mock",
+            "api_key": "sk-browser-provider-secret-7788",
+            "options": '{"test_model": "mock-1"}',
+        },
+    )
     wait_for(browser, lambda d: "was added successfully" in d.page_source)
     page = browser.page_source
     assert "sk-browser-provider-secret" not in page and "…7788" in page
-    assert "local-chat" in text_of(browser, "or-other-providers") and "config file" in text_of(browser, "or-other-providers")
+    assert "local-chat" in text_of(browser, "or-other-providers") and "config file" in text_of(
+        browser, "or-other-providers"
+    )
     shot(browser, "02_providers")
 
     browser.find_element("link text", "team-mock").click()
@@ -219,7 +263,9 @@ def test_client_key_created_used_restricted_and_revoked(browser, console):
     assert token.startswith("ork_")
     shot(browser, "06_key_created")
 
-    with httpx.Client(base_url=console.url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+    with httpx.Client(
+        base_url=console.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
         ok = client.post("/v1/responses", json={"model": "mock-1", "input": "with my own key"})
         assert ok.status_code == 200
         assert_valid_response(ok.json())
@@ -238,17 +284,29 @@ def test_client_key_created_used_restricted_and_revoked(browser, console):
         revoked = client.post("/v1/responses", json={"model": "mock-1", "input": "after revoking"})
         assert revoked.status_code == 401
         assert_valid_error(revoked.json())
-    unknown = httpx.post(console.url + "/v1/responses", json={"model": "mock-1", "input": "x"}, headers={"Authorization": "Bearer ork_00000000_nope"})
+    unknown = httpx.post(
+        console.url + "/v1/responses",
+        json={"model": "mock-1", "input": "x"},
+        headers={"Authorization": "Bearer ork_00000000_nope"},
+    )
     assert unknown.status_code == 401
 
 
 def test_finished_conversation_reads_like_a_transcript(browser, console, api):
-    first = api.post("/v1/responses", json={
-        "model": "mock-1", "input": "What is the weather in Paris?", "tools": [{"type": "function", "name": "get_weather"}],
-    }).json()
+    first = api.post(
+        "/v1/responses",
+        json={
+            "model": "mock-1",
+            "input": "What is the weather in Paris?",
+            "tools": [{"type": "function", "name": "get_weather"}],
+        },
+    ).json()
     assert_valid_response(first)
     assert first["status"] == "completed", first
-    second = api.post("/v1/responses", json={"model": "mock-1", "input": "Thanks, and in Lyon?", "previous_response_id": first["id"]}).json()
+    second = api.post(
+        "/v1/responses",
+        json={"model": "mock-1", "input": "Thanks, and in Lyon?", "previous_response_id": first["id"]},
+    ).json()
     assert_valid_response(second)
 
     browser.get(console.url + "/admin/responses_app/response/")
@@ -262,7 +320,9 @@ def test_finished_conversation_reads_like_a_transcript(browser, console, api):
     transcript = wait_for(browser, lambda d: d.find_element("id", "or-transcript"))
     text = transcript.text
     assert "What is the weather in Paris?" in text
-    assert "tool call · get_weather" in text.lower() and '"city": "Paris"' in text  # labels are styled upper-case
+    assert (
+        "tool call · get_weather" in text.lower() and '"city": "Paris"' in text
+    )  # labels are styled upper-case
     assert "tool result · get_weather" in text.lower() and "sunny" in text
     assert "The tool returned:" in text
     assert second["id"] in browser.page_source  # the conversation continues
@@ -278,13 +338,17 @@ def test_finished_conversation_reads_like_a_transcript(browser, console, api):
     shot(browser, "10_event_log")
 
 
-def _stream_in_thread(console: ServerProcess, body: dict[str, Any]) -> tuple[threading.Thread, queue.Queue, dict[str, Any]]:
+def _stream_in_thread(
+    console: ServerProcess, body: dict[str, Any]
+) -> tuple[threading.Thread, queue.Queue, dict[str, Any]]:
     """POST a streaming request from a thread; the response id is put on the queue at the first event."""
     ids: queue.Queue = queue.Queue()
     result: dict[str, Any] = {}
 
     def run() -> None:
-        with httpx.Client(base_url=console.url, timeout=60, headers={"Authorization": f"Bearer {STATIC_KEY}"}) as client:
+        with httpx.Client(
+            base_url=console.url, timeout=60, headers={"Authorization": f"Bearer {STATIC_KEY}"}
+        ) as client:
             with client.stream("POST", "/v1/responses", json={**body, "stream": True}) as response:
                 raw = ""
                 for chunk in response.iter_text():
@@ -306,12 +370,18 @@ def test_watch_a_streaming_response_live(browser, console):
     response_id = ids.get(timeout=15)
     open_response_page(browser, console.url, response_id)
     early = wait_for(browser, lambda d: (lambda t: t if len(t) > 20 else None)(text_of(d, "or-live-text")))
-    later = wait_for(browser, lambda d: (lambda t: t if len(t) > len(early) + 40 else None)(text_of(d, "or-live-text")))
+    later = wait_for(
+        browser, lambda d: (lambda t: t if len(t) > len(early) + 40 else None)(text_of(d, "or-live-text"))
+    )
     assert later.startswith(early)  # it grew, in order, without reloading the page
     assert "You said: word0 word1" in later
     shot(browser, "11_live_streaming")
     # When the response finishes the page reloads into the final transcript.
-    wait_for(browser, lambda d: not d.find_elements("id", "or-live") and "Completed" in text_of(d, "or-status"), timeout=45)
+    wait_for(
+        browser,
+        lambda d: not d.find_elements("id", "or-live") and "Completed" in text_of(d, "or-status"),
+        timeout=45,
+    )
     assert "word239" in text_of(browser, "or-transcript")
     shot(browser, "12_live_finished")
     thread.join(30)
@@ -322,12 +392,17 @@ def test_watch_a_streaming_response_live(browser, console):
 
 
 def test_cancel_a_running_response(browser, console, api):
-    started = api.post("/v1/responses", json={"model": "mock-slow", "input": LONG_INPUT + " " + LONG_INPUT, "background": True}).json()
+    started = api.post(
+        "/v1/responses",
+        json={"model": "mock-slow", "input": LONG_INPUT + " " + LONG_INPUT, "background": True},
+    ).json()
     assert_valid_response(started)
     open_response_page(browser, console.url, started["id"])
     wait_for(browser, lambda d: len(text_of(d, "or-live-text")) > 10)
     browser.find_element("id", "or-cancel").click()
-    wait_for(browser, lambda d: "Cancelled" in text_of(d, "or-status") and not d.find_elements("id", "or-live"))
+    wait_for(
+        browser, lambda d: "Cancelled" in text_of(d, "or-status") and not d.find_elements("id", "or-live")
+    )
     assert "is cancelled" in browser.page_source
     # The page waited for the loop to store what was said before the cancel.
     assert "You said: word0" in text_of(browser, "or-transcript")
@@ -340,5 +415,10 @@ def test_cancel_a_running_response(browser, console, api):
             break
         time.sleep(0.2)
     assert data["status"] == "cancelled"
-    words = sum(len(part["text"].split()) for item in data["output"] for part in item.get("content", []) if "text" in part)
+    words = sum(
+        len(part["text"].split())
+        for item in data["output"]
+        for part in item.get("content", [])
+        if "text" in part
+    )
     assert words < 180  # the loop stopped early

@@ -1,4 +1,4 @@
-""""Test connection": one small upstream call through the provider's adapter, over a real socket."""
+""" "Test connection": one small upstream call through the provider's adapter, over a real socket."""
 
 from __future__ import annotations
 
@@ -26,17 +26,25 @@ def test_openai_provider_over_loopback(upstream):
     assert result.ok, result.message
     (request,) = upstream.requests
     body = json.loads(request.body)
-    assert request.path == "/v1/responses" and body["model"] == "gpt-4o-mini" and body["max_output_tokens"] == 16
+    assert (
+        request.path == "/v1/responses" and body["model"] == "gpt-4o-mini" and body["max_output_tokens"] == 16
+    )
     assert request.headers["authorization"] == "Bearer sk-probe-secret-0009"
 
 
 def test_failures_are_reported_without_the_key(upstream):
-    upstream.queue(Reply.json({"error": {"message": "Incorrect API key provided: sk-probe-secret-0009"}}, status=401))
-    config = ProviderConfig("team", "openai", upstream.base_url + "/v1", "sk-probe-secret-0009", max_retries=3)
+    upstream.queue(
+        Reply.json({"error": {"message": "Incorrect API key provided: sk-probe-secret-0009"}}, status=401)
+    )
+    config = ProviderConfig(
+        "team", "openai", upstream.base_url + "/v1", "sk-probe-secret-0009", max_retries=3
+    )
     result = check_connection(config, "gpt-4o-mini")
     assert not result.ok and "401" in result.message and "sk-probe-secret-0009" not in result.message
     assert len(upstream.requests) == 1  # no retries for a probe
-    unreachable = ProviderConfig("gone", "openai", f"http://127.0.0.1:{free_port()}/v1", "k", connect_timeout=2)
+    unreachable = ProviderConfig(
+        "gone", "openai", f"http://127.0.0.1:{free_port()}/v1", "k", connect_timeout=2
+    )
     result = check_connection(unreachable, "gpt-4o-mini")
     assert not result.ok and "Could not reach" in result.message
 
@@ -57,7 +65,14 @@ def test_probe_model_from_options_or_routes():
 @pytest.mark.django_db
 def test_admin_action_and_page(admin_client, upstream):
     ok = Provider.objects.create(name="local-mock", adapter="mock", options={"test_model": "mock-1"})
-    bad = Provider.objects.create(name="down", adapter="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", options={"test_model": "gpt-4o"}, max_retries=0, connect_timeout=2)
+    bad = Provider.objects.create(
+        name="down",
+        adapter="openai",
+        base_url=f"http://127.0.0.1:{free_port()}/v1",
+        options={"test_model": "gpt-4o"},
+        max_retries=0,
+        connect_timeout=2,
+    )
     none = Provider.objects.create(name="no-model", adapter="openai")
     reply = admin_client.post(
         reverse("admin:providers_app_provider_changelist"),

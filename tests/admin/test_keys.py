@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.test import RequestFactory
 
-from responses_app import keys
-from responses_app.auth import authenticate_default
 from responses_app.errors import ApiError
+from responses_app.gateway import keys
+from responses_app.gateway.auth import authenticate_default
 from responses_app.models import ClientKey
 
 

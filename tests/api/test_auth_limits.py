@@ -55,13 +55,19 @@ def test_missing_and_wrong_keys(client):
 
 
 def test_valid_key_and_isolation(client):
-    created = client.post("/v1/responses", json={"model": "mock-1", "input": "mine"}, headers=auth("sk-client-one"))
+    created = client.post(
+        "/v1/responses", json={"model": "mock-1", "input": "mine"}, headers=auth("sk-client-one")
+    )
     assert created.status_code == 200
     rid = created.json()["id"]
     assert client.get(f"/v1/responses/{rid}", headers=auth("sk-client-one")).status_code == 200
     other = client.get(f"/v1/responses/{rid}", headers=auth("sk-client-two"))
     assert other.status_code == 404, "another key's response looks like it does not exist"
-    chained = client.post("/v1/responses", json={"model": "mock-1", "input": "x", "previous_response_id": rid}, headers=auth("sk-client-two"))
+    chained = client.post(
+        "/v1/responses",
+        json={"model": "mock-1", "input": "x", "previous_response_id": rid},
+        headers=auth("sk-client-two"),
+    )
     assert chained.status_code == 404 and chained.json()["error"]["code"] == "previous_response_not_found"
     assert client.delete(f"/v1/responses/{rid}", headers=auth("sk-client-two")).status_code == 404
     assert client.post(f"/v1/responses/{rid}/cancel", headers=auth("sk-client-two")).status_code == 404
@@ -69,7 +75,9 @@ def test_valid_key_and_isolation(client):
 
 def test_oversized_body_is_413(client):
     body = json.dumps({"model": "mock-1", "input": "x" * 30000})
-    response = client.post("/v1/responses", content=body, headers={**auth("sk-client-one"), "content-type": "application/json"})
+    response = client.post(
+        "/v1/responses", content=body, headers={**auth("sk-client-one"), "content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert_valid_error(response.json())
     assert response.json()["error"]["code"] == "request_too_large"
@@ -80,7 +88,12 @@ def test_keepalive_while_upstream_is_silent(client, upstream):
     reply.chunks = reply.chunks[:3] + [b": upstream thinking\n\n"] + reply.chunks[3:]
     reply.delay = 0.4
     upstream.queue(reply)
-    with client.stream("POST", "/v1/responses", json={"model": "gpt-4o", "input": "x", "stream": True}, headers=auth("sk-client-one")) as response:
+    with client.stream(
+        "POST",
+        "/v1/responses",
+        json={"model": "gpt-4o", "input": "x", "stream": True},
+        headers=auth("sk-client-one"),
+    ) as response:
         raw = response.read().decode()
     assert ": keep-alive\n\n" in raw
     events, done = parse_sse(raw)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from django.test import override_settings
 
-from responses_app import compaction
+from responses_app.services import compaction
 from tests.conftest import upstream_env
 from tests.support.api import create, output_text
 from tests.support.server import ServerProcess

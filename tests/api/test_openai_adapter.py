@@ -24,12 +24,42 @@ from tests.support.replay import (
 from tests.support.upstream import Reply
 
 USER = {"role": "user", "content": "What is the capital of France?"}
-GET_CAPITAL = {"type": "function", "name": "get_capital", "description": "", "strict": True,
-               "parameters": {"additionalProperties": False, "properties": {"country": {"type": "string"}}, "required": ["country"], "type": "object"}}
-GET_LOCATION = {"type": "function", "name": "get_location", "description": "", "strict": True,
-                "parameters": {"additionalProperties": False, "properties": {"loc_name": {"type": "string"}}, "required": ["loc_name"], "type": "object"}}
-FINAL_RESULT = {"type": "function", "name": "final_result", "description": "The final response which ends this conversation", "strict": True,
-                "parameters": {"additionalProperties": False, "properties": {"result": {"type": "integer"}}, "required": ["result"], "type": "object"}}
+GET_CAPITAL = {
+    "type": "function",
+    "name": "get_capital",
+    "description": "",
+    "strict": True,
+    "parameters": {
+        "additionalProperties": False,
+        "properties": {"country": {"type": "string"}},
+        "required": ["country"],
+        "type": "object",
+    },
+}
+GET_LOCATION = {
+    "type": "function",
+    "name": "get_location",
+    "description": "",
+    "strict": True,
+    "parameters": {
+        "additionalProperties": False,
+        "properties": {"loc_name": {"type": "string"}},
+        "required": ["loc_name"],
+        "type": "object",
+    },
+}
+FINAL_RESULT = {
+    "type": "function",
+    "name": "final_result",
+    "description": "The final response which ends this conversation",
+    "strict": True,
+    "parameters": {
+        "additionalProperties": False,
+        "properties": {"result": {"type": "integer"}},
+        "required": ["result"],
+        "type": "object",
+    },
+}
 CALL_ID = "fc_67e554a1de488191af0831d35cbe082e0794405d35281ae2"
 
 
@@ -38,15 +68,23 @@ def _text_check(expected: str, usage: tuple[int, int]):
         assert output_text(resource) == expected
         assert (resource["usage"]["input_tokens"], resource["usage"]["output_tokens"]) == usage
         assert resource["output"][0]["id"].startswith("msg_")
+
     return check
 
 
 def _calls(resource):
-    return [(i["name"], json.loads(i["arguments"]), i["call_id"]) for i in resource["output"] if i["type"] == "function_call"]
+    return [
+        (i["name"], json.loads(i["arguments"]), i["call_id"])
+        for i in resource["output"]
+        if i["type"] == "function_call"
+    ]
 
 
 def _parallel_check(resource):
-    assert _calls(resource) == [("get_location", {"loc_name": "Londos"}, "call_LWVp74L5HaH2KNvgVz9PJsrj"), ("get_location", {"loc_name": "London"}, "call_YnRAWeTyxI91m5uNa5bxXwVO")]
+    assert _calls(resource) == [
+        ("get_location", {"loc_name": "Londos"}, "call_LWVp74L5HaH2KNvgVz9PJsrj"),
+        ("get_location", {"loc_name": "London"}, "call_YnRAWeTyxI91m5uNa5bxXwVO"),
+    ]
     assert all(i["status"] == "completed" and i["id"].startswith("fc_") for i in resource["output"])
 
 
@@ -67,27 +105,84 @@ def _error_check(body):
 
 
 CASES = [
-    Case("openai/text_nonstream.json", "gpt-4o", {"input": [USER]}, stream=False,
-         shape=HEAD + TEXT + ["response.completed"], check=_text_check("The capital of France is Paris.", (14, 8))),
-    Case("openai/text_stream.sse", "gpt-4o", {
-        "input": [USER, {"type": "function_call", "call_id": CALL_ID, "name": "get_capital", "arguments": '{"country":"France"}'},
-                  {"type": "function_call_output", "call_id": CALL_ID, "output": "Paris"}],
-        "tools": [GET_CAPITAL], "tool_choice": "auto"}, stream=True,
-        shape=HEAD + TEXT + ["response.completed"], check=_text_check("The capital of France is Paris.", (278, 9))),
-    Case("openai/function_call_stream.sse", "gpt-4o", {"input": [USER], "tools": [GET_CAPITAL], "tool_choice": "auto"}, stream=True,
-         shape=HEAD + CALL + ["response.completed"],
-         check=lambda r: _calls(r) == [("get_capital", {"country": "France"}, "call_kL0PCQV7M2WMoVX8V8OtYSAL")] or pytest.fail(str(_calls(r)))),
-    Case("openai/parallel_function_calls_nonstream.json", "gpt-4o",
-         {"input": [{"role": "user", "content": "What is the location of Londos and London?"}], "tools": [GET_LOCATION], "tool_choice": "auto"},
-         stream=False, shape=HEAD + CALL + CALL + ["response.completed"], check=_parallel_check),
-    Case("openai/reasoning_function_call_stream.sse", "gpt-5", {
-        "input": [{"role": "user", "content": "Calculate 100 * 200 / 3"}], "reasoning": {"effort": "low"}, "service_tier": "flex",
-        "tool_choice": "required", "tools": [FINAL_RESULT], "include": ["reasoning.encrypted_content"]}, stream=True,
-        shape=HEAD + EMPTY_REASONING + CALL + ["response.completed"], check=_reasoning_check),
-    Case("openai/error_400_invalid_value.json", "gpt-4o", {"input": [USER], "temperature": 0}, stream=True, status=400, check=_error_check,
-         # Our own validation answers temperature -1 with a 400 before any upstream call, so the
-         # replay sends a valid temperature and checks that the provider's 400 is relayed.
-         expect={"temperature": 0}),
+    Case(
+        "openai/text_nonstream.json",
+        "gpt-4o",
+        {"input": [USER]},
+        stream=False,
+        shape=HEAD + TEXT + ["response.completed"],
+        check=_text_check("The capital of France is Paris.", (14, 8)),
+    ),
+    Case(
+        "openai/text_stream.sse",
+        "gpt-4o",
+        {
+            "input": [
+                USER,
+                {
+                    "type": "function_call",
+                    "call_id": CALL_ID,
+                    "name": "get_capital",
+                    "arguments": '{"country":"France"}',
+                },
+                {"type": "function_call_output", "call_id": CALL_ID, "output": "Paris"},
+            ],
+            "tools": [GET_CAPITAL],
+            "tool_choice": "auto",
+        },
+        stream=True,
+        shape=HEAD + TEXT + ["response.completed"],
+        check=_text_check("The capital of France is Paris.", (278, 9)),
+    ),
+    Case(
+        "openai/function_call_stream.sse",
+        "gpt-4o",
+        {"input": [USER], "tools": [GET_CAPITAL], "tool_choice": "auto"},
+        stream=True,
+        shape=HEAD + CALL + ["response.completed"],
+        check=lambda r: (
+            _calls(r) == [("get_capital", {"country": "France"}, "call_kL0PCQV7M2WMoVX8V8OtYSAL")]
+            or pytest.fail(str(_calls(r)))
+        ),
+    ),
+    Case(
+        "openai/parallel_function_calls_nonstream.json",
+        "gpt-4o",
+        {
+            "input": [{"role": "user", "content": "What is the location of Londos and London?"}],
+            "tools": [GET_LOCATION],
+            "tool_choice": "auto",
+        },
+        stream=False,
+        shape=HEAD + CALL + CALL + ["response.completed"],
+        check=_parallel_check,
+    ),
+    Case(
+        "openai/reasoning_function_call_stream.sse",
+        "gpt-5",
+        {
+            "input": [{"role": "user", "content": "Calculate 100 * 200 / 3"}],
+            "reasoning": {"effort": "low"},
+            "service_tier": "flex",
+            "tool_choice": "required",
+            "tools": [FINAL_RESULT],
+            "include": ["reasoning.encrypted_content"],
+        },
+        stream=True,
+        shape=HEAD + EMPTY_REASONING + CALL + ["response.completed"],
+        check=_reasoning_check,
+    ),
+    Case(
+        "openai/error_400_invalid_value.json",
+        "gpt-4o",
+        {"input": [USER], "temperature": 0},
+        stream=True,
+        status=400,
+        check=_error_check,
+        # Our own validation answers temperature -1 with a 400 before any upstream call, so the
+        # replay sends a valid temperature and checks that the provider's 400 is relayed.
+        expect={"temperature": 0},
+    ),
 ]
 
 
@@ -107,7 +202,14 @@ def test_openai_fixture_through_server(http, upstream, case):
 
 
 def test_openai_error_non_stream_is_http_400(http, upstream):
-    case = Case("openai/error_400_invalid_value.json", "gpt-4o", {"input": [USER], "temperature": 0}, stream=False, status=400, check=_error_check)
+    case = Case(
+        "openai/error_400_invalid_value.json",
+        "gpt-4o",
+        {"input": [USER], "temperature": 0},
+        stream=False,
+        status=400,
+        check=_error_check,
+    )
     run_case(http, upstream, case)
 
 
@@ -117,26 +219,51 @@ def test_openai_reasoning_round_trips_encrypted_content(http, upstream):
     first, _events, _sent = run_case(http, upstream, case)
     call = next(i for i in first["output"] if i["type"] == "function_call")
     upstream.queue(Reply.fixture("openai/text_nonstream.json"))
-    second = http.post("/v1/responses", json={"model": "gpt-5", "previous_response_id": first["id"],
-                                               "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "6666"}]}).json()
+    second = http.post(
+        "/v1/responses",
+        json={
+            "model": "gpt-5",
+            "previous_response_id": first["id"],
+            "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "6666"}],
+        },
+    ).json()
     assert second["status"] == "completed"
     sent = upstream.requests[-1].json()
     reasoning = [i for i in sent["input"] if i.get("type") == "reasoning"]
-    assert reasoning == [{"type": "reasoning", "summary": [], "encrypted_content": first["output"][0]["encrypted_content"],
-                          "id": "rs_0050471a34b36ae60068c97bac4dcc819595fd0f80d6b3c405"}]
-    assert [i.get("type", "message") for i in sent["input"]] == ["message", "reasoning", "function_call", "function_call_output"]
+    assert reasoning == [
+        {
+            "type": "reasoning",
+            "summary": [],
+            "encrypted_content": first["output"][0]["encrypted_content"],
+            "id": "rs_0050471a34b36ae60068c97bac4dcc819595fd0f80d6b3c405",
+        }
+    ]
+    assert [i.get("type", "message") for i in sent["input"]] == [
+        "message",
+        "reasoning",
+        "function_call",
+        "function_call_output",
+    ]
     assert sent["input"][2]["call_id"] == "call_CWXgs68YprAjp6t0371hiPOI"
 
 
 def test_openai_fixture_via_sdk(openai_client, upstream):
     """The official SDK reads the replayed stream (typed events) and the final response."""
     upstream.queue(Reply.fixture("openai/function_call_stream.sse"))
-    events = list(openai_client.responses.create(model="gpt-4o", input="What is the capital of France?", tools=[GET_CAPITAL], stream=True))
+    events = list(
+        openai_client.responses.create(
+            model="gpt-4o", input="What is the capital of France?", tools=[GET_CAPITAL], stream=True
+        )
+    )
     kinds = [e.type for e in events]
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     final = events[-1].response
     call = final.output[0]
-    assert call.type == "function_call" and call.name == "get_capital" and json.loads(call.arguments) == {"country": "France"}
+    assert (
+        call.type == "function_call"
+        and call.name == "get_capital"
+        and json.loads(call.arguments) == {"country": "France"}
+    )
     upstream.queue(Reply.fixture("openai/text_nonstream.json"))
     response = openai_client.responses.create(model="gpt-4o", input="What is the capital of France?")
     assert response.output_text == "The capital of France is Paris."

@@ -35,12 +35,28 @@ def test_basic_json_response(http):
 
 
 def test_defaults_echoed(http):
-    data = create(http, {"model": "mock-1", "input": "x", "tools": [{"type": "function", "name": "f"}], "tool_choice": "none"})
-    assert data["tools"] == [{"type": "function", "name": "f", "description": None, "parameters": None, "strict": None}]
+    data = create(
+        http,
+        {
+            "model": "mock-1",
+            "input": "x",
+            "tools": [{"type": "function", "name": "f"}],
+            "tool_choice": "none",
+        },
+    )
+    assert data["tools"] == [
+        {"type": "function", "name": "f", "description": None, "parameters": None, "strict": None}
+    ]
     assert data["tool_choice"] == "none"
     assert data["truncation"] == "disabled"
     assert data["text"] == {"format": {"type": "text"}}
-    assert (data["top_p"], data["temperature"], data["presence_penalty"], data["frequency_penalty"], data["top_logprobs"]) == (1.0, 1.0, 0.0, 0.0, 0)
+    assert (
+        data["top_p"],
+        data["temperature"],
+        data["presence_penalty"],
+        data["frequency_penalty"],
+        data["top_logprobs"],
+    ) == (1.0, 1.0, 0.0, 0.0, 0)
     assert data["parallel_tool_calls"] is True
     assert data["store"] is True and data["background"] is False
     assert data["metadata"] == {}
@@ -48,9 +64,18 @@ def test_defaults_echoed(http):
 
 def test_request_parameters_echoed(http):
     body = {
-        "model": "mock-1", "input": "x", "instructions": "Be brief.", "temperature": 0.2, "top_p": 0.5,
-        "max_output_tokens": 100, "metadata": {"team": "a"}, "parallel_tool_calls": False,
-        "reasoning": {"effort": "low"}, "safety_identifier": "u1", "prompt_cache_key": "k1", "service_tier": "flex",
+        "model": "mock-1",
+        "input": "x",
+        "instructions": "Be brief.",
+        "temperature": 0.2,
+        "top_p": 0.5,
+        "max_output_tokens": 100,
+        "metadata": {"team": "a"},
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "low"},
+        "safety_identifier": "u1",
+        "prompt_cache_key": "k1",
+        "service_tier": "flex",
     }
     data = create(http, body)
     assert data["instructions"] == "Be brief."
@@ -76,7 +101,9 @@ def test_streaming_text_order(http):
 
 def test_each_event_in_one_write(http):
     """Frames arrive whole: a reader that resets its state at every network read loses nothing."""
-    with http.stream("POST", "/v1/responses", json={"model": "mock-1", "input": "a b c d", "stream": True}) as response:
+    with http.stream(
+        "POST", "/v1/responses", json={"model": "mock-1", "input": "a b c d", "stream": True}
+    ) as response:
         reads = [chunk.decode() for chunk in response.iter_raw()]
     for read in reads:
         assert read.endswith("\n\n"), repr(read[-40:])
@@ -95,7 +122,10 @@ def test_reasoning_events(http):
         "response.reasoning_summary_text.delta",
     ]
     first_done = kinds.index("response.output_item.done")
-    assert kinds[first_done - 2 : first_done] == ["response.reasoning_summary_text.done", "response.reasoning_summary_part.done"]
+    assert kinds[first_done - 2 : first_done] == [
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+    ]
     reasoning = events[-1]["response"]["output"][0]
     assert reasoning["type"] == "reasoning" and reasoning["id"].startswith("rs_")
     assert reasoning["encrypted_content"] == "mock-reasoning-signature"
@@ -105,7 +135,13 @@ def test_reasoning_events(http):
 
 
 def test_retrieve_and_input_items(http):
-    data = create(http, {"model": "mock-1", "input": [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"}]})
+    data = create(
+        http,
+        {
+            "model": "mock-1",
+            "input": [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"}],
+        },
+    )
     got = http.get(f"/v1/responses/{data['id']}")
     assert got.status_code == 200
     assert_valid_response(got.json())
@@ -117,7 +153,9 @@ def test_retrieve_and_input_items(http):
     assert items["first_id"] == items["data"][0]["id"] and items["last_id"] == items["data"][1]["id"]
     desc = http.get(f"/v1/responses/{data['id']}/input_items", params={"limit": 1}).json()
     assert desc["has_more"] is True and desc["data"][0]["role"] == "user"
-    after = http.get(f"/v1/responses/{data['id']}/input_items", params={"limit": 1, "after": desc["last_id"]}).json()
+    after = http.get(
+        f"/v1/responses/{data['id']}/input_items", params={"limit": 1, "after": desc["last_id"]}
+    ).json()
     assert after["data"][0]["role"] == "system" and after["has_more"] is False
 
 
@@ -133,7 +171,9 @@ def test_delete(http):
 
 def test_previous_response_id_chain(http):
     first = create(http, {"model": "mock-1", "input": "My name is Ada", "instructions": "first instructions"})
-    second = create(http, {"model": "mock-1", "input": "What is my name?", "previous_response_id": first["id"]})
+    second = create(
+        http, {"model": "mock-1", "input": "What is my name?", "previous_response_id": first["id"]}
+    )
     assert second["previous_response_id"] == first["id"]
     assert output_text(second) == "(turn 2) You said: What is my name?"
     assert second["instructions"] is None
@@ -142,7 +182,9 @@ def test_previous_response_id_chain(http):
 
 
 def test_previous_response_not_found(http):
-    body = create(http, {"model": "mock-1", "input": "x", "previous_response_id": "resp_doesnotexist"}, expect=404)
+    body = create(
+        http, {"model": "mock-1", "input": "x", "previous_response_id": "resp_doesnotexist"}, expect=404
+    )
     assert body["error"]["code"] == "previous_response_not_found"
     assert body["error"]["param"] == "previous_response_id"
 
@@ -158,7 +200,9 @@ def test_store_false_not_retrievable_or_chainable(http):
 def test_replay_stored_stream(http):
     events = stream(http, {"model": "mock-1", "input": "replay me"})
     rid = events[0]["response"]["id"]
-    with http.stream("GET", f"/v1/responses/{rid}", params={"stream": "true", "starting_after": 4}) as response:
+    with http.stream(
+        "GET", f"/v1/responses/{rid}", params={"stream": "true", "starting_after": 4}
+    ) as response:
         raw = response.read().decode()
     replayed, done = parse_sse(raw)
     assert done
@@ -168,7 +212,9 @@ def test_replay_stored_stream(http):
 def test_background_poll_and_resume(http):
     data = create(http, {"model": "mock-slow", "input": "one two three four five six", "background": True})
     assert data["status"] == "queued" and data["background"] is True
-    with http.stream("GET", f"/v1/responses/{data['id']}", params={"stream": "true", "starting_after": 3}) as response:
+    with http.stream(
+        "GET", f"/v1/responses/{data['id']}", params={"stream": "true", "starting_after": 3}
+    ) as response:
         events, done = parse_sse(response.read().decode())
     assert done and events[0]["sequence_number"] == 4
     assert events[-1]["type"] == "response.completed"

@@ -19,7 +19,9 @@ class ShoutAdapter(ProviderAdapter):
     family = "shout"
 
     async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
-        users = [item for item in request.items if item.get("type") == "message" and item.get("role") == "user"]
+        users = [
+            item for item in request.items if item.get("type") == "message" and item.get("role") == "user"
+        ]
         words = (message_text(users[-1]) if users else "").upper().split()
         for index, word in enumerate(words):
             yield TextDelta(word if index == 0 else " " + word)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest
 
-from responses_app.auth import ClientIdentity, bearer_token
+from responses_app.gateway.auth import ClientIdentity, bearer_token
 
 
 def authenticate(request: HttpRequest) -> ClientIdentity | None:

@@ -46,15 +46,21 @@ def _server(name: str, upstream: ScriptedUpstream, tmp, disconnect_cancels: bool
 
 
 @pytest.fixture(scope="session")
-def loop_server(loop_upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def loop_server(
+    loop_upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     process = _server("loop-server", loop_upstream, tmp_path_factory.mktemp("loop"), False)
     yield process
     process.stop()
 
 
 @pytest.fixture(scope="session")
-def cancelling_server(loop_upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = _server("loop-server-disconnect-cancels", loop_upstream, tmp_path_factory.mktemp("loop-dc"), True)
+def cancelling_server(
+    loop_upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    process = _server(
+        "loop-server-disconnect-cancels", loop_upstream, tmp_path_factory.mktemp("loop-dc"), True
+    )
     yield process
     process.stop()
 

@@ -27,7 +27,9 @@ class GuardMiddleware(LoopMiddleware):
         text = " ".join(p.get("text", "") for p in last.get("content") or [] if isinstance(p, dict))
         if "FORBIDDEN" in text:
             raise StopLoop("This request is not allowed here.", code="forbidden_by_policy")
-        context.model_request.instructions = f"{context.model_request.instructions or ''}[iteration {context.iteration}]".strip()
+        context.model_request.instructions = (
+            f"{context.model_request.instructions or ''}[iteration {context.iteration}]".strip()
+        )
 
     async def after_sample(self, context: LoopContext) -> None:
         for item in context.sample_items:

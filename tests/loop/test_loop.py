@@ -43,35 +43,67 @@ def wait_final(http: httpx.Client, response_id: str, timeout: float = 30) -> dic
 def test_parallel_hosted_calls_run_concurrently(lhttp, scripted):
     """``rendezvous`` only succeeds when a second call runs at the same time (else it times out)."""
     tools = [{"type": "function", "name": "rendezvous"}]
-    data = create(lhttp, {"model": "chat-fast", "input": 'CALL rendezvous {"name": "a"} ; rendezvous {"name": "b"}', "tools": tools})
+    data = create(
+        lhttp,
+        {
+            "model": "chat-fast",
+            "input": 'CALL rendezvous {"name": "a"} ; rendezvous {"name": "b"}',
+            "tools": tools,
+        },
+    )
     assert data["status"] == "completed"
     assert sorted(outputs_by_name(data)["rendezvous"]) == ["met a", "met b"]
 
 
 def test_tool_errors_and_timeouts_go_back_to_the_model(lhttp, scripted):
     tools = [{"type": "function", "name": "broken_tool"}, {"type": "function", "name": "slow_tool"}]
-    events = stream(lhttp, {"model": "chat-fast", "input": 'CALL broken_tool {"reason": "x"} ; slow_tool {"seconds": 3}', "tools": tools})
+    events = stream(
+        lhttp,
+        {
+            "model": "chat-fast",
+            "input": 'CALL broken_tool {"reason": "x"} ; slow_tool {"seconds": 3}',
+            "tools": tools,
+        },
+    )
     final = events[-1]["response"]
     assert final["status"] == "completed"
     found = outputs_by_name(final)
-    assert json.loads(found["broken_tool"][0]) == {"error": "Tool broken_tool failed: RuntimeError: broken: x"}
+    assert json.loads(found["broken_tool"][0]) == {
+        "error": "Tool broken_tool failed: RuntimeError: broken: x"
+    }
     assert json.loads(found["slow_tool"][0]) == {"error": "Tool slow_tool timed out after 1 s"}
     tool_messages = [m["content"] for m in scripted.calls[1].body["messages"] if m["role"] == "tool"]
-    assert any("timed out" in str(m) for m in tool_messages) and any("broken: x" in str(m) for m in tool_messages)
+    assert any("timed out" in str(m) for m in tool_messages) and any(
+        "broken: x" in str(m) for m in tool_messages
+    )
 
 
 def test_config_file_hosted_tool_gets_its_schema(lhttp, scripted):
     """``slow_tool`` is registered only in the config file's "hosted_tools"; the request names it without parameters."""
-    data = create(lhttp, {"model": "chat-fast", "input": 'CALL slow_tool {"seconds": 0}', "tools": [{"type": "function", "name": "slow_tool"}]})
+    data = create(
+        lhttp,
+        {
+            "model": "chat-fast",
+            "input": 'CALL slow_tool {"seconds": 0}',
+            "tools": [{"type": "function", "name": "slow_tool"}],
+        },
+    )
     assert data["status"] == "completed" and outputs_by_name(data) == {"slow_tool": ["done"]}
-    assert data["tools"] == [{"type": "function", "name": "slow_tool", "description": None, "parameters": None, "strict": None}]
+    assert data["tools"] == [
+        {"type": "function", "name": "slow_tool", "description": None, "parameters": None, "strict": None}
+    ]
     offered = scripted.calls[0].body["tools"][0]["function"]
     assert offered["parameters"]["properties"] == {"seconds": {"type": "number"}}
     assert offered["description"].startswith("Sleep, then answer")
 
 
 def test_max_tool_calls_ends_incomplete(lhttp, scripted):
-    body = {"model": "chat-fast", "input": 'CALL add_numbers {"a": 1, "b": 2} ; add_numbers {"a": 3, "b": 4}', "tools": [{"type": "function", "name": "add_numbers"}], "max_tool_calls": 1}
+    body = {
+        "model": "chat-fast",
+        "input": 'CALL add_numbers {"a": 1, "b": 2} ; add_numbers {"a": 3, "b": 4}',
+        "tools": [{"type": "function", "name": "add_numbers"}],
+        "max_tool_calls": 1,
+    }
     data = create(lhttp, body)
     assert data["status"] == "incomplete" and data["incomplete_details"] == {"reason": "max_tool_calls"}
     assert data["max_tool_calls"] == 1
@@ -79,7 +111,11 @@ def test_max_tool_calls_ends_incomplete(lhttp, scripted):
 
 
 def test_max_iterations_ends_incomplete(lhttp, scripted):
-    body = {"model": "chat-fast", "input": 'ALWAYS add_numbers {"a": 1, "b": 1}', "tools": [{"type": "function", "name": "add_numbers"}]}
+    body = {
+        "model": "chat-fast",
+        "input": 'ALWAYS add_numbers {"a": 1, "b": 1}',
+        "tools": [{"type": "function", "name": "add_numbers"}],
+    }
     events = stream(lhttp, body)
     final = events[-1]["response"]
     assert events[-1]["type"] == "response.incomplete"
@@ -92,11 +128,22 @@ def test_max_iterations_ends_incomplete(lhttp, scripted):
 
 
 def test_middleware_changes_the_request_each_iteration(lhttp, scripted):
-    data = create(lhttp, {"model": "chat-fast", "input": 'CALL add_numbers {"a": 1, "b": 2}', "instructions": "Be brief.", "tools": [{"type": "function", "name": "add_numbers"}]})
+    data = create(
+        lhttp,
+        {
+            "model": "chat-fast",
+            "input": 'CALL add_numbers {"a": 1, "b": 2}',
+            "instructions": "Be brief.",
+            "tools": [{"type": "function", "name": "add_numbers"}],
+        },
+    )
     assert data["status"] == "completed" and data["instructions"] == "Be brief."
     systems = [c.body["messages"][0] for c in scripted.calls]
     assert [s["role"] for s in systems] == ["system", "system"]
-    assert [ScriptedUpstream._text(s) for s in systems] == ["Be brief.[iteration 0]", "Be brief.[iteration 1]"]
+    assert [ScriptedUpstream._text(s) for s in systems] == [
+        "Be brief.[iteration 0]",
+        "Be brief.[iteration 1]",
+    ]
 
 
 def test_redaction_example_middleware(lhttp, scripted):
@@ -107,7 +154,9 @@ def test_redaction_example_middleware(lhttp, scripted):
 
 
 def test_middleware_stop_loop_before_sample(lhttp, scripted):
-    answer = lhttp.post("/v1/responses", json={"model": "chat-fast", "input": "FORBIDDEN stuff", "stream": True})
+    answer = lhttp.post(
+        "/v1/responses", json={"model": "chat-fast", "input": "FORBIDDEN stuff", "stream": True}
+    )
     assert answer.status_code == 500  # failed before any output: an HTTP error
     assert_valid_error(answer.json())
     assert answer.json()["error"]["code"] == "forbidden_by_policy"
@@ -124,7 +173,14 @@ def test_middleware_stop_loop_after_sample(lhttp, scripted):
 
 
 def test_usage_counts_a_failed_sample_too(lhttp, scripted):
-    events = stream(lhttp, {"model": "chat-failsecond", "input": 'CALL add_numbers {"a": 1, "b": 2}', "tools": [{"type": "function", "name": "add_numbers"}]})
+    events = stream(
+        lhttp,
+        {
+            "model": "chat-failsecond",
+            "input": 'CALL add_numbers {"a": 1, "b": 2}',
+            "tools": [{"type": "function", "name": "add_numbers"}],
+        },
+    )
     final = events[-1]["response"]
     assert final["status"] == "failed" and len(scripted.calls) == 2
     assert final["usage"]["input_tokens"] == prompt_tokens(scripted.calls[0].body) > 0
@@ -133,7 +189,9 @@ def test_usage_counts_a_failed_sample_too(lhttp, scripted):
 
 
 def test_cancel_racing_completion_resolves_to_one_state(lhttp, scripted):
-    ids = [create(lhttp, {"model": "chat-fast", "input": "race me", "background": True})["id"] for _ in range(10)]
+    ids = [
+        create(lhttp, {"model": "chat-fast", "input": "race me", "background": True})["id"] for _ in range(10)
+    ]
     for n, response_id in enumerate(ids):
         time.sleep(0.01 * n)
         assert lhttp.post(f"/v1/responses/{response_id}/cancel").status_code == 200
@@ -151,7 +209,11 @@ def test_cancel_racing_completion_resolves_to_one_state(lhttp, scripted):
 
 
 def test_dropped_stream_keeps_running_by_default(lhttp, scripted):
-    with lhttp.stream("POST", "/v1/responses", json={"model": "chat-paced", "input": "one two three four five six seven eight", "stream": True}) as response:
+    with lhttp.stream(
+        "POST",
+        "/v1/responses",
+        json={"model": "chat-paced", "input": "one two three four five six seven eight", "stream": True},
+    ) as response:
         first = next(response.iter_text())
     response_id = json.loads(first.split("data: ", 1)[1].split("\n", 1)[0])["response"]["id"]
     final = wait_final(lhttp, response_id)
@@ -161,7 +223,11 @@ def test_dropped_stream_keeps_running_by_default(lhttp, scripted):
 
 def test_dropped_stream_cancels_with_disconnect_cancels(cancelling_server, scripted):
     with httpx.Client(base_url=cancelling_server.url, timeout=60) as http:
-        with http.stream("POST", "/v1/responses", json={"model": "chat-paced", "input": " ".join(["w"] * 200), "stream": True}) as response:
+        with http.stream(
+            "POST",
+            "/v1/responses",
+            json={"model": "chat-paced", "input": " ".join(["w"] * 200), "stream": True},
+        ) as response:
             first = next(response.iter_text())
         response_id = json.loads(first.split("data: ", 1)[1].split("\n", 1)[0])["response"]["id"]
         assert wait_final(http, response_id)["status"] == "cancelled"

@@ -93,7 +93,7 @@ def test_tokens_per_minute_from_streamed_usage(ops_http: httpx.Client):
 @pytest.mark.parametrize("rpm", [3])
 def test_local_limiter_is_exact_under_threads(rpm):
     """The in-process limiter: 200 threads admitting at once never pass more than the limit."""
-    from responses_app.limits import Limits, LocalLimiter
+    from responses_app.gateway.limits import Limits, LocalLimiter
 
     limiter = LocalLimiter()
     now = time.time()

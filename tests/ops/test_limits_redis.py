@@ -18,7 +18,7 @@ REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 ADMIT_SCRIPT = """
 import asyncio, django
 django.setup()
-from responses_app import limits
+from responses_app.gateway import limits
 from responses_app.errors import ApiError
 
 async def one(i):
@@ -82,8 +82,8 @@ def test_tokens_and_slots_in_redis(redis_prefix):
     """Tokens charged at the end close the window; a slot is freed at the end or reclaimed when stale."""
     import asyncio
 
-    from responses_app import limits
     from responses_app.errors import ApiError
+    from responses_app.gateway import limits
 
     async def admit(owner: str, ticket: str, **kw: int) -> str:
         try:

@@ -12,9 +12,9 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
-from responses_app import keys
+from responses_app.gateway import keys
+from responses_app.gateway.pricing import cost_of, price_for
 from responses_app.models import Response, ResponseEvent, ResponseItem, UsageRecord
-from responses_app.pricing import cost_of, price_for
 
 DAY = 86400
 
@@ -54,7 +54,7 @@ def make(
     model: str = "mock-1",
     usage: dict | None = None,
 ) -> Response:
-    from responses_app.services import response_finish
+    from responses_app.services.responses import response_finish
 
     created = time.time() - age_days * DAY
     response = Response.objects.create(
@@ -116,7 +116,7 @@ def test_purge_applies_key_and_global_retention(keys_file, capsys):
 
 @pytest.mark.django_db
 def test_purge_one_key_on_request(keys_file, capsys):
-    from responses_app.keys import key_create
+    from responses_app.gateway.keys import key_create
 
     row, _ = key_create(name="forget-me")
     mine = [make(row.owner), make("cfg:forget-me"), make("cfg:forget-me", status="queued")]
@@ -194,10 +194,10 @@ def test_one_span_per_sample_and_tool_call(settings):
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from providers_app.registry import route_for_model
-    from responses_app import tracing
     from responses_app.api.validation import validate_create
     from responses_app.loop.runner import run_response
-    from responses_app.services import response_create
+    from responses_app.observability import tracing
+    from responses_app.services.responses import response_create
 
     settings.OPENRESPONSES = {
         **settings.OPENRESPONSES,
@@ -236,7 +236,7 @@ def test_metrics_for_staff_sessions_only(admin_client, client):
 def test_prompts_are_logged_only_when_turned_on(settings, caplog):
     import logging
 
-    from responses_app.logs import log_prompt
+    from responses_app.observability.logs import log_prompt
 
     logger = logging.getLogger("tests.ops.prompts")
     with caplog.at_level(logging.INFO, logger="tests.ops.prompts"):

@@ -18,7 +18,9 @@ from tests.support.production import (
     upstream_config,
 )
 
-HOSTED = ",".join(f"tests.support.hosted_tools.{name}" for name in ("get_weather", "add_numbers", "broken_tool"))
+HOSTED = ",".join(
+    f"tests.support.hosted_tools.{name}" for name in ("get_weather", "add_numbers", "broken_tool")
+)
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +59,18 @@ def postgres() -> Iterator[PostgresDatabase]:
 
 
 @pytest.fixture(scope="session")
-def production(postgres: PostgresDatabase, scripted: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+def production(
+    postgres: PostgresDatabase, scripted: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Topology]:
     """daphne + one Celery worker (+ beat) under the ``make run`` supervisor, on PostgreSQL and Redis."""
     tmp = tmp_path_factory.mktemp("production")
     config = upstream_config(tmp / "openresponses.json", scripted.base_url)
     topology = Topology(
-        name="production", database_url=postgres.url, redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
-        workdir=tmp / "run", env=topology_env(str(config)),
+        name="production",
+        database_url=postgres.url,
+        redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
+        workdir=tmp / "run",
+        env=topology_env(str(config)),
     )
     try:
         topology.start()

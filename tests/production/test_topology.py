@@ -56,7 +56,13 @@ def valid_event(event: dict[str, Any]) -> None:
     """Spec-validate an event (the cancelled extension event: its resource); MCP tool echoes checked apart."""
     if "response" in event:
         valid_resource(event["response"])
-        event = {**event, "response": {**event["response"], "tools": [t for t in event["response"]["tools"] if t.get("type") != "mcp"]}}
+        event = {
+            **event,
+            "response": {
+                **event["response"],
+                "tools": [t for t in event["response"]["tools"] if t.get("type") != "mcp"],
+            },
+        }
     if event["type"] != CANCELLED:
         assert_valid_event(event)
 
@@ -98,18 +104,31 @@ def stored_log_consistent(http: httpx.Client, response_id: str) -> list[dict[str
 def test_streamed_loop_with_hosted_tools(client, upstream_calls: ScriptedUpstream):
     tools = [{"type": "function", "name": "get_weather"}, {"type": "function", "name": "add_numbers"}]
     with client.responses.create(
-        model="chat-fast", input='CALL get_weather {"city": "Paris"} ; add_numbers {"a": 2, "b": 3}', tools=tools, stream=True
+        model="chat-fast",
+        input='CALL get_weather {"city": "Paris"} ; add_numbers {"a": 2, "b": 3}',
+        tools=tools,
+        stream=True,
     ) as stream:
         events = sdk_events(stream)
     assert_valid_stream(events)
     final = events[-1]["response"]
     assert final["status"] == "completed"
     kinds = [item["type"] for item in final["output"]]
-    assert kinds == ["function_call", "function_call", "function_call_output", "function_call_output", "message"]
-    outputs = {item["call_id"]: item["output"] for item in final["output"] if item["type"] == "function_call_output"}
+    assert kinds == [
+        "function_call",
+        "function_call",
+        "function_call_output",
+        "function_call_output",
+        "message",
+    ]
+    outputs = {
+        item["call_id"]: item["output"] for item in final["output"] if item["type"] == "function_call_output"
+    }
     calls = {item["call_id"]: item["name"] for item in final["output"] if item["type"] == "function_call"}
     assert {calls[cid]: out for cid, out in outputs.items()} == {
-        "get_weather": json.dumps({"city": "Paris", "temperature": 21, "unit": "celsius", "conditions": "sunny"}),
+        "get_weather": json.dumps(
+            {"city": "Paris", "temperature": 21, "unit": "celsius", "conditions": "sunny"}
+        ),
         "add_numbers": "5",
     }
     assert final["output"][-1]["content"][0]["text"].endswith("| 5")
@@ -119,20 +138,32 @@ def test_streamed_loop_with_hosted_tools(client, upstream_calls: ScriptedUpstrea
     assert offered["add_numbers"]["required"] == ["a", "b"]
     assert [m["role"] for m in second.body["messages"]][-2:] == ["tool", "tool"]
     assert final["usage"]["output_tokens"] == 2 + len(final["output"][-1]["content"][0]["text"].split())
-    stored_log_consistent(httpx.Client(base_url=client.base_url.__str__().removesuffix("/v1/"), timeout=30), final["id"])
+    stored_log_consistent(
+        httpx.Client(base_url=client.base_url.__str__().removesuffix("/v1/"), timeout=30), final["id"]
+    )
 
 
 def test_client_function_call_round_trip(client, upstream_calls: ScriptedUpstream):
-    tool = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}
+    tool = {
+        "type": "function",
+        "name": "lookup",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+    }
     first = client.responses.create(model="chat-fast", input='CALL lookup {"q": "answer"}', tools=[tool])
     data = first.model_dump(mode="json", exclude_unset=True)
     assert_valid_response(data)
     assert data["status"] == "completed"
     call = data["output"][0]
-    assert call["type"] == "function_call" and call["name"] == "lookup" and json.loads(call["arguments"]) == {"q": "answer"}
+    assert (
+        call["type"] == "function_call"
+        and call["name"] == "lookup"
+        and json.loads(call["arguments"]) == {"q": "answer"}
+    )
     assert len(upstream_calls.calls) == 1  # a client tool ends the turn
     second = client.responses.create(
-        model="chat-fast", previous_response_id=data["id"], tools=[tool],
+        model="chat-fast",
+        previous_response_id=data["id"],
+        tools=[tool],
         input=[{"type": "function_call_output", "call_id": call["call_id"], "output": "42"}],
     )
     assert_valid_response(second.model_dump(mode="json", exclude_unset=True))
@@ -143,10 +174,19 @@ def test_mcp_tools_listed_called_and_recorded(client, phttp, mcp_server, upstrea
     mcp_server.headers.clear()
     mcp_server.tool_calls.clear()
     tool = {
-        "type": "mcp", "server_label": "orders", "server_url": mcp_server.url, "headers": {"Authorization": "Bearer mcp-secret-7"},
-        "allowed_tools": ["lookup_order", "explode"], "require_approval": "never",
+        "type": "mcp",
+        "server_label": "orders",
+        "server_url": mcp_server.url,
+        "headers": {"Authorization": "Bearer mcp-secret-7"},
+        "allowed_tools": ["lookup_order", "explode"],
+        "require_approval": "never",
     }
-    with client.responses.create(model="chat-fast", input='CALL lookup_order {"order_id": "A1"} ; explode {}', tools=[tool], stream=True) as stream:
+    with client.responses.create(
+        model="chat-fast",
+        input='CALL lookup_order {"order_id": "A1"} ; explode {}',
+        tools=[tool],
+        stream=True,
+    ) as stream:
         events = sdk_events(stream)
     for event in events:
         valid_event(event)
@@ -159,14 +199,20 @@ def test_mcp_tools_listed_called_and_recorded(client, phttp, mcp_server, upstrea
     assert final["tools"][0]["server_label"] == "orders" and "headers" not in final["tools"][0]
     offered = sorted(t["function"]["name"] for t in upstream_calls.calls[0].body["tools"])
     assert offered == ["explode", "lookup_order"]  # allowed_tools filtered hidden_tool out
-    assert [name for name, _ in mcp_server.tool_calls] == ["lookup_order", "explode"] or sorted(n for n, _ in mcp_server.tool_calls) == ["explode", "lookup_order"]
+    assert [name for name, _ in mcp_server.tool_calls] == ["lookup_order", "explode"] or sorted(
+        n for n, _ in mcp_server.tool_calls
+    ) == ["explode", "lookup_order"]
     assert any(h.get("authorization") == "Bearer mcp-secret-7" for h in mcp_server.headers)
     stored = stored_log_consistent(phttp, final["id"])
     assert "mcp-secret-7" not in json.dumps(stored)
 
     # Approval required (the default): the call is handed to the client, the server is not called.
     mcp_server.tool_calls.clear()
-    gated = client.responses.create(model="chat-fast", input='CALL lookup_order {"order_id": "B2"}', tools=[{**tool, "require_approval": "always"}])
+    gated = client.responses.create(
+        model="chat-fast",
+        input='CALL lookup_order {"order_id": "B2"}',
+        tools=[{**tool, "require_approval": "always"}],
+    )
     data = gated.model_dump(mode="json", exclude_unset=True)
     valid_resource(data)
     assert data["status"] == "completed" and [i["type"] for i in data["output"]] == ["function_call"]
@@ -175,8 +221,15 @@ def test_mcp_tools_listed_called_and_recorded(client, phttp, mcp_server, upstrea
 
 def test_mcp_server_unreachable_fails_cleanly(phttp):
     """Before any output the failure is an HTTP error (as for an upstream refusal); the stored response failed."""
-    tool = {"type": "mcp", "server_label": "gone", "server_url": "http://127.0.0.1:9/mcp", "require_approval": "never"}
-    answer = phttp.post("/v1/responses", json={"model": "chat-fast", "input": "hello", "tools": [tool], "stream": True})
+    tool = {
+        "type": "mcp",
+        "server_label": "gone",
+        "server_url": "http://127.0.0.1:9/mcp",
+        "require_approval": "never",
+    }
+    answer = phttp.post(
+        "/v1/responses", json={"model": "chat-fast", "input": "hello", "tools": [tool], "stream": True}
+    )
     assert answer.status_code == 502
     assert_valid_error(answer.json())
     assert answer.json()["error"]["code"] == "mcp_server_error"
@@ -194,20 +247,26 @@ def test_middleware_changes_the_request(phttp, client, upstream_calls: ScriptedU
 
 
 def test_background_poll_and_resume_from_the_middle(phttp, client):
-    created = client.responses.create(model="chat-paced", input=" ".join(f"w{i}" for i in range(40)), background=True)
+    created = client.responses.create(
+        model="chat-paced", input=" ".join(f"w{i}" for i in range(40)), background=True
+    )
     data = created.model_dump(mode="json", exclude_unset=True)
     assert_valid_response(data)
     assert data["status"] == "queued" and data["background"] is True
     wait_status(phttp, created.id, {"in_progress"}, 30)
     time.sleep(0.6)
-    with phttp.stream("GET", f"/v1/responses/{created.id}", params={"stream": "true", "starting_after": 5}) as response:
+    with phttp.stream(
+        "GET", f"/v1/responses/{created.id}", params={"stream": "true", "starting_after": 5}
+    ) as response:
         resumed, done = parse_sse(response.read().decode())
     assert done and resumed[0]["sequence_number"] == 6 and resumed[-1]["type"] == "response.completed"
     full = stored_log_consistent(phttp, created.id)
     assert resumed == full[6:]
     assert_valid_stream(full)
     final = client.responses.retrieve(created.id)
-    assert final.status == "completed" and final.output_text == "You said: " + " ".join(f"w{i}" for i in range(40))
+    assert final.status == "completed" and final.output_text == "You said: " + " ".join(
+        f"w{i}" for i in range(40)
+    )
 
 
 def test_cancel_mid_stream_closes_the_upstream(phttp, client, upstream_calls: ScriptedUpstream):
@@ -235,7 +294,9 @@ def test_cancel_mid_stream_closes_the_upstream(phttp, client, upstream_calls: Sc
 
 
 def test_two_clients_on_one_stream(production: Topology, client):
-    first = client.responses.create(model="chat-paced", input=" ".join(f"w{i}" for i in range(30)), stream=True)
+    first = client.responses.create(
+        model="chat-paced", input=" ".join(f"w{i}" for i in range(30)), stream=True
+    )
     head = [next(iter(first)).model_dump(mode="json", exclude_unset=True)]
     response_id = head[0]["response"]["id"]
     second: list[dict[str, Any]] = []
@@ -256,9 +317,14 @@ def test_two_clients_on_one_stream(production: Topology, client):
 
 
 def test_disconnected_client_does_not_stop_the_response(phttp, production: Topology):
-    with httpx.Client(base_url=production.url, timeout=60) as http, http.stream(
-        "POST", "/v1/responses", json={"model": "chat-paced", "input": " ".join(f"w{i}" for i in range(30)), "stream": True}
-    ) as response:
+    with (
+        httpx.Client(base_url=production.url, timeout=60) as http,
+        http.stream(
+            "POST",
+            "/v1/responses",
+            json={"model": "chat-paced", "input": " ".join(f"w{i}" for i in range(30)), "stream": True},
+        ) as response,
+    ):
         first_chunk = next(response.iter_text())
     response_id = json.loads(first_chunk.split("data: ", 1)[1].split("\n", 1)[0])["response"]["id"]
     final = wait_status(phttp, response_id, {"completed", "cancelled", "failed"}, 30)
@@ -268,7 +334,9 @@ def test_disconnected_client_does_not_stop_the_response(phttp, production: Topol
 
 
 def test_cancel_racing_completion_is_consistent(phttp, client):
-    ids = [client.responses.create(model="chat-fast", input="quick one", background=True).id for _ in range(8)]
+    ids = [
+        client.responses.create(model="chat-fast", input="quick one", background=True).id for _ in range(8)
+    ]
     for delay, response_id in enumerate(ids):
         time.sleep(0.02 * delay)
         phttp.post(f"/v1/responses/{response_id}/cancel")
@@ -277,7 +345,9 @@ def test_cancel_racing_completion_is_consistent(phttp, client):
         final = wait_status(phttp, response_id, {"completed", "cancelled"}, 30)
         events = stored_log_consistent(phttp, response_id)
         outcomes.add(final["status"])
-        assert events[-1]["type"] == {"completed": "response.completed", "cancelled": CANCELLED}[final["status"]]
+        assert (
+            events[-1]["type"] == {"completed": "response.completed", "cancelled": CANCELLED}[final["status"]]
+        )
     assert outcomes <= {"completed", "cancelled"}
 
 
@@ -287,7 +357,9 @@ def test_worker_killed_mid_stream(production: Topology, phttp):
     readies = production.log().count(" ready.")
     events = []
     killed_at = None
-    with phttp.stream("POST", "/v1/responses", json={"model": "chat-paced", "input": LONG, "stream": True}) as response:
+    with phttp.stream(
+        "POST", "/v1/responses", json={"model": "chat-paced", "input": LONG, "stream": True}
+    ) as response:
         buffer = ""
         for text in response.iter_text():
             buffer += text
@@ -317,7 +389,13 @@ def private_topology(postgres: PostgresDatabase, scripted: ScriptedUpstream, tmp
     redis = PrivateRedis(tmp_path).start()
     config = upstream_config(tmp_path / "openresponses.json", scripted.base_url)
     database = PostgresDatabase("or_prod_redis")
-    topology = Topology(name="redis-restart", database_url=database.url, redis_url=redis.url, workdir=tmp_path / "run", env=topology_env(str(config)))
+    topology = Topology(
+        name="redis-restart",
+        database_url=database.url,
+        redis_url=redis.url,
+        workdir=tmp_path / "run",
+        env=topology_env(str(config)),
+    )
     try:
         topology.start()
         yield topology, redis
@@ -334,7 +412,9 @@ def test_redis_restarted_mid_stream(private_topology):
     events: list[dict[str, Any]] = []
     with httpx.Client(base_url=topology.url, timeout=60) as http:
         try:
-            with http.stream("POST", "/v1/responses", json={"model": "chat-paced", "input": text, "stream": True}) as response:
+            with http.stream(
+                "POST", "/v1/responses", json={"model": "chat-paced", "input": text, "stream": True}
+            ) as response:
                 buffer = ""
                 restarted = False
                 for chunk in response.iter_text():

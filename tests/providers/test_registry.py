@@ -72,7 +72,10 @@ def test_environment_defaults(settings_with, monkeypatch):
     monkeypatch.delenv("OLLAMA_BASE_URL", raising=False)
     settings_with()
     configs = reg.provider_configs()
-    assert (configs["anthropic"].base_url, configs["anthropic"].api_key) == ("http://anthropic.local/v1", "k-ant")
+    assert (configs["anthropic"].base_url, configs["anthropic"].api_key) == (
+        "http://anthropic.local/v1",
+        "k-ant",
+    )
     assert configs["ollama"].base_url == "http://localhost:11434"
     assert configs["gemini"].base_url == "https://generativelanguage.googleapis.com/v1beta"
 
@@ -81,17 +84,41 @@ def test_environment_defaults(settings_with, monkeypatch):
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_config_file_routes_before_defaults(settings_with, monkeypatch, suffix):
     monkeypatch.setenv("ZAI_API_KEY", "zai-key")
-    settings_with({
-        "providers": [{"name": "zai", "adapter": "anthropic", "base_url": "https://api.z.ai/api/anthropic/v1", "api_key_env": "ZAI_API_KEY",
-                       "timeouts": {"connect": 1, "first_byte": 30, "idle": 5}, "max_retries": 4},
-                      {"name": "mine", "adapter": "tests.support.custom_adapter.AcmeAdapter", "base_url": "http://acme"}],
-        "routes": [{"pattern": "glm-*", "provider": "zai"}, {"pattern": "gpt-4o", "provider": "mine", "model": "acme-large"}],
-    }, suffix=suffix)
+    settings_with(
+        {
+            "providers": [
+                {
+                    "name": "zai",
+                    "adapter": "anthropic",
+                    "base_url": "https://api.z.ai/api/anthropic/v1",
+                    "api_key_env": "ZAI_API_KEY",
+                    "timeouts": {"connect": 1, "first_byte": 30, "idle": 5},
+                    "max_retries": 4,
+                },
+                {
+                    "name": "mine",
+                    "adapter": "tests.support.custom_adapter.AcmeAdapter",
+                    "base_url": "http://acme",
+                },
+            ],
+            "routes": [
+                {"pattern": "glm-*", "provider": "zai"},
+                {"pattern": "gpt-4o", "provider": "mine", "model": "acme-large"},
+            ],
+        },
+        suffix=suffix,
+    )
     assert route("glm-4.6") == ("zai", "glm-4.6", "config file")
     assert route("gpt-4o") == ("mine", "acme-large", "config file")
     assert route("gpt-4.1")[0] == "openai"
     zai = reg.provider_configs()["zai"]
-    assert (zai.api_key, zai.connect_timeout, zai.first_byte_timeout, zai.idle_timeout, zai.max_retries) == ("zai-key", 1.0, 30.0, 5.0, 4)
+    assert (zai.api_key, zai.connect_timeout, zai.first_byte_timeout, zai.idle_timeout, zai.max_retries) == (
+        "zai-key",
+        1.0,
+        30.0,
+        5.0,
+        4,
+    )
     assert isinstance(reg.get_adapter("mine"), AcmeAdapter)
     assert type(reg.get_adapter("zai")).__name__ == "AnthropicAdapter"
 
@@ -101,7 +128,10 @@ def test_settings_providers_and_routes_after_the_file(settings_with):
     settings_with(
         {"routes": [{"pattern": "shared-*", "provider": "from-settings", "model": "via-file"}]},
         PROVIDERS=[{"name": "from-settings", "adapter": "openai_chat", "base_url": "http://s/v1"}],
-        ROUTES=[{"pattern": "shared-*", "provider": "openai"}, {"pattern": "only-settings", "provider": "from-settings"}],
+        ROUTES=[
+            {"pattern": "shared-*", "provider": "openai"},
+            {"pattern": "only-settings", "provider": "from-settings"},
+        ],
     )
     assert route("shared-1") == ("from-settings", "via-file", "config file")
     assert route("only-settings") == ("from-settings", "only-settings", "settings")
@@ -116,11 +146,17 @@ def test_bad_route_is_a_config_error(settings_with):
 
 @pytest.mark.django_db
 def test_database_rules_first_and_cache_reset_on_change(settings_with):
-    settings_with({"providers": [{"name": "file-chat", "adapter": "openai_chat", "base_url": "http://f/v1"}],
-                   "routes": [{"pattern": "claude-*", "provider": "file-chat"}]})
+    settings_with(
+        {
+            "providers": [{"name": "file-chat", "adapter": "openai_chat", "base_url": "http://f/v1"}],
+            "routes": [{"pattern": "claude-*", "provider": "file-chat"}],
+        }
+    )
     assert route("claude-x")[0] == "file-chat"
     provider = Provider.objects.create(name="db-claude", adapter="anthropic", base_url="http://db/v1")
-    rule = RoutingRule.objects.create(pattern="claude-*", provider=provider, upstream_model="claude-db", order=1)
+    rule = RoutingRule.objects.create(
+        pattern="claude-*", provider=provider, upstream_model="claude-db", order=1
+    )
     assert route("claude-x") == ("db-claude", "claude-db", "database"), "post_save reset the cache"
     RoutingRule.objects.create(pattern="gpt-*", provider_name="file-chat", order=2)
     assert route("gpt-4o")[0] == "file-chat", "a rule may point at a provider defined in the file"
@@ -165,25 +201,50 @@ def _ids(messages) -> list[str]:
 
 def test_checks_clean_configuration(settings_with, monkeypatch):
     monkeypatch.setenv("ZAI_API_KEY", "x")
-    settings_with({"providers": [{"name": "zai", "adapter": "anthropic", "base_url": "https://api.z.ai/api/anthropic/v1", "api_key_env": "ZAI_API_KEY"}],
-                   "routes": [{"pattern": "glm-*", "provider": "zai"}]})
+    settings_with(
+        {
+            "providers": [
+                {
+                    "name": "zai",
+                    "adapter": "anthropic",
+                    "base_url": "https://api.z.ai/api/anthropic/v1",
+                    "api_key_env": "ZAI_API_KEY",
+                }
+            ],
+            "routes": [{"pattern": "glm-*", "provider": "zai"}],
+        }
+    )
     assert check_provider_config() == []
 
 
 def test_checks_report_each_problem_with_its_id(settings_with, monkeypatch):
     monkeypatch.delenv("UNSET_KEY_FOR_CHECKS", raising=False)
-    settings_with({
-        "providers": [{"adapter": "openai"},
-                      {"name": "bad-url", "adapter": "openai", "base_url": "ftp://x"},
-                      {"name": "bad-timeouts", "adapter": "openai", "timeouts": {"idle": 0}, "max_retries": -1},
-                      {"name": "bad-number", "adapter": "openai", "timeouts": {"connect": "soon"}},
-                      {"name": "no-key", "adapter": "openai", "api_key_env": "UNSET_KEY_FOR_CHECKS"}],
-        "routes": [{"pattern": "a-*", "provider": "ghost"}, {"provider": "openai"}],
-    }, PROVIDERS=[{"name": "settings-bad", "adapter": "no.such.Adapter"}])
-    assert _ids(check_provider_config()) == sorted([
-        "openresponses.E002", "openresponses.E101", "openresponses.E101", "openresponses.E102", "openresponses.E102",
-        "openresponses.E103", "openresponses.E104", "openresponses.E104", "openresponses.W101",
-    ])
+    settings_with(
+        {
+            "providers": [
+                {"adapter": "openai"},
+                {"name": "bad-url", "adapter": "openai", "base_url": "ftp://x"},
+                {"name": "bad-timeouts", "adapter": "openai", "timeouts": {"idle": 0}, "max_retries": -1},
+                {"name": "bad-number", "adapter": "openai", "timeouts": {"connect": "soon"}},
+                {"name": "no-key", "adapter": "openai", "api_key_env": "UNSET_KEY_FOR_CHECKS"},
+            ],
+            "routes": [{"pattern": "a-*", "provider": "ghost"}, {"provider": "openai"}],
+        },
+        PROVIDERS=[{"name": "settings-bad", "adapter": "no.such.Adapter"}],
+    )
+    assert _ids(check_provider_config()) == sorted(
+        [
+            "openresponses.E002",
+            "openresponses.E101",
+            "openresponses.E101",
+            "openresponses.E102",
+            "openresponses.E102",
+            "openresponses.E103",
+            "openresponses.E104",
+            "openresponses.E104",
+            "openresponses.W101",
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- base adapter guards
@@ -202,11 +263,17 @@ class ScriptedAdapter(ProviderAdapter):
 
 
 def scripted(*script, fail: bool = False) -> ScriptedAdapter:
-    return ScriptedAdapter(ProviderConfig("scripted", "x", api_key="sk-very-secret-123", options={"script": list(script), "fail": fail}))
+    return ScriptedAdapter(
+        ProviderConfig(
+            "scripted", "x", api_key="sk-very-secret-123", options={"script": list(script), "fail": fail}
+        )
+    )
 
 
 def test_errors_never_carry_the_key():
-    chunks, error = collect_until_error(scripted(TextDelta("hi"), fail=True), ModelRequest(model="m", items=[user("x")]))
+    chunks, error = collect_until_error(
+        scripted(TextDelta("hi"), fail=True), ModelRequest(model="m", items=[user("x")])
+    )
     assert chunks == [TextDelta("hi")]
     assert error.message == "bad key *** given" and "sk-very-secret" not in str(error)
 
@@ -214,14 +281,22 @@ def test_errors_never_carry_the_key():
 TOOLS = [{"type": "function", "name": "get_time"}, {"type": "function", "name": "get_weather"}]
 
 
-@pytest.mark.parametrize(("choice", "refused"), [
-    ({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_time"}]}, True),
-    ("none", True),
-    ("auto", False),
-])
+@pytest.mark.parametrize(
+    ("choice", "refused"),
+    [
+        (
+            {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_time"}]},
+            True,
+        ),
+        ("none", True),
+        ("auto", False),
+    ],
+)
 def test_calls_outside_the_allow_list_are_refused(choice, refused):
     adapter = scripted(ToolCallStart("c1", "get_weather"), ToolCallDelta("{}"), Finish("tool_calls"))
-    chunks, error = collect_until_error(adapter, ModelRequest(model="m", items=[user("x")], tools=TOOLS, tool_choice=choice))
+    chunks, error = collect_until_error(
+        adapter, ModelRequest(model="m", items=[user("x")], tools=TOOLS, tool_choice=choice)
+    )
     if refused:
         assert chunks == [] and error.code == "tool_not_allowed" and error.error_type == "model_error"
     else:

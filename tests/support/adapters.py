@@ -20,7 +20,9 @@ def collect(adapter: ProviderAdapter, request: ModelRequest, *, stream: bool = T
     return asyncio.run(run())
 
 
-def collect_until_error(adapter: ProviderAdapter, request: ModelRequest, *, stream: bool = True) -> tuple[list[Chunk], Exception | None]:
+def collect_until_error(
+    adapter: ProviderAdapter, request: ModelRequest, *, stream: bool = True
+) -> tuple[list[Chunk], Exception | None]:
     """Like :func:`collect`, but returns the chunks seen before an exception and the exception."""
 
     async def run() -> tuple[list[Chunk], Exception | None]:

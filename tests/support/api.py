@@ -10,7 +10,9 @@ from .spec import assert_valid_error, assert_valid_response, assert_valid_stream
 from .sse import parse_sse
 
 
-def create(http: httpx.Client, body: dict[str, Any], *, expect: int = 200, headers: dict[str, str] | None = None) -> dict[str, Any]:
+def create(
+    http: httpx.Client, body: dict[str, Any], *, expect: int = 200, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     response = http.post("/v1/responses", json=body, headers=headers or {})
     assert response.status_code == expect, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -22,8 +24,12 @@ def create(http: httpx.Client, body: dict[str, Any], *, expect: int = 200, heade
     return data
 
 
-def stream(http: httpx.Client, body: dict[str, Any], *, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    with http.stream("POST", "/v1/responses", json={**body, "stream": True}, headers=headers or {}) as response:
+def stream(
+    http: httpx.Client, body: dict[str, Any], *, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    with http.stream(
+        "POST", "/v1/responses", json={**body, "stream": True}, headers=headers or {}
+    ) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         raw = response.read().decode()

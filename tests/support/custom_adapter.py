@@ -50,7 +50,9 @@ def build_acme_body(request: ModelRequest, *, stream: bool, default_max_tokens: 
             raise UnsupportedParameter(f"input[{index}]", f"The Acme provider cannot take '{kind}' items.")
         for part in item.get("content") or []:
             if part.get("type") not in ("input_text", "output_text", "text", "refusal"):
-                raise UnsupportedParameter(f"input[{index}].content", f"The Acme provider takes text only, not '{part.get('type')}'.")
+                raise UnsupportedParameter(
+                    f"input[{index}].content", f"The Acme provider takes text only, not '{part.get('type')}'."
+                )
         if item.get("role") in ("system", "developer"):
             system.append(message_text(item))
         else:
@@ -83,8 +85,14 @@ class AcmeAdapter(ProviderAdapter):
     family = "acme"
 
     async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
-        body = build_acme_body(request, stream=stream, default_max_tokens=int(self.config.options.get("default_max_tokens", 1024)))
-        headers = self.headers({"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None)
+        body = build_acme_body(
+            request,
+            stream=stream,
+            default_max_tokens=int(self.config.options.get("default_max_tokens", 1024)),
+        )
+        headers = self.headers(
+            {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None
+        )
         if not stream:
             # post_json retries connection errors, 429 and 5xx, and maps HTTP errors.
             data = await self.post_json(self.url("generate"), json_body=body, headers=headers)
@@ -100,7 +108,9 @@ class AcmeAdapter(ProviderAdapter):
                     continue
                 data = json.loads(line)
                 if "error" in data:
-                    raise UpstreamError(f"Provider '{self.config.name}' failed mid-stream: {data['error']}", status=502)
+                    raise UpstreamError(
+                        f"Provider '{self.config.name}' failed mid-stream: {data['error']}", status=502
+                    )
                 if data.get("token"):
                     yield TextDelta(data["token"])
                 if "stop" in data:
@@ -109,4 +119,6 @@ class AcmeAdapter(ProviderAdapter):
                     return
         finally:
             await response.aclose()
-        raise UpstreamError(f"Provider '{self.config.name}' ended the stream early.", status=502, code="upstream_disconnected")
+        raise UpstreamError(
+            f"Provider '{self.config.name}' ended the stream early.", status=502, code="upstream_disconnected"
+        )

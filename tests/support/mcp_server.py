@@ -62,7 +62,9 @@ class McpTestServer:
     def __enter__(self) -> McpTestServer:
         import uvicorn
 
-        self._server = uvicorn.Server(uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
         threading.Thread(target=self._server.run, daemon=True).start()
         deadline = time.monotonic() + 15
         while not self._server.started:

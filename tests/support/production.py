@@ -45,7 +45,14 @@ def require_services() -> None:
     """Skip without PostgreSQL and Redis; under ``CI=true`` fail instead."""
     import pytest
 
-    missing = [name for name, host, port in (("PostgreSQL", POSTGRES_HOST, POSTGRES_PORT), ("Redis", REDIS_HOST, REDIS_PORT)) if not _reachable(host, port)]
+    missing = [
+        name
+        for name, host, port in (
+            ("PostgreSQL", POSTGRES_HOST, POSTGRES_PORT),
+            ("Redis", REDIS_HOST, REDIS_PORT),
+        )
+        if not _reachable(host, port)
+    ]
     if not missing:
         return
     reason = f"production-topology tests need {' and '.join(missing)} on 127.0.0.1 (not reachable)"
@@ -71,13 +78,17 @@ class PostgresDatabase:
     def _admin(self, sql: str) -> None:
         import psycopg
 
-        with psycopg.connect(host=POSTGRES_HOST, port=POSTGRES_PORT, user=POSTGRES_USER, dbname="postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            host=POSTGRES_HOST, port=POSTGRES_PORT, user=POSTGRES_USER, dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(sql)
 
     def query(self, sql: str, *params: Any) -> list[tuple]:
         import psycopg
 
-        with psycopg.connect(host=POSTGRES_HOST, port=POSTGRES_PORT, user=POSTGRES_USER, dbname=self.name, autocommit=True) as conn:
+        with psycopg.connect(
+            host=POSTGRES_HOST, port=POSTGRES_PORT, user=POSTGRES_USER, dbname=self.name, autocommit=True
+        ) as conn:
             return list(conn.execute(sql, params).fetchall())
 
     def drop(self) -> None:
@@ -104,8 +115,21 @@ class PrivateRedis:
         if binary is None:
             raise RuntimeError("redis-server is not installed")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while not _reachable("127.0.0.1", self.port):
@@ -190,11 +214,11 @@ class ScriptedUpstream:
             trailing_tools.insert(0, self._text(message))
         tools = body.get("tools") or []
         if tools and text.startswith("ALWAYS "):
-            return [self._parse_call(text[len("ALWAYS "):])], ""
+            return [self._parse_call(text[len("ALWAYS ") :])], ""
         if trailing_tools:
             return [], "The tool returned: " + " | ".join(trailing_tools)
         if tools and text.startswith("CALL "):
-            return [self._parse_call(part) for part in text[len("CALL "):].split(" ; ")], ""
+            return [self._parse_call(part) for part in text[len("CALL ") :].split(" ; ")], ""
         return [], f"You said: {text}"
 
     @staticmethod
@@ -204,30 +228,89 @@ class ScriptedUpstream:
 
     def chunks(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         calls, text = self.plan(body)
-        base = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": int(time.time()), "model": body.get("model")}
-        out = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}]}]
+        base = {
+            "id": "chatcmpl-scripted",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model"),
+        }
+        out = [
+            {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}
+                ],
+            }
+        ]
         for index, (name, arguments) in enumerate(calls):
-            call = {"index": index, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": {"name": name, "arguments": ""}}
-            out.append({**base, "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]})
-            out.append({**base, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}, "finish_reason": None}]})
+            call = {
+                "index": index,
+                "id": f"call_{uuid.uuid4().hex[:12]}",
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            out.append(
+                {**base, "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]}
+            )
+            out.append(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"tool_calls": [{"index": index, "function": {"arguments": arguments}}]},
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
         words = re.findall(r"\S+\s*", text)
         for word in words:
             out.append({**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
-        out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if calls else "stop"}]})
+        out.append(
+            {
+                **base,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if calls else "stop"}],
+            }
+        )
         prompt = sum(len(self._text(m).split()) for m in body.get("messages") or []) or 1
-        out.append({**base, "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": len(words) + len(calls), "total_tokens": prompt + len(words) + len(calls)}})
+        out.append(
+            {
+                **base,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": len(words) + len(calls),
+                    "total_tokens": prompt + len(words) + len(calls),
+                },
+            }
+        )
         return out
 
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         calls, text = self.plan(body)
         message: dict[str, Any] = {"role": "assistant", "content": text or None}
         if calls:
-            message["tool_calls"] = [{"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": {"name": n, "arguments": a}} for n, a in calls]
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{uuid.uuid4().hex[:12]}",
+                    "type": "function",
+                    "function": {"name": n, "arguments": a},
+                }
+                for n, a in calls
+            ]
         prompt = sum(len(self._text(m).split()) for m in body.get("messages") or []) or 1
         return {
-            "id": "chatcmpl-scripted", "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),
+            "id": "chatcmpl-scripted",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
             "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": len(text.split()) + len(calls), "total_tokens": prompt + len(text.split()) + len(calls)},
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": len(text.split()) + len(calls),
+                "total_tokens": prompt + len(text.split()) + len(calls),
+            },
         }
 
     # ---- the server
@@ -246,7 +329,10 @@ class ScriptedUpstream:
                 call = UpstreamCall(body, time.monotonic())
                 with upstream._lock:
                     upstream.calls.append(call)
-                if "failsecond" in str(body.get("model")) and (body.get("messages") or [{}])[-1].get("role") == "tool":
+                if (
+                    "failsecond" in str(body.get("model"))
+                    and (body.get("messages") or [{}])[-1].get("role") == "tool"
+                ):
                     data = b'{"error": {"message": "scripted failure on the second sample", "type": "server_error"}}'
                     self.send_response(500)
                     self.send_header("Content-Type", "application/json")
@@ -273,7 +359,9 @@ class ScriptedUpstream:
                     upstream.active += 1
                     upstream.peak = max(upstream.peak, upstream.active)
                 try:
-                    frames = [f"data: {json.dumps(c)}\n\n".encode() for c in upstream.chunks(body)] + [b"data: [DONE]\n\n"]
+                    frames = [f"data: {json.dumps(c)}\n\n".encode() for c in upstream.chunks(body)] + [
+                        b"data: [DONE]\n\n"
+                    ]
                     for index, frame in enumerate(frames):
                         if delay and index:
                             time.sleep(delay)
@@ -294,7 +382,9 @@ class ScriptedUpstream:
             request_queue_size = 1024
 
         self._server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -308,18 +398,38 @@ class ScriptedUpstream:
 
 def upstream_config(path: Path, upstream_url: str) -> Path:
     """A config file routing ``chat-*`` to the scripted upstream and registering a hosted tool."""
-    path.write_text(json.dumps({
-        "providers": [{"name": "scripted", "adapter": "openai_chat", "base_url": upstream_url, "api_key_env": "SCRIPTED_KEY", "max_retries": 0}],
-        "routes": [{"pattern": "chat-*", "provider": "scripted"}],
-        "hosted_tools": ["tests.support.hosted_tools.slow_tool"],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "providers": [
+                    {
+                        "name": "scripted",
+                        "adapter": "openai_chat",
+                        "base_url": upstream_url,
+                        "api_key_env": "SCRIPTED_KEY",
+                        "max_retries": 0,
+                    }
+                ],
+                "routes": [{"pattern": "chat-*", "provider": "scripted"}],
+                "hosted_tools": ["tests.support.hosted_tools.slow_tool"],
+            }
+        )
+    )
     return path
 
 
 class Topology:
-    """``python -m responses_app.runserver`` (what ``make run`` starts) with REDIS_URL and DATABASE_URL."""
+    """``python -m openresponses_site.runserver`` (what ``make run`` starts) with REDIS_URL and DATABASE_URL."""
 
-    def __init__(self, *, name: str, database_url: str, redis_url: str, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        database_url: str,
+        redis_url: str,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -344,14 +454,28 @@ class Topology:
         self.process: subprocess.Popen | None = None
 
     def migrate(self) -> None:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=self.env, check=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=self.env, check=True
+        )
 
     def start(self, timeout: float = 60.0) -> Topology:
         self.migrate()
         log = open(self.log_path, "w")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "responses_app.runserver", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "openresponses_site.runserver",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_for_http(self.url + "/v1/", timeout=timeout, process=self.process)
         self.wait_worker_ready(timeout)

@@ -25,10 +25,36 @@ from .sse import parse_sse
 from .upstream import FIXTURES, FakeUpstream, Recorded, Reply
 
 HEAD = ["response.created", "response.in_progress"]
-TEXT = ["response.output_item.added", "response.content_part.added", "response.output_text.delta+", "response.output_text.done", "response.content_part.done", "response.output_item.done"]
-CALL = ["response.output_item.added", "response.function_call_arguments.delta+", "response.function_call_arguments.done", "response.output_item.done"]
-SUMMARY = ["response.output_item.added", "response.reasoning_summary_part.added", "response.reasoning_summary_text.delta+", "response.reasoning_summary_text.done", "response.reasoning_summary_part.done", "response.output_item.done"]
-RAW_REASONING = ["response.output_item.added", "response.content_part.added", "response.reasoning.delta+", "response.reasoning.done", "response.content_part.done", "response.output_item.done"]
+TEXT = [
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta+",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+]
+CALL = [
+    "response.output_item.added",
+    "response.function_call_arguments.delta+",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+]
+SUMMARY = [
+    "response.output_item.added",
+    "response.reasoning_summary_part.added",
+    "response.reasoning_summary_text.delta+",
+    "response.reasoning_summary_text.done",
+    "response.reasoning_summary_part.done",
+    "response.output_item.done",
+]
+RAW_REASONING = [
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.reasoning.delta+",
+    "response.reasoning.done",
+    "response.content_part.done",
+    "response.output_item.done",
+]
 EMPTY_REASONING = ["response.output_item.added", "response.output_item.done"]
 
 
@@ -81,7 +107,9 @@ class Case:
         return self.fixture
 
 
-def run_case(http: httpx.Client, upstream: FakeUpstream, case: Case) -> tuple[dict[str, Any], list[dict[str, Any]], Recorded]:
+def run_case(
+    http: httpx.Client, upstream: FakeUpstream, case: Case
+) -> tuple[dict[str, Any], list[dict[str, Any]], Recorded]:
     """Serve the fixture, call the server; returns (final resource or error body, events, upstream request)."""
     upstream.queue(Reply.fixture(case.fixture, status=served_status(case.fixture)))
     body = {"model": case.model, **case.body}
@@ -151,27 +179,53 @@ def openai_essentials(body: dict[str, Any]) -> dict[str, Any]:
             items.append((kind,))
     reasoning = {k: v for k, v in (body.get("reasoning") or {}).items() if v is not None}
     return {
-        "model": body.get("model"), "stream": bool(body.get("stream")), "input": items, "instructions": body.get("instructions") or None,
+        "model": body.get("model"),
+        "stream": bool(body.get("stream")),
+        "input": items,
+        "instructions": body.get("instructions") or None,
         "tools": [(t["name"], t.get("parameters"), t.get("strict")) for t in body.get("tools") or []],
-        "tool_choice": body.get("tool_choice") if body.get("tools") else None, "reasoning": reasoning or None,
-        "service_tier": body.get("service_tier"), "temperature": body.get("temperature"), "max_output_tokens": body.get("max_output_tokens"),
-        "include_encrypted_reasoning": "reasoning.encrypted_content" in (body.get("include") or []) or not reasoning,
+        "tool_choice": body.get("tool_choice") if body.get("tools") else None,
+        "reasoning": reasoning or None,
+        "service_tier": body.get("service_tier"),
+        "temperature": body.get("temperature"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "include_encrypted_reasoning": "reasoning.encrypted_content" in (body.get("include") or [])
+        or not reasoning,
     }
 
 
 def chat_essentials(body: dict[str, Any]) -> dict[str, Any]:
     messages = []
     for m in body.get("messages") or []:
-        calls = [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"] or "{}")) for c in m.get("tool_calls") or []]
+        calls = [
+            (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"] or "{}"))
+            for c in m.get("tool_calls") or []
+        ]
         messages.append((m["role"], _text(m.get("content")), calls, m.get("tool_call_id")))
     return {
-        "stream": bool(body.get("stream")), "messages": messages,
-        "tools": [(t["function"]["name"], t["function"].get("description") or "", t["function"].get("parameters"), bool(t["function"].get("strict"))) for t in body.get("tools") or []],
-        "tool_choice": body.get("tool_choice"), "stream_options": body.get("stream_options"),
+        "stream": bool(body.get("stream")),
+        "messages": messages,
+        "tools": [
+            (
+                t["function"]["name"],
+                t["function"].get("description") or "",
+                t["function"].get("parameters"),
+                bool(t["function"].get("strict")),
+            )
+            for t in body.get("tools") or []
+        ],
+        "tool_choice": body.get("tool_choice"),
+        "stream_options": body.get("stream_options"),
     }
 
 
-SERVER_BLOCKS = ("server_tool_use", "web_search_tool_result", "tool_search_tool_result", "code_execution_tool_result", "web_fetch_tool_result")
+SERVER_BLOCKS = (
+    "server_tool_use",
+    "web_search_tool_result",
+    "tool_search_tool_result",
+    "code_execution_tool_result",
+    "web_fetch_tool_result",
+)
 
 
 def anthropic_essentials(body: dict[str, Any]) -> dict[str, Any]:
@@ -195,10 +249,19 @@ def anthropic_essentials(body: dict[str, Any]) -> dict[str, Any]:
         messages.append((m["role"], blocks))
     system = body.get("system")
     return {
-        "model": body.get("model"), "max_tokens": body.get("max_tokens"), "stream": bool(body.get("stream")),
-        "system": system if isinstance(system, str) or system is None else _text(system), "messages": messages,
-        "tools": [(t["name"], t.get("description"), t.get("input_schema")) for t in body.get("tools") or [] if t.get("type") in (None, "custom")],
-        "tool_choice": body.get("tool_choice"), "thinking": body.get("thinking"), "output_config": body.get("output_config"),
+        "model": body.get("model"),
+        "max_tokens": body.get("max_tokens"),
+        "stream": bool(body.get("stream")),
+        "system": system if isinstance(system, str) or system is None else _text(system),
+        "messages": messages,
+        "tools": [
+            (t["name"], t.get("description"), t.get("input_schema"))
+            for t in body.get("tools") or []
+            if t.get("type") in (None, "custom")
+        ],
+        "tool_choice": body.get("tool_choice"),
+        "thinking": body.get("thinking"),
+        "output_config": body.get("output_config"),
         "temperature": body.get("temperature"),
     }
 
@@ -221,23 +284,47 @@ def gemini_essentials(body: dict[str, Any]) -> dict[str, Any]:
     config.pop("responseModalities", None)  # pydantic-ai's default; TEXT is the API default anyway
     thinking = config.get("thinkingConfig")
     if thinking:  # the API takes both spellings
-        config["thinkingConfig"] = {{"thinking_budget": "thinkingBudget", "include_thoughts": "includeThoughts"}.get(k, k): v for k, v in thinking.items()}
+        config["thinkingConfig"] = {
+            {"thinking_budget": "thinkingBudget", "include_thoughts": "includeThoughts"}.get(k, k): v
+            for k, v in thinking.items()
+        }
     return {
-        "contents": contents, "system": "\n".join(p.get("text", "") for p in (body.get("systemInstruction") or {}).get("parts") or []),
-        "tools": [(d["name"], d.get("description") or "") for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []],
-        "toolConfig": body.get("toolConfig"), "generationConfig": config,
+        "contents": contents,
+        "system": "\n".join(
+            p.get("text", "") for p in (body.get("systemInstruction") or {}).get("parts") or []
+        ),
+        "tools": [
+            (d["name"], d.get("description") or "")
+            for t in body.get("tools") or []
+            for d in t.get("functionDeclarations") or []
+        ],
+        "toolConfig": body.get("toolConfig"),
+        "generationConfig": config,
     }
 
 
 def ollama_essentials(body: dict[str, Any]) -> dict[str, Any]:
     return {
-        "model": body.get("model"), "stream": bool(body.get("stream")),
-        "messages": [(m["role"], m.get("content") or "", [c["function"]["name"] for c in m.get("tool_calls") or []]) for m in body.get("messages") or []],
-        "tools": [(t["function"]["name"], t["function"].get("description"), t["function"].get("parameters")) for t in body.get("tools") or []],
+        "model": body.get("model"),
+        "stream": bool(body.get("stream")),
+        "messages": [
+            (m["role"], m.get("content") or "", [c["function"]["name"] for c in m.get("tool_calls") or []])
+            for m in body.get("messages") or []
+        ],
+        "tools": [
+            (t["function"]["name"], t["function"].get("description"), t["function"].get("parameters"))
+            for t in body.get("tools") or []
+        ],
     }
 
 
-ESSENTIALS = {"openai": openai_essentials, "openai_chat": chat_essentials, "anthropic": anthropic_essentials, "gemini": gemini_essentials, "ollama": ollama_essentials}
+ESSENTIALS = {
+    "openai": openai_essentials,
+    "openai_chat": chat_essentials,
+    "anthropic": anthropic_essentials,
+    "gemini": gemini_essentials,
+    "ollama": ollama_essentials,
+}
 
 
 def compare_request(case: Case, sent: Recorded) -> None:
@@ -251,7 +338,9 @@ def compare_request(case: Case, sent: Recorded) -> None:
         ours.pop(key, None)
         theirs.pop(key, None)
     theirs.update(case.expect)
-    assert ours == theirs, {k: (ours.get(k), theirs.get(k)) for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k)}
+    assert ours == theirs, {
+        k: (ours.get(k), theirs.get(k)) for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k)
+    }
 
 
 def fixture_exists(name: str) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-SPEC = Path(__file__).resolve().parents[1] / "fixtures" / "spec" / "openapi.json"
+SPEC = Path(__file__).resolve().parents[1] / "spec" / "openapi.json"
 
 EVENT_SCHEMAS = {
     "response.created": "ResponseCreatedStreamingEvent",
@@ -53,8 +53,12 @@ def _document() -> dict[str, Any]:
 @cache
 def validator(schema_name: str) -> Draft202012Validator:
     doc = _document()
-    registry = Registry().with_resource("urn:openresponses", Resource.from_contents(doc, default_specification=_spec()))
-    return Draft202012Validator({"$ref": f"urn:openresponses#/components/schemas/{schema_name}"}, registry=registry)
+    registry = Registry().with_resource(
+        "urn:openresponses", Resource.from_contents(doc, default_specification=_spec())
+    )
+    return Draft202012Validator(
+        {"$ref": f"urn:openresponses#/components/schemas/{schema_name}"}, registry=registry
+    )
 
 
 def _spec() -> Any:
@@ -64,7 +68,10 @@ def _spec() -> Any:
 
 
 def _errors(schema_name: str, value: Any) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in validator(schema_name).iter_errors(value)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}"
+        for e in validator(schema_name).iter_errors(value)
+    ]
 
 
 def assert_valid_response(resource: dict[str, Any]) -> None:
@@ -85,7 +92,9 @@ def assert_valid_stream(events: list[dict[str, Any]]) -> None:
     assert events, "no events"
     for index, event in enumerate(events):
         assert_valid_event(event)
-        assert event["sequence_number"] == index, f"sequence_number {event['sequence_number']} at position {index}"
+        assert event["sequence_number"] == index, (
+            f"sequence_number {event['sequence_number']} at position {index}"
+        )
     assert events[0]["type"] == "response.created"
     assert events[-1]["type"] in {"response.completed", "response.failed", "response.incomplete"}
     assert_valid_response(events[-1]["response"])

@@ -56,7 +56,9 @@ class Reply:
         return cls(status=status, chunks=[json.dumps(body).encode()], headers=headers or {})
 
     @classmethod
-    def sse(cls, events: list[dict[str, Any]], *, named: bool = True, done: bool = False, delay: float = 0.0) -> Reply:
+    def sse(
+        cls, events: list[dict[str, Any]], *, named: bool = True, done: bool = False, delay: float = 0.0
+    ) -> Reply:
         chunks = []
         for ev in events:
             head = f"event: {ev['type']}\n" if named and "type" in ev else ""
@@ -122,7 +124,9 @@ class FakeUpstream:
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
-                recorded = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                recorded = Recorded(
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                )
                 reply = upstream._next_reply(recorded)
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
@@ -148,7 +152,9 @@ class FakeUpstream:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

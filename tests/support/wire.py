@@ -17,14 +17,21 @@ from .upstream import Recorded, Reply
 
 def _sse(events: list[tuple[str | None, dict[str, Any]]], *, done: bool = False, crlf: bool = False) -> Reply:
     sep = "\r\n\r\n" if crlf else "\n\n"
-    chunks = [((f"event: {name}\n" if name else "") + f"data: {json.dumps(data, separators=(',', ':'))}{sep}").encode() for name, data in events]
+    chunks = [
+        (
+            (f"event: {name}\n" if name else "") + f"data: {json.dumps(data, separators=(',', ':'))}{sep}"
+        ).encode()
+        for name, data in events
+    ]
     if done:
         chunks.append(f"data: [DONE]{sep}".encode())
     return Reply(content_type="text/event-stream; charset=utf-8", chunks=chunks)
 
 
 def _ndjson(lines: list[dict[str, Any]]) -> Reply:
-    return Reply(content_type="application/x-ndjson", chunks=[(json.dumps(line) + "\n").encode() for line in lines])
+    return Reply(
+        content_type="application/x-ndjson", chunks=[(json.dumps(line) + "\n").encode() for line in lines]
+    )
 
 
 def _pieces(text: str, size: int = 7) -> list[str]:
@@ -102,15 +109,29 @@ class OpenAIWire(Wire):
 
     def _response(self, output: list[dict[str, Any]], status: str = "completed") -> dict[str, Any]:
         return {
-            "id": "resp_" + secrets.token_hex(12), "object": "response", "created_at": 1754000000, "status": status,
-            "model": "gpt-4o-2024-08-06", "output": output, "parallel_tool_calls": True, "store": False,
-            "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 7,
-                      "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 19},
+            "id": "resp_" + secrets.token_hex(12),
+            "object": "response",
+            "created_at": 1754000000,
+            "status": status,
+            "model": "gpt-4o-2024-08-06",
+            "output": output,
+            "parallel_tool_calls": True,
+            "store": False,
+            "usage": {
+                "input_tokens": 12,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": 7,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 19,
+            },
         }
 
     def _stream(self, items: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> Reply:
         base = self._response([], "in_progress")
-        events: list[dict[str, Any]] = [{"type": "response.created", "response": base}, {"type": "response.in_progress", "response": base}]
+        events: list[dict[str, Any]] = [
+            {"type": "response.created", "response": base},
+            {"type": "response.in_progress", "response": base},
+        ]
         for index, (item, deltas) in enumerate(items):
             added = {**item, "status": "in_progress"}
             if item["type"] == "message":
@@ -128,8 +149,13 @@ class OpenAIWire(Wire):
         return _sse(out)
 
     def _message(self, text: str) -> dict[str, Any]:
-        return {"id": "msg_" + secrets.token_hex(8), "type": "message", "status": "completed", "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+        return {
+            "id": "msg_" + secrets.token_hex(8),
+            "type": "message",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+        }
 
     def text(self, text: str, *, stream: bool) -> Reply:
         item = self._message(text)
@@ -137,15 +163,26 @@ class OpenAIWire(Wire):
             return Reply.json(self._response([item]))
         part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
         deltas = [{"type": "response.content_part.added", "content_index": 0, "part": part}]
-        deltas += [{"type": "response.output_text.delta", "content_index": 0, "delta": p, "logprobs": []} for p in _pieces(text)]
-        deltas += [{"type": "response.output_text.done", "content_index": 0, "text": text, "logprobs": []},
-                   {"type": "response.content_part.done", "content_index": 0, "part": {**part, "text": text}}]
+        deltas += [
+            {"type": "response.output_text.delta", "content_index": 0, "delta": p, "logprobs": []}
+            for p in _pieces(text)
+        ]
+        deltas += [
+            {"type": "response.output_text.done", "content_index": 0, "text": text, "logprobs": []},
+            {"type": "response.content_part.done", "content_index": 0, "part": {**part, "text": text}},
+        ]
         return self._stream([(item, deltas)])
 
     def tool_call(self, name: str, args: dict[str, Any], *, stream: bool) -> Reply:
         arguments = json.dumps(args)
-        item = {"id": "fc_" + secrets.token_hex(8), "type": "function_call", "status": "completed", "name": name,
-                "call_id": "call_" + secrets.token_hex(8), "arguments": arguments}
+        item = {
+            "id": "fc_" + secrets.token_hex(8),
+            "type": "function_call",
+            "status": "completed",
+            "name": name,
+            "call_id": "call_" + secrets.token_hex(8),
+            "arguments": arguments,
+        }
         if not stream:
             return Reply.json(self._response([item]))
         deltas = [{"type": "response.function_call_arguments.delta", "delta": p} for p in _pieces(arguments)]
@@ -153,42 +190,87 @@ class OpenAIWire(Wire):
         return self._stream([(item, deltas)])
 
     def reasoning_text(self, thought: str, signature: str, text: str, *, stream: bool) -> Reply:
-        reasoning = {"id": "rs_" + secrets.token_hex(8), "type": "reasoning", "summary": [{"type": "summary_text", "text": thought}], "encrypted_content": signature}
+        reasoning = {
+            "id": "rs_" + secrets.token_hex(8),
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": thought}],
+            "encrypted_content": signature,
+        }
         message = self._message(text)
         if not stream:
             return Reply.json(self._response([reasoning, message]))
-        r_deltas = [{"type": "response.reasoning_summary_part.added", "summary_index": 0, "part": {"type": "summary_text", "text": ""}},
-                    {"type": "response.reasoning_summary_text.delta", "summary_index": 0, "delta": thought},
-                    {"type": "response.reasoning_summary_text.done", "summary_index": 0, "text": thought},
-                    {"type": "response.reasoning_summary_part.done", "summary_index": 0, "part": {"type": "summary_text", "text": thought}}]
-        m_deltas = [{"type": "response.content_part.added", "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}},
-                    {"type": "response.output_text.delta", "content_index": 0, "delta": text},
-                    {"type": "response.output_text.done", "content_index": 0, "text": text},
-                    {"type": "response.content_part.done", "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": []}}]
+        r_deltas = [
+            {
+                "type": "response.reasoning_summary_part.added",
+                "summary_index": 0,
+                "part": {"type": "summary_text", "text": ""},
+            },
+            {"type": "response.reasoning_summary_text.delta", "summary_index": 0, "delta": thought},
+            {"type": "response.reasoning_summary_text.done", "summary_index": 0, "text": thought},
+            {
+                "type": "response.reasoning_summary_part.done",
+                "summary_index": 0,
+                "part": {"type": "summary_text", "text": thought},
+            },
+        ]
+        m_deltas = [
+            {
+                "type": "response.content_part.added",
+                "content_index": 0,
+                "part": {"type": "output_text", "text": "", "annotations": []},
+            },
+            {"type": "response.output_text.delta", "content_index": 0, "delta": text},
+            {"type": "response.output_text.done", "content_index": 0, "text": text},
+            {
+                "type": "response.content_part.done",
+                "content_index": 0,
+                "part": {"type": "output_text", "text": text, "annotations": []},
+            },
+        ]
         return self._stream([(reasoning, r_deltas), (message, m_deltas)])
 
     def _input(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         return body.get("input") or []
 
     def system(self, body: dict[str, Any]) -> str:
-        parts = [body.get("instructions") or ""] + [_text_of(i.get("content")) for i in self._input(body) if i.get("role") in ("system", "developer")]
+        parts = [body.get("instructions") or ""] + [
+            _text_of(i.get("content")) for i in self._input(body) if i.get("role") in ("system", "developer")
+        ]
         return "\n".join(p for p in parts if p)
 
     def roles(self, body: dict[str, Any]) -> list[str]:
-        return [i["role"] for i in self._input(body) if i.get("type", "message") == "message" and i.get("role") in ("user", "assistant")]
+        return [
+            i["role"]
+            for i in self._input(body)
+            if i.get("type", "message") == "message" and i.get("role") in ("user", "assistant")
+        ]
 
     def texts(self, body: dict[str, Any]) -> list[str]:
-        return [_text_of(i.get("content")) for i in self._input(body) if i.get("type", "message") == "message" and i.get("role") in ("user", "assistant")]
+        return [
+            _text_of(i.get("content"))
+            for i in self._input(body)
+            if i.get("type", "message") == "message" and i.get("role") in ("user", "assistant")
+        ]
 
     def tool_names(self, body: dict[str, Any]) -> list[str]:
         return [t["name"] for t in body.get("tools") or []]
 
     def tool_results(self, body: dict[str, Any]) -> list[str]:
         calls = {i["call_id"] for i in self._input(body) if i.get("type") == "function_call"}
-        return [i["output"] for i in self._input(body) if i.get("type") == "function_call_output" and i["call_id"] in calls]
+        return [
+            i["output"]
+            for i in self._input(body)
+            if i.get("type") == "function_call_output" and i["call_id"] in calls
+        ]
 
     def _parts(self, body: dict[str, Any], kind: str) -> int:
-        return sum(1 for i in self._input(body) if isinstance(i.get("content"), list) for p in i["content"] if p.get("type") == kind)
+        return sum(
+            1
+            for i in self._input(body)
+            if isinstance(i.get("content"), list)
+            for p in i["content"]
+            if p.get("type") == kind
+        )
 
     def images(self, body: dict[str, Any]) -> int:
         return self._parts(body, "input_image")
@@ -207,47 +289,116 @@ class AnthropicWire(Wire):
     provider, model, family, key = "anthropic", "claude-sonnet-4-5", "anthropic", "sk-ant-test-secret-0002"
 
     def _message(self, content: list[dict[str, Any]], stop: str) -> dict[str, Any]:
-        return {"id": "msg_01" + secrets.token_hex(11), "type": "message", "role": "assistant", "model": self.model, "content": content,
-                "stop_reason": stop, "stop_sequence": None,
-                "usage": {"input_tokens": 21, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 4, "output_tokens": 9, "service_tier": "standard"}}
+        return {
+            "id": "msg_01" + secrets.token_hex(11),
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": 21,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 4,
+                "output_tokens": 9,
+                "service_tier": "standard",
+            },
+        }
 
     def _stream(self, blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]], stop: str) -> Reply:
         start = self._message([], None)  # type: ignore[arg-type]
-        start["usage"] = {"input_tokens": 21, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 4, "output_tokens": 1}
-        events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": start})]
+        start["usage"] = {
+            "input_tokens": 21,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 4,
+            "output_tokens": 1,
+        }
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("message_start", {"type": "message_start", "message": start})
+        ]
         for index, (block, deltas) in enumerate(blocks):
-            events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": block}))
+            events.append(
+                (
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": block},
+                )
+            )
             if index == 0:
                 events.append(("ping", {"type": "ping"}))
             for delta in deltas:
-                events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+                events.append(
+                    ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                )
             events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
-        events.append(("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": 9}}))
+        events.append(
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "usage": {"output_tokens": 9},
+                },
+            )
+        )
         events.append(("message_stop", {"type": "message_stop"}))
         return _sse(events)
 
     def text(self, text: str, *, stream: bool) -> Reply:
         if not stream:
             return Reply.json(self._message([{"type": "text", "text": text}], "end_turn"))
-        return self._stream([({"type": "text", "text": ""}, [{"type": "text_delta", "text": p} for p in _pieces(text)])], "end_turn")
+        return self._stream(
+            [({"type": "text", "text": ""}, [{"type": "text_delta", "text": p} for p in _pieces(text)])],
+            "end_turn",
+        )
 
     def tool_call(self, name: str, args: dict[str, Any], *, stream: bool) -> Reply:
         tool_id = "toolu_01" + secrets.token_hex(11)
         if not stream:
-            return Reply.json(self._message([{"type": "text", "text": "Let me check."}, {"type": "tool_use", "id": tool_id, "name": name, "input": args}], "tool_use"))
+            return Reply.json(
+                self._message(
+                    [
+                        {"type": "text", "text": "Let me check."},
+                        {"type": "tool_use", "id": tool_id, "name": name, "input": args},
+                    ],
+                    "tool_use",
+                )
+            )
         arguments = json.dumps(args)
-        return self._stream([
-            ({"type": "text", "text": ""}, [{"type": "text_delta", "text": "Let me check."}]),
-            ({"type": "tool_use", "id": tool_id, "name": name, "input": {}}, [{"type": "input_json_delta", "partial_json": ""}] + [{"type": "input_json_delta", "partial_json": p} for p in _pieces(arguments)]),
-        ], "tool_use")
+        return self._stream(
+            [
+                ({"type": "text", "text": ""}, [{"type": "text_delta", "text": "Let me check."}]),
+                (
+                    {"type": "tool_use", "id": tool_id, "name": name, "input": {}},
+                    [{"type": "input_json_delta", "partial_json": ""}]
+                    + [{"type": "input_json_delta", "partial_json": p} for p in _pieces(arguments)],
+                ),
+            ],
+            "tool_use",
+        )
 
     def reasoning_text(self, thought: str, signature: str, text: str, *, stream: bool) -> Reply:
         if not stream:
-            return Reply.json(self._message([{"type": "thinking", "thinking": thought, "signature": signature}, {"type": "text", "text": text}], "end_turn"))
-        return self._stream([
-            ({"type": "thinking", "thinking": "", "signature": ""}, [{"type": "thinking_delta", "thinking": p} for p in _pieces(thought)] + [{"type": "signature_delta", "signature": signature}]),
-            ({"type": "text", "text": ""}, [{"type": "text_delta", "text": text}]),
-        ], "end_turn")
+            return Reply.json(
+                self._message(
+                    [
+                        {"type": "thinking", "thinking": thought, "signature": signature},
+                        {"type": "text", "text": text},
+                    ],
+                    "end_turn",
+                )
+            )
+        return self._stream(
+            [
+                (
+                    {"type": "thinking", "thinking": "", "signature": ""},
+                    [{"type": "thinking_delta", "thinking": p} for p in _pieces(thought)]
+                    + [{"type": "signature_delta", "signature": signature}],
+                ),
+                ({"type": "text", "text": ""}, [{"type": "text_delta", "text": text}]),
+            ],
+            "end_turn",
+        )
 
     def system(self, body: dict[str, Any]) -> str:
         system = body.get("system") or ""
@@ -257,7 +408,10 @@ class AnthropicWire(Wire):
         return [m["role"] for m in body["messages"]]
 
     def texts(self, body: dict[str, Any]) -> list[str]:
-        return ["".join(b.get("text", "") for b in m["content"] if b.get("type") == "text") for m in body["messages"]]
+        return [
+            "".join(b.get("text", "") for b in m["content"] if b.get("type") == "text")
+            for m in body["messages"]
+        ]
 
     def tool_names(self, body: dict[str, Any]) -> list[str]:
         return [t["name"] for t in body.get("tools") or []]
@@ -267,7 +421,9 @@ class AnthropicWire(Wire):
 
     def tool_results(self, body: dict[str, Any]) -> list[str]:
         uses = {b["id"] for b in self._blocks(body, "tool_use")}
-        return [_text_of(b.get("content")) for b in self._blocks(body, "tool_result") if b["tool_use_id"] in uses]
+        return [
+            _text_of(b.get("content")) for b in self._blocks(body, "tool_result") if b["tool_use_id"] in uses
+        ]
 
     def images(self, body: dict[str, Any]) -> int:
         return len(self._blocks(body, "image"))
@@ -276,7 +432,12 @@ class AnthropicWire(Wire):
         return len(self._blocks(body, "document"))
 
     def reasoning_sent(self, body: dict[str, Any]) -> list[str]:
-        return [b.get("signature") or b.get("data") for m in body["messages"] for b in m["content"] if b.get("type") in ("thinking", "redacted_thinking")]
+        return [
+            b.get("signature") or b.get("data")
+            for m in body["messages"]
+            for b in m["content"]
+            if b.get("type") in ("thinking", "redacted_thinking")
+        ]
 
 
 class ZaiWire(AnthropicWire):
@@ -293,8 +454,17 @@ class GeminiWire(Wire):
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish:
             candidate["finishReason"] = finish
-        return {"candidates": [candidate], "usageMetadata": {"promptTokenCount": 15, "candidatesTokenCount": 8, "thoughtsTokenCount": 3, "totalTokenCount": 26},
-                "modelVersion": self.model, "responseId": secrets.token_urlsafe(16)}
+        return {
+            "candidates": [candidate],
+            "usageMetadata": {
+                "promptTokenCount": 15,
+                "candidatesTokenCount": 8,
+                "thoughtsTokenCount": 3,
+                "totalTokenCount": 26,
+            },
+            "modelVersion": self.model,
+            "responseId": secrets.token_urlsafe(16),
+        }
 
     def _reply(self, parts: list[dict[str, Any]], *, stream: bool) -> Reply:
         if not stream:
@@ -306,10 +476,15 @@ class GeminiWire(Wire):
         return self._reply([{"text": p} for p in (_pieces(text, 12) if stream else [text])], stream=stream)
 
     def tool_call(self, name: str, args: dict[str, Any], *, stream: bool) -> Reply:
-        return self._reply([{"functionCall": {"name": name, "args": args}, "thoughtSignature": "c2lnLWdlbWluaS10b29s"}], stream=stream)
+        return self._reply(
+            [{"functionCall": {"name": name, "args": args}, "thoughtSignature": "c2lnLWdlbWluaS10b29s"}],
+            stream=stream,
+        )
 
     def reasoning_text(self, thought: str, signature: str, text: str, *, stream: bool) -> Reply:
-        return self._reply([{"text": thought, "thought": True}, {"text": text, "thoughtSignature": signature}], stream=stream)
+        return self._reply(
+            [{"text": thought, "thought": True}, {"text": text, "thoughtSignature": signature}], stream=stream
+        )
 
     def is_stream(self, recorded: Recorded) -> bool:
         return ":streamGenerateContent" in recorded.path
@@ -324,7 +499,9 @@ class GeminiWire(Wire):
         return [{"model": "assistant"}.get(c["role"], c["role"]) for c in body["contents"]]
 
     def texts(self, body: dict[str, Any]) -> list[str]:
-        return ["".join(p.get("text", "") for p in c["parts"] if not p.get("thought")) for c in body["contents"]]
+        return [
+            "".join(p.get("text", "") for p in c["parts"] if not p.get("thought")) for c in body["contents"]
+        ]
 
     def tool_names(self, body: dict[str, Any]) -> list[str]:
         return [d["name"] for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
@@ -338,14 +515,26 @@ class GeminiWire(Wire):
         for p in self._parts(body):
             if "functionResponse" in p and p["functionResponse"]["name"] in calls:
                 response = p["functionResponse"]["response"]
-                out.append(response.get("output") if isinstance(response.get("output"), str) else json.dumps(response))
+                out.append(
+                    response.get("output")
+                    if isinstance(response.get("output"), str)
+                    else json.dumps(response)
+                )
         return out
 
     def images(self, body: dict[str, Any]) -> int:
-        return sum(1 for p in self._parts(body) if (p.get("inlineData") or p.get("fileData") or {}).get("mimeType", "").startswith("image/"))
+        return sum(
+            1
+            for p in self._parts(body)
+            if (p.get("inlineData") or p.get("fileData") or {}).get("mimeType", "").startswith("image/")
+        )
 
     def files(self, body: dict[str, Any]) -> int:
-        return sum(1 for p in self._parts(body) if (p.get("inlineData") or p.get("fileData") or {}).get("mimeType") == "application/pdf")
+        return sum(
+            1
+            for p in self._parts(body)
+            if (p.get("inlineData") or p.get("fileData") or {}).get("mimeType") == "application/pdf"
+        )
 
     def reasoning_sent(self, body: dict[str, Any]) -> list[str]:
         return [p["thoughtSignature"] for p in self._parts(body) if p.get("thoughtSignature")]
@@ -359,10 +548,22 @@ class OllamaWire(Wire):
     takes_files = False
 
     def _line(self, **message: Any) -> dict[str, Any]:
-        return {"model": self.model, "created_at": "2025-07-07T20:22:19.184789Z", "message": {"role": "assistant", "content": "", **message}, "done": False}
+        return {
+            "model": self.model,
+            "created_at": "2025-07-07T20:22:19.184789Z",
+            "message": {"role": "assistant", "content": "", **message},
+            "done": False,
+        }
 
     def _done(self) -> dict[str, Any]:
-        return {**self._line(), "done_reason": "stop", "done": True, "total_duration": 182242375, "prompt_eval_count": 26, "eval_count": 15}
+        return {
+            **self._line(),
+            "done_reason": "stop",
+            "done": True,
+            "total_duration": 182242375,
+            "prompt_eval_count": 26,
+            "eval_count": 15,
+        }
 
     def _reply(self, lines: list[dict[str, Any]], *, stream: bool) -> Reply:
         if stream:
@@ -380,7 +581,9 @@ class OllamaWire(Wire):
         return self._reply([self._line(content=p) for p in _pieces(text)], stream=stream)
 
     def tool_call(self, name: str, args: dict[str, Any], *, stream: bool) -> Reply:
-        return self._reply([self._line(tool_calls=[{"function": {"name": name, "arguments": args}}])], stream=stream)
+        return self._reply(
+            [self._line(tool_calls=[{"function": {"name": name, "arguments": args}}])], stream=stream
+        )
 
     def reasoning_text(self, thought: str, signature: str, text: str, *, stream: bool) -> Reply:
         return self._reply([self._line(thinking=thought), self._line(content=text)], stream=stream)
@@ -417,22 +620,52 @@ class ChatWire(Wire):
     provider, model, family, key = "local-chat", "chat-qwen3", "openai_chat", "sk-local-chat-secret-0004"
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": "chatcmpl-abc123", "object": "chat.completion.chunk", "created": 1754688908, "model": self.model,
-                "system_fingerprint": "fp_1", "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], "usage": None}
+        return {
+            "id": "chatcmpl-abc123",
+            "object": "chat.completion.chunk",
+            "created": 1754688908,
+            "model": self.model,
+            "system_fingerprint": "fp_1",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "usage": None,
+        }
 
     def _usage(self) -> dict[str, Any]:
-        return {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
-                "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
+        return {
+            "prompt_tokens": 19,
+            "completion_tokens": 10,
+            "total_tokens": 29,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
 
     def _stream(self, deltas: list[dict[str, Any]], finish: str) -> Reply:
-        chunks = [self._chunk({"role": "assistant", "content": ""})] + [self._chunk(d) for d in deltas] + [self._chunk({}, finish)]
+        chunks = (
+            [self._chunk({"role": "assistant", "content": ""})]
+            + [self._chunk(d) for d in deltas]
+            + [self._chunk({}, finish)]
+        )
         chunks.append({**self._chunk({}), "choices": [], "usage": self._usage()})
         return _sse([(None, c) for c in chunks], done=True)
 
     def _completion(self, message: dict[str, Any], finish: str) -> Reply:
-        return Reply.json({"id": "chatcmpl-abc123", "object": "chat.completion", "created": 1754688908, "model": self.model,
-                           "choices": [{"index": 0, "message": {"role": "assistant", "refusal": None, "annotations": [], **message}, "logprobs": None, "finish_reason": finish}],
-                           "usage": self._usage()})
+        return Reply.json(
+            {
+                "id": "chatcmpl-abc123",
+                "object": "chat.completion",
+                "created": 1754688908,
+                "model": self.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "refusal": None, "annotations": [], **message},
+                        "logprobs": None,
+                        "finish_reason": finish,
+                    }
+                ],
+                "usage": self._usage(),
+            }
+        )
 
     def text(self, text: str, *, stream: bool) -> Reply:
         if not stream:
@@ -443,8 +676,31 @@ class ChatWire(Wire):
         call_id = "call_" + secrets.token_hex(12)
         arguments = json.dumps(args)
         if not stream:
-            return self._completion({"content": None, "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]}, "tool_calls")
-        deltas = [{"tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]}]
+            return self._completion(
+                {
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": call_id,
+                            "type": "function",
+                            "function": {"name": name, "arguments": arguments},
+                        }
+                    ],
+                },
+                "tool_calls",
+            )
+        deltas = [
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": ""},
+                    }
+                ]
+            }
+        ]
         deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in _pieces(arguments)]
         return self._stream(deltas, "tool_calls")
 
@@ -454,7 +710,9 @@ class ChatWire(Wire):
         return self._stream([{"reasoning_content": thought}, {"content": text}], "stop")
 
     def system(self, body: dict[str, Any]) -> str:
-        return "\n".join(_text_of(m["content"]) for m in body["messages"] if m["role"] in ("system", "developer"))
+        return "\n".join(
+            _text_of(m["content"]) for m in body["messages"] if m["role"] in ("system", "developer")
+        )
 
     def roles(self, body: dict[str, Any]) -> list[str]:
         return [m["role"] for m in body["messages"] if m["role"] in ("user", "assistant")]
@@ -467,10 +725,20 @@ class ChatWire(Wire):
 
     def tool_results(self, body: dict[str, Any]) -> list[str]:
         ids = {c["id"] for m in body["messages"] for c in m.get("tool_calls") or []}
-        return [_text_of(m["content"]) for m in body["messages"] if m["role"] == "tool" and m["tool_call_id"] in ids]
+        return [
+            _text_of(m["content"])
+            for m in body["messages"]
+            if m["role"] == "tool" and m["tool_call_id"] in ids
+        ]
 
     def _parts(self, body: dict[str, Any], kind: str) -> int:
-        return sum(1 for m in body["messages"] if isinstance(m.get("content"), list) for p in m["content"] if p.get("type") == kind)
+        return sum(
+            1
+            for m in body["messages"]
+            if isinstance(m.get("content"), list)
+            for p in m["content"]
+            if p.get("type") == kind
+        )
 
     def images(self, body: dict[str, Any]) -> int:
         return self._parts(body, "image_url")

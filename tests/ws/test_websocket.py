@@ -302,6 +302,9 @@ def test_the_openai_sdk_websocket_client(openai_client):
         connection.response.create(model="mock-1", input="again", previous_response_id=first.id, store=False)
         second = next(event for event in connection if event.type in {"response.completed", "error"})
     assert second.type == "response.completed"
-    assert (first.output_text, second.response.output_text) == ("You said: hello there", "(turn 2) You said: again")
+    assert (first.output_text, second.response.output_text) == (
+        "You said: hello there",
+        "(turn 2) You said: again",
+    )
     compacted = openai_client.responses.compact(model="mock-1", input="remember: blue")
     assert compacted.output[-1].type == "compaction"

@@ -27,8 +27,7 @@ class Command(BaseCommand):
 
         from providers_app.registry import ConfigError
         from responses_app.conf import openresponses_settings
-
-        from ._config_io import database_config, file_config
+        from responses_app.management.commands._config_io import database_config, file_config
 
         out: dict[str, Any] = {}
         if source in {"all", "database"}:

@@ -27,8 +27,7 @@ class Command(BaseCommand):
     ) -> None:
         from providers_app.registry import ConfigError, load_config_file, registry
         from responses_app.conf import openresponses_settings
-
-        from ._config_io import config_load
+        from responses_app.management.commands._config_io import config_load
 
         path = path or openresponses_settings.CONFIG_FILE
         if not path:

@@ -23,9 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Only count what would be deleted.")
 
     def handle(self, *args: Any, key: str | None = None, dry_run: bool = False, **options: Any) -> None:
-        from responses_app import limits
-        from responses_app.keys import owners_named
-        from responses_app.retention import purge_expired, purge_owner
+        from responses_app.gateway import limits
+        from responses_app.gateway.keys import owners_named
+        from responses_app.gateway.retention import purge_expired, purge_owner
 
         verb = "Would delete" if dry_run else "Deleted"
         if key:

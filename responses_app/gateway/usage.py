@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from . import limits, metrics
-from .pricing import cost_of, tokens_of
+from responses_app.gateway import limits, metrics
+from responses_app.gateway.pricing import cost_of, tokens_of
 
 logger = logging.getLogger(__name__)
 _names: dict[str, tuple[float, str]] = {}
@@ -22,7 +22,7 @@ NAME_CACHE_SECONDS = 60.0
 
 def key_name(owner: str) -> str:
     """The owner's key name, cached for a minute (one lookup per key, not per response)."""
-    from .keys import owner_label
+    from responses_app.gateway.keys import owner_label
 
     now = time.monotonic()
     cached = _names.get(owner)
@@ -38,7 +38,7 @@ def key_name(owner: str) -> str:
 
 def usage_record_save(*, response: Any, cost: Decimal, tokens: dict[str, int]) -> None:
     """Store (or overwrite) the usage row of ``response``."""
-    from .models import UsageRecord
+    from responses_app.models import UsageRecord
 
     total = None if response.completed_at is None else max(0.0, response.completed_at - response.created_at)
     first = (

@@ -15,7 +15,7 @@ from typing import Any
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .conf import openresponses_settings
+from responses_app.conf import openresponses_settings
 
 _lock = threading.Lock()
 _sync_clients: dict[str, Any] = {}

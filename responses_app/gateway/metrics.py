@@ -22,8 +22,8 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from .conf import openresponses_settings
-from .shared_state import key_prefix, sync_redis
+from responses_app.conf import openresponses_settings
+from responses_app.gateway.shared_state import key_prefix, sync_redis
 
 logger = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -204,7 +204,7 @@ def _counter(
 
 
 def _gauges(out: _Writer) -> None:
-    from .models import UNFINISHED, Response
+    from responses_app.models import UNFINISHED, Response
 
     counts = dict.fromkeys(("queued", "in_progress"), 0)
     streams = 0
@@ -247,7 +247,7 @@ def _count_unfinished(model: Any, unfinished: list[str]) -> list[tuple[str, bool
 
 
 def _queue_depth(queued: int) -> tuple[int, str]:
-    from .loop.dispatch import dispatch_mode
+    from responses_app.loop.supervision.dispatch import dispatch_mode
 
     if dispatch_mode() != "celery":
         return queued, "inline"

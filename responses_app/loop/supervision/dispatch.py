@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from ..conf import openresponses_settings
+from responses_app.conf import openresponses_settings
 
 logger = logging.getLogger(__name__)
 _background: set[asyncio.Task] = set()
@@ -22,15 +22,15 @@ async def dispatch_response(response_id: str, *, started: Any = None) -> None:
     ``started``: a response :func:`services.response_create` stored already started (in-process
     dispatch only), handed to the loop as is.
     """
-    from ..reaper import ensure_reaper
+    from responses_app.loop.supervision.reaper import ensure_reaper
 
     ensure_reaper()  # the serving process also looks for orphans (a worker may be gone)
     if dispatch_mode() == "celery":
-        from ..tasks import run_response_task
+        from responses_app.tasks import run_response_task
 
         run_response_task.apply_async((response_id,), ignore_result=True)
         return
-    from .runner import run_response
+    from responses_app.loop.runner import run_response
 
     task = asyncio.get_running_loop().create_task(run_response(response_id, started=started))
     _background.add(task)
@@ -46,11 +46,11 @@ def _done(task: asyncio.Task) -> None:
 def dispatch_response_sync(response_id: str) -> None:
     """From synchronous code (admin, commands): Celery, or the process's background loop host."""
     if dispatch_mode() == "celery":
-        from ..tasks import run_response_task
+        from responses_app.tasks import run_response_task
 
         run_response_task.apply_async((response_id,), ignore_result=True)
         return
-    from .host import loop_host
-    from .runner import run_response
+    from responses_app.loop.runner import run_response
+    from responses_app.loop.supervision.host import loop_host
 
     loop_host.submit(run_response(response_id))

@@ -18,10 +18,12 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from . import selectors, services, transcript
-from .loop.activity import cancel_everywhere_local
-from .models import Response, ResponseEvent, ResponseItem
-from .states import TERMINAL_EVENT_TYPES
+from responses_app import selectors
+from responses_app.admin import transcript
+from responses_app.loop.supervision.activity import cancel_everywhere_local
+from responses_app.models import Response, ResponseEvent, ResponseItem
+from responses_app.services import responses as services
+from responses_app.states import TERMINAL_EVENT_TYPES
 
 MAX_CHAIN = 50
 SETTLE_SECONDS = 10.0
@@ -231,7 +233,7 @@ def raw_json(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResp
             .order_by("position")
             .values_list("data", flat=True)
         )
-        from .resource import public_item
+        from responses_app.resource import public_item
 
         data: Any = [public_item(item) for item in rows]
     else:
@@ -280,7 +282,7 @@ def usage_rows(
     """Usage summed by ``group`` (fields of UsageRecord: key_name/owner, model, day) since ``since``."""
     from django.db.models import Count, Sum
 
-    from .models import UsageRecord
+    from responses_app.models import UsageRecord
 
     qs = UsageRecord.objects.filter(created_at__gte=since)
     if owner:

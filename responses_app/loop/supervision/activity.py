@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 
-from .db import run_control_db
+from responses_app.loop.supervision.db import run_control_db
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
@@ -40,8 +40,8 @@ class Activity:
         return True
 
     async def _watch(self) -> None:
-        from ..conf import openresponses_settings
-        from ..services import cancelled_among, responses_heartbeat
+        from responses_app.conf import openresponses_settings
+        from responses_app.services.responses import cancelled_among, responses_heartbeat
 
         last_heartbeat = time.monotonic()
         while self.active:

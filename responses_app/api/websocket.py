@@ -18,21 +18,21 @@ from django.http import QueryDict
 from django.http.request import HttpHeaders
 
 from providers_app.registry import aroute_for_model
-
-from .. import limits, services
-from ..api.validation import validate_create
-from ..auth import ClientIdentity, authenticate, check_model_allowed
-from ..conf import openresponses_settings
-from ..errors import ApiError, invalid
-from ..events.bus import get_bus
-from ..events.reader import follow
-from ..logs import bind as bind_log_context
-from ..logs import new_request_id
-from ..loop.activity import cancel_everywhere_local
-from ..loop.dispatch import dispatch_response
-from ..loop.tools import hosted_tools
-from ..models import Response
-from ..states import TERMINAL_EVENT_TYPES
+from responses_app.api.validation import validate_create
+from responses_app.conf import openresponses_settings
+from responses_app.errors import ApiError, invalid
+from responses_app.events.bus import get_bus
+from responses_app.events.reader import follow
+from responses_app.gateway import limits
+from responses_app.gateway.auth import ClientIdentity, authenticate, check_model_allowed
+from responses_app.loop.supervision.activity import cancel_everywhere_local
+from responses_app.loop.supervision.dispatch import dispatch_response
+from responses_app.loop.tools import hosted_tools
+from responses_app.models import Response
+from responses_app.observability.logs import bind as bind_log_context
+from responses_app.observability.logs import new_request_id
+from responses_app.services import responses as services
+from responses_app.states import TERMINAL_EVENT_TYPES
 
 logger = logging.getLogger(__name__)
 MAX_PENDING_TURNS = 64

@@ -19,12 +19,12 @@ import time
 from asgiref.sync import async_to_sync
 from django.db import transaction
 
-from .conf import openresponses_settings
-from .events.bus import get_bus
-from .events.emitter import dumps
-from .models import Response, ResponseEvent, ResponseItem
-from .resource import build_resource
-from .states import ResponseStatus
+from responses_app.conf import openresponses_settings
+from responses_app.events.bus import get_bus
+from responses_app.events.emitter import dumps
+from responses_app.models import Response, ResponseEvent, ResponseItem
+from responses_app.resource import build_resource
+from responses_app.states import ResponseStatus
 
 logger = logging.getLogger(__name__)
 QUEUED_TIMEOUT_SECONDS = 600.0
@@ -51,8 +51,8 @@ def reap_orphans(*, now: float | None = None) -> int:
 
 async def areap_orphans() -> int:
     """The same from an event loop: database work on the loop-database thread, publish here."""
-    from .loop.activity import local_response_ids
-    from .loop.db import run_control_db
+    from responses_app.loop.supervision.activity import local_response_ids
+    from responses_app.loop.supervision.db import run_control_db
 
     reaped = await run_control_db(_reap, None, local_response_ids())
     for response_id, batch in reaped:

@@ -9,7 +9,7 @@ Windows are sliding logs over the last 60 seconds: an over-limit request gets 42
 ``Retry-After`` set to when the window frees up. Tokens are known only at the end, so requests
 already running when a key crosses its token limit finish; the next ones are refused.
 
-State lives in Redis when :func:`~responses_app.shared_state.redis_url` is set (every process and
+State lives in Redis when :func:`~responses_app.gateway.shared_state.redis_url` is set (every process and
 machine shares it), else in this process. A slot whose response ended without :func:`settle`
 (a worker that died, reaped later) is reclaimed when the key reaches its limit: slots of responses
 that are no longer unfinished in the database are dropped.
@@ -25,9 +25,9 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
-from .conf import openresponses_settings
-from .errors import ApiError
-from .shared_state import async_redis, key_prefix, sync_redis
+from responses_app.conf import openresponses_settings
+from responses_app.errors import ApiError
+from responses_app.gateway.shared_state import async_redis, key_prefix, sync_redis
 
 logger = logging.getLogger(__name__)
 WINDOW = 60.0
@@ -245,7 +245,7 @@ local_limiter = LocalLimiter()
 
 def _stale_slots(members: dict[str, float], now: float) -> list[str]:
     """Slots whose response is no longer unfinished (or never got stored): safe to reclaim."""
-    from .models import UNFINISHED, Response
+    from responses_app.models import UNFINISHED, Response
 
     old = [member for member, at in members.items() if at < now - SLOT_GRACE]
     if not old:
@@ -303,7 +303,7 @@ async def admit(*, owner: str | None, limits: Limits, ticket: str) -> None:
 
 
 def _count_rejection(reason: str) -> None:
-    from .metrics import record_rejection
+    from responses_app.gateway.metrics import record_rejection
 
     record_rejection(reason=reason)
 

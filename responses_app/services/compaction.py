@@ -20,10 +20,9 @@ from functools import lru_cache
 from typing import Any
 
 from providers_app.adapters.base import ModelRequest, TextDelta, UpstreamError, UsageReport, message_text
-
-from .conf import openresponses_settings
-from .errors import ApiError, from_upstream, invalid
-from .ids import message_id, new_id, response_id
+from responses_app.conf import openresponses_settings
+from responses_app.errors import ApiError, from_upstream, invalid
+from responses_app.ids import message_id, new_id, response_id
 
 logger = logging.getLogger(__name__)
 
@@ -470,8 +469,8 @@ def conversation_items(
     owner: str | None,
 ) -> list[dict[str, Any]]:
     """The conversation a compact request names: the previous response's whole context, then ``input``."""
-    from .models import Response, ResponseItem
-    from .selectors import response_context_items
+    from responses_app.models import Response, ResponseItem
+    from responses_app.selectors import response_context_items
 
     context: list[dict[str, Any]] = []
     if previous_response_id:

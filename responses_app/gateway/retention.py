@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.db.models import Q
 
-from .conf import openresponses_settings
-from .models import UNFINISHED, Response, ResponseEvent, ResponseItem
+from responses_app.conf import openresponses_settings
+from responses_app.models import UNFINISHED, Response, ResponseEvent, ResponseItem
 
 logger = logging.getLogger(__name__)
 DAY = 86400.0
@@ -83,7 +83,7 @@ def _finished(qs: object) -> object:
 
 def purge_expired(*, now: float | None = None, dry_run: bool = False) -> PurgeReport:
     """Apply every retention rule once."""
-    from .keys import retention_by_owner
+    from responses_app.gateway.keys import retention_by_owner
 
     now = now or time.time()
     report = PurgeReport()
@@ -120,7 +120,7 @@ def purge_expired(*, now: float | None = None, dry_run: bool = False) -> PurgeRe
 
 def purge_owner(*, owners: list[str], dry_run: bool = False) -> PurgeReport:
     """Delete every response of these owners (one key's data, on request); running ones are cancelled first."""
-    from . import services
+    from responses_app.services import responses as services
 
     report = PurgeReport()
     qs = Response.objects.filter(owner__in=owners)

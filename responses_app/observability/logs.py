@@ -46,7 +46,7 @@ def client_request_id(value: str | None) -> str:
 
 
 def prompts_logged() -> bool:
-    from .conf import openresponses_settings
+    from responses_app.conf import openresponses_settings
 
     value = openresponses_settings.LOG_PROMPTS
     if isinstance(value, str):

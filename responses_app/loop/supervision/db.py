@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from django.db import close_old_connections, connections
 from django.db.utils import InterfaceError, OperationalError
 
-from ..services import events_insert
+from responses_app.services.responses import events_insert
 
 T = TypeVar("T")
 #: Loop-database threads per process on a database that takes concurrent writers (PostgreSQL).

@@ -42,7 +42,7 @@ class LoopHost:
 
 
 async def _start_services() -> None:
-    from ..reaper import ensure_reaper
+    from responses_app.loop.supervision.reaper import ensure_reaper
 
     ensure_reaper()
 

@@ -17,7 +17,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from .conf import openresponses_settings
+from responses_app.conf import openresponses_settings
 
 logger = logging.getLogger(__name__)
 MILLION = Decimal(1_000_000)
@@ -59,7 +59,7 @@ def _declared() -> list[tuple[str, dict[str, Any]]]:
     found: list[tuple[str, dict[str, Any]]] = []
     path = openresponses_settings.CONFIG_FILE
     if path:
-        from .keys import config_file_data
+        from responses_app.gateway.keys import config_file_data
 
         found += _pairs(config_file_data().get("prices"))
     found += _pairs(openresponses_settings.PRICES)

@@ -27,7 +27,7 @@ from django.db import DatabaseError
 from django.dispatch import receiver
 from django.utils import timezone
 
-from .auth import ClientIdentity
+from responses_app.gateway.auth import ClientIdentity
 
 logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "ork_"
@@ -74,7 +74,7 @@ def reset_cache() -> None:
 
 
 def _load(prefix: str) -> _Entry | None:
-    from .models import ClientKey
+    from responses_app.models import ClientKey
 
     row = (
         ClientKey.objects.filter(prefix=prefix)
@@ -123,7 +123,7 @@ def _entry(prefix: str) -> _Entry | None:
 
 def _touch(key_id: int) -> None:
     """Record use, at most once a minute per key (per process)."""
-    from .models import ClientKey
+    from responses_app.models import ClientKey
 
     now = time.monotonic()
     last = _last_used_written.get(key_id)
@@ -149,7 +149,7 @@ def identity_for_key(token: str) -> ClientIdentity | None:
 
 def stored_keys_exist() -> bool:
     """True once any client key was created (revoked ones count: revoking never reopens the API)."""
-    from .models import ClientKey
+    from responses_app.models import ClientKey
 
     if config_keys():
         return True  # keys declared in the config file close the API too
@@ -175,7 +175,7 @@ def key_create(
 
     ``limits``: ``rpm``, ``tpm``, ``max_concurrent``, ``retention_days`` (None: no own limit).
     """
-    from .models import ClientKey
+    from responses_app.models import ClientKey
 
     unknown = set(limits) - {"rpm", "tpm", "max_concurrent", "retention_days"}
     if unknown:
@@ -232,7 +232,7 @@ CONFIG_RECHECK_SECONDS = 2.0
 
 def config_file_data() -> dict[str, Any]:
     """The parsed config file (re-read when it changes; {} without one or when it is unreadable)."""
-    from .conf import openresponses_settings
+    from responses_app.conf import openresponses_settings
 
     path = str(openresponses_settings.CONFIG_FILE or "")
     now = time.monotonic()
@@ -330,7 +330,7 @@ def _config_identity(token: str) -> ClientIdentity | None:
 
 def owner_label(owner: str) -> str:
     """A readable name for a response owner: the key's name, 'anonymous', or the owner itself."""
-    from .models import ClientKey
+    from responses_app.models import ClientKey
 
     if not owner:
         return "anonymous"
@@ -347,7 +347,7 @@ def owner_label(owner: str) -> str:
 
 def owners_named(name: str) -> list[str]:
     """Every owner a key name stands for (database keys of that name, the config-file key)."""
-    from .models import ClientKey
+    from responses_app.models import ClientKey
 
     owners = [row.owner for row in ClientKey.objects.filter(name=name).only("prefix")]
     if any(key.name == name for key in config_keys()):
@@ -357,7 +357,7 @@ def owners_named(name: str) -> list[str]:
 
 def retention_by_owner() -> dict[str, int]:
     """Owners whose key sets its own retention period (days)."""
-    from .models import ClientKey
+    from responses_app.models import ClientKey
 
     found = {
         row.owner: row.retention_days

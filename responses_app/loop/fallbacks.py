@@ -16,9 +16,8 @@ from typing import Any
 
 from providers_app.adapters.base import ModelRequest, UpstreamError
 from providers_app.registry import aget_adapter, route_for_model
-
-from . import tracing
-from .models import Response
+from responses_app.models import Response
+from responses_app.observability import tracing
 
 logger = logging.getLogger(__name__)
 NO_FALLBACK_CODES = {
@@ -59,8 +58,8 @@ async def sample_with_fallbacks(
     run: Any, adapter: Any, request: ModelRequest, cancel: Any
 ) -> tuple[bool, Any]:
     """``run._sample`` with the route's fallbacks; returns (completed, the adapter that answered)."""
-    from .loop.db import run_db
-    from .metrics import record_upstream_error
+    from responses_app.gateway.metrics import record_upstream_error
+    from responses_app.loop.supervision.db import run_db
 
     response = run.response
     tried = {response.provider}

@@ -14,9 +14,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from . import admin_views, keys, services
-from .models import ClientKey, Response, ResponseEvent, ResponseItem, UsageRecord
-from .transcript import seconds
+from responses_app.admin import views as admin_views
+from responses_app.admin.transcript import seconds
+from responses_app.gateway import keys
+from responses_app.models import ClientKey, Response, ResponseEvent, ResponseItem, UsageRecord
+from responses_app.services import responses as services
 
 # ---------------------------------------------------------------------------- responses
 

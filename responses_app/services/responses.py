@@ -12,14 +12,13 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from providers_app.adapters.base import message_text
 from providers_app.registry import Route
-
-from .api.validation import CreateRequest
-from .compaction import check_compaction_items
-from .errors import ApiError, invalid
-from .ids import response_id as new_response_id
-from .models import Response, ResponseEvent, ResponseItem
-from .selectors import response_context_items
-from .states import ResponseStatus
+from responses_app.api.validation import CreateRequest
+from responses_app.errors import ApiError, invalid
+from responses_app.ids import response_id as new_response_id
+from responses_app.models import Response, ResponseEvent, ResponseItem
+from responses_app.selectors import response_context_items
+from responses_app.services.compaction import check_compaction_items
+from responses_app.states import ResponseStatus
 
 
 def _search_text(items: list[dict[str, Any]]) -> str:
@@ -241,7 +240,7 @@ def response_finish(
         if was_finished:
             ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).delete()
         _store_items(response, ResponseItem.Kind.OUTPUT, output)
-    from .usage import response_finished
+    from responses_app.gateway.usage import response_finished
 
     response_finished(response=response)  # usage and cost, limits settled, metrics (never raises)
     return response.status

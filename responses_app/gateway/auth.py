@@ -1,0 +1,121 @@
+"""Client authentication: ``Authorization: Bearer <key>`` checked by a pluggable hook.
+
+The default hook accepts keys from ``OPENRESPONSES["API_KEYS"]`` / ``OPENRESPONSES_API_KEYS``
+(and hashed keys stored in the database, when that model exists). With no key configured at
+all, every request is accepted (local development) and a warning is logged once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from responses_app.conf import openresponses_settings
+from responses_app.errors import ApiError
+
+logger = logging.getLogger(__name__)
+_warned_open = False
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """Who is calling. ``owner`` scopes stored responses; ``allowed_models`` limits routing (globs)."""
+
+    owner: str | None
+    name: str = ""
+    allowed_models: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_model_allowed(identity: ClientIdentity, model: str) -> None:
+    """403 when the caller's key is limited to model patterns that ``model`` does not match."""
+    if identity.allowed_models and not any(fnmatch.fnmatchcase(model, p) for p in identity.allowed_models):
+        raise ApiError(
+            403,
+            f"This API key may not use the model '{model}'.",
+            param="model",
+            code="model_not_allowed",
+            error_type="permission_error",
+        )
+
+
+def bearer_token(headers: Any) -> str | None:
+    value = headers.get("Authorization") or headers.get("authorization") or ""
+    if not value.lower().startswith("bearer "):
+        return None
+    return value[7:].strip() or None
+
+
+def key_fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def configured_keys() -> list[str]:
+    raw = openresponses_settings.API_KEYS or ""
+    if isinstance(raw, list | tuple):
+        return [k for k in raw if k]
+    return [k.strip() for k in str(raw).split(",") if k.strip()]
+
+
+def authenticate_default(request: Any) -> ClientIdentity:
+    """The default hook: static keys from settings/env, then stored client keys."""
+    global _warned_open
+    keys = configured_keys()
+    token = bearer_token(request.headers)
+    stored = _stored_key_lookup()
+    if token:
+        for key in keys:
+            if hmac.compare_digest(token.encode(), key.encode()):
+                return ClientIdentity(owner=f"key:{key_fingerprint(key)}", name="static key")
+        if stored is not None:
+            identity = stored(token)
+            if identity is not None:
+                return identity
+    open_mode = not keys and (stored is None or not _stored_keys_exist())
+    if open_mode:
+        if not _warned_open:
+            logger.warning(
+                "No client API key is configured: every request is accepted (set OPENRESPONSES_API_KEYS)."
+            )
+            _warned_open = True
+        return ClientIdentity(owner=None, name="anonymous")
+    if not token:
+        raise ApiError(
+            401,
+            "Missing API key: send 'Authorization: Bearer <key>'.",
+            code="missing_api_key",
+            error_type="authentication_error",
+        )
+    raise ApiError(401, "Invalid API key.", code="invalid_api_key", error_type="authentication_error")
+
+
+def _stored_key_lookup() -> Any:
+    """The database key lookup, when the client-keys feature is installed."""
+    try:
+        from responses_app.gateway.keys import identity_for_key
+    except ImportError:
+        return None
+    return identity_for_key
+
+
+def _stored_keys_exist() -> bool:
+    try:
+        from responses_app.gateway.keys import stored_keys_exist
+    except ImportError:
+        return False
+    return stored_keys_exist()
+
+
+def authenticate(request: Any) -> ClientIdentity:
+    """Run the configured hook (``OPENRESPONSES["AUTHENTICATE"]``)."""
+    hook = openresponses_settings.AUTHENTICATE
+    identity = hook(request)
+    if identity is None:
+        raise ApiError(
+            401, "Authentication failed.", code="invalid_api_key", error_type="authentication_error"
+        )
+    return identity

@@ -1,0 +1,1 @@
+"""Writes and flows: every front end (HTTP, WebSocket, admin, tasks, reaper) calls these."""
