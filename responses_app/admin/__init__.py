@@ -18,7 +18,7 @@ from responses_app.admin import views as admin_views
 from responses_app.admin.transcript import seconds
 from responses_app.gateway import keys
 from responses_app.models import ClientKey, Response, ResponseEvent, ResponseItem, UsageRecord
-from responses_app.services import responses as services
+from responses_app.services import flows
 
 # ---------------------------------------------------------------------------- responses
 
@@ -121,11 +121,11 @@ class ResponseAdmin(admin.ModelAdmin):
         return summary, counts, perms_needed, []
 
     def delete_model(self, request: HttpRequest, obj: Response) -> None:
-        services.response_delete(response=obj)
+        flows.delete_response(response=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for response in queryset:
-            services.response_delete(response=response)
+            flows.delete_response(response=response)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None

@@ -1,7 +1,7 @@
 """The admin's response pages: transcript, event log, raw JSON, live events and cancel.
 
 Thin views: reads go through :mod:`selectors`-style helpers here and :mod:`transcript`; the
-cancel goes through :func:`services.response_cancel` like the API's cancel does.
+cancel goes through :func:`services.flows.cancel_response` like the API's cancel does.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from django.urls import reverse
 
 from responses_app import selectors
 from responses_app.admin import transcript
-from responses_app.loop.supervision.activity import cancel_everywhere_local
 from responses_app.models import Response, ResponseEvent, ResponseItem
-from responses_app.services import responses as services
+from responses_app.services import flows
 from responses_app.states import TERMINAL_EVENT_TYPES
 
 MAX_CHAIN = 50
@@ -252,14 +251,13 @@ def cancel_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpR
 
 
 def cancel_response(request: HttpRequest, response: Response) -> bool:
-    """Cancel through the state machine and signal a loop of this process; tell the operator."""
+    """Cancel through the cancel flow (as the API does); tell the operator."""
     if response.is_finished:
         messages.warning(
             request, f"Response {response.id} had already finished ({response.status}); nothing to cancel."
         )
         return False
-    cancelled = services.response_cancel(response=response)
-    cancel_everywhere_local(response.id)
+    cancelled = flows.cancel_response(response=response)
     messages.success(request, f"Response {response.id} is {cancelled.status}.")
     return True
 

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 
-from providers_app.registry import aroute_for_model
 from responses_app.api.validation import normalize_input, parse_json_body
 from responses_app.api.views import api_view, identify, json_response
-from responses_app.errors import ApiError, invalid
-from responses_app.gateway.auth import check_model_allowed
-from responses_app.services import compaction
+from responses_app.errors import invalid
+from responses_app.services import compaction, flows
+from responses_app.types import CompactRequest
 
 COMPACT_FIELDS = {"model", "input", "previous_response_id", "instructions", "prompt_cache_key"}
-
-
-@dataclass
-class CompactRequest:
-    model: str
-    input_items: list[dict[str, Any]]
-    previous_response_id: str | None = None
-    instructions: str | None = None
-    item_references: list[tuple[int, str]] = field(default_factory=list)
 
 
 def validate_compact(body: Any) -> CompactRequest:
@@ -71,24 +59,9 @@ def validate_compact(body: Any) -> CompactRequest:
 async def compact_response(request: HttpRequest) -> HttpResponse:
     identity = await identify(request)
     compact = validate_compact(parse_json_body(request.body))
-    if await aroute_for_model(compact.model) is None:
-        raise ApiError(
-            404,
-            f"The model '{compact.model}' does not exist or no provider serves it.",
-            param="model",
-            code="model_not_found",
-        )
-    check_model_allowed(identity, compact.model)
-    items = await sync_to_async(compaction.conversation_items)(
-        previous_response_id=compact.previous_response_id,
-        input_items=compact.input_items,
-        references=compact.item_references,
-        owner=identity.owner,
-    )
-    resource = await compaction.compact_conversation(
-        items=items,
-        model=compact.model,
-        instructions=compact.instructions,
-        source_response_id=compact.previous_response_id,
+    resource = await flows.compact(
+        request=compact,
+        identity=identity,
+        request_id=request.openresponses_request_id,  # type: ignore[attr-defined]
     )
     return json_response(resource)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
@@ -67,14 +66,6 @@ def sse_response(iterator: AsyncIterator[str]) -> StreamingHttpResponse:
     for key, value in SSE_HEADERS.items():
         response[key] = value
     return response
-
-
-def terminal_response(batch: Batch) -> dict | None:
-    """The ResponseResource carried by a terminal event in ``batch``, if any."""
-    for _, event_type, payload in reversed(batch):
-        if event_type in TERMINAL_EVENT_TYPES:
-            return json.loads(payload)["response"]
-    return None
 
 
 aget = sync_to_async

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from responses_app.errors import ApiError, invalid
 from responses_app.ids import function_call_id, function_call_output_id, message_id, new_id, reasoning_id
+from responses_app.types import CreateRequest
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 JSON_SCHEMA_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -61,20 +61,6 @@ KNOWN_FIELDS = {
 }
 MAX_INPUT_CHARS = 10_485_760
 WEBSOCKET_DISALLOWED = ("stream", "stream_options", "background")
-
-
-@dataclass
-class CreateRequest:
-    """A validated create request: echo parameters, canonical input items and dispatch flags."""
-
-    model: str
-    params: dict[str, Any]
-    input_items: list[dict[str, Any]]
-    previous_response_id: str | None = None
-    stream: bool = False
-    background: bool = False
-    store: bool = True
-    item_references: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _type_name(value: Any) -> str:

@@ -11,29 +11,22 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
-from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from providers_app.registry import aroute_for_model
 from responses_app import selectors
-from responses_app.api.streaming import sse_response, sse_stream, terminal_response
+from responses_app.api.streaming import sse_response, sse_stream
 from responses_app.api.validation import parse_json_body, validate_create
 from responses_app.conf import openresponses_settings
 from responses_app.errors import ApiError, invalid
 from responses_app.events.bus import get_bus
-from responses_app.events.reader import follow
-from responses_app.gateway import limits
-from responses_app.gateway.auth import ClientIdentity, authenticate, check_model_allowed
-from responses_app.loop.supervision.activity import cancel_everywhere_local
-from responses_app.loop.supervision.db import run_db
-from responses_app.loop.supervision.dispatch import dispatch_mode, dispatch_response
-from responses_app.loop.tools import hosted_tools
+from responses_app.events.reader import terminal_response
+from responses_app.gateway.auth import ClientIdentity, authenticate
 from responses_app.observability import tracing
 from responses_app.observability.logs import bind as bind_log_context
-from responses_app.observability.logs import log_prompt, new_request_id
+from responses_app.observability.logs import new_request_id
 from responses_app.resource import build_resource
-from responses_app.services import responses as services
+from responses_app.services import flows
 
 logger = logging.getLogger(__name__)
 FIRST_EVENT_WAIT = 2.0
@@ -113,51 +106,6 @@ async def identify(request: HttpRequest) -> ClientIdentity:
         return await sync_to_async(authenticate)(request)
 
 
-def _upstream_error(resource: dict[str, Any], stored_error: dict[str, Any] | None) -> ApiError | None:
-    """An HTTP error for a response that failed before producing anything (upstream down, 429…)."""
-    if resource.get("status") != "failed" or resource.get("output") or not stored_error:
-        return None
-    status = int(stored_error.get("status") or 500)
-    headers = {}
-    if status == 429:
-        headers["Retry-After"] = str(max(1, round(stored_error.get("retry_after") or 1)))
-    return ApiError(
-        status,
-        stored_error.get("message") or "The provider failed.",
-        param=stored_error.get("param"),
-        code=stored_error.get("code"),
-        error_type=stored_error.get("type"),
-        headers=headers,
-    )
-
-
-def _released(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func``, then the thread's database connection handed back as at the end of a request.
-
-    A stream (or a wait for the loop) lasts as long as the upstream: a pooled connection held
-    meanwhile would cap the open streams at the pool size.
-    """
-
-    @functools.wraps(func)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return call
-
-
-def _write(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """Where a write runs: on SQLite, the loops' database thread (one writer, no lock waits —
-    SQLite's busy handler sleeps); elsewhere a request thread whose connection goes back to the pool."""
-    from django.db import connection
-
-    if connection.vendor == "sqlite":
-        return functools.partial(run_db, func)
-    return sync_to_async(_released(func))
-
-
 def _server_timing(marks: tuple[float, ...], wall: float) -> str:
     """``Server-Timing`` of a create: parse, db, dispatch, wait (for the first output or the end), t0 (epoch)."""
     names = ("parse", "db", "dispatch", "wait")
@@ -172,79 +120,20 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     started = time.perf_counter()
     wall = time.time()
     identity = await identify(request)
-    body = parse_json_body(request.body)
-    create = validate_create(body, hosted_tool_names=frozenset(hosted_tools()))
-    route = await aroute_for_model(create.model)
-    if route is None:
-        raise ApiError(
-            404,
-            f"The model '{create.model}' does not exist or no provider serves it.",
-            param="model",
-            code="model_not_found",
-        )
-    check_model_allowed(identity, create.model)
-    request_id = request.openresponses_request_id  # type: ignore[attr-defined]
-    await limits.admit(owner=identity.owner, limits=limits.limits_for(identity), ticket=request_id)
+    create = validate_create(parse_json_body(request.body), hosted_tool_names=flows.hosted_tool_names())
     parsed = time.perf_counter()
-    # In-process loops start right away: the response is stored already started, with its context.
-    start = dispatch_mode() == "inline" and not create.background
-    try:
-        response = await _write(services.response_create)(
-            request=create, owner=identity.owner, route=route, request_id=request_id, start=start
-        )
-    except BaseException:
-        await limits.release(owner=identity.owner, ticket=request_id)
-        raise
-    stored = time.perf_counter()
-    logger.info(
-        "created %s: model %s via %s for %s",
-        response.id,
-        create.model,
-        route.provider,
-        identity.name or "anonymous",
+    created = await flows.create(
+        request=create,
+        identity=identity,
+        request_id=request.openresponses_request_id,  # type: ignore[attr-defined]
     )
-    log_prompt(logger, response.id, response.search_text)
-
-    if create.background:
-        await dispatch_response(response.id)
-        timing = _server_timing((started, parsed, stored, time.perf_counter()), wall)
-        return json_response(build_resource(response, []), headers={"Server-Timing": timing})
-
-    bus = get_bus()
-    subscription = await bus.subscribe(response.id)
-    try:
-        await dispatch_response(response.id, started=response if start else None)
-    except Exception:
-        await subscription.close()
-        raise
-    marks = (started, parsed, stored, time.perf_counter())
+    marks = (started, parsed, created.stored_at, created.dispatched_at)
+    if created.subscription is None:  # background: the queued resource at once
+        timing = _server_timing(marks, wall)
+        return json_response(build_resource(created.response, []), headers={"Server-Timing": timing})
     if create.stream:
-        return await _stream_new(response.id, subscription, marks, wall, identity)
-    try:
-        async for batch in follow(
-            response.id,
-            subscription,
-            catch_up=False,
-            keepalive=float(openresponses_settings.KEEPALIVE_SECONDS),
-        ):
-            resource = terminal_response(batch)
-            if resource is not None:
-                break
-        else:
-            resource = await sync_to_async(
-                lambda: selectors.response_resource(
-                    response=selectors.response_get(response_id=response.id, owner=None)
-                )
-            )()
-    finally:
-        await subscription.close()
-    if resource.get("status") == "failed":
-        stored_error = await sync_to_async(
-            lambda: type(response).objects.filter(id=response.id).values_list("error", flat=True).first()
-        )()
-        error = _upstream_error(resource, stored_error)
-        if error is not None:
-            raise error
+        return await _stream_new(created.response.id, created.subscription, marks, wall, identity)
+    resource = await flows.result(created)
     return json_response(
         resource, headers={"Server-Timing": _server_timing((*marks, time.perf_counter()), wall)}
     )
@@ -273,21 +162,17 @@ async def _stream_new(
             break
     timing = _server_timing((*marks, time.perf_counter()), wall)
     terminal = terminal_response(prefetched[-1]) if prefetched else None
-    if terminal is not None and terminal.get("status") == "failed":
-        from responses_app.models import Response
-
-        stored_error = await sync_to_async(
-            lambda: Response.objects.filter(id=response_id).values_list("error", flat=True).first()
-        )()
-        error = _upstream_error(terminal, stored_error)
-        if error is not None:
+    if terminal is not None:
+        try:
+            await flows.raise_upstream_error(terminal)
+        except ApiError:
             await subscription.close()
-            raise error
+            raise
     on_disconnect = None
     if openresponses_settings.DISCONNECT_CANCELS:
 
         async def on_disconnect() -> None:
-            await _cancel(response_id, identity.owner)
+            await flows.cancel(response_id=response_id, owner=identity.owner)
 
     last = -1
     if prefetched:
@@ -305,30 +190,14 @@ async def _stream_new(
     return response
 
 
-async def _cancel(response_id: str, owner: str | None) -> dict[str, Any]:
-    def work() -> dict[str, Any]:
-        response = selectors.response_get(response_id=response_id, owner=owner)
-        cancelled = services.response_cancel(response=response)
-        return selectors.response_resource(response=cancelled)
-
-    resource = await sync_to_async(work)()
-    cancel_everywhere_local(response_id)
-    return resource
-
-
 @api_view({"GET", "DELETE"})
 async def response_detail(request: HttpRequest, response_id: str) -> HttpResponse:
     identity = await identify(request)
     if request.method == "DELETE":
-
-        def delete() -> None:
-            response = selectors.response_get(response_id=response_id, owner=identity.owner)
-            services.response_delete(response=response)
-
-        await sync_to_async(delete)()
+        await flows.delete(response_id=response_id, owner=identity.owner)
         return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
     streamed = request.GET.get("stream") in {"true", "1"}
-    get = _released(selectors.response_get) if streamed else selectors.response_get
+    get = flows.released(selectors.response_get) if streamed else selectors.response_get
     response = await sync_to_async(get)(response_id=response_id, owner=identity.owner)
     if streamed:
         raw_after = request.GET.get("starting_after", "-1")
@@ -347,8 +216,7 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
 @api_view({"POST"})
 async def cancel_response(request: HttpRequest, response_id: str) -> HttpResponse:
     identity = await identify(request)
-    resource = await _cancel(response_id, identity.owner)
-    return json_response(resource)
+    return json_response(await flows.cancel(response_id=response_id, owner=identity.owner))
 
 
 @api_view({"GET"})

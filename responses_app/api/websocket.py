@@ -17,21 +17,15 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import QueryDict
 from django.http.request import HttpHeaders
 
-from providers_app.registry import aroute_for_model
 from responses_app.api.validation import validate_create
 from responses_app.conf import openresponses_settings
 from responses_app.errors import ApiError, invalid
-from responses_app.events.bus import get_bus
+from responses_app.events.bus import Subscription
 from responses_app.events.reader import follow
-from responses_app.gateway import limits
-from responses_app.gateway.auth import ClientIdentity, authenticate, check_model_allowed
-from responses_app.loop.supervision.activity import cancel_everywhere_local
-from responses_app.loop.supervision.dispatch import dispatch_response
-from responses_app.loop.tools import hosted_tools
-from responses_app.models import Response
+from responses_app.gateway.auth import ClientIdentity, authenticate
 from responses_app.observability.logs import bind as bind_log_context
 from responses_app.observability.logs import new_request_id
-from responses_app.services import responses as services
+from responses_app.services import flows
 from responses_app.states import TERMINAL_EVENT_TYPES
 
 logger = logging.getLogger(__name__)
@@ -74,16 +68,6 @@ def error_event(
 
 def api_error_event(exc: ApiError) -> dict[str, Any]:
     return error_event(exc.status, exc.code, exc.message, error_type=exc.error_type, param=exc.param)
-
-
-def _stored_error(response_id: str) -> dict[str, Any] | None:
-    return Response.objects.filter(id=response_id).values_list("error", flat=True).first()
-
-
-def _cancel(response_id: str) -> None:
-    response = Response.objects.filter(id=response_id).first()
-    if response is not None:
-        services.response_cancel(response=response)
 
 
 class ResponsesConsumer(AsyncWebsocketConsumer):
@@ -130,9 +114,8 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
         # Like a dropped SSE stream: the running turn goes on (and is stored) unless configured otherwise.
-        if running and openresponses_settings.DISCONNECT_CANCELS:
-            await database_sync_to_async(_cancel)(running)
-            cancel_everywhere_local(running)
+        if running and openresponses_settings.DISCONNECT_CANCELS and self.identity is not None:
+            await flows.cancel(response_id=running, owner=self.identity.owner, include_unstored=True)
 
     async def send_json(self, data: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
@@ -179,51 +162,30 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
         previous = body.get("previous_response_id")
         cached = previous if isinstance(previous, str) and previous in self.unstored else None
         try:
-            create = validate_create(body, hosted_tool_names=frozenset(hosted_tools()), websocket=True)
+            create = validate_create(body, hosted_tool_names=flows.hosted_tool_names(), websocket=True)
             create.stream = True
-            route = await aroute_for_model(create.model)
-            if route is None:
-                raise ApiError(
-                    404,
-                    f"The model '{create.model}' does not exist or no provider serves it.",
-                    param="model",
-                    code="model_not_found",
-                )
-            check_model_allowed(self.identity, create.model)
             request_id = new_request_id()  # one per turn: on the response row and in the loop's log lines
             bind_log_context(request_id=request_id)
-            await limits.admit(
-                owner=self.identity.owner, limits=limits.limits_for(self.identity), ticket=request_id
+            created = await flows.create(
+                request=create,
+                identity=self.identity,
+                request_id=request_id,
+                unstored_ids=self.unstored,
             )
-            try:
-                response = await database_sync_to_async(services.response_create)(
-                    request=create,
-                    owner=self.identity.owner,
-                    route=route,
-                    unstored_ids=frozenset(self.unstored),
-                    request_id=request_id,
-                )
-            except BaseException:
-                await limits.release(owner=self.identity.owner, ticket=request_id)
-                raise
         except ApiError:
             # A failed continuation forgets the response it continued (the client must start over).
             self.unstored.discard(cached or "")
             raise
+        response_id = created.response.id
         if not create.store:
-            self.unstored.add(response.id)
-        ok = await self._relay(response.id)
+            self.unstored.add(response_id)
+        assert created.subscription is not None
+        ok = await self._relay(response_id, created.subscription)
         if not ok and cached:
             self.unstored.discard(cached)
 
-    async def _relay(self, response_id: str) -> bool:
+    async def _relay(self, response_id: str, subscription: Subscription) -> bool:
         """Send the turn's events; False when it failed. Nothing is sent after its terminal event."""
-        subscription = await get_bus().subscribe(response_id)
-        try:
-            await dispatch_response(response_id)
-        except Exception:
-            await subscription.close()
-            raise
         self.running = response_id
         try:
             async for batch in follow(
@@ -254,7 +216,7 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
             await subscription.close()
 
     async def _with_status(self, response_id: str, event: dict[str, Any]) -> dict[str, Any]:
-        stored = await database_sync_to_async(_stored_error)(response_id) or {}
+        stored = await flows.stored_error(response_id) or {}
         error = dict(event.get("error") or {})
         error["code"] = error.get("code") or stored.get("code") or "server_error"
         error["message"] = error.get("message") or stored.get("message") or "The response failed."

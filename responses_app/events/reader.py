@@ -7,6 +7,7 @@ channel layer is unreachable (Redis restarting) the reader reads the store inste
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -131,3 +132,11 @@ async def follow(
         if not broken or time.monotonic() - last_yield >= keepalive:
             last_yield = time.monotonic()
             yield []
+
+
+def terminal_response(batch: Batch) -> dict | None:
+    """The ResponseResource carried by a terminal event in ``batch``, if any."""
+    for _, event_type, payload in reversed(batch):
+        if event_type in TERMINAL_EVENT_TYPES:
+            return json.loads(payload)["response"]
+    return None

@@ -1,8 +1,9 @@
 """Compaction and truncation: keep a conversation inside a model's context, on any provider.
 
-* ``compact_conversation`` (``POST /v1/responses/compact``) asks a model, through the normal
-  routing, for a summary of a conversation and returns it as a ``compaction`` item whose
-  ``encrypted_content`` only this server can open (authenticated encryption, settings key).
+* ``POST /v1/responses/compact`` (the flow is ``services.flows.compact``) asks a model, as a
+  sample like any other, for a summary of a conversation; ``compaction_resource`` returns it as a
+  ``compaction`` item whose ``encrypted_content`` only this server can open (authenticated
+  encryption, settings key).
 * ``model_items`` is what the loop sends: every ``compaction`` item expanded into a developer
   message holding its summary, then ``truncation`` applied (``auto`` leaves out the oldest turns;
   ``disabled`` answers an over-long context with a 400 ``context_length_exceeded``).
@@ -19,10 +20,10 @@ import zlib
 from functools import lru_cache
 from typing import Any
 
-from providers_app.adapters.base import ModelRequest, TextDelta, UpstreamError, UsageReport, message_text
+from providers_app.adapters.base import UpstreamError, message_text
 from responses_app.conf import openresponses_settings
-from responses_app.errors import ApiError, from_upstream, invalid
-from responses_app.ids import message_id, new_id, response_id
+from responses_app.errors import ApiError, invalid
+from responses_app.ids import message_id, new_id
 
 logger = logging.getLogger(__name__)
 
@@ -345,73 +346,46 @@ def summary_model() -> str | None:
     return openresponses_settings.COMPACTION_MODEL or None
 
 
-async def summarize(
-    items: list[dict[str, Any]], *, model: str, instructions: str | None = None
-) -> tuple[str, dict[str, Any]]:
-    """A summary of ``items`` written by ``model`` through the normal routing, and its usage."""
-    from providers_app.registry import ConfigError, aget_adapter, aroute_for_model
-
-    route = await aroute_for_model(model)
-    if route is None:
-        raise ApiError(
-            404,
-            f"The compaction model '{model}' does not exist or no provider serves it.",
-            param="model",
-            code="model_not_found",
-        )
+def summary_input(
+    items: list[dict[str, Any]], *, instructions: str | None, window: int
+) -> list[dict[str, Any]]:
+    """The input of the summarizing sample: one user message holding the conversation's transcript
+    (cut from the oldest end to fit ``window`` tokens with room for the answer)."""
     transcript = transcript_text(items)
     if instructions:
         transcript = f"(The assistant followed these instructions: {instructions})\n\n{transcript}"
-    window = context_window(model, route.upstream_model)
     budget = max(1000, (window - 4096) * CHARS_PER_TOKEN * 9 // 10)
     if len(transcript) > budget:
         transcript = "[…the oldest part of the transcript was cut…]\n" + transcript[-budget:]
-    request = ModelRequest(
-        model=route.upstream_model or model,
-        items=[
-            {
-                "type": "message",
-                "id": message_id(),
-                "status": "completed",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Conversation transcript:\n\n" + transcript}],
-            }
-        ],
-        instructions=SUMMARIZER_INSTRUCTIONS,
-    )
-    pieces: list[str] = []
-    usage = UsageReport()
-    try:
-        adapter = await aget_adapter(route.provider)
-        async for chunk in adapter.sample(request, stream=False):
-            if isinstance(chunk, TextDelta):
-                pieces.append(chunk.text)
-            elif isinstance(chunk, UsageReport):
-                for key in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
-                    if getattr(chunk, key) is not None:
-                        setattr(usage, key, getattr(chunk, key))
-    except UpstreamError as exc:
-        raise from_upstream(exc) from None
-    except ConfigError as exc:
-        raise ApiError(
-            500, f"The compaction model's provider is misconfigured: {exc}", code="provider_misconfigured"
-        ) from None
-    summary = "".join(pieces).strip()
-    if not summary:
-        raise ApiError(502, "The compaction model returned an empty summary.", code="upstream_error")
-    input_tokens = (
-        usage.input_tokens
-        if usage.input_tokens is not None
-        else estimate_tokens(request.items, instructions=request.instructions)
-    )
-    output_tokens = (
-        usage.output_tokens if usage.output_tokens is not None else -(-len(summary) // CHARS_PER_TOKEN)
-    )
-    return summary, {
+    return [
+        {
+            "type": "message",
+            "id": message_id(),
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "Conversation transcript:\n\n" + transcript}],
+        }
+    ]
+
+
+def summary_usage(
+    usage: dict[str, Any] | None, *, sent: list[dict[str, Any]], summary: str
+) -> dict[str, Any]:
+    """The compaction's ``usage``: the provider's figures, estimated where it reported none."""
+    usage = usage or {}
+    reported_input = usage.get("input_tokens") or 0
+    reported_output = usage.get("output_tokens") or 0
+    input_tokens = reported_input or estimate_tokens(sent, instructions=SUMMARIZER_INSTRUCTIONS)
+    output_tokens = reported_output or -(-len(summary) // CHARS_PER_TOKEN)
+    return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens or 0},
+        "input_tokens_details": {
+            "cached_tokens": (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
+        },
         "output_tokens": output_tokens,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
+        "output_tokens_details": {
+            "reasoning_tokens": (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
+        },
         "total_tokens": input_tokens + output_tokens,
     }
 
@@ -424,22 +398,16 @@ def kept_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return []
 
 
-async def compact_conversation(
+def compaction_resource(
     *,
+    resource_id: str,
     items: list[dict[str, Any]],
-    model: str,
-    instructions: str | None = None,
+    summary: str,
+    writer: str,
+    usage: dict[str, Any],
     source_response_id: str | None = None,
 ) -> dict[str, Any]:
-    """The ``CompactResource`` for a conversation: kept recent items, then the compaction item."""
-    if not items:
-        raise invalid(
-            "Nothing to compact: send 'input' and/or 'previous_response_id'.",
-            "input",
-            "missing_required_parameter",
-        )
-    writer = summary_model() or model
-    summary, usage = await summarize(items, model=writer, instructions=instructions)
+    """The ``CompactResource`` for a conversation: kept recent items, then the sealed compaction item."""
     now = time.time()
     sealed = seal(
         {
@@ -453,7 +421,7 @@ async def compact_conversation(
     )
     compaction = {"type": "compaction", "id": new_id("cmp"), "encrypted_content": sealed}
     return {
-        "id": response_id(),
+        "id": resource_id,
         "object": "response.compaction",
         "created_at": int(now),
         "output": [*kept_items(items), compaction],

@@ -12,13 +12,13 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from providers_app.adapters.base import message_text
 from providers_app.registry import Route
-from responses_app.api.validation import CreateRequest
 from responses_app.errors import ApiError, invalid
 from responses_app.ids import response_id as new_response_id
 from responses_app.models import Response, ResponseEvent, ResponseItem
 from responses_app.selectors import response_context_items
 from responses_app.services.compaction import check_compaction_items
 from responses_app.states import ResponseStatus
+from responses_app.types import CreateRequest
 
 
 def _search_text(items: list[dict[str, Any]]) -> str:

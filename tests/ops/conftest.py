@@ -20,6 +20,7 @@ KEYS = {
     "tokens": "sk-tokens-secret-value-0004",
     "narrow": "sk-narrow-secret-value-0005",
     "pair": "sk-pair-secret-value-0006",
+    "compactor": "sk-compactor-secret-value-0008",
 }
 METRICS_TOKEN = "metrics-scrape-token-0007"
 PROMPT_SECRET = "zebra-papaya-4711"
@@ -57,6 +58,7 @@ def ops_config(upstream_url: str) -> dict[str, Any]:
             {"name": "tokens", "key_env": "TOKENS_KEY", "tpm": 40},
             {"name": "narrow", "key_env": "NARROW_KEY", "models": ["mock-1", "gpt-*"]},
             {"name": "pair", "key_env": "PAIR_KEY", "max_concurrent": 2},
+            {"name": "compactor", "key_env": "COMPACTOR_KEY", "rpm": 2},
         ],
         "prices": {"mock-*": {"input": 1.0, "output": 2.0}},
     }
@@ -122,6 +124,7 @@ def ops_server(
         "TOKENS_KEY": KEYS["tokens"],
         "NARROW_KEY": KEYS["narrow"],
         "PAIR_KEY": KEYS["pair"],
+        "COMPACTOR_KEY": KEYS["compactor"],
         "DATABASE_URL": "",
         "REDIS_URL": "",
     }

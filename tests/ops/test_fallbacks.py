@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+
 import httpx
 
+from responses_app.services import compaction
 from tests.ops.conftest import auth
 from tests.support.api import create, output_text, stream
 
@@ -83,3 +87,24 @@ def test_fallbacks_from_the_config_file_and_the_database(db, settings, tmp_path)
     with pytest.raises(ConfigError, match="unknown fallback provider"):
         route_for_model("x-1")
     registry.reset()
+
+
+def test_compaction_falls_back_like_any_sample(ops_server, ops_http: httpx.Client, flaky_upstream):
+    """The summarizing sample of a compact request uses the route's fallback when its provider is down."""
+    result = ops_http.post(
+        "/v1/responses/compact",
+        json={"model": "flaky-1", "input": "Summarise me, please."},
+        headers=auth("team-a"),
+    )
+    assert result.status_code == 200, result.text
+    item = [i for i in result.json()["output"] if i["type"] == "compaction"][0]
+    assert compaction.unseal(item["encrypted_content"])["summary"] == "Answered by the backup."
+    paths = [r.path for r in flaky_upstream.requests[-2:]]
+    assert paths[0].startswith("/flaky/") and paths[1].startswith("/backup/")
+    # The sample is stored like any other: the provider that answered and its wire log.
+    with sqlite3.connect(ops_server.env["OPENRESPONSES_SQLITE_PATH"]) as db:
+        provider, wire_log = db.execute(
+            "SELECT provider, wire_log FROM responses_app_response WHERE id = ?", [result.json()["id"]]
+        ).fetchone()
+    assert provider == "backup"
+    assert [entry["url"].split("/")[3] for entry in json.loads(wire_log)] == ["flaky", "backup"]

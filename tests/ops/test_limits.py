@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -108,3 +109,34 @@ def test_local_limiter_is_exact_under_threads(rpm):
     assert kinds.count(0) == 4 and set(kinds) == {0, 4}
     limiter.settle("key0", "m0", 10, now)
     assert limiter.admit("key9", "again", Limits(), 4, now)[0] == 0
+
+
+def usage_rows(server, key_name: str) -> list[tuple]:
+    """The server's usage records of one key (read from its SQLite file)."""
+    with sqlite3.connect(server.env["OPENRESPONSES_SQLITE_PATH"]) as db:
+        return db.execute(
+            "SELECT response_id, model, status, input_tokens, output_tokens, cost FROM responses_app_usagerecord "
+            "WHERE key_name = ? ORDER BY created_at",
+            [key_name],
+        ).fetchall()
+
+
+def test_compaction_is_admitted_limited_and_billed(ops_server, ops_http: httpx.Client):
+    """rpm 2: the third compact within the minute is refused 429; the two others are in the key's usage."""
+    body = {"model": "mock-1", "input": [{"role": "user", "content": "Remember the word heliotrope."}]}
+    results = [ops_http.post("/v1/responses/compact", json=body, headers=auth("compactor")) for _ in range(3)]
+    assert [r.status_code for r in results] == [200, 200, 429], [r.text for r in results]
+    check_429(results[2], "rate_limit_exceeded")
+    compacted = [r.json() for r in results[:2]]
+    assert all(c["object"] == "response.compaction" for c in compacted)
+    rows = usage_rows(ops_server, "compactor")
+    assert [row[0] for row in rows] == [c["id"] for c in compacted]
+    for row, resource in zip(rows, compacted, strict=True):
+        _, model, status, input_tokens, output_tokens, cost = row
+        assert (model, status) == ("mock-1", "completed")
+        assert input_tokens > 0 and output_tokens > 0
+        assert (input_tokens, output_tokens) == (
+            resource["usage"]["input_tokens"],
+            resource["usage"]["output_tokens"],
+        )
+        assert float(cost) > 0  # priced from the config's table (mock-*)

@@ -1,0 +1,386 @@
+"""One flow per operation, called by every front end: HTTP views, the WebSocket consumer, the admin, tasks.
+
+A front end parses, calls one of these and shapes the answer; everything of substance (routing,
+the key's model allow-list, admission under the key's limits, storage, dispatch to the loop,
+cancel signals, compaction as a sample like any other) happens here, once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connection
+
+from providers_app.registry import Route, aroute_for_model
+from responses_app import selectors
+from responses_app.conf import openresponses_settings
+from responses_app.errors import ApiError, invalid, not_found
+from responses_app.events.bus import Subscription, get_bus
+from responses_app.events.emitter import ResponseEmitter
+from responses_app.events.reader import follow, terminal_response
+from responses_app.gateway import limits
+from responses_app.gateway.auth import ClientIdentity, check_model_allowed
+from responses_app.loop.supervision.activity import cancel_everywhere_local
+from responses_app.loop.supervision.db import run_db
+from responses_app.loop.supervision.dispatch import dispatch_mode, dispatch_response
+from responses_app.loop.tools import hosted_tools
+from responses_app.models import Response
+from responses_app.observability.logs import log_prompt
+from responses_app.resource import build_resource
+from responses_app.services import compaction
+from responses_app.services import responses as services
+from responses_app.states import ResponseStatus
+from responses_app.types import CompactRequest, CreateRequest
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def hosted_tool_names() -> frozenset[str]:
+    """Names of the hosted tools a request may declare (what validation accepts)."""
+    return frozenset(hosted_tools())
+
+
+def released(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func``, then the thread's database connection handed back as at the end of a request.
+
+    A stream (or a wait for the loop) lasts as long as the upstream: a pooled connection held
+    meanwhile would cap the open streams at the pool size.
+    """
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return call
+
+
+def _write(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Where a write runs: on SQLite, the loops' database thread (one writer, no lock waits —
+    SQLite's busy handler sleeps); elsewhere a request thread whose connection goes back to the pool."""
+    if connection.vendor == "sqlite":
+        return functools.partial(run_db, func)
+    return sync_to_async(released(func))
+
+
+async def route_for(model: str, *, what: str = "model") -> Route:
+    """The route serving ``model``, else 404 ``model_not_found`` naming ``model``."""
+    route = await aroute_for_model(model)
+    if route is None:
+        raise ApiError(
+            404,
+            f"The {what} '{model}' does not exist or no provider serves it.",
+            param="model",
+            code="model_not_found",
+        )
+    return route
+
+
+def upstream_error(resource: dict[str, Any], stored_error: dict[str, Any] | None) -> ApiError | None:
+    """An HTTP error for a response that failed before producing anything (upstream down, 429…)."""
+    if resource.get("status") != "failed" or resource.get("output") or not stored_error:
+        return None
+    status = int(stored_error.get("status") or 500)
+    headers = {}
+    if status == 429:
+        headers["Retry-After"] = str(max(1, round(stored_error.get("retry_after") or 1)))
+    return ApiError(
+        status,
+        stored_error.get("message") or "The provider failed.",
+        param=stored_error.get("param"),
+        code=stored_error.get("code"),
+        error_type=stored_error.get("type"),
+        headers=headers,
+    )
+
+
+def _stored_error(response_id: str) -> dict[str, Any] | None:
+    return Response.objects.filter(id=response_id).values_list("error", flat=True).first()
+
+
+async def stored_error(response_id: str) -> dict[str, Any] | None:
+    """The full error stored on a response (status, code, type, param, retry_after)."""
+    return await sync_to_async(_stored_error)(response_id)
+
+
+async def raise_upstream_error(resource: dict[str, Any]) -> None:
+    """Raise the stored error of a response that failed before any output, as the upstream gave it."""
+    if resource.get("status") != "failed":
+        return
+    error = upstream_error(resource, await stored_error(resource["id"]))
+    if error is not None:
+        raise error
+
+
+# --------------------------------------------------------------------------- create
+
+
+@dataclass
+class Created:
+    """A stored, dispatched response. ``subscription``: its events, opened before dispatch (so
+    none is missed), None for a background response; the caller closes it."""
+
+    response: Response
+    subscription: Subscription | None
+    stored_at: float
+    dispatched_at: float
+
+
+async def create(
+    *,
+    request: CreateRequest,
+    identity: ClientIdentity,
+    request_id: str,
+    unstored_ids: Collection[str] = (),
+    generate: bool = True,
+) -> Created:
+    """Create a response: route, model allow-list, admission, store, dispatch (release on error).
+
+    ``unstored_ids``: ``store: false`` responses the caller may continue (a WebSocket connection's own).
+    ``generate=False`` (a prewarm): the context is stored and the response completed at once
+    with no output and no sample; it can be continued like any other.
+    """
+    route = await route_for(request.model)
+    check_model_allowed(identity, request.model)
+    return await _admit_and_start(
+        request=request,
+        identity=identity,
+        route=route,
+        request_id=request_id,
+        unstored_ids=unstored_ids,
+        generate=generate,
+    )
+
+
+async def _admit_and_start(
+    *,
+    request: CreateRequest,
+    identity: ClientIdentity,
+    route: Route,
+    request_id: str,
+    unstored_ids: Collection[str] = (),
+    generate: bool = True,
+) -> Created:
+    await limits.admit(owner=identity.owner, limits=limits.limits_for(identity), ticket=request_id)
+    # In-process loops start right away: the response is stored already started, with its context.
+    start = generate and dispatch_mode() == "inline" and not request.background
+    try:
+        response = await _write(services.response_create)(
+            request=request,
+            owner=identity.owner,
+            route=route,
+            unstored_ids=frozenset(unstored_ids),
+            request_id=request_id,
+            start=start,
+        )
+    except BaseException:
+        await limits.release(owner=identity.owner, ticket=request_id)
+        raise
+    stored_at = time.perf_counter()
+    logger.info(
+        "created %s: model %s via %s for %s",
+        response.id,
+        request.model,
+        route.provider,
+        identity.name or "anonymous",
+    )
+    log_prompt(logger, response.id, response.search_text)
+    if request.background:
+        await dispatch_response(response.id)
+        return Created(response, None, stored_at, time.perf_counter())
+    subscription = await get_bus().subscribe(response.id)
+    try:
+        if generate:
+            await dispatch_response(response.id, started=response if start else None)
+        else:
+            batch = await _write(_complete_unsampled)(response=response)
+            await get_bus().publish(response.id, batch)
+    except BaseException:
+        await subscription.close()
+        raise
+    return Created(response, subscription, stored_at, time.perf_counter())
+
+
+def _complete_unsampled(*, response: Response) -> list[tuple[int, str, str]]:
+    """Complete a prewarm response at once (no sample): its events through the emitter, stored
+    with its final state by ``response_finish`` (usage, limits settled, metrics)."""
+    events: list[tuple[int, str, str]] = []
+
+    class Collect:
+        def add(self, sequence_number: int, event_type: str, payload: str) -> None:
+            events.append((sequence_number, event_type, payload))
+
+    emitter = ResponseEmitter(
+        build_resource(response, [], status=ResponseStatus.QUEUED), Collect(), provider=response.provider
+    )
+    emitter.emit_lifecycle("response.created")
+    emitter.resource["status"] = ResponseStatus.IN_PROGRESS
+    emitter.emit_lifecycle("response.in_progress")
+    emitter.finish("completed")
+    services.response_finish(
+        response_id=response.id,
+        status=ResponseStatus.COMPLETED,
+        output=[],
+        usage=emitter.usage,
+        response=response,
+        events=events,
+    )
+    return events
+
+
+async def result(created: Created) -> dict[str, Any]:
+    """Wait for a created response's terminal state; its resource (the subscription is closed).
+
+    A response that failed before any output raises the error the upstream gave (429, 5xx…).
+    """
+    response_id = created.response.id
+    subscription = created.subscription
+    assert subscription is not None, "a background response has no result to wait for"
+    try:
+        async for batch in follow(
+            response_id,
+            subscription,
+            catch_up=False,
+            keepalive=float(openresponses_settings.KEEPALIVE_SECONDS),
+        ):
+            resource = terminal_response(batch)
+            if resource is not None:
+                break
+        else:
+            resource = await sync_to_async(_resource_of)(response_id)
+    finally:
+        await subscription.close()
+    await raise_upstream_error(resource)
+    return resource
+
+
+def _resource_of(response_id: str) -> dict[str, Any]:
+    return selectors.response_resource(response=Response.objects.get(id=response_id))
+
+
+# --------------------------------------------------------------------------- cancel and delete
+
+
+def cancel_response(*, response: Response) -> Response:
+    """Cancel through the state machine, then signal the loop if it runs in this process (the
+    others notice within a second by polling). Synchronous: the admin calls it as is."""
+    cancelled = services.response_cancel(response=response)
+    cancel_everywhere_local(response.id)
+    return cancelled
+
+
+def _owned(response_id: str, owner: str | None, *, include_unstored: bool) -> Response:
+    if not include_unstored:
+        return selectors.response_get(response_id=response_id, owner=owner)
+    qs = Response.objects.filter(id=response_id)
+    if owner is not None:
+        qs = qs.filter(owner=owner)
+    response = qs.first()
+    if response is None:
+        raise not_found(f"Response with id '{response_id}' not found.", "response_id")
+    return response
+
+
+async def cancel(*, response_id: str, owner: str | None, include_unstored: bool = False) -> dict[str, Any]:
+    """Cancel the caller's response; its resource as it is now.
+
+    ``include_unstored``: ``store: false`` responses too (a WebSocket connection's own turn).
+    """
+
+    def work() -> dict[str, Any]:
+        response = _owned(response_id, owner, include_unstored=include_unstored)
+        return selectors.response_resource(response=cancel_response(response=response))
+
+    return await sync_to_async(work)()
+
+
+def delete_response(*, response: Response) -> None:
+    """Delete a response with its items and events (synchronous: the admin calls it as is)."""
+    services.response_delete(response=response)
+
+
+async def delete(*, response_id: str, owner: str | None) -> None:
+    """Delete the caller's stored response (404 when it has none by that id)."""
+
+    def work() -> None:
+        delete_response(response=selectors.response_get(response_id=response_id, owner=owner))
+
+    await sync_to_async(work)()
+
+
+# --------------------------------------------------------------------------- compact
+
+
+async def compact(*, request: CompactRequest, identity: ClientIdentity, request_id: str) -> dict[str, Any]:
+    """Compact a conversation: its summary is written by a sample like any other.
+
+    The summarizing sample is a ``store: false`` response run by the loop, so it is admitted
+    under the key's limits, billed (a usage record with its cost), falls back like any sample
+    and keeps its wire log; the ``CompactResource`` carries that response's id.
+    """
+    route = await route_for(request.model)
+    check_model_allowed(identity, request.model)
+    items = await sync_to_async(compaction.conversation_items)(
+        previous_response_id=request.previous_response_id,
+        input_items=request.input_items,
+        references=request.item_references,
+        owner=identity.owner,
+    )
+    if not items:
+        raise invalid(
+            "Nothing to compact: send 'input' and/or 'previous_response_id'.",
+            "input",
+            "missing_required_parameter",
+        )
+    writer = compaction.summary_model() or request.model
+    writer_route = route if writer == request.model else await route_for(writer, what="compaction model")
+    sent = compaction.summary_input(
+        items,
+        instructions=request.instructions,
+        window=compaction.context_window(writer, writer_route.upstream_model),
+    )
+    sample = CreateRequest(
+        model=writer,
+        params={"instructions": compaction.SUMMARIZER_INSTRUCTIONS, "truncation": "disabled"},
+        input_items=sent,
+        store=False,
+    )
+    created = await _admit_and_start(
+        request=sample, identity=identity, route=writer_route, request_id=request_id
+    )
+    resource = await result(created)
+    if resource.get("status") != "completed":
+        error = resource.get("error") or {}
+        raise ApiError(
+            502,
+            error.get("message") or f"The compaction model's answer ended {resource.get('status')}.",
+            code=error.get("code") or "upstream_error",
+        )
+    summary = "".join(
+        part.get("text") or ""
+        for item in resource.get("output") or []
+        if item.get("type") == "message"
+        for part in item.get("content") or []
+        if part.get("type") == "output_text"
+    ).strip()
+    if not summary:
+        raise ApiError(502, "The compaction model returned an empty summary.", code="upstream_error")
+    return compaction.compaction_resource(
+        resource_id=resource["id"],
+        items=items,
+        summary=summary,
+        writer=writer,
+        usage=compaction.summary_usage(resource.get("usage"), sent=sent, summary=summary),
+        source_response_id=request.previous_response_id,
+    )
