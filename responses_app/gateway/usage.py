@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import transaction
+
 from responses_app.gateway import limits, metrics
 from responses_app.gateway.pricing import cost_of, tokens_of
 
@@ -65,9 +67,11 @@ def usage_record_save(*, response: Any, cost: Decimal, tokens: dict[str, int]) -
         request_id=response.request_id or "",
     )
     fields = [f.name for f in UsageRecord._meta.concrete_fields if f.name not in {"id", "response_id"}]
-    UsageRecord.objects.bulk_create(
-        [row], update_conflicts=True, unique_fields=["response_id"], update_fields=fields
-    )
+    # A savepoint: a caller inside a transaction (the reaper) keeps it usable if this fails.
+    with transaction.atomic():
+        UsageRecord.objects.bulk_create(
+            [row], update_conflicts=True, unique_fields=["response_id"], update_fields=fields
+        )
 
 
 def response_finished(*, response: Any) -> None:

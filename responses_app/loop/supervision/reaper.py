@@ -1,7 +1,8 @@
 """The reaper: responses whose loop died (no heartbeat) are ended as ``failed`` with a clear error.
 
-Their stream gets ``error`` + ``response.failed`` with the next sequence numbers, and the output
-items that had been completed (from the event log) are kept.
+They end through ``services.response_finish`` like any response (usage record, limits settled,
+metrics); their stream gets ``error`` + ``response.failed`` from the shared emitter with the next
+sequence numbers, and the output items that had been completed (from the event log) are kept.
 
 It runs wherever something survives a dead worker: periodically on every process's loop host
 (each Celery worker, and the web process once it has dispatched a loop) and as a Celery beat
@@ -21,9 +22,10 @@ from django.db import transaction
 
 from responses_app.conf import openresponses_settings
 from responses_app.events.bus import get_bus
-from responses_app.events.emitter import dumps
-from responses_app.models import Response, ResponseEvent, ResponseItem
+from responses_app.events.emitter import ResponseEmitter
+from responses_app.models import Response, ResponseEvent
 from responses_app.resource import build_resource
+from responses_app.services.responses import response_finish
 from responses_app.states import ResponseStatus
 
 logger = logging.getLogger(__name__)
@@ -118,7 +120,18 @@ def fail_orphan(*, response_id: str, stale_before: float) -> bool:
     return True
 
 
+class _Collect:
+    """A sink that keeps the emitter's events: they are stored with the final state, then published."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, str, str]] = []
+
+    def add(self, sequence_number: int, event_type: str, payload: str) -> None:
+        self.events.append((sequence_number, event_type, payload))
+
+
 def _fail_orphan(response_id: str, stale_before: float) -> list | None:
+    """End one orphan through ``response_finish`` (usage, limits, metrics) with the emitter's events."""
     with transaction.atomic():
         response = Response.objects.select_for_update(skip_locked=True).filter(id=response_id).first()
         if response is None or response.is_finished:
@@ -130,63 +143,36 @@ def _fail_orphan(response_id: str, stale_before: float) -> list | None:
             .order_by("sequence_number")
             .values_list("sequence_number", "type", "payload")
         )
-        output = []
-        for _, event_type, payload in events:
-            if event_type == "response.output_item.done":
-                output.append(json.loads(payload)["item"])
-        response.fail()
-        response.error = ORPHAN_ERROR
-        response.completed_at = time.time()
-        response.save()
-        ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).delete()
-        ResponseItem.objects.bulk_create(
-            [
-                ResponseItem(
-                    response=response,
-                    kind="output",
-                    position=i,
-                    item_id=item.get("id", ""),
-                    item_type=item.get("type", ""),
-                    data=item,
-                )
-                for i, item in enumerate(output)
-            ]
+        output = [
+            json.loads(payload)["item"]
+            for _, event_type, payload in events
+            if event_type == "response.output_item.done"
+        ]
+        sink = _Collect()
+        first = events[-1][0] + 1 if events else 0
+        emitter = ResponseEmitter(
+            build_resource(response, output, status=ResponseStatus.IN_PROGRESS),
+            sink,
+            sequence_start=first,
+            provider=response.provider or "",
         )
-        seq = events[-1][0] + 1 if events else 0
-        error_event = {
-            "type": "error",
-            "sequence_number": seq,
-            "error": {
-                "type": "server_error",
-                "code": ORPHAN_ERROR["code"],
-                "message": ORPHAN_ERROR["message"],
-                "param": None,
-            },
-        }
-        failed_event = {
-            "type": "response.failed",
-            "sequence_number": seq + 1,
-            "response": build_resource(response, output),
-        }
-        batch = [(seq, "error", dumps(error_event)), (seq + 1, "response.failed", dumps(failed_event))]
         if not events:  # it never started: its stream still opens with response.created
-            created = {
-                "type": "response.created",
-                "sequence_number": 0,
-                "response": build_resource(response, [], status=ResponseStatus.QUEUED),
-            }
-            error_event["sequence_number"], failed_event["sequence_number"] = 1, 2
-            batch = [
-                (0, "response.created", dumps(created)),
-                (1, "error", dumps(error_event)),
-                (2, "response.failed", dumps(failed_event)),
-            ]
-        now = time.time()
-        ResponseEvent.objects.bulk_create(
-            [
-                ResponseEvent(response=response, sequence_number=s, type=t, payload=p, created_at=now)
-                for s, t, p in batch
-            ]
+            emitter.resource["status"] = ResponseStatus.QUEUED
+            emitter.emit_lifecycle("response.created")
+        emitter.finish(ResponseStatus.FAILED, error=ORPHAN_ERROR)
+        status = response_finish(
+            response_id=response.id,
+            status=ResponseStatus.FAILED,
+            output=output,
+            usage=emitter.usage,
+            error=ORPHAN_ERROR,
+            first_token_at=response.first_token_at,
+            iterations=response.iterations or 0,
+            response=response,
+            events=sink.events,
+            terminal_from=first,
         )
+    if status != ResponseStatus.FAILED:
+        return None
     logger.warning("reaped orphaned response %s", response_id)
-    return batch
+    return sink.events
