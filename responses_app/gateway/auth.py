@@ -1,7 +1,7 @@
 """Client authentication: ``Authorization: Bearer <key>`` checked by a pluggable hook.
 
 The default hook accepts keys from ``OPENRESPONSES["API_KEYS"]`` / ``OPENRESPONSES_API_KEYS``
-(and hashed keys stored in the database, when that model exists). With no key configured at
+(and hashed keys stored in the database, :mod:`responses_app.gateway.keys`). With no key configured at
 all, every request is accepted (local development) and a warning is logged once.
 """
 
@@ -11,24 +11,17 @@ import fnmatch
 import hashlib
 import hmac
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from responses_app.conf import openresponses_settings
 from responses_app.errors import ApiError
+from responses_app.gateway.identity import ClientIdentity
+from responses_app.gateway.keys import identity_for_key, stored_keys_exist
+
+__all__ = ["ClientIdentity", "authenticate", "authenticate_default", "check_model_allowed"]
 
 logger = logging.getLogger(__name__)
 _warned_open = False
-
-
-@dataclass(frozen=True)
-class ClientIdentity:
-    """Who is calling. ``owner`` scopes stored responses; ``allowed_models`` limits routing (globs)."""
-
-    owner: str | None
-    name: str = ""
-    allowed_models: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_model_allowed(identity: ClientIdentity, model: str) -> None:
@@ -66,16 +59,14 @@ def authenticate_default(request: Any) -> ClientIdentity:
     global _warned_open
     keys = configured_keys()
     token = bearer_token(request.headers)
-    stored = _stored_key_lookup()
     if token:
         for key in keys:
             if hmac.compare_digest(token.encode(), key.encode()):
                 return ClientIdentity(owner=f"key:{key_fingerprint(key)}", name="static key")
-        if stored is not None:
-            identity = stored(token)
-            if identity is not None:
-                return identity
-    open_mode = not keys and (stored is None or not _stored_keys_exist())
+        identity = identity_for_key(token)
+        if identity is not None:
+            return identity
+    open_mode = not keys and not stored_keys_exist()
     if open_mode:
         if not _warned_open:
             logger.warning(
@@ -91,23 +82,6 @@ def authenticate_default(request: Any) -> ClientIdentity:
             error_type="authentication_error",
         )
     raise ApiError(401, "Invalid API key.", code="invalid_api_key", error_type="authentication_error")
-
-
-def _stored_key_lookup() -> Any:
-    """The database key lookup, when the client-keys feature is installed."""
-    try:
-        from responses_app.gateway.keys import identity_for_key
-    except ImportError:
-        return None
-    return identity_for_key
-
-
-def _stored_keys_exist() -> bool:
-    try:
-        from responses_app.gateway.keys import stored_keys_exist
-    except ImportError:
-        return False
-    return stored_keys_exist()
 
 
 def authenticate(request: Any) -> ClientIdentity:

@@ -27,7 +27,7 @@ from django.db import DatabaseError
 from django.dispatch import receiver
 from django.utils import timezone
 
-from responses_app.gateway.auth import ClientIdentity
+from responses_app.gateway.identity import ClientIdentity
 
 logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "ork_"

@@ -247,9 +247,7 @@ def _count_unfinished(model: Any, unfinished: list[str]) -> list[tuple[str, bool
 
 
 def _queue_depth(queued: int) -> tuple[int, str]:
-    from responses_app.loop.supervision.dispatch import dispatch_mode
-
-    if dispatch_mode() != "celery":
+    if str(openresponses_settings.DISPATCH) != "celery":
         return queued, "inline"
     from django.conf import settings
 
