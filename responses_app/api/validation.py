@@ -60,7 +60,11 @@ KNOWN_FIELDS = {
     "prompt",
 }
 MAX_INPUT_CHARS = 10_485_760
-WEBSOCKET_DISALLOWED = ("stream", "stream_options", "background")
+#: Refused on a WebSocket ``response.create``, with why (``stream`` is accepted there and ignored).
+WEBSOCKET_DISALLOWED = {
+    "stream_options": "every turn streams over the socket, with no stream options",
+    "background": "a turn runs while the connection waits for it; use HTTP for background responses",
+}
 
 
 def _type_name(value: Any) -> str:
@@ -126,19 +130,18 @@ def _short_string(body: dict, key: str, max_len: int) -> str | None:
 def validate_create(
     body: Any, *, hosted_tool_names: frozenset[str] = frozenset(), websocket: bool = False
 ) -> CreateRequest:
-    """``websocket=True``: a WebSocket ``response.create`` (``stream``, ``stream_options``, ``background`` refused)."""
+    """``websocket=True``: a WebSocket ``response.create`` (``stream_options`` and ``background`` refused;
+    ``stream`` checked, then ignored: every turn streams)."""
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", None, "invalid_json")
     unknown = sorted(set(body) - KNOWN_FIELDS)
     if unknown:
         raise invalid(f"Unknown parameter: '{unknown[0]}'.", unknown[0], "unknown_parameter")
     if websocket:
-        for key in WEBSOCKET_DISALLOWED:
+        for key, why in WEBSOCKET_DISALLOWED.items():
             if key in body:
                 raise invalid(
-                    f"'{key}' cannot be sent in WebSocket mode: every turn streams over the socket.",
-                    key,
-                    "unsupported_parameter",
+                    f"'{key}' is not supported in WebSocket mode: {why}.", key, "unsupported_parameter"
                 )
 
     model = body.get("model")

@@ -1,7 +1,9 @@
 """WebSocket mode on ``/v1/responses``: one ``response.create`` message per turn, SSE events back.
 
-Each turn goes through the same validation, services, dispatch, bus and reader as an HTTP stream;
-only the framing differs (one event JSON per text message, nothing after the terminal event).
+Each turn goes through the same validation and create flow (``services.flows.create``), bus and
+reader as an HTTP stream; only the framing differs (one event JSON per text message, nothing after
+the terminal event). As Codex CLI drives it: ``generate: false`` prewarms (no sample),
+``stream`` is ignored, ``client_metadata`` accepted, ``background`` refused.
 Turns on one connection run one after another, in the order their messages arrived.
 """
 
@@ -68,6 +70,29 @@ def error_event(
 
 def api_error_event(exc: ApiError) -> dict[str, Any]:
     return error_event(exc.status, exc.code, exc.message, error_type=exc.error_type, param=exc.param)
+
+
+def _websocket_only_fields(body: dict[str, Any]) -> bool:
+    """Take out the fields only a WebSocket ``response.create`` has; returns ``generate``.
+
+    ``generate: false`` (a prewarm, as Codex sends before its first turn) stores the context and
+    answers with a completed, empty response that the next turn continues; ``client_metadata``
+    (strings about the client, for its own telemetry) is accepted and not forwarded.
+    """
+    generate = body.pop("generate", True)
+    if not isinstance(generate, bool):
+        raise invalid("Invalid type for 'generate': expected a boolean.", "generate", "invalid_type")
+    metadata = body.pop("client_metadata", None)
+    if metadata is not None and (
+        not isinstance(metadata, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    ):
+        raise invalid(
+            "Invalid type for 'client_metadata': expected an object of strings.",
+            "client_metadata",
+            "invalid_type",
+        )
+    return generate
 
 
 class ResponsesConsumer(AsyncWebsocketConsumer):
@@ -162,6 +187,7 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
         previous = body.get("previous_response_id")
         cached = previous if isinstance(previous, str) and previous in self.unstored else None
         try:
+            generate = _websocket_only_fields(body)
             create = validate_create(body, hosted_tool_names=flows.hosted_tool_names(), websocket=True)
             create.stream = True
             request_id = new_request_id()  # one per turn: on the response row and in the loop's log lines
@@ -171,6 +197,7 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
                 identity=self.identity,
                 request_id=request_id,
                 unstored_ids=self.unstored,
+                generate=generate,
             )
         except ApiError:
             # A failed continuation forgets the response it continued (the client must start over).

@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.api import output_text, stream, types_of
 from tests.support.spec import assert_valid_compact, assert_valid_event
+from tests.support.upstream import Reply
 from tests.ws.client import WsClient, assert_valid_turn, single_error
 
 WEATHER_TOOL = {
@@ -176,10 +177,9 @@ def test_malformed_messages_get_errors_and_the_socket_stays_open(ws):
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("stream", True),
-        ("stream", False),
         ("stream_options", {"include_obfuscation": False}),
         ("background", False),
+        ("background", True),
     ],
 )
 def test_http_only_fields_are_refused(ws, field, value):
@@ -187,6 +187,109 @@ def test_http_only_fields_are_refused(ws, field, value):
     assert error["status"] == 400
     assert error["error"]["param"] == field
     assert error["error"]["code"] == "unsupported_parameter"
+    assert "WebSocket mode" in error["error"]["message"]
+
+
+# --------------------------------------------------------------------------- as Codex CLI drives it
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_stream_is_tolerated_and_ignored(ws, value):
+    """Codex sends ``stream: true`` on every ``response.create``: the turn streams either way."""
+    events = ws.turn({"model": "mock-1", "input": "one two", "stream": value})
+    resource = assert_valid_turn(events)
+    assert output_text(resource) == "You said: one two"
+    assert "response.output_text.delta" in types_of(events)
+
+
+def test_stream_must_still_be_a_boolean(ws):
+    error = single_error(ws.turn({"model": "mock-1", "input": "x", "stream": "yes"}))
+    assert (error["status"], error["error"]["param"], error["error"]["code"]) == (
+        400,
+        "stream",
+        "invalid_type",
+    )
+
+
+def test_client_metadata_is_accepted(ws):
+    metadata = {"x-codex-installation-id": "abc", "originator": "codex_exec"}
+    resource = assert_valid_turn(ws.turn({"model": "mock-1", "input": "hi", "client_metadata": metadata}))
+    assert resource["status"] == "completed"
+    assert "client_metadata" not in resource  # accepted, not echoed (it is not a response field)
+
+
+@pytest.mark.parametrize("value", ["text", ["a"], {"n": 1}])
+def test_client_metadata_must_be_an_object_of_strings(ws, value):
+    error = single_error(ws.turn({"model": "mock-1", "input": "x", "client_metadata": value}))
+    assert (error["status"], error["error"]["param"]) == (400, "client_metadata")
+
+
+def test_prewarm_stores_the_context_without_sampling(ws, http, upstream):
+    """``generate: false``: a completed response with no output, no upstream call, continued next turn."""
+    instructions = "You are a careful assistant."
+    events = ws.turn(
+        {
+            "model": "gpt-4o-mini",
+            "instructions": instructions,
+            "input": [{"role": "user", "content": "The code word is heliotrope."}],
+            "generate": False,
+            "stream": True,
+            "client_metadata": {"originator": "codex_exec"},
+        }
+    )
+    assert types_of(events) == ["response.created", "response.in_progress", "response.completed"]
+    prewarm = assert_valid_turn(events)
+    assert (prewarm["status"], prewarm["output"]) == ("completed", [])
+    assert upstream.requests == []  # nothing was sampled
+    stored = http.get(f"/v1/responses/{prewarm['id']}")
+    assert stored.status_code == 200 and stored.json()["status"] == "completed"
+    assert stored.json()["output"] == []
+
+    upstream.queue(Reply.fixture("openai/text_stream.sse"))
+    answer = assert_valid_turn(
+        ws.turn(
+            {
+                "model": "gpt-4o-mini",
+                "instructions": instructions,
+                "input": [{"role": "user", "content": "What is it?"}],
+                "previous_response_id": prewarm["id"],
+                "stream": True,
+            }
+        )
+    )
+    assert answer["status"] == "completed" and answer["previous_response_id"] == prewarm["id"]
+    assert len(upstream.requests) == 1
+    sent = upstream.requests[0].json()["input"]
+    texts = [part["text"] for item in sent if item.get("type") == "message" for part in item["content"]]
+    assert texts == ["The code word is heliotrope.", "What is it?"]
+
+
+def test_prewarm_of_an_unstored_response_continues_on_its_connection(ws, http):
+    prewarm = assert_valid_turn(
+        ws.turn({"model": "mock-1", "input": "remember seven", "store": False, "generate": False})
+    )
+    assert prewarm["store"] is False and prewarm["output"] == []
+    assert http.get(f"/v1/responses/{prewarm['id']}").status_code == 404  # not stored for others
+    second = assert_valid_turn(
+        ws.turn(
+            {
+                "model": "mock-1",
+                "input": "what was it?",
+                "previous_response_id": prewarm["id"],
+                "store": False,
+            }
+        )
+    )
+    assert output_text(second) == "(turn 2) You said: what was it?"
+
+
+def test_generate_must_be_a_boolean(ws):
+    error = single_error(ws.turn({"model": "mock-1", "input": "x", "generate": "no"}))
+    assert (error["status"], error["error"]["param"], error["error"]["code"]) == (
+        400,
+        "generate",
+        "invalid_type",
+    )
 
 
 def test_validation_errors_name_the_param(ws):
