@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: install run migrate test lint format bench clean
+.PHONY: install run migrate test test-fast lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ run: migrate
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Providers and unit tests only: no server process, no browser, no package build (well under a minute).
+test-fast: install
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 # `make bench` prints the benchmark tables; `make bench COMPARE=litellm` adds the pinned LiteLLM proxy.
 bench: install

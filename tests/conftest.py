@@ -43,6 +43,10 @@ def upstream_env(base: str) -> dict[str, str]:
     }
 
 
+#: Tokens: the context window of the models named *-tiny on the embedded server.
+TINY_CONTEXT = 300
+
+
 @pytest.fixture(scope="session")
 def server(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The embedded default (SQLite, in-process loops) served by daphne."""
@@ -97,10 +101,39 @@ def server(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
         "OPENRESPONSES_HOSTED_TOOLS": "tests.support.hosted_tools.get_weather,tests.support.hosted_tools.add_numbers,tests.support.hosted_tools.broken_tool",
         "OPENRESPONSES_DISPATCH": "inline",
         "OPENRESPONSES_API_KEYS": "",
+        # Models named *-tiny have tiny context windows (the compaction and truncation tests).
+        "OPENRESPONSES_MODEL_CONTEXT_TOKENS": f"mock-tiny*={TINY_CONTEXT},gpt-tiny*={TINY_CONTEXT}",
+        "OPENRESPONSES_COMPACTION_MODEL": "",
         "DATABASE_URL": "",
         "REDIS_URL": "",
     }
     process = ServerProcess(env, name="embedded-server").start()
+    yield process
+    process.stop()
+
+
+#: Client keys of :func:`keyed_server` (the HTTP and WebSocket authentication tests share it).
+CLIENT_KEYS = ("sk-client-one", "sk-client-two", "ws-test-client-key-0001")
+
+
+@pytest.fixture(scope="session")
+def keyed_server(
+    fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A server that requires a client key, with a small body limit and fast keep-alive comments."""
+    tmp = tmp_path_factory.mktemp("keyed")
+    env = {
+        **upstream_env(fake_upstream.base_url),
+        "OPENRESPONSES_SQLITE_PATH": str(tmp / "db.sqlite3"),
+        "OPENRESPONSES_API_KEYS": ",".join(CLIENT_KEYS),
+        "OPENRESPONSES_MAX_BODY_BYTES": "20000",
+        "OPENRESPONSES_KEEPALIVE_SECONDS": "0.3",
+        "OPENRESPONSES_DISPATCH": "inline",
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+        "OPENRESPONSES_CONFIG": "",
+    }
+    process = ServerProcess(env, name="keyed-server").start()
     yield process
     process.stop()
 
@@ -120,3 +153,33 @@ def openai_client(server: ServerProcess):  # noqa: ANN201 - openai.OpenAI
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"CI={os.environ.get('CI', '')!r}; fixtures from {Path(__file__).resolve().parent / 'fixtures'}"
+
+
+#: Fixtures that boot a server process (daphne, a Celery topology, a bench run) or a browser.
+#: A test using one, directly or through another fixture, is marked ``e2e``: ``make test-fast``
+#: (``-m "not e2e"``) leaves it out. Add a new server fixture's name here; a test that starts
+#: processes itself carries ``@pytest.mark.e2e``.
+E2E_FIXTURES = frozenset(
+    {
+        "server",
+        "ops_server",
+        "ops_production",
+        "keyed_server",
+        "routing_server",
+        "loop_server",
+        "cancelling_server",
+        "console",
+        "browser",
+        "production",
+        "private_topology",
+        "topology",
+        "host_url",
+        "quick_report",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

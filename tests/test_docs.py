@@ -190,6 +190,7 @@ def test_run_blocks(path: Path, server, tmp_path):
             )
 
 
+@pytest.mark.e2e
 def test_installation_into_a_fresh_project(tmp_path):
     """docs/installation.md followed literally, block by block, in a new ``django-admin startproject``."""
     site = tmp_path / "mysite"

@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.support.server import ROOT
 
 APPS = ("responses_app", "providers_app")
@@ -23,6 +25,7 @@ def shipped_files(app: str) -> set[str]:
     }
 
 
+@pytest.mark.e2e
 def test_wheel_ships_both_apps(tmp_path: Path):
     source = tmp_path / "src"
     source.mkdir()

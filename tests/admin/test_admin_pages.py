@@ -386,3 +386,11 @@ def test_a_cancelled_response_is_watched_until_the_loop_stored_its_output(admin_
         reverse("admin:responses_app_response_change", args=[quote(response.id)])
     ).content.decode()
     assert 'id="or-live"' not in page
+
+
+def test_the_standalone_site_brands_its_admin(admin_client):
+    """``templates/admin/base_site.html`` (the site's own templates folder) names the product."""
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert re.search(r"<title>[^<]*\| OpenResponses</title>", page), page[:500]
+    assert '<div id="site-name"><a href="/admin/">OpenResponses</a></div>' in page
+    assert "Django administration" not in page

@@ -7,32 +7,9 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import upstream_env
-from tests.support.server import ServerProcess
 from tests.support.spec import assert_valid_error
 from tests.support.sse import parse_sse
 from tests.support.upstream import Reply
-
-KEYS = "sk-client-one,sk-client-two"
-
-
-@pytest.fixture(scope="module")
-def keyed_server(fake_upstream, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("keyed")
-    env = {
-        **upstream_env(fake_upstream.base_url),
-        "OPENRESPONSES_SQLITE_PATH": str(tmp / "db.sqlite3"),
-        "OPENRESPONSES_API_KEYS": KEYS,
-        "OPENRESPONSES_MAX_BODY_BYTES": "20000",
-        "OPENRESPONSES_KEEPALIVE_SECONDS": "0.3",
-        "OPENRESPONSES_DISPATCH": "inline",
-        "DATABASE_URL": "",
-        "REDIS_URL": "",
-        "OPENRESPONSES_CONFIG": "",
-    }
-    process = ServerProcess(env, name="keyed-server").start()
-    yield process
-    process.stop()
 
 
 @pytest.fixture

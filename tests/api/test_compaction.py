@@ -10,41 +10,20 @@ import pytest
 from django.test import override_settings
 
 from responses_app.services import compaction
-from tests.conftest import upstream_env
+from tests.conftest import TINY_CONTEXT
 from tests.support.api import create, output_text
 from tests.support.server import ServerProcess
 from tests.support.spec import assert_valid_compact, assert_valid_error
-from tests.support.upstream import FakeUpstream, Reply
+from tests.support.upstream import Reply
 
-TINY = 300  # tokens: the context window of the models named *-tiny on this module's server
+TINY = TINY_CONTEXT  # tokens: the context window of the models named *-tiny on the server
 FIXTURE_ANSWER = "The capital of France is Paris."
 
 
-@pytest.fixture(scope="module")
-def compact_server(
-    fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """The embedded default with tiny context windows for ``*-tiny`` models (truncation tests)."""
-    tmp = tmp_path_factory.mktemp("compaction")
-    env = {
-        **upstream_env(fake_upstream.base_url),
-        "OPENRESPONSES_SQLITE_PATH": str(tmp / "db.sqlite3"),
-        "OPENRESPONSES_MODEL_CONTEXT_TOKENS": f"mock-tiny*={TINY},gpt-tiny*={TINY}",
-        "OPENRESPONSES_DISPATCH": "inline",
-        "OPENRESPONSES_API_KEYS": "",
-        "OPENRESPONSES_CONFIG": "",
-        "OPENRESPONSES_COMPACTION_MODEL": "",
-        "DATABASE_URL": "",
-        "REDIS_URL": "",
-    }
-    process = ServerProcess(env, name="compaction-server").start()
-    yield process
-    process.stop()
-
-
 @pytest.fixture
-def api(compact_server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=compact_server.url, timeout=30) as client:
+def api(server: ServerProcess) -> Iterator[httpx.Client]:
+    """The session's embedded server (its *-tiny models have tiny context windows)."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
 
 

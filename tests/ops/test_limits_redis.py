@@ -50,6 +50,7 @@ def redis_prefix(settings):
         client.delete(*keys)
 
 
+@pytest.mark.e2e
 def test_no_overshoot_across_processes(redis_prefix):
     """Four processes, 25 concurrent admissions each, rpm 10: exactly 10 pass in total."""
     env = {

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.server import ServerProcess
 from tests.ws.client import WsClient, assert_valid_turn
 
-KEY = "ws-test-client-key-0001"
-
-
-@pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("ws-auth")
-    env = {
-        "OPENRESPONSES_SQLITE_PATH": str(tmp / "db.sqlite3"),
-        "OPENRESPONSES_API_KEYS": KEY,
-        "OPENRESPONSES_DISPATCH": "inline",
-        "OPENRESPONSES_CONFIG": "",
-        "DATABASE_URL": "",
-        "REDIS_URL": "",
-    }
-    process = ServerProcess(env, name="ws-auth-server").start()
-    yield process
-    process.stop()
+KEY = "ws-test-client-key-0001"  # one of tests.conftest.CLIENT_KEYS (the shared keyed_server)
 
 
 @pytest.mark.parametrize(
