@@ -139,8 +139,12 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
         # Like a dropped SSE stream: the running turn goes on (and is stored) unless configured otherwise.
-        if running and openresponses_settings.DISCONNECT_CANCELS and self.identity is not None:
-            await flows.cancel(response_id=running, owner=self.identity.owner, include_unstored=True)
+        identity = getattr(self, "identity", None)
+        if running and openresponses_settings.DISCONNECT_CANCELS and identity is not None:
+            try:
+                await flows.cancel(response_id=running, owner=identity.owner, include_unstored=True)
+            except ApiError:  # deleted meanwhile: nothing left to cancel
+                pass
 
     async def send_json(self, data: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
