@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ from tests.support.api import create, stream
 from tests.support.production import ScriptedUpstream
 from tests.support.spec import assert_valid_error, assert_valid_response
 from tests.support.sse import parse_sse
+from tests.ws.client import WsClient
 
 CANCELLED = "openresponses:response.cancelled"
 
@@ -239,3 +241,25 @@ def test_dropped_stream_cancels_with_disconnect_cancels(cancelling_server, scrip
     assert_valid_response(final)
     assert final["status"] == "cancelled" and final["usage"] is not None
     assert final["output"] == events[-1]["response"]["output"]
+
+
+def test_closed_websocket_cancels_its_running_turn_with_disconnect_cancels(cancelling_server, scripted):
+    """The WebSocket consumer's disconnect goes through the same cancel flow (an unstored turn too)."""
+    client = WsClient(cancelling_server.url)
+    client.create({"model": "chat-paced", "input": " ".join(["w"] * 200), "store": False})
+    response_id = client.recv()["response"]["id"]
+    while client.recv()["type"] != "response.output_text.delta":
+        pass
+    client.close()
+    # store: false, so not readable over HTTP: its status is read from the server's database.
+    deadline = time.monotonic() + 30
+    status = None
+    while time.monotonic() < deadline:
+        with sqlite3.connect(cancelling_server.env["OPENRESPONSES_SQLITE_PATH"]) as db:
+            status = db.execute(
+                "SELECT status FROM responses_app_response WHERE id = ?", [response_id]
+            ).fetchone()[0]
+        if status not in {"queued", "in_progress"}:
+            break
+        time.sleep(0.1)
+    assert status == "cancelled"
