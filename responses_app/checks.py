@@ -181,7 +181,7 @@ def check_stored_keys(
     from django.db import DatabaseError
 
     from providers_app.models import Provider
-    from providers_app.secrets import decrypt
+    from providers_app.secrets import decrypt, explicit_keys_configured
 
     try:
         rows = list(Provider.objects.all())
@@ -194,14 +194,11 @@ def check_stored_keys(
     if not encrypted:
         return messages
     settings = _settings()
-    own_key = os.environ.get("OPENRESPONSES_ENCRYPTION_KEY") or getattr(
-        settings, "OPENRESPONSES_ENCRYPTION_KEY", ""
-    )
-    if not own_key and str(settings.SECRET_KEY).startswith(INSECURE_SECRET_PREFIXES):
+    if not explicit_keys_configured() and str(settings.SECRET_KEY).startswith(INSECURE_SECRET_PREFIXES):
         messages.append(
             checks.Warning(
                 f"{len(encrypted)} stored provider key(s) are encrypted with the insecure default SECRET_KEY.",
-                hint="Set OPENRESPONSES_ENCRYPTION_KEY (a long random string kept outside the database), then enter the keys again in the admin.",
+                hint="Set OPENRESPONSES_ENCRYPTION_KEYS (long random strings kept outside the database, the new one first, the old SECRET_KEY after it), then run manage.py openresponses_rotate_keys.",
                 id="openresponses.W002",
             )
         )
@@ -212,7 +209,7 @@ def check_stored_keys(
             messages.append(
                 checks.Error(
                     f"The stored key of provider {row.name!r} cannot be decrypted with the current encryption key.",
-                    hint="Restore the OPENRESPONSES_ENCRYPTION_KEY (or SECRET_KEY) it was stored with, or enter the key again in the admin.",
+                    hint="Add the key it was stored under to OPENRESPONSES_ENCRYPTION_KEYS (or SECRET_KEY_FALLBACKS), or enter the key again in the admin.",
                     obj=row.name,
                     id="openresponses.E008",
                 )
