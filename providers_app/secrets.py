@@ -11,6 +11,7 @@ with HKDF, so a token made for one purpose never opens as another.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import os
 from functools import lru_cache
 from typing import Any
@@ -119,14 +120,66 @@ def decrypt(token: str, purpose: str = PROVIDER_KEYS) -> str:
     return unseal_bytes(token, purpose).decode()
 
 
+# ---------------------------------------------------------------- keys from the environment
+
+#: Variables a stored provider may name in ``api_key_env`` unless the operator says otherwise.
+DEFAULT_KEY_VARIABLES = ("OPENRESPONSES_PROVIDER_KEY_*",)
+#: Never readable through ``api_key_env``, whatever the setting: the server's own secrets.
+NEVER_KEY_VARIABLES = (
+    "DJANGO_SECRET_KEY*",
+    "OPENRESPONSES_ENCRYPTION_KEY*",
+    "OPENRESPONSES_API_KEYS",
+    "OPENRESPONSES_METRICS_TOKEN",
+    "DATABASE_URL",
+    "REDIS_URL",
+)
+
+
+def key_variable_patterns() -> tuple[str, ...]:
+    """``OPENRESPONSES_PROVIDER_KEY_VARIABLES``: globs of the variables ``api_key_env`` may name."""
+    from django.conf import settings
+
+    value: Any = os.environ.get("OPENRESPONSES_PROVIDER_KEY_VARIABLES") or getattr(
+        settings, "OPENRESPONSES_PROVIDER_KEY_VARIABLES", None
+    )
+    if value is None or value == "":
+        return DEFAULT_KEY_VARIABLES
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(v.strip() for v in value if v and v.strip())
+
+
+def key_variable_allowed(name: str) -> bool:
+    """True when a stored provider may read its key from the environment variable ``name``."""
+    if not name or any(fnmatch.fnmatchcase(name.upper(), p) for p in NEVER_KEY_VARIABLES):
+        return False
+    return any(fnmatch.fnmatchcase(name, p) for p in key_variable_patterns())
+
+
+def key_variable_error(name: str) -> str:
+    return (
+        f"The environment variable {name!r} is not one a provider in the database may read its key "
+        f"from (allowed: {', '.join(key_variable_patterns()) or 'none'}; "
+        "set OPENRESPONSES_PROVIDER_KEY_VARIABLES)."
+    )
+
+
 def provider_key(row: Any) -> str:
     """The clear key of a stored provider (from its environment variable or decrypted).
 
-    Raises :class:`SecretError` when the stored key cannot be decrypted: a provider must never
-    silently run without its key.
+    Raises :class:`SecretError` when the stored key cannot be decrypted, was entered for another
+    adapter or base URL, or the variable is not one the operator allows: a key is never sent
+    where it was not meant to go, and a provider never silently runs without its key.
     """
     if row.api_key_env:
+        if not key_variable_allowed(row.api_key_env):
+            raise SecretError(f"Provider {row.name!r}: {key_variable_error(row.api_key_env)}")
         return os.environ.get(row.api_key_env, "")
+    if row.api_key_encrypted and row.api_key_destination != row.key_destination():
+        raise SecretError(
+            f"The adapter or base URL of provider {row.name!r} changed since its key was entered: "
+            "enter the key again."
+        )
     try:
         return decrypt(row.api_key_encrypted)
     except SecretError as exc:

@@ -89,9 +89,9 @@ def test_rotate_command_reencrypts_rows(settings):
 
 @pytest.mark.django_db
 def test_a_key_that_cannot_be_decrypted_is_a_clear_error_never_an_empty_key(settings):
-    row = Provider.objects.create(
-        name="broken", adapter="openai", api_key_encrypted=provider_secrets.encrypt("sk-lost")
-    )
+    row = Provider(name="broken", adapter="openai")
+    row.set_api_key("sk-lost")
+    row.save()
     settings.OPENRESPONSES_ENCRYPTION_KEYS = ["another-key-" + "c" * 40]
     with pytest.raises(provider_secrets.SecretError, match="broken"):
         provider_secrets.provider_key(row)
