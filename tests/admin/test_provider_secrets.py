@@ -155,3 +155,11 @@ def test_an_allowed_variable_shows_whether_it_is_set_never_its_characters(editor
     for url in (change, reverse("admin:providers_app_provider_changelist")):
         page = editor.get(url).content.decode()
         assert "OPENRESPONSES_PROVIDER_KEY_TEAM: set" in page and "LMNO" not in page
+
+
+def test_a_stored_provider_with_a_variable_not_allowed_is_a_check_error():
+    from django.core.checks import run_checks
+
+    Provider.objects.create(name="old", adapter="openai", api_key_env="ANTHROPIC_API_KEY")
+    found = [m for m in run_checks(databases=["default"]) if m.id == "openresponses.W003"]
+    assert found and "ANTHROPIC_API_KEY" in found[0].msg
