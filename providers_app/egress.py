@@ -99,6 +99,11 @@ def _split(url: str) -> tuple[str, str, int, str]:
     host = (parts.hostname or "").lower()
     if not host:
         raise EgressDenied("no host")
+    if not host.isascii():
+        try:  # the form HTTP clients put on the wire (and pinning compares with)
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise EgressDenied("host is not a valid name") from None
     return scheme, host, port or DEFAULT_PORTS[scheme], parts.path or "/"
 
 
