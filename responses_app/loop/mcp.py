@@ -177,7 +177,8 @@ def _pinned_client(destination: Any, headers: dict[str, str]) -> Any:
             await self._inner.sleep(seconds)
 
     transport = httpx2.AsyncHTTPTransport(trust_env=False)
-    # The transport takes no network backend of its own: give its pool one (public httpcore2 API).
+    # httpx2's transport takes no network backend: its pool (a private attribute) is replaced by
+    # one built with httpcore2's public API. tests/loop/test_mcp_egress.py proves the pinning holds.
     transport._pool = httpcore2.AsyncConnectionPool(
         ssl_context=httpx2.create_ssl_context(), network_backend=PinnedBackend()
     )
