@@ -151,6 +151,7 @@ class OurServer:
                 {
                     "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{self.database}",
                     "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                    "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(48),
                 }
             )
             env.pop("OPENRESPONSES_DISPATCH", None)

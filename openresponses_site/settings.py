@@ -19,6 +19,10 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 def database_from_url(url: str) -> dict:
     """A Django DATABASES entry from a ``postgres://`` or ``sqlite:///`` URL."""
     parsed = urlparse(url)
@@ -53,12 +57,37 @@ def database_from_url(url: str) -> dict:
     raise ValueError(f"Unsupported DATABASE_URL scheme: {parsed.scheme!r}")
 
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "openresponses-insecure-development-key-change-me")
 DEBUG = env_bool("DJANGO_DEBUG", False)
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL", "")
+# Production mode: DEBUG off with a real database or Redis. It refuses to start on a known secret.
+PRODUCTION_MODE = not DEBUG and bool(DATABASE_URL or REDIS_URL)
+INSECURE_SECRET_KEY = "openresponses-insecure-development-key-change-me"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", INSECURE_SECRET_KEY)
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
+if PRODUCTION_MODE and (
+    not SECRET_KEY or SECRET_KEY.startswith(("openresponses-insecure-", "django-insecure-"))
+):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is unset or a development key while DEBUG is off and DATABASE_URL or "
+        "REDIS_URL is set: set it to a long random string (see docs/configuration.md)."
+    )
 ALLOWED_HOSTS = [
     h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",") if h
 ]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+# HTTPS (``manage.py check --deploy``): DJANGO_SECURE_HTTPS=true behind TLS turns on secure
+# cookies, the redirect to https and HSTS; DJANGO_SECURE_PROXY_SSL_HEADER=true trusts the proxy's
+# X-Forwarded-Proto (only when the proxy sets it on every request).
+SECURE_HTTPS = env_bool("DJANGO_SECURE_HTTPS", False)
+SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_HTTPS
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "31536000" if SECURE_HTTPS else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", SECURE_HTTPS)
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "daphne",
@@ -103,7 +132,6 @@ TEMPLATES = [
 ASGI_APPLICATION = "openresponses_site.asgi.application"
 WSGI_APPLICATION = None
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL)}
 else:
@@ -122,7 +150,6 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -153,10 +180,6 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(os.environ.get("OPENRESPONSES_PURGE_EVERY_SECONDS", "3600")),
     },
 }
-
-
-def env_list(name: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
 OPENRESPONSES = {

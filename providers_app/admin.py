@@ -1,6 +1,10 @@
 """The operators' console for providers and routing rules.
 
-Keys are write-only (only their last four characters are ever shown). Every save or delete
+Keys are write-only (only the last four characters of a key typed here are ever shown; of a key
+from the environment, only whether it is set). A stored key is bound to the adapter and base URL
+it was entered for: changing either needs the key again, so no one who may edit a provider can
+send its key to a listener of their own. ``api_key_env`` may only name the variables the operator
+allows (``OPENRESPONSES_PROVIDER_KEY_VARIABLES``), never the server's own secrets. Every save or delete
 resets the registry so the next request routes with the new configuration. Providers and routes
 from the environment and the config file are listed read-only with where they come from.
 """
@@ -18,8 +22,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from providers_app.connection import check_connection, probe_model
-from providers_app.models import Provider, RoutingRule
+from providers_app.connection import ConnectionResult, check_connection, probe_model
+from providers_app.models import Provider, RoutingRule, key_destination
 from providers_app.registry import (
     BUILTIN_ADAPTERS,
     ConfigError,
@@ -31,10 +35,12 @@ from providers_app.registry import (
     registry,
     route_for_model,
 )
+from providers_app.secrets import SecretError, key_variable_allowed, key_variable_error
 
 
 def key_hint(key: str) -> str:
-    return f"set (…{key[-4:]})" if key else "not set"
+    """Whether a key from the environment or a file is set: never any of its characters."""
+    return "set" if key else "not set"
 
 
 def _registry_error(request: HttpRequest) -> str:
@@ -108,12 +114,28 @@ class ProviderForm(forms.ModelForm):
             raise forms.ValidationError("Options must be a JSON object.")
         return value
 
+    def clean_api_key_env(self) -> str:
+        value = (self.cleaned_data.get("api_key_env") or "").strip()
+        if value and not key_variable_allowed(value):
+            raise forms.ValidationError(key_variable_error(value))
+        return value
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if data.get("api_key") and data.get("api_key_env"):
             self.add_error(
                 "api_key", "Give either a key or the name of an environment variable holding it, not both."
             )
+        stored = self.instance.pk and self.instance.api_key_encrypted
+        keeps_stored_key = not (data.get("api_key") or data.get("clear_api_key") or data.get("api_key_env"))
+        if stored and keeps_stored_key and "adapter" in data and "base_url" in data:
+            moved = key_destination(data["adapter"], data["base_url"]) != self.instance.api_key_destination
+            if moved:
+                self.add_error(
+                    "api_key",
+                    "The adapter or base URL changed: enter the key again (a stored key is only sent "
+                    "where it was entered for), or tick “Remove the stored key”.",
+                )
         return data
 
 
@@ -148,6 +170,8 @@ class ProviderAdmin(admin.ModelAdmin):
     @admin.display(description="API key")
     def key(self, obj: Provider) -> str:
         if obj.api_key_env:
+            if not key_variable_allowed(obj.api_key_env):
+                return f"from ${obj.api_key_env}: not an allowed variable (not used)"
             return f"from ${obj.api_key_env}: {key_hint(os.environ.get(obj.api_key_env, ''))}"
         if obj.api_key_last4:
             return f"stored encrypted (…{obj.api_key_last4})"
@@ -177,7 +201,11 @@ class ProviderAdmin(admin.ModelAdmin):
     @admin.action(description="Test connection (one small upstream call)")
     def test_connection(self, request: HttpRequest, queryset: QuerySet) -> None:
         for row in queryset:
-            config = provider_config_from_row(row)
+            try:
+                config = provider_config_from_row(row)
+            except SecretError as exc:
+                messages.error(request, f"{row.name}: not tested, {exc}")
+                continue
             model = probe_model(config)
             if model is None:
                 messages.warning(
@@ -198,9 +226,21 @@ class ProviderAdmin(admin.ModelAdmin):
         row = Provider.objects.filter(pk=object_id).first()
         if row is None or not self.has_change_permission(request, row):
             raise Http404("No such provider")
-        config = provider_config_from_row(row)
-        model = (request.POST.get("model") or "").strip() or probe_model(config) or ""
-        result = check_connection(config, model) if request.method == "POST" and model else None
+        try:
+            config = provider_config_from_row(row)
+        except SecretError as exc:
+            # Never test with a key that may not go there (changed address, variable not allowed).
+            config, key_error = None, str(exc)
+        else:
+            key_error = ""
+        model = (request.POST.get("model") or "").strip() or (probe_model(config) if config else None) or ""
+        result = None
+        if request.method == "POST" and model:
+            result = (
+                ConnectionResult(False, model, key_error, 0.0)
+                if config is None
+                else check_connection(config, model)
+            )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -209,7 +249,7 @@ class ProviderAdmin(admin.ModelAdmin):
             "subtitle": None,
             "model": model,
             "result": result,
-            "base_url": config.base_url,
+            "base_url": config.base_url if config else row.base_url,
         }
         return TemplateResponse(request, "admin/providers_app/provider/test_connection.html", context)
 

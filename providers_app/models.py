@@ -17,6 +17,12 @@ class Provider(models.Model):
     )
     api_key_encrypted = models.TextField(blank=True, editable=False)
     api_key_last4 = models.CharField(max_length=4, blank=True, editable=False)
+    api_key_destination = models.CharField(
+        max_length=900,
+        blank=True,
+        editable=False,
+        help_text="The adapter and base URL the stored key was entered for: it is sent nowhere else.",
+    )
     headers = models.JSONField(default=dict, blank=True)
     connect_timeout = models.FloatField(default=10.0)
     first_byte_timeout = models.FloatField(default=120.0)
@@ -32,12 +38,22 @@ class Provider(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def key_destination(self) -> str:
+        """Where this row sends its key: the adapter and the base URL, as entered."""
+        return key_destination(self.adapter, self.base_url)
+
     def set_api_key(self, key: str) -> None:
-        """Keep ``key`` encrypted (only its last four characters in clear); an empty key clears it."""
+        """Keep ``key`` encrypted (only its last four characters in clear), bound to the current
+        destination (:meth:`key_destination`); an empty key clears it."""
         from providers_app.secrets import encrypt
 
         self.api_key_encrypted = encrypt(key) if key else ""
         self.api_key_last4 = key[-4:] if key else ""
+        self.api_key_destination = self.key_destination() if key else ""
+
+
+def key_destination(adapter: str, base_url: str) -> str:
+    return f"{(adapter or '').strip()} {(base_url or '').strip()}"
 
 
 class RoutingRule(models.Model):

@@ -227,10 +227,19 @@ class _Registry:
         from django.db import DatabaseError
 
         from providers_app.models import Provider, RoutingRule
+        from providers_app.secrets import SecretError
 
         try:
             for row in Provider.objects.filter(enabled=True):
-                providers[row.name] = provider_config_from_row(row)
+                try:
+                    providers[row.name] = provider_config_from_row(row)
+                except SecretError as exc:
+                    # Kept (its routes still match) but unusable: requests fail with this message
+                    # instead of reaching the provider without a key.
+                    logger.error("%s", exc)
+                    providers[row.name] = ProviderConfig(
+                        row.name, row.adapter, options={"_key_error": str(exc)}
+                    )
                 sources[row.name] = "database"
             rules = list(RoutingRule.objects.filter(enabled=True).select_related("provider"))
         except DatabaseError:
@@ -293,6 +302,8 @@ class _Registry:
             if provider not in providers:
                 raise ConfigError(f"Unknown provider {provider!r}")
             config = providers[provider]
+            if config.options.get("_key_error"):
+                raise ConfigError(config.options["_key_error"])
             adapter = adapter_class(config.adapter)(config)
             self._adapters[provider] = adapter
         return adapter

@@ -11,6 +11,7 @@ Ids (never renumbered; documented in docs/operations.md):
 * ``openresponses.E007`` ``DISPATCH="celery"`` without a cross-process channel layer.
 * ``openresponses.W001`` an in-memory channel layer with ``DEBUG=False`` (single process only).
 * ``openresponses.W002`` stored provider keys encrypted with the insecure default secret.
+* ``openresponses.W003`` a stored provider reads its key from a variable that is not allowed.
 * ``openresponses.E008`` a stored provider key cannot be decrypted with the current key.
 
 Checks that read the database are tagged ``database``: ``migrate``, ``check --database default``
@@ -181,7 +182,12 @@ def check_stored_keys(
     from django.db import DatabaseError
 
     from providers_app.models import Provider
-    from providers_app.secrets import decrypt
+    from providers_app.secrets import (
+        decrypt,
+        explicit_keys_configured,
+        key_variable_allowed,
+        key_variable_error,
+    )
 
     try:
         rows = list(Provider.objects.all())
@@ -190,18 +196,25 @@ def check_stored_keys(
     messages: list[checks.CheckMessage] = []
     for row in rows:
         messages += _adapter_messages(row.name, row.adapter, "database")
+        if row.api_key_env and not key_variable_allowed(row.api_key_env):
+            messages.append(  # a warning: it must not stop ``migrate`` after an upgrade
+                checks.Warning(
+                    f"Provider {row.name!r}: {key_variable_error(row.api_key_env)}",
+                    hint="Rename the variable to an allowed name (the provider is not used until then), "
+                    "or allow it in OPENRESPONSES_PROVIDER_KEY_VARIABLES.",
+                    obj=row.name,
+                    id="openresponses.W003",
+                )
+            )
     encrypted = [row for row in rows if row.api_key_encrypted]
     if not encrypted:
         return messages
     settings = _settings()
-    own_key = os.environ.get("OPENRESPONSES_ENCRYPTION_KEY") or getattr(
-        settings, "OPENRESPONSES_ENCRYPTION_KEY", ""
-    )
-    if not own_key and str(settings.SECRET_KEY).startswith(INSECURE_SECRET_PREFIXES):
+    if not explicit_keys_configured() and str(settings.SECRET_KEY).startswith(INSECURE_SECRET_PREFIXES):
         messages.append(
             checks.Warning(
                 f"{len(encrypted)} stored provider key(s) are encrypted with the insecure default SECRET_KEY.",
-                hint="Set OPENRESPONSES_ENCRYPTION_KEY (a long random string kept outside the database), then enter the keys again in the admin.",
+                hint="Set OPENRESPONSES_ENCRYPTION_KEYS (long random strings kept outside the database, the new one first, the old SECRET_KEY after it), then run manage.py openresponses_rotate_keys.",
                 id="openresponses.W002",
             )
         )
@@ -212,7 +225,7 @@ def check_stored_keys(
             messages.append(
                 checks.Error(
                     f"The stored key of provider {row.name!r} cannot be decrypted with the current encryption key.",
-                    hint="Restore the OPENRESPONSES_ENCRYPTION_KEY (or SECRET_KEY) it was stored with, or enter the key again in the admin.",
+                    hint="Add the key it was stored under to OPENRESPONSES_ENCRYPTION_KEYS (or SECRET_KEY_FALLBACKS), or enter the key again in the admin.",
                     obj=row.name,
                     id="openresponses.E008",
                 )

@@ -75,6 +75,10 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_TOKEN": None,
     # True: request logs include prompts (never on by default); also OPENRESPONSES_LOG_PROMPTS.
     "LOG_PROMPTS": None,
+    # URL patterns of MCP servers the operator trusts on non-public addresses (loopback, private
+    # networks); other MCP URLs must resolve to public addresses. None: none trusted;
+    # also OPENRESPONSES_MCP_ALLOWED_URLS (comma-separated).
+    "MCP_ALLOWED_URLS": None,
 }
 
 ENV_FALLBACKS = {
@@ -88,6 +92,7 @@ ENV_FALLBACKS = {
     "RETENTION_DAYS": "OPENRESPONSES_RETENTION_DAYS",
     "METRICS_TOKEN": "OPENRESPONSES_METRICS_TOKEN",
     "LOG_PROMPTS": "OPENRESPONSES_LOG_PROMPTS",
+    "MCP_ALLOWED_URLS": "OPENRESPONSES_MCP_ALLOWED_URLS",
 }
 IMPORT_STRINGS = {"AUTHENTICATE"}
 

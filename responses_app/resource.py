@@ -14,7 +14,7 @@ def public_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def echo_tool(tool: dict[str, Any]) -> dict[str, Any]:
     if tool.get("type") != "function":
-        return {k: v for k, v in tool.items() if k not in {"headers"}}
+        return {k: v for k, v in tool.items() if k not in {"headers", "headers_sealed"}}
     return {
         "type": "function",
         "name": tool["name"],

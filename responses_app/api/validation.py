@@ -419,6 +419,13 @@ def _normalize_part(part: Any, where: str, allowed: set[str]) -> dict[str, Any]:
                 f"{where}.file_id",
                 "unsupported_parameter",
             )
+        if "file_url" in out and not out["file_url"].lower().startswith(("http://", "https://", "data:")):
+            # file:// and other schemes would be fetched by whoever reads it (issue 16).
+            raise invalid(
+                f"Invalid '{where}.file_url': expected an http(s) URL or a data: URL.",
+                f"{where}.file_url",
+                "invalid_file_url",
+            )
         if "file_data" not in out and "file_url" not in out:
             raise invalid(
                 f"Missing '{where}.file_data' or '{where}.file_url'.",
@@ -526,6 +533,10 @@ def normalize_tools(raw: Any, hosted_tool_names: frozenset[str]) -> list[dict[st
         if tool_type == "mcp":
             for key in ("server_label", "server_url"):
                 _expect(tool.get(key), (str,), f"{where}.{key}", "a string")
+            if not tool["server_url"].lower().startswith(("http://", "https://")):
+                raise invalid(
+                    f"Invalid '{where}.server_url': expected an http(s) URL.", f"{where}.server_url"
+                )
             tools.append(dict(tool))
             continue
         if tool_type != "function":

@@ -10,6 +10,12 @@ A call the server may run without approval is made by the loop and recorded as s
 model's ``function_call`` and a ``function_call_output`` with the result (errors and timeouts
 included, for the model to read). A call that needs approval ends the turn like a client
 function call: the client sees the ``function_call`` and answers with ``function_call_output``.
+
+Every connection obeys the egress policy (``providers_app.egress``): public addresses only
+unless ``MCP_ALLOWED_URLS`` trusts the URL, resolved once and pinned, no redirects. Whatever
+went wrong (refused by the policy, DNS, a closed port, a timeout, not an MCP server) the client
+reads one message; the reason goes to the server's log. ``headers`` are sealed before the
+request is stored (:func:`seal_tool_headers`) and opened only by the loop that uses them.
 """
 
 from __future__ import annotations
@@ -22,9 +28,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from providers_app.egress import EgressDenied
+from providers_app.secrets import SecretError
+
 logger = logging.getLogger(__name__)
 LIST_TIMEOUT_SECONDS = 15.0
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_-]")
+SEALED_HEADERS = "headers_sealed"  # where a stored MCP tool keeps its headers, encrypted
+UNREACHABLE = "Could not connect to MCP server '{label}' and list its tools."
 
 
 class McpError(Exception):
@@ -40,6 +51,7 @@ class McpServer:
     approval_always: set[str] | None = None  # None: every tool (unless in ``approval_never``)
     approval_never: set[str] = field(default_factory=set)
     approval_default: bool = True
+    sealed_headers: str = ""  # opened by :meth:`open_headers`, in the loop, when connecting
 
     @classmethod
     def from_tool(cls, tool: dict[str, Any]) -> McpServer:
@@ -52,6 +64,9 @@ class McpServer:
             dict(tool.get("headers") or {}),
             set(allowed) if allowed is not None else None,
         )
+        sealed = tool.get(SEALED_HEADERS)
+        if isinstance(sealed, str) and not server.headers:
+            server.sealed_headers = sealed
         approval = tool.get("require_approval", "always")
         if approval == "never":
             server.approval_default = False
@@ -64,6 +79,16 @@ class McpServer:
             if never is not None and always is None:
                 server.approval_default = True  # everything else needs approval
         return server
+
+    def open_headers(self) -> None:
+        """Decrypt the stored headers (``SecretError`` when no configured key opens them)."""
+        if self.sealed_headers:
+            from providers_app.secrets import MCP_HEADERS, unseal_bytes
+
+            self.headers = {
+                str(k): str(v) for k, v in json.loads(unseal_bytes(self.sealed_headers, MCP_HEADERS)).items()
+            }
+            self.sealed_headers = ""
 
     def needs_approval(self, tool_name: str) -> bool:
         if tool_name in self.approval_never:
@@ -95,31 +120,90 @@ class McpTool:
         }
 
 
-def _http_client(headers: dict[str, str]) -> Any:
-    from mcp.shared._httpx_utils import create_mcp_http_client
+def seal_tool_headers(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with every MCP tool's ``headers`` replaced by their sealed form, for storage.
 
-    return create_mcp_http_client(headers=headers)
+    Background and Celery runs read the stored request, so the headers are kept, but only
+    encrypted (their own purpose key); the resource echo shows neither form.
+    """
+    tools = params.get("tools")
+    if not isinstance(tools, list) or not any(isinstance(t, dict) and t.get("type") == "mcp" for t in tools):
+        return params
+    from providers_app.secrets import MCP_HEADERS, seal_bytes
+
+    stored = []
+    for tool in tools:
+        if isinstance(tool, dict) and tool.get("type") == "mcp":
+            headers = tool.get("headers")
+            tool = {k: v for k, v in tool.items() if k not in {"headers", SEALED_HEADERS}}
+            if headers:
+                tool[SEALED_HEADERS] = seal_bytes(json.dumps(headers).encode(), MCP_HEADERS)
+        stored.append(tool)
+    return {**params, "tools": stored}
+
+
+def allowed_urls() -> list[str]:
+    from providers_app.egress import allowed_patterns
+    from responses_app.conf import openresponses_settings
+
+    return allowed_patterns(openresponses_settings.MCP_ALLOWED_URLS)
+
+
+def _pinned_client(destination: Any, headers: dict[str, str]) -> Any:
+    """An HTTP client for the MCP SDK whose every connection goes to ``destination.address``.
+
+    The URL keeps the host name (``Host`` header, TLS SNI and certificate check); only the TCP
+    connection is pinned to the address the egress policy checked. Nothing else is reachable
+    through it: another host or port is refused, redirects are not followed, no proxy from the
+    environment (a proxy would resolve the name again).
+    """
+    import httpcore2
+    import httpx2
+    from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
+
+    class PinnedBackend(httpcore2.AsyncNetworkBackend):
+        def __init__(self) -> None:
+            self._inner = httpcore2.AnyIOBackend()
+
+        async def connect_tcp(self, host: str, port: int, **kwargs: Any) -> Any:
+            if host.strip("[]").lower() != destination.host or port != destination.port:
+                raise httpcore2.ConnectError("not the checked destination")
+            return await self._inner.connect_tcp(destination.address, port, **kwargs)
+
+        async def connect_unix_socket(self, path: str, **kwargs: Any) -> Any:
+            raise httpcore2.ConnectError("no unix sockets")
+
+        async def sleep(self, seconds: float) -> None:
+            await self._inner.sleep(seconds)
+
+    transport = httpx2.AsyncHTTPTransport(trust_env=False)
+    # httpx2's transport takes no network backend: its pool (a private attribute) is replaced by
+    # one built with httpcore2's public API. tests/loop/test_mcp_egress.py proves the pinning holds.
+    transport._pool = httpcore2.AsyncConnectionPool(
+        ssl_context=httpx2.create_ssl_context(), network_backend=PinnedBackend()
+    )
+    return httpx2.AsyncClient(
+        headers=headers,
+        timeout=httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT),
+        transport=transport,
+        trust_env=False,
+        follow_redirects=False,
+        max_redirects=0,
+    )
 
 
 @contextlib.asynccontextmanager
 async def _connect(server: McpServer) -> Any:
-    """An initialised ``ClientSession`` over streamable HTTP (mcp SDK 2.x, or 1.x as a fallback)."""
+    """An initialised ``ClientSession`` over streamable HTTP to a destination the policy allows."""
     from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
 
-    try:
-        from mcp.client.streamable_http import streamable_http_client
-    except ImportError:  # mcp 1.x
-        from mcp.client.streamable_http import streamablehttp_client
+    from providers_app.egress import resolve
 
-        async with (
-            streamablehttp_client(server.url, headers=server.headers) as streams,
-            ClientSession(streams[0], streams[1]) as session,
-        ):
-            await session.initialize()
-            yield session
-        return
+    destination = await resolve(server.url, allowed_urls())
+    server.open_headers()
     async with (
-        _http_client(server.headers) as http,
+        _pinned_client(destination, server.headers) as http,
         streamable_http_client(server.url, http_client=http) as streams,
         ClientSession(streams[0], streams[1]) as session,
     ):
@@ -133,6 +217,10 @@ def _leaf(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, EgressDenied):
+        return f"refused by the egress policy ({exc}); see MCP_ALLOWED_URLS"
+    if isinstance(exc, SecretError):
+        return "its stored headers cannot be decrypted with the configured keys"
     return type(exc).__name__
 
 
@@ -178,11 +266,10 @@ class McpToolset:
                     self._sessions[server.label] = session
                     listed = await session.list_tools()
             except Exception as exc:  # noqa: BLE001 - reported as the response's error
-                reason = _leaf(exc)
-                logger.warning("MCP server %r unreachable: %s", server.label, reason)
-                raise McpError(
-                    f"Could not list the tools of MCP server '{server.label}': {reason}."
-                ) from None
+                # One message whatever the cause: the error must not tell an open port from a
+                # closed one, or an internal address from a public one. The log has the reason.
+                logger.warning("MCP server %r unreachable: %s", server.label, _leaf(exc))
+                raise McpError(UNREACHABLE.format(label=server.label)) from None
             for tool in listed.tools:
                 if server.allowed is not None and tool.name not in server.allowed:
                     continue

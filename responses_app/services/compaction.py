@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import base64
 import fnmatch
 import json
 import logging
@@ -44,7 +43,7 @@ BUILTIN_CONTEXT_TOKENS: tuple[tuple[str, int], ...] = (
     ("gemini-*", 1_048_576),
 )
 PAYLOAD_KIND = "openresponses.compaction"
-TOKEN_PREFIX = "orc1."
+TOKEN_PREFIX = "orc2."
 SUMMARY_PREFIX = "The earlier part of this conversation was compacted. Summary of it:\n\n"
 TRUNCATION_NOTE = "[{n} earlier items of this conversation were left out to fit the model's context window.]"
 SUMMARIZER_INSTRUCTIONS = (
@@ -60,22 +59,21 @@ SUMMARIZER_INSTRUCTIONS = (
 
 def seal(payload: dict[str, Any]) -> str:
     """Opaque, authenticated ``encrypted_content`` for ``payload`` (readable only by this server)."""
-    from providers_app.secrets import encrypt
+    from providers_app.secrets import COMPACTION, seal_bytes
 
     raw = json.dumps({**payload, "kind": PAYLOAD_KIND}, separators=(",", ":")).encode()
-    packed = base64.b64encode(zlib.compress(raw, 6)).decode()
-    return TOKEN_PREFIX + encrypt(packed)
+    return TOKEN_PREFIX + seal_bytes(zlib.compress(raw, 6), COMPACTION)
 
 
 @lru_cache(maxsize=256)
 def _unseal_cached(token: str) -> str:
-    from providers_app.secrets import decrypt
+    from providers_app.secrets import COMPACTION, unseal_bytes
 
     if not token.startswith(TOKEN_PREFIX):
         raise ValueError("not a compaction made by this server")
-    raw = zlib.decompress(base64.b64decode(decrypt(token[len(TOKEN_PREFIX) :])))
+    # Its own purpose key: no other sealed secret (a provider key, MCP headers) opens as a compaction.
+    raw = zlib.decompress(unseal_bytes(token[len(TOKEN_PREFIX) :], COMPACTION))
     payload = json.loads(raw)
-    # The kind marker separates these from other secrets sealed with the same key.
     if not isinstance(payload, dict) or payload.get("kind") != PAYLOAD_KIND:
         raise ValueError("not a compaction payload")
     return raw.decode()

@@ -14,6 +14,7 @@ from providers_app.adapters.base import message_text
 from providers_app.registry import Route
 from responses_app.errors import ApiError, invalid
 from responses_app.ids import response_id as new_response_id
+from responses_app.loop.mcp import seal_tool_headers
 from responses_app.models import Response, ResponseEvent, ResponseItem
 from responses_app.selectors import response_context_items
 from responses_app.services.compaction import check_compaction_items
@@ -107,7 +108,7 @@ def response_create(
         previous_response=previous,
         ancestor_ids=ancestors,
         owner=owner or "",
-        params=request.params,
+        params=seal_tool_headers(request.params),  # MCP headers never stored in clear
         store=request.store,
         background=request.background,
         stream=request.stream,

@@ -57,6 +57,7 @@ def test_no_overshoot_across_processes(redis_prefix):
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "openresponses_site.settings",
         "REDIS_URL": REDIS_URL,
+        "DJANGO_SECRET_KEY": "tests-limits-redis-secret-key-not-for-production",
         "OPENRESPONSES_REDIS_PREFIX": redis_prefix,
     }
     processes = [

@@ -47,6 +47,8 @@ def topology_env(config: str) -> dict[str, str]:
         "OPENRESPONSES_CONFIG": config,
         "OPENRESPONSES_HOSTED_TOOLS": HOSTED,
         "OPENRESPONSES_MIDDLEWARE": "responses_app.loop.redaction.RedactEmails",
+        # The test MCP server listens on loopback, which the egress policy refuses unless trusted.
+        "OPENRESPONSES_MCP_ALLOWED_URLS": "http://127.0.0.1:*",
     }
 
 

@@ -441,6 +441,8 @@ class Topology:
             **os.environ,
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
+            # Production mode refuses the repository's development key.
+            "DJANGO_SECRET_KEY": "tests-production-topology-secret-key-not-for-production-use",
             "OPENRESPONSES_CHANNEL_PREFIX": f"ortest{tag}",
             "OPENRESPONSES_CELERY_QUEUE": f"ortest-{tag}",
             "OPENRESPONSES_WORKER_CONCURRENCY": "100",

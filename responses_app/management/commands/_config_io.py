@@ -34,7 +34,7 @@ def _provider_defaults(entry: dict[str, Any]) -> dict[str, Any]:
 @transaction.atomic
 def config_load(data: dict[str, Any], *, replace_routes: bool = False) -> dict[str, int]:
     """Create or update Provider rows by name and RoutingRule rows by (pattern, target)."""
-    from providers_app.models import Provider, RoutingRule
+    from providers_app.models import Provider, RoutingRule, key_destination
     from providers_app.registry import ConfigError, adapter_class, default_provider_configs
     from providers_app.secrets import encrypt
 
@@ -56,6 +56,11 @@ def config_load(data: dict[str, Any], *, replace_routes: bool = False) -> dict[s
                 encrypt(clear_key) if clear_key and not values["api_key_env"] else ""
             )
             values["api_key_last4"] = clear_key[-4:] if clear_key and not values["api_key_env"] else ""
+            values["api_key_destination"] = (
+                key_destination(values["adapter"], values["base_url"])
+                if clear_key and not values["api_key_env"]
+                else ""
+            )
         _, created = Provider.objects.update_or_create(name=entry["name"], defaults=values)
         counts["providers_created" if created else "providers_updated"] += 1
 
