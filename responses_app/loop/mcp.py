@@ -15,7 +15,7 @@ Every connection obeys the egress policy (``providers_app.egress``): public addr
 unless ``MCP_ALLOWED_URLS`` trusts the URL, resolved once and pinned, no redirects. Whatever
 went wrong (refused by the policy, DNS, a closed port, a timeout, not an MCP server) the client
 reads one message; the reason goes to the server's log. ``headers`` are sealed before the
-request is stored (:func:`seal_tool_headers`) and opened only by the loop that uses them.
+request is stored (:func:`responses_app.services.responses.seal_tool_headers`) and opened only by the loop that uses them.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from typing import Any
 
 from providers_app.egress import EgressDenied
 from providers_app.secrets import SecretError
+from responses_app.services.responses import SEALED_HEADERS
 
 logger = logging.getLogger(__name__)
 LIST_TIMEOUT_SECONDS = 15.0
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_-]")
-SEALED_HEADERS = "headers_sealed"  # where a stored MCP tool keeps its headers, encrypted
 UNREACHABLE = "Could not connect to MCP server '{label}' and list its tools."
 
 
@@ -118,28 +118,6 @@ class McpTool:
             "parameters": self.parameters,
             "strict": False,
         }
-
-
-def seal_tool_headers(params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with every MCP tool's ``headers`` replaced by their sealed form, for storage.
-
-    Background and Celery runs read the stored request, so the headers are kept, but only
-    encrypted (their own purpose key); the resource echo shows neither form.
-    """
-    tools = params.get("tools")
-    if not isinstance(tools, list) or not any(isinstance(t, dict) and t.get("type") == "mcp" for t in tools):
-        return params
-    from providers_app.secrets import MCP_HEADERS, seal_bytes
-
-    stored = []
-    for tool in tools:
-        if isinstance(tool, dict) and tool.get("type") == "mcp":
-            headers = tool.get("headers")
-            tool = {k: v for k, v in tool.items() if k not in {"headers", SEALED_HEADERS}}
-            if headers:
-                tool[SEALED_HEADERS] = seal_bytes(json.dumps(headers).encode(), MCP_HEADERS)
-        stored.append(tool)
-    return {**params, "tools": stored}
 
 
 def allowed_urls() -> list[str]:

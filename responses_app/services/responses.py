@@ -14,12 +14,35 @@ from providers_app.adapters.base import message_text
 from providers_app.registry import Route
 from responses_app.errors import ApiError, invalid
 from responses_app.ids import response_id as new_response_id
-from responses_app.loop.mcp import seal_tool_headers
 from responses_app.models import Response, ResponseEvent, ResponseItem
 from responses_app.selectors import response_context_items
 from responses_app.services.compaction import check_compaction_items
 from responses_app.states import ResponseStatus
 from responses_app.types import CreateRequest
+
+SEALED_HEADERS = "headers_sealed"  # where a stored MCP tool keeps its headers, encrypted
+
+
+def seal_tool_headers(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with every MCP tool's ``headers`` replaced by their sealed form, for storage.
+
+    Background and Celery runs read the stored request, so the headers are kept, but only
+    encrypted (their own purpose key); the resource echo shows neither form.
+    """
+    tools = params.get("tools")
+    if not isinstance(tools, list) or not any(isinstance(t, dict) and t.get("type") == "mcp" for t in tools):
+        return params
+    from providers_app.secrets import MCP_HEADERS, seal_bytes
+
+    stored = []
+    for tool in tools:
+        if isinstance(tool, dict) and tool.get("type") == "mcp":
+            headers = tool.get("headers")
+            tool = {k: v for k, v in tool.items() if k not in {"headers", SEALED_HEADERS}}
+            if headers:
+                tool[SEALED_HEADERS] = seal_bytes(json.dumps(headers).encode(), MCP_HEADERS)
+        stored.append(tool)
+    return {**params, "tools": stored}
 
 
 def _search_text(items: list[dict[str, Any]]) -> str:
