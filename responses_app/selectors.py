@@ -20,6 +20,53 @@ def response_get(*, response_id: str, owner: str | None) -> Response:
     return response
 
 
+def previous_response_get(
+    *,
+    response_id: str,
+    owner: str | None,
+    unstored_ids: frozenset[str] | set[str] = frozenset(),
+    fields: tuple[str, ...] = (),
+) -> Response:
+    """The response a request continues (``previous_response_id``), else a 404 naming that param.
+
+    ``unstored_ids``: ``store: false`` responses the caller may continue (a WebSocket connection's own).
+    """
+    qs = Response.objects.filter(id=response_id)
+    if response_id not in unstored_ids:
+        qs = qs.filter(store=True)
+    if owner is not None:
+        qs = qs.filter(owner=owner)
+    previous = (qs.only(*fields) if fields else qs).first()
+    if previous is None:
+        raise ApiError(
+            404,
+            f"Previous response with id '{response_id}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    return previous
+
+
+def input_with_references(
+    *, items: list[dict[str, Any]], references: list[tuple[int, str]], owner: str | None
+) -> list[dict[str, Any]]:
+    """``items`` with each ``item_reference`` (index, id) replaced by the stored item it names."""
+    if not references:
+        return items
+    items = list(items)
+    for index, ref in references:
+        qs = ResponseItem.objects.filter(item_id=ref, response__store=True)
+        if owner is not None:
+            qs = qs.filter(response__owner=owner)
+        row = qs.first()
+        if row is None:
+            raise ApiError(
+                404, f"Item with id '{ref}' not found.", param=f"input[{index}].id", code="item_not_found"
+            )
+        items[index] = row.data
+    return items
+
+
 def response_output_items(*, response: Response) -> list[dict[str, Any]]:
     return [
         row.data

@@ -21,7 +21,7 @@ from typing import Any
 
 from providers_app.adapters.base import UpstreamError, message_text
 from responses_app.conf import openresponses_settings
-from responses_app.errors import ApiError, invalid
+from responses_app.errors import invalid
 from responses_app.ids import message_id, new_id
 
 logger = logging.getLogger(__name__)
@@ -435,32 +435,11 @@ def conversation_items(
     owner: str | None,
 ) -> list[dict[str, Any]]:
     """The conversation a compact request names: the previous response's whole context, then ``input``."""
-    from responses_app.models import Response, ResponseItem
-    from responses_app.selectors import response_context_items
+    from responses_app.selectors import input_with_references, previous_response_get, response_context_items
 
     context: list[dict[str, Any]] = []
     if previous_response_id:
-        qs = Response.objects.filter(id=previous_response_id, store=True)
-        if owner is not None:
-            qs = qs.filter(owner=owner)
-        previous = qs.first()
-        if previous is None:
-            raise ApiError(
-                404,
-                f"Previous response with id '{previous_response_id}' not found.",
-                param="previous_response_id",
-                code="previous_response_not_found",
-            )
+        previous = previous_response_get(response_id=previous_response_id, owner=owner)
         context = response_context_items(response=previous)
-    items = list(input_items)
-    for index, ref in references:
-        qs = ResponseItem.objects.filter(item_id=ref, response__store=True)
-        if owner is not None:
-            qs = qs.filter(response__owner=owner)
-        row = qs.first()
-        if row is None:
-            raise ApiError(
-                404, f"Item with id '{ref}' not found.", param=f"input[{index}].id", code="item_not_found"
-            )
-        items[index] = row.data
+    items = input_with_references(items=input_items, references=references, owner=owner)
     return context + items

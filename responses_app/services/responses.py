@@ -12,10 +12,10 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from providers_app.adapters.base import message_text
 from providers_app.registry import Route
-from responses_app.errors import ApiError, invalid
+from responses_app.errors import invalid
 from responses_app.ids import response_id as new_response_id
 from responses_app.models import Response, ResponseEvent, ResponseItem
-from responses_app.selectors import response_context_items
+from responses_app.selectors import input_with_references, previous_response_get, response_context_items
 from responses_app.services.compaction import check_compaction_items
 from responses_app.states import ResponseStatus
 from responses_app.types import CreateRequest
@@ -47,21 +47,6 @@ def seal_tool_headers(params: dict[str, Any]) -> dict[str, Any]:
 
 def _search_text(items: list[dict[str, Any]]) -> str:
     return "\n".join(message_text(i) for i in items if i.get("type") == "message")[:20000]
-
-
-def _resolve_references(request: CreateRequest, owner: str | None) -> list[dict[str, Any]]:
-    items = list(request.input_items)
-    for index, ref in request.item_references:
-        qs = ResponseItem.objects.filter(item_id=ref, response__store=True)
-        if owner is not None:
-            qs = qs.filter(response__owner=owner)
-        row = qs.first()
-        if row is None:
-            raise ApiError(
-                404, f"Item with id '{ref}' not found.", param=f"input[{index}].id", code="item_not_found"
-            )
-        items[index] = row.data
-    return items
 
 
 def _check_call_ids(items: list[dict[str, Any]], context_call_ids: set[str]) -> None:
@@ -96,20 +81,13 @@ def response_create(
     check_compaction_items(request.input_items)
     previous = None
     if request.previous_response_id:
-        qs = Response.objects.filter(id=request.previous_response_id)
-        if request.previous_response_id not in unstored_ids:
-            qs = qs.filter(store=True)
-        if owner is not None:
-            qs = qs.filter(owner=owner)
-        previous = qs.only("id", "ancestor_ids").first()
-        if previous is None:
-            raise ApiError(
-                404,
-                f"Previous response with id '{request.previous_response_id}' not found.",
-                param="previous_response_id",
-                code="previous_response_not_found",
-            )
-    items = _resolve_references(request, owner) if request.item_references else request.input_items
+        previous = previous_response_get(
+            response_id=request.previous_response_id,
+            owner=owner,
+            unstored_ids=unstored_ids,
+            fields=("id", "ancestor_ids"),
+        )
+    items = input_with_references(items=request.input_items, references=request.item_references, owner=owner)
     ancestors = (list(previous.ancestor_ids or []) + [previous.id]) if previous else []
     if any(i.get("type") == "function_call_output" for i in items):
         context_calls = (
