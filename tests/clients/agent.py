@@ -16,6 +16,7 @@ the suite uses.
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from tests.support.upstream import Recorded, Reply
@@ -30,10 +31,31 @@ PLAIN = "Hello from the scripted agent."
 PREFERRED = ("exec_command", "shell_command", "shell", "local_shell", "run_shell_command")
 HINTS = ("shell", "exec", "command", "run")
 
+
+class _AnthropicAgentWire(AnthropicWire):
+    """Anthropic tool calls without the text block the suite's wire data puts before them.
+
+    The agent acts alike in every family: a turn is a tool call or text, never both. (pydantic-ai's
+    ``run_stream`` takes the first text of a turn as the final answer and stops there, whichever
+    provider it talks to.)
+    """
+
+    def tool_call(self, name: str, args: dict[str, Any], *, stream: bool) -> Reply:
+        block = {"type": "tool_use", "id": "toolu_01" + secrets.token_hex(11), "name": name}
+        if not stream:
+            return Reply.json(self._message([{**block, "input": args}], "tool_use"))
+        arguments = json.dumps(args)
+        deltas = [
+            {"type": "input_json_delta", "partial_json": arguments[i : i + 7]}
+            for i in range(0, len(arguments), 7)
+        ]
+        return self._stream([({**block, "input": {}}, deltas)], "tool_use")
+
+
 OPENAI, CHAT, ANTHROPIC, GEMINI, OLLAMA = (
     OpenAIWire(),
     ChatWire(),
-    AnthropicWire(),
+    _AnthropicAgentWire(),
     GeminiWire(),
     OllamaWire(),
 )

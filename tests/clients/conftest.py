@@ -11,16 +11,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.clients.agent import ScriptedAgent
+from tests.clients.agent import COMMAND, QUOTE, ScriptedAgent
 from tests.support.server import ROOT, ServerProcess
 from tests.support.upstream import FakeUpstream
 
@@ -80,9 +81,11 @@ def require_node(package: str) -> None:
 
 @dataclass
 class Run:
-    """What a driver printed: one JSON object of results per scenario, plus its logs."""
+    """One family's results from a driver (scenario name to result), the token its tool answered
+    with, and the driver's logs."""
 
     results: dict[str, Any]
+    token: str
     stdout: str
     stderr: str
 
@@ -93,22 +96,57 @@ class Run:
         return result
 
 
-def run_driver(command: list[str], env: dict[str, str], *, timeout: float = 90) -> Run:
-    """Run a driver script; it prints ``{"scenario": {...}}`` as its last stdout line."""
-    done = subprocess.run(
-        command,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    assert lines, (
-        f"driver printed no results (exit {done.returncode})\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-    )
-    return Run(json.loads(lines[-1]), done.stdout, done.stderr)
+class DriverMatrix:
+    """Runs each driver script once, for every family the session selected of the test using it.
+
+    Starting a client (Node, or a Python SDK and its imports) costs seconds; its scenarios take far
+    less. So one process drives every selected family in turn, printing
+    ``{model: {scenario: result}}`` as its last line, and each parametrized test reads its own.
+    """
+
+    def __init__(self, session: pytest.Session, env: dict[str, str]) -> None:
+        self.session = session
+        self.env = env
+        self._runs: dict[tuple[str, ...], dict[str, Run]] = {}
+
+    def _families(self, node: pytest.Item) -> list[Family]:
+        function = getattr(node, "function", None)
+        chosen = [
+            item.callspec.params["family"]
+            for item in self.session.items
+            if getattr(item, "function", None) is function and hasattr(item, "callspec")
+        ]
+        return list(dict.fromkeys(chosen))
+
+    def run(self, command: list[str], node: pytest.Item, family: Family, *, timeout: float = 150) -> Run:
+        key = tuple(command)
+        if key not in self._runs or family.model not in self._runs[key]:
+            wanted = self._families(node) or [family]
+            token = "tok-" + secrets.token_hex(6)
+            env = {
+                **os.environ,
+                **self.env,
+                "CLIENT_MODELS": ",".join(f.model for f in wanted),
+                "TOOL_TOKEN": token,
+            }
+            done = subprocess.run(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout * len(wanted),
+            )
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            assert lines, (
+                f"driver printed no results (exit {done.returncode})\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+            )
+            printed = json.loads(lines[-1])
+            self._runs[key] = {
+                model: Run(results, token, done.stdout, done.stderr) for model, results in printed.items()
+            }
+        return self._runs[key][family.model]
 
 
 @pytest.fixture(scope="package")
@@ -171,7 +209,7 @@ def clients_server(
     process.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="package")
 def client_env(clients_server: ServerProcess) -> dict[str, str]:
     """The environment every driver reads: where the server is and the client key."""
     return {
@@ -183,3 +221,21 @@ def client_env(clients_server: ServerProcess) -> dict[str, str]:
         "OPENAI_AGENTS_DISABLE_TRACING": "1",
         "NO_PROXY": "127.0.0.1,localhost",
     }
+
+
+@pytest.fixture(scope="package")
+def driver_matrix(request: pytest.FixtureRequest, client_env: dict[str, str]) -> DriverMatrix:
+    return DriverMatrix(request.session, client_env)
+
+
+@pytest.fixture
+def drive(driver_matrix: DriverMatrix, request: pytest.FixtureRequest) -> Callable[[list[str]], Run]:
+    """``drive(command)``: this test's family's results from that driver."""
+    family = request.node.callspec.params["family"]
+    return lambda command: driver_matrix.run(command, request.node, family)
+
+
+def assert_tool_round_trip(result: dict[str, Any], token: str) -> None:
+    """The client ran its tool once, with the agent's command, and got the answer quoting its output."""
+    assert result["calls"] == [{"name": "shell", "arguments": {"command": COMMAND}}], result
+    assert QUOTE in result["text"] and token in result["text"], result

@@ -142,7 +142,7 @@ def test_codex_exec_runs_its_shell_tool(
     assert answer and QUOTE in answer[-1]["text"] and PRINTED in answer[-1]["text"], detail
     # Every sampling request reached the provider family the model is routed to.
     paths = {r.path.split("?")[0] for r in upstream_log.requests}
-    assert paths and all(family.id in _family_of(p) for p in paths), paths
+    assert paths and all(_family_of(p) == family.id for p in paths), paths
 
 
 def _family_of(path: str) -> str:

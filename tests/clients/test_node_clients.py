@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
-from tests.clients.agent import COMMAND, PLAIN, QUOTE
-from tests.clients.conftest import NODE_DIR, Family, families, require_node, run_driver
+from tests.clients.agent import PLAIN
+from tests.clients.conftest import NODE_DIR, Family, assert_tool_round_trip, families, require_node
 
-pytestmark = pytest.mark.timeout(180)
-
-
-def drive(script: str, family: Family, client_env: dict[str, str]) -> tuple[object, str]:
-    token = "tok-" + secrets.token_hex(6)
-    env = {**client_env, "CLIENT_MODEL": family.model, "TOOL_TOKEN": token}
-    return run_driver(["node", str(NODE_DIR / script)], env), token
-
-
-def assert_tool_round_trip(result: dict, token: str) -> None:
-    """The client ran its tool once with the agent's command and got the answer quoting its output."""
-    assert result["calls"] == [{"name": "shell", "arguments": {"command": COMMAND}}], result
-    assert QUOTE in result["text"] and token in result["text"], result
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.mark.parametrize("family", families())
-def test_openai_node_sdk(family: Family, client_env: dict[str, str], upstream_log) -> None:
+def test_openai_node_sdk(family: Family, drive) -> None:
     require_node("openai")
-    run, token = drive("openai_sdk.mjs", family, client_env)
+    run = drive(["node", str(NODE_DIR / "openai_sdk.mjs")])
 
     create = run.check("create")
     assert (create["status"], create["text"]) == ("completed", PLAIN)
@@ -38,18 +24,17 @@ def test_openai_node_sdk(family: Family, client_env: dict[str, str], upstream_lo
     assert (helper["status"], helper["text"]) == ("completed", PLAIN)
     tools = run.check("tools")
     assert tools["status"] == "completed"
-    assert_tool_round_trip(tools, token)
+    assert_tool_round_trip(tools, run.token)
 
 
 @pytest.mark.parametrize("family", families())
-def test_vercel_ai_sdk(family: Family, client_env: dict[str, str], upstream_log) -> None:
+def test_vercel_ai_sdk(family: Family, drive) -> None:
     require_node("ai")
     require_node("@ai-sdk/openai")
-    run, token = drive("ai_sdk.mjs", family, client_env)
+    run = drive(["node", str(NODE_DIR / "ai_sdk.mjs")])
 
-    generate = run.check("generate")
-    assert generate["text"] == PLAIN
+    assert run.check("generate")["text"] == PLAIN
     for scenario in ("generate_tool", "stream_tool"):
         result = run.check(scenario)
         assert result["steps"] == 2, result
-        assert_tool_round_trip(result, token)
+        assert_tool_round_trip(result, run.token)

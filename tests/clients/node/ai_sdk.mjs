@@ -2,7 +2,7 @@
 // each running the tool it offers and finishing with the model's answer.
 import { createOpenAI } from "@ai-sdk/openai";
 import { generateText, jsonSchema, stepCountIs, streamText, tool } from "ai";
-import { apiKey, baseURL, model, runScenarios, shell, TOOL_DESCRIPTION, TOOL_NAME, TOOL_SCHEMA } from "./common.mjs";
+import { apiKey, baseURL, runMatrix, shell, TOOL_DESCRIPTION, TOOL_NAME, TOOL_SCHEMA } from "./common.mjs";
 
 const provider = createOpenAI({ baseURL, apiKey });
 const tools = {
@@ -18,7 +18,7 @@ function callsOf(steps) {
   return steps.flatMap((step) => step.toolCalls.map((c) => ({ name: c.toolName, arguments: c.input })));
 }
 
-await runScenarios({
+await runMatrix((model) => ({
   async generate() {
     const result = await generateText({ model: provider.responses(model), prompt: "Say hello.", maxRetries: 0 });
     return { text: result.text, finish: result.finishReason };
@@ -49,4 +49,4 @@ await runScenarios({
     const steps = await result.steps;
     return { text, calls: callsOf(steps), steps: steps.length, finish: await result.finishReason };
   },
-});
+}));

@@ -1,7 +1,8 @@
 // What every Node driver shares: the environment the test sets, the tool, and the result line.
 export const baseURL = process.env.OPENRESPONSES_BASE_URL;
 export const apiKey = process.env.OPENRESPONSES_API_KEY;
-export const model = process.env.CLIENT_MODEL;
+/** The models to drive, one per provider family the test selected. */
+export const models = process.env.CLIENT_MODELS.split(",");
 export const token = process.env.TOOL_TOKEN;
 
 export const TOOL_NAME = "shell";
@@ -18,15 +19,22 @@ export function shell({ command }) {
   return `${token} (from: ${command})`;
 }
 
-/** Run each scenario, keep its result or its error, print them all as one JSON line. */
-export async function runScenarios(scenarios) {
-  const results = {};
-  for (const [name, fn] of Object.entries(scenarios)) {
-    try {
-      results[name] = await fn();
-    } catch (error) {
-      results[name] = { error: String(error?.stack || error).slice(0, 3000) };
+/**
+ * For each model, run each scenario the factory makes for it; keep its result or its error.
+ * Prints `{model: {scenario: result}}` as one JSON line.
+ */
+export async function runMatrix(scenariosFor) {
+  const all = {};
+  for (const model of models) {
+    const results = {};
+    for (const [name, fn] of Object.entries(scenariosFor(model))) {
+      try {
+        results[name] = await fn();
+      } catch (error) {
+        results[name] = { error: String(error?.stack || error).slice(0, 3000) };
+      }
     }
+    all[model] = results;
   }
-  console.log(JSON.stringify(results));
+  console.log(JSON.stringify(all));
 }

@@ -1,13 +1,13 @@
 // The official `openai` Node SDK: create, stream, and a function round trip with previous_response_id.
 import OpenAI from "openai";
-import { apiKey, baseURL, model, runScenarios, shell, TOOL_DESCRIPTION, TOOL_NAME, TOOL_SCHEMA } from "./common.mjs";
+import { apiKey, baseURL, runMatrix, shell, TOOL_DESCRIPTION, TOOL_NAME, TOOL_SCHEMA } from "./common.mjs";
 
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 60_000 });
 const tools = [
   { type: "function", name: TOOL_NAME, description: TOOL_DESCRIPTION, parameters: TOOL_SCHEMA, strict: true },
 ];
 
-await runScenarios({
+await runMatrix((model) => ({
   async create() {
     const response = await client.responses.create({ model, input: "Say hello." });
     return { status: response.status, text: response.output_text, id: response.id };
@@ -49,4 +49,4 @@ await runScenarios({
       text: second.output_text,
     };
   },
-});
+}));
