@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ import pytest
 from tests.clients.agent import COMMAND, QUOTE
 from tests.clients.conftest import NODE_DIR, Family, families, require_node
 from tests.support.server import ARTIFACTS, ServerProcess
+from tests.support.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -81,8 +84,8 @@ def run_codex(
     root: Path, model: str, base_url: str, *, websockets: bool, prompt: str
 ) -> subprocess.CompletedProcess:
     home, work = root / "codex-home", root / "work"
-    home.mkdir(exist_ok=True)
-    work.mkdir(exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(codex_config(model, base_url, websockets=websockets))
     env = {
         key: value
@@ -156,3 +159,149 @@ def _family_of(path: str) -> str:
         if marker in path:
             return family
     return "?"
+
+
+# --------------------------------------------------------------------------- what Codex sends
+
+#: The top-level fields of Codex's first ``POST /responses`` (0.171, issue 15).
+FIRST_REQUEST_FIELDS = {
+    "model",
+    "input",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "reasoning",
+    "store",
+    "stream",
+    "include",
+    "prompt_cache_key",
+    "client_metadata",
+}
+
+
+def _answer(output_text: str | None) -> list[dict]:
+    """A minimal Responses event stream: created, then completed with one message (or none)."""
+    output = []
+    if output_text is not None:
+        output = [
+            {
+                "id": "msg_stub",
+                "type": "message",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": output_text, "annotations": []}],
+            }
+        ]
+    response = {
+        "id": "resp_stub_" + secrets.token_hex(4),
+        "object": "response",
+        "created_at": 1,
+        "status": "completed",
+        "model": "gpt-4o",
+        "output": output,
+        "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+    }
+    return [
+        {
+            "type": "response.created",
+            "sequence_number": 0,
+            "response": {**response, "status": "in_progress", "output": []},
+        },
+        *[
+            {"type": "response.output_item.done", "sequence_number": 1, "output_index": 0, "item": i}
+            for i in output
+        ],
+        {"type": "response.completed", "sequence_number": 2, "response": response},
+    ]
+
+
+def _summary(body: dict) -> dict:
+    """The shape of a request: its fields (long ones elided), input roles and tool types."""
+    return {
+        "fields": {k: v for k, v in body.items() if k not in ("input", "tools", "client_metadata")},
+        "client_metadata_keys": sorted(body.get("client_metadata") or {}),
+        "input": [
+            {"type": i.get("type"), "role": i.get("role"), "has_id": "id" in i}
+            for i in body.get("input") or []
+        ],
+        "tools": [
+            {
+                "type": t.get("type"),
+                "name": t.get("name"),
+                "tools": [s.get("name") for s in t.get("tools") or []],
+            }
+            for t in body.get("tools") or []
+        ],
+    }
+
+
+def _record(name: str, bodies: list[dict]) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / name).write_text(json.dumps([_summary(b) for b in bodies], indent=1))
+
+
+def _assert_codex_shape(body: dict) -> None:
+    assert FIRST_REQUEST_FIELDS <= set(body), sorted(body)
+    assert body["stream"] is True and body["store"] is False and body["tool_choice"] == "auto"
+    assert body["include"] == ["reasoning.encrypted_content"]
+    assert body["reasoning"] == {"summary": "auto"}
+    assert isinstance(body["client_metadata"], dict) and body["prompt_cache_key"]
+    developer = [i for i in body["input"] if i.get("role") == "developer"]
+    assert developer and all(i.get("id") for i in developer)
+    kinds = {t["type"] for t in body["tools"]}
+    assert {"function", "namespace", "web_search"} <= kinds, kinds
+    shell = [t for t in body["tools"] if t.get("name") in ("exec_command", "shell", "shell_command")]
+    assert shell and shell[0]["type"] == "function"
+    search = next(t for t in body["tools"] if t["type"] == "web_search")
+    assert search.get("external_web_access") is False
+
+
+def test_codex_first_requests_over_http_and_websocket(tmp_path: Path) -> None:
+    """What Codex sends, recorded by stubs (no server): the fields the server must accept.
+
+    Over HTTP, one streamed ``POST /responses``. Over WebSocket, a ``response.create`` prewarm with
+    ``generate: false`` (and ``stream: true``), then the turn chained on it by
+    ``previous_response_id`` with only the new input. Summaries go to
+    ``artifacts/codex-first-request-{http,ws}.json``.
+    """
+    require_node("@openai/codex")
+    from websockets.sync.server import serve
+
+    def http_answer(recorded):
+        return Reply.sse(_answer("stub answer"))
+
+    root = work_root(tmp_path)
+    with FakeUpstream(handler=http_answer) as stub:
+        done = run_codex(root / "http", "gpt-4o", stub.base_url + "/v1", websockets=False, prompt="Say hi.")
+        bodies = [r.json() for r in stub.requests if r.path.endswith("/responses")]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert len(bodies) == 1
+    _record("codex-first-request-http.json", bodies)
+    _assert_codex_shape(bodies[0])
+    assert "generate" not in bodies[0] and "previous_response_id" not in bodies[0]
+
+    messages: list[dict] = []
+    paths: list[str] = []
+
+    def ws_handler(connection) -> None:
+        paths.append(connection.request.path)
+        for raw in connection:
+            message = json.loads(raw)
+            messages.append(message)
+            for event in _answer(None if message.get("generate") is False else "stub answer"):
+                connection.send(json.dumps(event))
+
+    with serve(ws_handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{server.socket.getsockname()[1]}/v1"
+        done = run_codex(root / "ws", "gpt-4o", base, websockets=True, prompt="Say hi.")
+        server.shutdown()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _record("codex-first-request-ws.json", messages)
+    assert paths and all(p == "/v1/responses" for p in paths)
+    prewarm, turn = messages[0], messages[1]
+    assert prewarm["type"] == "response.create" and prewarm["generate"] is False and prewarm["stream"] is True
+    _assert_codex_shape(prewarm)
+    assert turn["type"] == "response.create" and turn["previous_response_id"].startswith("resp_stub_")
+    assert "generate" not in turn and turn["stream"] is True
