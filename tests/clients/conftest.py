@@ -213,8 +213,8 @@ def clients_server(
 def client_env(clients_server: ServerProcess) -> dict[str, str]:
     """The environment every driver reads: where the server is and the client key."""
     return {
-        "OPENRESPONSES_BASE_URL": clients_server.url + "/v1",
-        "OPENRESPONSES_API_KEY": "client-test-key",
+        "CLIENT_BASE_URL": clients_server.url + "/v1",
+        "CLIENT_API_KEY": "client-test-key",
         # The clients must reach nothing but the server.
         "OPENAI_API_KEY": "client-test-key",
         "OPENAI_BASE_URL": clients_server.url + "/v1",

@@ -70,7 +70,7 @@ def codex_config(model: str, base_url: str, *, websockets: bool) -> str:
             "[model_providers.openresponses]",
             'name = "OpenResponses"',
             f'base_url = "{base_url}"',
-            'env_key = "OPENRESPONSES_API_KEY"',
+            'env_key = "CLIENT_API_KEY"',
             'wire_api = "responses"',
             "request_max_retries = 0",
             "stream_max_retries = 0",
@@ -92,7 +92,7 @@ def run_codex(
         for key, value in os.environ.items()
         if not key.startswith(("OPENAI_", "CODEX_")) and key not in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
     }
-    env.update(CODEX_HOME=str(home), OPENRESPONSES_API_KEY="client-test-key", NO_PROXY="127.0.0.1,localhost")
+    env.update(CODEX_HOME=str(home), CLIENT_API_KEY="client-test-key", NO_PROXY="127.0.0.1,localhost")
     return subprocess.run(
         [str(CODEX), "exec", "--skip-git-repo-check", "--json", "-C", str(work), prompt],
         cwd=work,

@@ -13,8 +13,8 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-BASE_URL = os.environ["OPENRESPONSES_BASE_URL"]
-API_KEY = os.environ["OPENRESPONSES_API_KEY"]
+BASE_URL = os.environ["CLIENT_BASE_URL"]
+API_KEY = os.environ["CLIENT_API_KEY"]
 #: The models to drive, one per provider family the test selected.
 MODELS = os.environ["CLIENT_MODELS"].split(",")
 TOKEN = os.environ["TOOL_TOKEN"]

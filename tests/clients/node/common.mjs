@@ -1,6 +1,6 @@
 // What every Node driver shares: the environment the test sets, the tool, and the result line.
-export const baseURL = process.env.OPENRESPONSES_BASE_URL;
-export const apiKey = process.env.OPENRESPONSES_API_KEY;
+export const baseURL = process.env.CLIENT_BASE_URL;
+export const apiKey = process.env.CLIENT_API_KEY;
 /** The models to drive, one per provider family the test selected. */
 export const models = process.env.CLIENT_MODELS.split(",");
 export const token = process.env.TOOL_TOKEN;
