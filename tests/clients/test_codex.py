@@ -128,6 +128,7 @@ def test_codex_exec_runs_its_shell_tool(
     family: Family, websockets: bool, clients_server: ServerProcess, upstream_log, tmp_path: Path
 ) -> None:
     require_node("@openai/codex")
+    log_start = clients_server.log_path.stat().st_size
     done = run_codex(
         work_root(tmp_path),
         family.model,
@@ -143,6 +144,12 @@ def test_codex_exec_runs_its_shell_tool(
     assert PRINTED in commands[0].get("aggregated_output", ""), detail
     answer = item_texts(events, "agent_message")
     assert answer and QUOTE in answer[-1]["text"] and PRINTED in answer[-1]["text"], detail
+    # The transport asked for is the one used (Codex falls back to HTTP when a socket fails).
+    with clients_server.log_path.open("rb") as log:
+        log.seek(log_start)
+        access = log.read().decode(errors="replace")
+    posts, sockets = access.count('"POST /v1/responses"'), access.count('"WSCONNECT /v1/responses"')
+    assert (sockets > 0 and posts == 0) if websockets else (posts > 0 and sockets == 0), access[-3000:]
     # Every sampling request reached the provider family the model is routed to.
     paths = {r.path.split("?")[0] for r in upstream_log.requests}
     assert paths and all(_family_of(p) == family.id for p in paths), paths
