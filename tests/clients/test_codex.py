@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -38,11 +39,18 @@ HTTP_GAPS = (
 WS_GAPS = HTTP_GAPS + "; WebSocket mode refuses generate: false (prewarm) and stream: true on response.create"
 
 
+def _under_tmp(path: Path) -> bool:
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(t) for t in {Path("/tmp"), Path(tempfile.gettempdir()).resolve()})
+
+
 def work_root(tmp_path: Path) -> Path:
-    """A fresh folder outside ``/tmp``: the test's own when pytest's lives elsewhere, else under artifacts/."""
-    if not str(tmp_path.resolve()).startswith("/tmp/"):
+    """A fresh folder outside the temporary directory: the test's own if pytest's lives elsewhere,
+    else under the checkout's artifacts/, else under the user's cache."""
+    if not _under_tmp(tmp_path):
         return tmp_path
-    root = ARTIFACTS / "codex" / tmp_path.name
+    base = ARTIFACTS if not _under_tmp(ARTIFACTS.parent) else Path.home() / ".cache" / "openresponses-tests"
+    root = base / "codex" / tmp_path.name
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     return root
