@@ -3,15 +3,18 @@
 Real models call functions the request did not offer; so do the recorded answers of every provider
 here (the client offers only ``shell``). OpenAI's own API hands such a call to the client as the
 ``function_call`` item it was, and clients handle unknown names themselves. The official ``openai``
-Python SDK must get exactly that, in the JSON and in the stream, from every provider family.
+Python SDK must get exactly that, in the JSON and in the stream, from every provider family; the
+OpenAI Agents SDK must get to raise its own error about the unknown tool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
+from tests.clients.conftest import require_python
 from tests.support.server import ServerProcess
 from tests.support.upstream import FakeUpstream, Reply
 
@@ -75,4 +78,50 @@ def test_unoffered_function_call_reaches_the_client(
     assert [c.name for c in calls] == names
     assert all(isinstance(json.loads(c.arguments), dict) and c.call_id for c in calls)
     # Nothing ran server-side: the calls are the client's to handle, the upstream was asked once.
+    assert len(upstream_log.requests) == 1
+
+
+@pytest.mark.xfail(reason=UNKNOWN_FUNCTION_GAP, strict=False)
+@pytest.mark.parametrize(
+    ("fixture", "model", "streamed", "names"), [pytest.param(*r, id=r[0].split(".")[0]) for r in RECORDINGS]
+)
+def test_agents_sdk_handles_the_unknown_tool_itself(
+    fixture: str, model: str, streamed: bool, names: list[str], clients_server: ServerProcess, upstream_log
+) -> None:
+    """The Agents SDK, not the server, decides about a tool it never offered: ModelBehaviorError."""
+    require_python("agents", "openai-agents")
+    from agents import (
+        Agent,
+        ModelBehaviorError,
+        OpenAIResponsesModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
+    from openai import AsyncOpenAI
+
+    set_tracing_disabled(True)
+    client = AsyncOpenAI(base_url=clients_server.url + "/v1", api_key="client-test-key", max_retries=0)
+
+    def shell(command: str) -> str:
+        """Run a shell command and return what it printed."""
+        return "not run"
+
+    agent = Agent(
+        name="e2e",
+        model=OpenAIResponsesModel(model=model, openai_client=client),
+        tools=[function_tool(shell)],
+    )
+
+    async def run() -> None:
+        if streamed:
+            result = Runner.run_streamed(agent, "Use your tools.", max_turns=2)
+            async for _ in result.stream_events():
+                pass
+        else:
+            await Runner.run(agent, "Use your tools.", max_turns=2)
+
+    upstream_log.queue(Reply.fixture(fixture))
+    with pytest.raises(ModelBehaviorError, match=f"Tool {names[0]} not found"):
+        asyncio.run(run())
     assert len(upstream_log.requests) == 1
