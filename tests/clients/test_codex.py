@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.clients.agent import COMMAND, QUOTE
-from tests.clients.conftest import NODE_DIR, Family, families, require_node
+from tests.clients.harness import NODE_DIR, Family, families, require_node
 from tests.support.server import ARTIFACTS, ServerProcess
 from tests.support.upstream import FakeUpstream, Reply
 

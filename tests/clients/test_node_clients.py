@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.clients.agent import PLAIN
-from tests.clients.conftest import NODE_DIR, Family, assert_tool_round_trip, families, require_node
+from tests.clients.harness import NODE_DIR, Family, assert_tool_round_trip, families, require_node
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.clients.agent import PLAIN
-from tests.clients.conftest import DRIVERS, Family, assert_tool_round_trip, families, require_python
+from tests.clients.harness import DRIVERS, Family, assert_tool_round_trip, families, require_python
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from tests.clients.conftest import require_python
+from tests.clients.harness import require_python
 from tests.support.server import ServerProcess
 from tests.support.upstream import FakeUpstream, Reply
 
