@@ -32,11 +32,9 @@ CODEX = NODE_DIR / "node_modules" / ".bin" / "codex"
 PRINTED = "clients-42"
 
 #: The known server gaps (issue 15) that refuse Codex today, fixed on other branches.
-HTTP_GAPS = (
-    "known gap (issue 15): Codex's first request is refused with 400 unknown_parameter client_metadata, "
-    "then tools[..].type 'namespace', then 'web_search'"
-)
-WS_GAPS = HTTP_GAPS + "; WebSocket mode refuses generate: false (prewarm) and stream: true on response.create"
+TOOL_GAPS = "400 invalid_value tools[4].type 'namespace', then tools[7].type 'web_search'"
+HTTP_GAPS = f"known gap (issue 15): Codex's first request is refused with 400 unknown_parameter client_metadata, then {TOOL_GAPS}"
+WS_GAPS = f"known gap (issue 15): over WebSocket Codex's turn is refused with {TOOL_GAPS}"
 
 
 def _under_tmp(path: Path) -> bool:
