@@ -98,6 +98,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
     "providers_app",
     "responses_app",
 ]
@@ -189,6 +193,22 @@ OPENRESPONSES = {
     "HOSTED_TOOLS": env_list("OPENRESPONSES_HOSTED_TOOLS"),
     "MIDDLEWARE": env_list("OPENRESPONSES_MIDDLEWARE"),
     "KEEPALIVE_SECONDS": float(os.environ.get("OPENRESPONSES_KEEPALIVE_SECONDS", "15")),
+}
+
+# The management API (/manage/v1/): staff sessions (browsable API) and staff tokens
+# (``manage.py drf_create_token <user>``). Its permissions and OpenAPI schema are set on its views.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "OpenResponses management API",
+    "DESCRIPTION": "Providers, routing rules, client keys, usage and stored responses.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 AUTH_PASSWORD_VALIDATORS = []

@@ -22,12 +22,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from providers_app import services
 from providers_app.connection import ConnectionResult, check_connection, probe_model
-from providers_app.models import Provider, RoutingRule, key_destination
+from providers_app.models import Provider, RoutingRule
 from providers_app.registry import (
     BUILTIN_ADAPTERS,
     ConfigError,
-    adapter_class,
     all_routes,
     provider_config_from_row,
     provider_configs,
@@ -35,7 +35,7 @@ from providers_app.registry import (
     registry,
     route_for_model,
 )
-from providers_app.secrets import SecretError, key_variable_allowed, key_variable_error
+from providers_app.secrets import SecretError, key_variable_allowed
 
 
 def key_hint(key: str) -> str:
@@ -91,52 +91,41 @@ class ProviderForm(forms.ModelForm):
         }
 
     def clean_adapter(self) -> str:
-        value = (self.cleaned_data.get("adapter") or "").strip()
-        try:
-            adapter_class(value)
-        except ConfigError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return value
+        return _checked(services.check_adapter, self.cleaned_data.get("adapter") or "")
 
     def clean_headers(self) -> dict[str, str]:
-        value = self.cleaned_data.get("headers") or {}
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            raise forms.ValidationError(
-                'Headers must be a JSON object of strings, e.g. {"X-Team": "search"}.'
-            )
-        return value
+        return _checked(services.check_headers, self.cleaned_data.get("headers"))
 
     def clean_options(self) -> dict[str, Any]:
-        value = self.cleaned_data.get("options") or {}
-        if not isinstance(value, dict):
-            raise forms.ValidationError("Options must be a JSON object.")
-        return value
+        return _checked(services.check_options, self.cleaned_data.get("options"))
 
     def clean_api_key_env(self) -> str:
-        value = (self.cleaned_data.get("api_key_env") or "").strip()
-        if value and not key_variable_allowed(value):
-            raise forms.ValidationError(key_variable_error(value))
-        return value
+        return _checked(services.check_key_variable, self.cleaned_data.get("api_key_env") or "")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        if data.get("api_key") and data.get("api_key_env"):
-            self.add_error(
-                "api_key", "Give either a key or the name of an environment variable holding it, not both."
+        try:
+            services.check_key_source(
+                api_key=data.get("api_key") or "", api_key_env=data.get("api_key_env") or ""
             )
-        stored = self.instance.pk and self.instance.api_key_encrypted
-        keeps_stored_key = not (data.get("api_key") or data.get("clear_api_key") or data.get("api_key_env"))
-        if stored and keeps_stored_key and "adapter" in data and "base_url" in data:
-            moved = key_destination(data["adapter"], data["base_url"]) != self.instance.api_key_destination
-            if moved:
-                self.add_error(
-                    "api_key",
-                    "The adapter or base URL changed: enter the key again (a stored key is only sent "
-                    "where it was entered for), or tick “Remove the stored key”.",
+            if "adapter" in data and "base_url" in data:
+                services.check_key_destination(
+                    provider=self.instance,
+                    adapter=data["adapter"],
+                    base_url=data["base_url"],
+                    new_key=bool(data.get("api_key") or data.get("clear_api_key") or data.get("api_key_env")),
                 )
+        except services.ProviderInputError as exc:
+            self.add_error(exc.field, exc.message)
         return data
+
+
+def _checked(check: Any, value: Any) -> Any:
+    """Run a :mod:`providers_app.services` check as a form field's clean step."""
+    try:
+        return check(value)
+    except services.ProviderInputError as exc:
+        raise forms.ValidationError(exc.message) from None
 
 
 @admin.register(Provider)
@@ -182,17 +171,14 @@ class ProviderAdmin(admin.ModelAdmin):
         return obj.rules.count()
 
     def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
-        key = form.cleaned_data.get("api_key") or ""
-        if key:
-            obj.set_api_key(key)
-        elif form.cleaned_data.get("clear_api_key") or obj.api_key_env:
-            obj.set_api_key("")
-        super().save_model(request, obj, form, change)
-        registry.reset()
+        services.provider_save(
+            provider=obj,
+            api_key=form.cleaned_data.get("api_key") or "",
+            clear_api_key=bool(form.cleaned_data.get("clear_api_key")),
+        )
 
     def delete_model(self, request: HttpRequest, obj: Provider) -> None:
-        super().delete_model(request, obj)
-        registry.reset()
+        services.provider_delete(provider=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         super().delete_queryset(request, queryset)
@@ -312,42 +298,23 @@ class RoutingRuleForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        provider, name = data.get("provider"), (data.get("provider_name") or "").strip()
-        if bool(provider) == bool(name):
-            raise forms.ValidationError(
-                "Choose one provider: a database provider or the name of one from the environment or config file."
-            )
-        if name:
+        for check, kwargs in (
+            (
+                services.check_rule_target,
+                {
+                    "provider": data.get("provider"),
+                    "provider_name": (data.get("provider_name") or "").strip(),
+                },
+            ),
+            (services.check_fallbacks, {"value": data.get("fallbacks")}),
+        ):
             try:
-                known = provider_configs()
-            except ConfigError as exc:
-                raise forms.ValidationError(str(exc)) from None
-            if name not in known:
-                self.add_error(
-                    "provider_name", f"No provider named {name!r} (known: {', '.join(sorted(known))})."
-                )
-        self._clean_fallbacks(data)
+                check(**kwargs)
+            except services.ProviderInputError as exc:
+                if exc.field is None:
+                    raise forms.ValidationError(exc.message) from None
+                self.add_error(exc.field, exc.message)
         return data
-
-    def _clean_fallbacks(self, data: dict[str, Any]) -> None:
-        from providers_app.registry import fallbacks_of
-
-        try:
-            fallbacks = (
-                fallbacks_of(data.get("fallbacks"), "fallbacks")
-                if isinstance(data.get("fallbacks") or [], list)
-                else None
-            )
-            known = provider_configs() | {p.name: None for p in Provider.objects.all()}
-        except ConfigError as exc:
-            self.add_error("fallbacks", str(exc))
-            return
-        if fallbacks is None:
-            self.add_error("fallbacks", 'A list, e.g. [{"provider": "azure", "model": "gpt-4o"}].')
-            return
-        unknown = [name for name, _ in fallbacks if name not in known]
-        if unknown:
-            self.add_error("fallbacks", f"No provider named {unknown[0]!r}.")
 
 
 @admin.register(RoutingRule)
@@ -366,12 +333,10 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         return obj.target_name
 
     def save_model(self, request: HttpRequest, obj: RoutingRule, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        registry.reset()
+        services.rule_save(rule=obj)
 
     def delete_model(self, request: HttpRequest, obj: RoutingRule) -> None:
-        super().delete_model(request, obj)
-        registry.reset()
+        services.rule_delete(rule=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         super().delete_queryset(request, queryset)

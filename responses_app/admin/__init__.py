@@ -236,8 +236,7 @@ class ClientKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ClientKey, form: Any, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
-            keys.reset_cache()
+            keys.key_update(key=obj)
             return
         row, token = keys.key_create(
             name=obj.name, allowed_models=obj.allowed_models, **{f: getattr(obj, f) for f in KEY_LIMIT_FIELDS}
@@ -269,8 +268,7 @@ class ClientKeyAdmin(admin.ModelAdmin):
         return response
 
     def delete_model(self, request: HttpRequest, obj: ClientKey) -> None:
-        super().delete_model(request, obj)
-        keys.reset_cache()
+        keys.key_delete(key=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         super().delete_queryset(request, queryset)

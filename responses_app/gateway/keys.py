@@ -35,6 +35,7 @@ PREFIX_LENGTH = 8
 CACHE_SECONDS = 5.0
 LAST_USED_EVERY = 60.0
 _MAX_CACHED = 10_000
+LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent", "retention_days")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,14 +178,14 @@ def key_create(
     """
     from responses_app.models import ClientKey
 
-    unknown = set(limits) - {"rpm", "tpm", "max_concurrent", "retention_days"}
+    unknown = set(limits) - set(LIMIT_FIELDS)
     if unknown:
         raise TypeError(f"unknown key settings: {sorted(unknown)}")
     while True:
         prefix = secrets.token_hex(PREFIX_LENGTH // 2)
         if not ClientKey.objects.filter(prefix=prefix).exists():
             break
-    token = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    token = _new_token(prefix)
     row = ClientKey.objects.create(
         name=name,
         prefix=prefix,
@@ -194,6 +195,41 @@ def key_create(
     )
     reset_cache()
     return row, token
+
+
+def _new_token(prefix: str) -> str:
+    return f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def key_update(*, key: Any, **changes: Any) -> Any:
+    """Save a key's name, allowed models or limits (``changes``, or fields already set on ``key``)."""
+    unknown = set(changes) - {"name", "allowed_models", *LIMIT_FIELDS}
+    if unknown:
+        raise TypeError(f"unknown key settings: {sorted(unknown)}")
+    for name, value in changes.items():
+        setattr(key, name, value)
+    key.save()
+    reset_cache()
+    return key
+
+
+def key_rotate(*, key: Any) -> tuple[Any, str]:
+    """A new secret for ``key`` (same prefix, owner, limits and usage); the old token stops working.
+
+    Returns the row and the clear token, which is never stored or shown again. A revoked key
+    stays revoked.
+    """
+    token = _new_token(key.prefix)
+    key.secret_hash = hash_token(token)
+    key.save(update_fields=["secret_hash"])
+    reset_cache()
+    return key, token
+
+
+def key_delete(*, key: Any) -> None:
+    """Delete a key; it stops working at once in this process (its responses and usage stay)."""
+    key.delete()
+    reset_cache()
 
 
 def key_revoke(*, key: Any) -> Any:
