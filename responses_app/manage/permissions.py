@@ -11,16 +11,19 @@ from typing import Any
 
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
 
+MANAGED_APPS = ("providers_app", "responses_app")
+
 
 def is_staff(user: Any) -> bool:
     return bool(user and user.is_authenticated and user.is_active and user.is_staff)
 
 
 class IsStaff(BasePermission):
-    """An active staff user (the API root and the OpenAPI document)."""
+    """Active staff with some permission on the managed apps (the API root and the OpenAPI document)."""
 
     def has_permission(self, request: Any, view: Any) -> bool:
-        return is_staff(request.user)
+        user = request.user
+        return is_staff(user) and any(user.has_module_perms(app) for app in MANAGED_APPS)
 
 
 class StaffModelPermissions(DjangoModelPermissions):

@@ -174,9 +174,7 @@ class RoutingRuleSerializer(serializers.ModelSerializer):
                     provider=attrs["provider"], provider_name=attrs["provider_name"]
                 )
             except provider_services.ProviderInputError as exc:
-                raise serializers.ValidationError(
-                    {"provider": [exc.message]} if exc.field else {"provider": [exc.message]}
-                ) from None
+                raise serializers.ValidationError({"provider": [exc.message]}) from None
         return attrs
 
     def create(self, validated_data: dict[str, Any]) -> RoutingRule:

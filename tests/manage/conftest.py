@@ -26,6 +26,12 @@ def _fresh_caches() -> Iterator[None]:
     keys.reset_cache()
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings: Any) -> None:
+    """Test users need no slow password hashing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def make_staff(db: Any) -> Callable[..., Any]:
     """A staff user holding the given permissions (codenames like ``view_provider``)."""
@@ -42,9 +48,7 @@ def make_staff(db: Any) -> Callable[..., Any]:
 @pytest.fixture
 def operator(make_staff: Callable[..., Any]) -> Any:
     """Staff with every permission on the managed models."""
-    return make_staff(
-        "operator", *[f"{p}_{m}" for m in MANAGED for p in ("view", "add", "change", "delete")]
-    )
+    return make_staff("operator", *[f"{p}_{m}" for m in MANAGED for p in ("view", "add", "change", "delete")])
 
 
 def token_client(user: Any) -> APIClient:
