@@ -12,6 +12,10 @@ from django.utils.module_loading import import_string
 DEFAULTS: dict[str, Any] = {
     # How loops are run: "inline" (in the serving process) or "celery" (worker processes).
     "DISPATCH": "inline",
+    # Dotted paths of the host site's Django REST framework authentication classes (e.g.
+    # "rest_framework.authentication.TokenAuthentication"): a user they authenticate calls the
+    # Responses API as owner "user:<pk>"; others go on to AUTHENTICATE (client keys). [] : unused.
+    "DRF_AUTHENTICATION_CLASSES": [],
     # Comma-separated client keys accepted in ``Authorization: Bearer``; also OPENRESPONSES_API_KEYS.
     "API_KEYS": None,
     # Dotted path of the authentication hook: ``callable(request) -> ClientIdentity | None``.

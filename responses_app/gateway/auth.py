@@ -18,7 +18,13 @@ from responses_app.errors import ApiError
 from responses_app.gateway.identity import ClientIdentity
 from responses_app.gateway.keys import identity_for_key, stored_keys_exist
 
-__all__ = ["ClientIdentity", "authenticate", "authenticate_default", "check_model_allowed"]
+__all__ = [
+    "ClientIdentity",
+    "authenticate",
+    "authenticate_default",
+    "authenticate_drf",
+    "check_model_allowed",
+]
 
 logger = logging.getLogger(__name__)
 _warned_open = False
@@ -84,9 +90,55 @@ def authenticate_default(request: Any) -> ClientIdentity:
     raise ApiError(401, "Invalid API key.", code="invalid_api_key", error_type="authentication_error")
 
 
+def authenticate_drf(request: Any, *, fallback: Any) -> ClientIdentity:
+    """The host site's DRF authentication classes (``OPENRESPONSES["DRF_AUTHENTICATION_CLASSES"]``).
+
+    A user they authenticate is the owner ``user:<pk>``. Anyone else goes on to ``fallback`` (the
+    ``AUTHENTICATE`` hook: client keys), which must name an owner: a site that configured
+    authentication never runs open to anonymous callers.
+    """
+    from django.http import HttpRequest
+    from django.utils.module_loading import import_string
+    from rest_framework.exceptions import APIException
+    from rest_framework.request import Request
+
+    django_request = request
+    if not isinstance(request, HttpRequest):  # a WebSocket handshake: the same headers
+        django_request = HttpRequest()
+        django_request.META, django_request.GET = dict(request.META), request.GET
+        django_request.path, django_request.method = request.path, "GET"
+    authenticators = [
+        (import_string(c) if isinstance(c, str) else c)()
+        for c in openresponses_settings.DRF_AUTHENTICATION_CLASSES
+    ]
+    failed: APIException | None = None
+    try:
+        user = Request(django_request, authenticators=authenticators).user
+    except APIException as exc:
+        user, failed = None, exc
+    if user is not None and user.is_authenticated:
+        return ClientIdentity(owner=f"user:{user.pk}", name=user.get_username(), extra={"user_id": user.pk})
+    try:
+        identity = fallback(request)
+    except ApiError:
+        if failed is None:
+            raise
+        identity = None
+    if identity is not None and identity.owner is not None:
+        return identity
+    raise ApiError(
+        401,
+        str(failed.detail) if failed else "Authentication credentials were not provided.",
+        code="invalid_api_key" if failed else "missing_api_key",
+        error_type="authentication_error",
+    )
+
+
 def authenticate(request: Any) -> ClientIdentity:
     """Run the configured hook (``OPENRESPONSES["AUTHENTICATE"]``)."""
     hook = openresponses_settings.AUTHENTICATE
+    if openresponses_settings.DRF_AUTHENTICATION_CLASSES:
+        return authenticate_drf(request, fallback=hook)
     identity = hook(request)
     if identity is None:
         raise ApiError(
