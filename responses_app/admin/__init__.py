@@ -343,3 +343,14 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
             raise PermissionDenied
         return admin_views.usage_view(self, request)
+
+    def get_urls(self) -> list:
+        from responses_app.admin.dashboard import dashboard_view
+
+        return [
+            path(
+                "dashboard/",
+                self.admin_site.admin_view(lambda request: dashboard_view(self, request)),
+                name="responses_app_usagerecord_dashboard",
+            ),
+        ] + super().get_urls()
