@@ -13,6 +13,7 @@ Ids (never renumbered; documented in docs/operations.md):
 * ``openresponses.W002`` stored provider keys encrypted with the insecure default secret.
 * ``openresponses.W003`` a stored provider reads its key from a variable that is not allowed.
 * ``openresponses.E008`` a stored provider key cannot be decrypted with the current key.
+* ``openresponses.E009`` a ``DRF_AUTHENTICATION_CLASSES`` path does not import.
 
 Checks that read the database are tagged ``database``: ``migrate``, ``check --database default``
 and ``openresponses_check`` run them.
@@ -98,6 +99,16 @@ def check_import_paths(app_configs: Iterable[Any] | None = None, **kwargs: Any) 
                     f"Hosted tool {path!r} does not import: {error}",
                     hint="List importable functions (with type hints and a docstring) in OPENRESPONSES['HOSTED_TOOLS'] or the config file's 'hosted_tools'.",
                     id="openresponses.E003",
+                )
+            )
+    for path in _user_value("DRF_AUTHENTICATION_CLASSES") or []:
+        error = _import_error(path)
+        if error:
+            messages.append(
+                checks.Error(
+                    f"DRF authentication class {path!r} does not import: {error}",
+                    hint="List Django REST framework authentication classes in OPENRESPONSES['DRF_AUTHENTICATION_CLASSES'], e.g. 'rest_framework.authentication.TokenAuthentication'.",
+                    id="openresponses.E009",
                 )
             )
     for path in _user_value("MIDDLEWARE") or []:

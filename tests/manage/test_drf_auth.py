@@ -80,3 +80,13 @@ def test_client_keys_pass_a_class_that_claims_every_bearer(settings: Any) -> Non
     with pytest.raises(ApiError) as raised:
         authenticate(RequestFactory().post("/v1/responses", HTTP_AUTHORIZATION="Bearer ork_bad"))
     assert raised.value.status == 401 and "not valid" in raised.value.message
+
+
+def test_a_class_that_does_not_import_is_a_system_check_error(settings: Any) -> None:
+    from responses_app.checks import check_import_paths
+
+    settings.OPENRESPONSES = {"DRF_AUTHENTICATION_CLASSES": ["rest_framework.authentication.NoSuchAuth"]}
+    found = [m for m in check_import_paths() if m.id == "openresponses.E009"]
+    assert len(found) == 1 and "NoSuchAuth" in found[0].msg
+    settings.OPENRESPONSES = TOKEN_AUTH
+    assert not [m for m in check_import_paths() if m.id == "openresponses.E009"]
