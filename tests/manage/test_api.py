@@ -384,3 +384,34 @@ def test_browsable_api_for_a_logged_in_staff_user(operator: Any) -> None:
     strict.login(username="operator", password="pw-operator")
     refused = strict.post("/manage/v1/keys/", json.dumps({"name": "x"}), content_type="application/json")
     assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+
+
+ODD_INPUTS = [
+    ("post", "/manage/v1/providers/", {"name": "p", "adapter": "mock", "headers": None}),
+    ("post", "/manage/v1/providers/", {"name": "p" * 300, "adapter": "mock"}),
+    ("post", "/manage/v1/providers/", {"name": "p", "adapter": "", "enabled": "maybe"}),
+    ("post", "/manage/v1/providers/", ["not", "an", "object"]),
+    ("post", "/manage/v1/routes/", {"pattern": "", "provider": ""}),
+    ("post", "/manage/v1/routes/", {"pattern": "x", "provider": None, "fallbacks": None}),
+    ("post", "/manage/v1/routes/", {"pattern": "x", "provider": "p", "enabled": [1]}),
+    ("post", "/manage/v1/keys/", {"name": "", "allowed_models": None}),
+    ("post", "/manage/v1/keys/", {"name": "k", "max_concurrent": 10**20}),
+    ("get", "/manage/v1/keys/not-a-number/", None),
+    ("post", "/manage/v1/keys/not-a-number/rotate/", None),
+    ("get", "/manage/v1/routes/resolve/?model=" + "m" * 300, None),
+    ("get", "/manage/v1/usage/?since=2026-13-45", None),
+    ("get", "/manage/v1/usage/?group_by=", None),
+    ("get", "/manage/v1/usage/?page_size=abc&ordering=nonsense", None),
+    ("get", "/manage/v1/responses/?status=done&background=perhaps", None),
+    ("get", "/manage/v1/responses/?search=%00%27%22", None),
+    ("post", "/manage/v1/responses/resp_missing/cancel/", None),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "body"), ODD_INPUTS)
+def test_odd_input_is_never_a_server_error(api: Any, method: str, url: str, body: Any) -> None:
+    Provider.objects.create(name="p", adapter="mock")
+    answer = getattr(api, method)(url, body, format="json") if body is not None else getattr(api, method)(url)
+    assert answer.status_code < 500, answer.content[:300]
+    if answer.status_code == 400:
+        assert isinstance(answer.json(), dict | list)
