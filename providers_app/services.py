@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-
 from providers_app.models import Provider, RoutingRule, key_destination
 from providers_app.registry import ConfigError, adapter_class, fallbacks_of, provider_configs, registry
 
@@ -150,6 +148,6 @@ def rule_delete(*, rule: RoutingRule) -> None:
 
 
 def _routes_changed() -> None:
-    """The next request routes with the new rows (here at once; elsewhere after the commit)."""
+    """The next request of this process routes with the new rows (the row signals also reset the
+    registry after the commit; other processes recheck within PROVIDERS_RECHECK_SECONDS)."""
     registry.reset()
-    transaction.on_commit(registry.reset)
