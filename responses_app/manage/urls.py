@@ -14,7 +14,7 @@ app_name = "openresponses_manage"
 
 
 class RootView(APIRootView):
-    """The browsable API's front page: the endpoints, for staff only."""
+    """The OpenResponses management API (the OpenAPI document is at schema/; see docs/management.md)."""
 
     permission_classes = [IsStaff]
     schema = None

@@ -144,7 +144,8 @@ class RoutingRuleViewSet(CrudViewSet):
     revoke=extend_schema(summary="Revoke the key (requests using it get 401)", request=None),
 )
 class ClientKeyViewSet(CrudViewSet):
-    """Client API keys: secrets are hashed; only ``ork_<prefix>_…`` is ever shown after creation."""
+    """Client API keys. A key's token is answered once, when it is created or rotated; afterwards
+    only its start (ork_<prefix>_…) is shown."""
 
     queryset = ClientKey.objects.all()
     serializer_class = s.ClientKeySerializer
@@ -191,7 +192,7 @@ GROUP_PARAMETER = OpenApiParameter(
 
 
 class UsageViewSet(mixins.ListModelMixin, ManageViewSet):
-    """Usage and cost summed by key, model, provider and day; ``export`` answers CSV."""
+    """Usage and cost summed by key, model, provider and day (group_by); usage/export/ answers CSV."""
 
     queryset = UsageRecord.objects.all()
     serializer_class = s.UsageRowSerializer
