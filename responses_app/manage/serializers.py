@@ -96,6 +96,12 @@ class ProviderSerializer(serializers.ModelSerializer):
         except provider_services.ProviderInputError as exc:
             raise serializers.ValidationError(exc.message) from None
 
+    def validate_api_key_env(self, value: str) -> str:
+        try:
+            return provider_services.check_key_variable(value)
+        except provider_services.ProviderInputError as exc:
+            raise serializers.ValidationError(exc.message) from None
+
     def validate_options(self, value: Any) -> dict[str, Any]:
         try:
             return provider_services.check_options(value)
@@ -103,9 +109,22 @@ class ProviderSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(exc.message) from None
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        env = attrs.get("api_key_env", getattr(self.instance, "api_key_env", "") or "")
+        def current(name: str) -> Any:
+            return attrs.get(name, getattr(self.instance, name, "") or "")
+
         try:
-            provider_services.check_key_source(api_key=attrs.get("api_key") or "", api_key_env=env)
+            provider_services.check_key_source(
+                api_key=attrs.get("api_key") or "", api_key_env=current("api_key_env")
+            )
+            if self.instance is not None:
+                provider_services.check_key_destination(
+                    provider=self.instance,
+                    adapter=current("adapter"),
+                    base_url=current("base_url"),
+                    new_key=bool(
+                        attrs.get("api_key") or attrs.get("clear_api_key") or attrs.get("api_key_env")
+                    ),
+                )
         except provider_services.ProviderInputError as exc:
             raise _input_error(exc) from None
         return attrs

@@ -22,12 +22,11 @@ from providers_app import services as provider_services
 from providers_app.models import Provider, RoutingRule
 from providers_app.registry import ConfigError, route_for_model
 from responses_app.gateway import keys
-from responses_app.loop.supervision.activity import cancel_everywhere_local
 from responses_app.manage import filters as manage_filters
 from responses_app.manage import serializers as s
 from responses_app.manage.permissions import StaffModelPermissions
 from responses_app.models import ClientKey, Response, UsageRecord
-from responses_app.services import responses as response_services
+from responses_app.services import flows
 
 USAGE_SUMS = ["input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "cost"]
 NO_STORE = {"Cache-Control": "no-store"}
@@ -276,8 +275,7 @@ class ResponseViewSet(
         return s.ResponseDetailSerializer if self.action == "retrieve" else s.ResponseSerializer
 
     def perform_destroy(self, instance: Response) -> None:
-        # TODO(flows): call services.flows.delete once it lands (the admin calls this today).
-        response_services.response_delete(response=instance)
+        flows.delete_response(response=instance)
 
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> DRFResponse:
@@ -287,8 +285,5 @@ class ResponseViewSet(
                 {"detail": f"Response {response.id} has already finished ({response.status})."},
                 status=status.HTTP_409_CONFLICT,
             )
-        # The admin's cancel: the state machine, then a loop of this process is told at once.
-        # TODO(flows): call services.flows.cancel once it lands.
-        cancelled = response_services.response_cancel(response=response)
-        cancel_everywhere_local(response.id)
-        return DRFResponse(s.ResponseSerializer(cancelled).data)
+        # The cancel flow the admin and the Responses API use (state machine, then the loop told).
+        return DRFResponse(s.ResponseSerializer(flows.cancel_response(response=response)).data)

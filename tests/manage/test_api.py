@@ -67,7 +67,11 @@ def test_provider_secret_is_write_only_everywhere(api: Any) -> None:
         ({"name": "p", "adapter": "openai", "headers": ["x"]}, "headers"),
         ({"name": "p", "adapter": "openai", "headers": {"X": 1}}, "headers"),
         ({"name": "p", "adapter": "openai", "options": "fast"}, "options"),
-        ({"name": "p", "adapter": "openai", "api_key": "k", "api_key_env": "ENV_KEY"}, "api_key"),
+        (
+            {"name": "p", "adapter": "openai", "api_key": "k", "api_key_env": "OPENRESPONSES_PROVIDER_KEY_P"},
+            "api_key",
+        ),
+        ({"name": "p", "adapter": "openai", "api_key_env": "DJANGO_SECRET_KEY"}, "api_key_env"),
         ({"name": "not a slug!", "adapter": "openai"}, "name"),
         ({"adapter": "openai"}, "name"),
         ({"name": "p", "adapter": "openai", "max_retries": -1}, "max_retries"),
@@ -79,6 +83,24 @@ def test_provider_bad_input_names_the_field(api: Any, payload: dict[str, Any], f
     assert answer.status_code == 400, answer.content
     assert field in answer.json()
     assert not Provider.objects.exists()
+
+
+def test_a_stored_key_is_not_sent_elsewhere(api: Any) -> None:
+    """Moving a provider (adapter or base URL) needs its key again, as in the admin."""
+    made = api.post(
+        "/manage/v1/providers/",
+        {"name": "bound", "adapter": "openai_chat", "base_url": "http://127.0.0.1:9/v1", "api_key": SECRET},
+        format="json",
+    ).json()
+    url = f"/manage/v1/providers/{made['id']}/"
+    moved = api.patch(url, {"base_url": "http://listener.example/v1"}, format="json")
+    assert moved.status_code == 400 and "api_key" in moved.json()
+    assert Provider.objects.get(pk=made["id"]).base_url == "http://127.0.0.1:9/v1"
+    again = api.patch(
+        url, {"base_url": "http://other.example/v1", "api_key": "sk-new-key-0000"}, format="json"
+    )
+    assert again.status_code == 200 and again.json()["api_key_last4"] == "0000"
+    assert api.patch(url, {"max_retries": 1}, format="json").status_code == 200
 
 
 def test_provider_name_is_unique_and_delete_takes_its_rules(api: Any) -> None:
