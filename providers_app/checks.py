@@ -1,6 +1,6 @@
 """System checks for provider configuration (``manage.py check``), with stable ids.
 
-Ids 1xx are this module's; ``responses_app/checks.py`` owns E001–E008 / W001–W002 (among them
+Ids 1xx are this module's; the Responses app's checks own E001–E008 / W001–W002 (among them
 E002, an adapter that does not import, and E005, a config file that cannot be read or parsed;
 both are not repeated here except E002 for providers declared in settings).
 
@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from django.core import checks
 
 from providers_app.adapters.base import ProviderConfig
+from providers_app.conf import providers_settings
 from providers_app.registry import (
     ConfigError,
     adapter_class,
@@ -32,20 +33,18 @@ from providers_app.registry import (
 
 def check_provider_config(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Validate providers and routes declared in settings and in the config file."""
-    from responses_app.conf import openresponses_settings
-
     messages: list[checks.CheckMessage] = []
     known = set(default_provider_configs())
     sources: list[tuple[str, dict[str, Any]]] = [
         (
             "OPENRESPONSES['PROVIDERS'/'ROUTES']",
             {
-                "providers": openresponses_settings.PROVIDERS or [],
-                "routes": openresponses_settings.ROUTES or [],
+                "providers": providers_settings.PROVIDERS or [],
+                "routes": providers_settings.ROUTES or [],
             },
         ),
     ]
-    path = openresponses_settings.CONFIG_FILE
+    path = providers_settings.CONFIG_FILE
     if path:
         data = _read_config(path)
         if data is not None:
@@ -92,7 +91,7 @@ def _read_config(path: str) -> dict[str, Any] | None:
     """The parsed config file, or None when it cannot be used (reported as E005 elsewhere)."""
     try:
         return load_config_file(path)
-    except Exception:  # noqa: BLE001 - responses_app.checks reports it (openresponses.E005)
+    except Exception:  # noqa: BLE001 - reported as openresponses.E005 by the Responses app's checks
         return None
 
 

@@ -32,6 +32,7 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from providers_app.adapters.base import ProviderAdapter, ProviderConfig
+from providers_app.conf import providers_settings
 
 logger = logging.getLogger(__name__)
 
@@ -191,20 +192,18 @@ class _Registry:
             self._fingerprint = None
 
     def _load(self) -> tuple[dict[str, ProviderConfig], list[Route], dict[str, str]]:
-        from responses_app.conf import openresponses_settings
-
         providers = default_provider_configs()
         sources = {name: "default" for name in providers}
         declared = [
             (
                 "settings",
                 {
-                    "providers": openresponses_settings.PROVIDERS or [],
-                    "routes": openresponses_settings.ROUTES or [],
+                    "providers": providers_settings.PROVIDERS or [],
+                    "routes": providers_settings.ROUTES or [],
                 },
             )
         ]
-        config_path = openresponses_settings.CONFIG_FILE
+        config_path = providers_settings.CONFIG_FILE
         if config_path:
             declared.append(("config file", load_config_file(config_path)))
         for source, data in declared:  # the file's providers override same-named ones in settings
@@ -364,9 +363,7 @@ def database_fingerprint() -> Any:
 
 
 def recheck_interval() -> float:
-    from responses_app.conf import openresponses_settings
-
-    value = openresponses_settings.PROVIDERS_RECHECK_SECONDS
+    value = providers_settings.PROVIDERS_RECHECK_SECONDS
     try:
         return 5.0 if value in (None, "") else float(value)
     except (TypeError, ValueError):

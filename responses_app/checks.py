@@ -40,7 +40,11 @@ def _settings() -> Any:
 
 def _user_value(name: str) -> Any:
     """The effective ``OPENRESPONSES[name]`` without caching or importing it."""
+    from providers_app import conf as providers_conf
     from responses_app.conf import DEFAULTS, ENV_FALLBACKS
+
+    if name in providers_conf.DEFAULTS:
+        return providers_conf.user_value(name)
 
     value = (getattr(_settings(), "OPENRESPONSES", None) or {}).get(name, DEFAULTS[name])
     if (value is None or value == "") and name in ENV_FALLBACKS:

@@ -1,4 +1,9 @@
-"""OpenResponses settings: one ``OPENRESPONSES`` dict with defaults, read lazily, reset on change."""
+"""OpenResponses settings: one ``OPENRESPONSES`` dict with defaults, read lazily, reset on change.
+
+The provider keys of the dict (``CONFIG_FILE``, ``PROVIDERS``, ``ROUTES``,
+``PROVIDERS_RECHECK_SECONDS``, ``MOCK_TOKEN_DELAY``) belong to ``providers_app.conf``, which holds
+their defaults; they are read through it here (one source of truth, dependencies one way).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import Any
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
+
+from providers_app import conf as providers_conf
 
 DEFAULTS: dict[str, Any] = {
     # How loops are run: "inline" (in the serving process) or "celery" (worker processes).
@@ -20,14 +27,6 @@ DEFAULTS: dict[str, Any] = {
     "API_KEYS": None,
     # Dotted path of the authentication hook: ``callable(request) -> ClientIdentity | None``.
     "AUTHENTICATE": "responses_app.gateway.auth.authenticate_default",
-    # Path of the declarative config file (JSON or YAML); also OPENRESPONSES_CONFIG.
-    "CONFIG_FILE": "",
-    # Providers and routes defined in settings (same shape as the config file's; after it).
-    "PROVIDERS": [],
-    "ROUTES": [],
-    # Seconds between checks for provider/routing rows changed by another process (None: 5);
-    # also OPENRESPONSES_PROVIDERS_RECHECK_SECONDS.
-    "PROVIDERS_RECHECK_SECONDS": None,
     # Dotted paths of hosted tools: plain functions with type hints and a docstring.
     "HOSTED_TOOLS": [],
     # Dotted paths of loop middleware classes with before_sample / after_sample hooks.
@@ -47,8 +46,6 @@ DEFAULTS: dict[str, Any] = {
     "ORPHAN_AFTER_SECONDS": 30.0,
     # Seconds between loop heartbeats.
     "HEARTBEAT_SECONDS": 5.0,
-    # Seconds the built-in ``mock`` provider waits between tokens (demos and benchmarks).
-    "MOCK_TOKEN_DELAY": 0.0,
     # Model that writes compaction summaries (None: the request's model); also OPENRESPONSES_COMPACTION_MODEL.
     "COMPACTION_MODEL": None,
     # Context windows in tokens by model-name glob, over built-in defaults: a dict or "glob=n,glob=n";
@@ -87,8 +84,6 @@ DEFAULTS: dict[str, Any] = {
 
 ENV_FALLBACKS = {
     "API_KEYS": "OPENRESPONSES_API_KEYS",
-    "CONFIG_FILE": "OPENRESPONSES_CONFIG",
-    "PROVIDERS_RECHECK_SECONDS": "OPENRESPONSES_PROVIDERS_RECHECK_SECONDS",
     "COMPACTION_MODEL": "OPENRESPONSES_COMPACTION_MODEL",
     "MODEL_CONTEXT_TOKENS": "OPENRESPONSES_MODEL_CONTEXT_TOKENS",
     "REDIS_PREFIX": "OPENRESPONSES_REDIS_PREFIX",
@@ -108,6 +103,8 @@ class OpenResponsesSettings:
         self._cache: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
+        if name in providers_conf.DEFAULTS:
+            return getattr(providers_conf.providers_settings, name)
         if name.startswith("_") or name not in DEFAULTS:
             raise AttributeError(name)
         if name not in self._cache:

@@ -83,9 +83,9 @@ class MockAdapter(ProviderAdapter):
             return 0.05
         if "token_delay" in self.config.options:
             return float(self.config.options["token_delay"])
-        from responses_app.conf import openresponses_settings
+        from providers_app.conf import providers_settings
 
-        return float(openresponses_settings.MOCK_TOKEN_DELAY or 0.0)
+        return float(providers_settings.MOCK_TOKEN_DELAY or 0.0)
 
     async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
         model = request.model
