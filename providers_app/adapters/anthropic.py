@@ -16,15 +16,14 @@ Config ``options`` understood here:
 * ``strict_tools`` (bool, True): forward ``strict: true`` of function tools.
 
 The request mapping (:func:`build_body`), the stream parser (:class:`StreamParser`) and the
-non-streamed body parser (:func:`parse_message`) are pure functions of their input.
+non-streamed body parser (:func:`parse_message`) are pure functions of their input; the
+adapter class only names them (the base class makes the call).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from providers_app.adapters.base import (
@@ -46,6 +45,8 @@ from providers_app.adapters.base import (
     extract_error_message,
     parse_arguments,
 )
+from providers_app.adapters.content import image_url, inline_file, parse_data_url
+from providers_app.adapters.types import invalid_request, rate_limited, truncated
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -79,8 +80,8 @@ STOP_REASONS: dict[str, FinishReason] = {
     "refusal": "content_filter",
 }
 
-DOCUMENT_TYPES = {"application/pdf", "text/plain"}
-FILE_EXTENSIONS = {".pdf": "application/pdf", ".txt": "text/plain", ".md": "text/plain"}
+#: File types sent as documents; the text ones go as plain text.
+DOCUMENT_TYPES = {"application/pdf", "text/plain", "text/markdown"}
 
 
 # --------------------------------------------------------------------------- request mapping
@@ -342,17 +343,8 @@ def _content_block(part: dict[str, Any]) -> dict[str, Any] | None:
     raise UnsupportedParameter("input", f"Content part type '{kind}' is not supported by this provider.")
 
 
-def _parse_data_url(url: str) -> tuple[str, bool, str]:
-    """``data:<media>[;base64],<data>`` -> (media_type, is_base64, data)."""
-    head, _, data = url[5:].partition(",")
-    params = head.split(";")
-    return (params[0] or "text/plain").lower(), "base64" in params[1:], data
-
-
 def _image_block(part: dict[str, Any]) -> dict[str, Any]:
-    url = part.get("image_url")
-    if isinstance(url, dict):
-        url = url.get("url")
+    url = image_url(part)
     if not url:
         if part.get("file_id"):
             raise UnsupportedParameter(
@@ -360,10 +352,11 @@ def _image_block(part: dict[str, Any]) -> dict[str, Any]:
             )
         raise UnsupportedParameter("input.image_url", "input_image needs an image_url.")
     if url.startswith("data:"):
-        media_type, is_b64, data = _parse_data_url(url)
-        if not is_b64:
+        data = parse_data_url(url, "input.image_url")
+        if not data.is_base64:
             raise UnsupportedParameter("input.image_url", "Image data URLs must be base64-encoded.")
-        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+        media_type = data.mime or "image/jpeg"
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data.payload}}
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
@@ -371,25 +364,21 @@ def _document_block(part: dict[str, Any]) -> dict[str, Any]:
     filename = part.get("filename")
     block: dict[str, Any]
     if part.get("file_data"):
-        data = part["file_data"]
-        if data.startswith("data:"):
-            media_type, is_b64, payload = _parse_data_url(data)
-        else:
-            media_type, is_b64, payload = _media_type_of(filename), True, data
-        if media_type not in DOCUMENT_TYPES:
+        data = inline_file(part, param="input.file_data")
+        if data.mime not in DOCUMENT_TYPES:
             raise UnsupportedParameter(
                 "input.file_data",
-                f"File type '{media_type}' is not supported by this provider (PDF or plain text only).",
+                f"File type '{data.mime}' is not supported by this provider (PDF or plain text only).",
             )
-        if media_type == "text/plain":
-            text = _decode_text(payload) if is_b64 else payload
+        if data.mime != "application/pdf":
+            text = data.text("input.file_data")
             block = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}
         else:
-            if not is_b64:
+            if not data.is_base64:
                 raise UnsupportedParameter("input.file_data", "PDF data URLs must be base64-encoded.")
             block = {
                 "type": "document",
-                "source": {"type": "base64", "media_type": "application/pdf", "data": payload},
+                "source": {"type": "base64", "media_type": "application/pdf", "data": data.payload},
             }
     elif part.get("file_url"):
         block = {"type": "document", "source": {"type": "url", "url": part["file_url"]}}
@@ -403,21 +392,6 @@ def _document_block(part: dict[str, Any]) -> dict[str, Any]:
     if filename:
         block["title"] = filename
     return block
-
-
-def _media_type_of(filename: str | None) -> str:
-    if filename:
-        dot = filename.rfind(".")
-        if dot >= 0:
-            return FILE_EXTENSIONS.get(filename[dot:].lower(), "application/octet-stream")
-    return "application/pdf"
-
-
-def _decode_text(payload: str) -> str:
-    try:
-        return base64.b64decode(payload).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise UnsupportedParameter("input.file_data", "Text file data is not valid base64 UTF-8.") from None
 
 
 # --------------------------------------------------------------------------- response parsing
@@ -452,18 +426,9 @@ def stream_error(payload: dict[str, Any], provider: str) -> UpstreamError:
     if kind == "overloaded_error":
         return UpstreamError(message, status=502, code="upstream_overloaded", retryable=True)
     if kind == "rate_limit_error":
-        return UpstreamError(
-            message,
-            status=429,
-            code="rate_limit_exceeded",
-            error_type="too_many_requests",
-            retry_after=1.0,
-            retryable=True,
-        )
+        return rate_limited(message, retryable=True)
     if kind == "invalid_request_error":
-        return UpstreamError(
-            message, status=400, code="upstream_invalid_request", error_type="invalid_request_error"
-        )
+        return invalid_request(message)
     if kind == "timeout_error":
         return UpstreamError(message, status=504, code="upstream_timeout", retryable=True)
     return UpstreamError(message, status=502, code="upstream_error", retryable=kind == "api_error")
@@ -476,7 +441,7 @@ class StreamParser:
     Server tool blocks (``server_tool_use``, ``*_tool_result``) are skipped entirely.
     """
 
-    __slots__ = ("provider", "blocks", "text_open", "stop_reason", "finished")
+    __slots__ = ("provider", "blocks", "text_open", "stop_reason", "done")
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
@@ -484,7 +449,7 @@ class StreamParser:
         self.blocks: dict[int, list[Any]] = {}
         self.text_open = False
         self.stop_reason: str | None = None
-        self.finished = False
+        self.done = False  # message_stop came and Finish was emitted
 
     def feed(self, event: dict[str, Any]) -> list[Chunk]:
         kind = event.get("type")
@@ -505,8 +470,8 @@ class StreamParser:
                 out.append(report)
             return out
         if kind == "message_stop":
-            return self.finish()
-        if kind == "error":
+            return self._end()
+        if kind == "error" or "error" in event:
             raise stream_error(event, self.provider)
         return []  # ping and unknown events
 
@@ -515,10 +480,16 @@ class StreamParser:
         return finish_reason(self.stop_reason) == "max_output_tokens"
 
     def finish(self) -> list[Chunk]:
-        """Chunks that end the sample (idempotent)."""
-        if self.finished:
+        """Chunks that end the sample (none after ``message_stop``); a stream cut before the
+        ``message_delta`` that carries the stop reason is an error."""
+        if not self.done and self.stop_reason is None:
+            raise truncated(self.provider)
+        return self._end()
+
+    def _end(self) -> list[Chunk]:
+        if self.done:
             return []
-        self.finished = True
+        self.done = True
         out = self._close_text() if not self._truncated() else []
         out.append(Finish(finish_reason(self.stop_reason)))
         return out
@@ -648,15 +619,24 @@ class AnthropicAdapter(ProviderAdapter):
 
     family = "anthropic"
 
+    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
+        return self.url("messages")
+
+    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
+        return build_body(request, self.config, stream=stream)
+
+    def stream_parser(self, request: ModelRequest) -> StreamParser:
+        return StreamParser(self.config.name)
+
+    def parse_body(self, body: dict[str, Any], request: ModelRequest) -> list[Chunk]:
+        return parse_message(body, self.config.name)
+
     def request_headers(self) -> dict[str, str]:
-        headers = {
-            "content-type": "application/json",
-            "anthropic-version": str(self.config.options.get("anthropic_version", ANTHROPIC_VERSION)),
-        }
+        """``x-api-key`` and ``anthropic-version`` instead of a Bearer token."""
+        extra = {"anthropic-version": str(self.config.options.get("anthropic_version", ANTHROPIC_VERSION))}
         if self.config.api_key:
-            headers["x-api-key"] = self.config.api_key
-        headers.update(self.config.headers)
-        return headers
+            extra["x-api-key"] = self.config.api_key
+        return {"content-type": "application/json", **extra, **self.config.headers}
 
     def error_from_response(self, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
         """Base mapping, plus Anthropic's 529 / ``overloaded_error`` as ``upstream_overloaded``."""
@@ -671,42 +651,3 @@ class AnthropicAdapter(ProviderAdapter):
                 retryable=True,
             )
         return error
-
-    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
-        body = build_body(request, self.config, stream=stream)
-        url = self.url("messages")
-        headers = self.request_headers()
-        if not stream:
-            data = await self.post_json(url, json_body=body, headers=headers)
-            if not isinstance(data, dict):
-                raise UpstreamError(f"The provider '{self.config.name}' sent an unexpected body.", status=502)
-            for chunk in parse_message(data, self.config.name):
-                yield chunk
-            return
-
-        parser = StreamParser(self.config.name)
-        response = await self.open_stream("POST", url, json_body=body, headers=headers)
-        try:
-            async for _event, data in self.iter_sse(response):
-                try:
-                    payload = json.loads(data)
-                except ValueError:
-                    raise UpstreamError(
-                        f"The provider '{self.config.name}' sent a malformed stream event.", status=502
-                    ) from None
-                if not isinstance(payload, dict):
-                    continue
-                for chunk in parser.feed(payload):
-                    yield chunk
-                if parser.finished:
-                    return
-        finally:
-            await response.aclose()
-        if parser.stop_reason is None:
-            raise UpstreamError(
-                f"The provider '{self.config.name}' ended the stream before the message was complete.",
-                status=502,
-                code="upstream_disconnected",
-            )
-        for chunk in parser.finish():
-            yield chunk

@@ -1,26 +1,22 @@
 """The adapter contract: one provider's wire format in, provider-neutral chunks out.
 
 An adapter knows nothing of sequence numbers, item ids or storage. It turns a
-:class:`ModelRequest` into one upstream call and yields :data:`Chunk` objects; the
-shared emitter in ``responses_app.events`` turns chunks into spec events.
+:class:`ModelRequest` into one upstream call and yields chunks (:mod:`.chunks`); the shared
+emitter turns chunks into spec events.
 
-Chunk grammar (what the emitter expects, in order, for one sample):
-
-* ``TextDelta`` / ``RefusalDelta`` append to the open assistant message (opened on demand).
-* ``ReasoningDelta`` appends to the open reasoning item (opened on demand);
-  ``ReasoningDone`` closes it and may carry ``encrypted_content`` (opaque, round-trips).
-* ``ToolCallStart`` opens a function call; ``ToolCallDelta`` appends to its arguments.
-* ``ItemEnd`` closes whatever item is open (a chunk of another kind also closes it).
-* ``UsageReport`` may come several times; later non-None fields override earlier ones.
-* ``Finish`` ends the sample with a reason.
-
-Upstream failures are raised as :class:`UpstreamError`. Every subclass's ``sample`` is wrapped
-automatically: provider keys are masked in raised errors, and a call to a tool the request does not
-allow (``allowed_tools``, ``tool_choice: "none"``, an undeclared name) is refused as
-``tool_not_allowed`` before it becomes an item.
+:class:`ProviderAdapter` owns the whole call (:meth:`ProviderAdapter.sample`): body, headers,
+retries before the first byte, HTTP error mapping (401/403/404/429/5xx, ``Retry-After``),
+framing (SSE, NDJSON or one JSON body), JSON decoding, truncation, draining, closing, the wire
+log, masking the key and refusing calls to tools the request does not allow. A provider module
+supplies the few hooks listed under "Methods that child classes must implement" (like Django's
+``SessionBase``), plus optional ones. An adapter for a server that fits no HTTP shape (the
+built-in mock, an in-process model) may override ``sample()`` itself: it is still guarded.
 
 Timeouts (per provider): ``connect_timeout``; ``first_byte_timeout`` until the headers and then
 the first line of a stream (or the whole non-streamed body); ``idle_timeout`` between lines.
+
+The names custom adapters import (``ModelRequest``, ``ProviderAdapter``, the chunk types, the
+errors, ``message_text``…) are all importable from this module.
 """
 
 from __future__ import annotations
@@ -29,188 +25,126 @@ import asyncio
 import functools
 import json
 import random
-import secrets
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from providers_app.adapters import http1
-
-# --------------------------------------------------------------------------- chunks
-
-
-@dataclass(slots=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(slots=True)
-class RefusalDelta:
-    text: str
-
-
-@dataclass(slots=True)
-class ReasoningDelta:
-    """Reasoning text: ``kind="summary"`` for a summary, ``"content"`` for a raw trace."""
-
-    text: str
-    kind: Literal["summary", "content"] = "summary"
-    summary_index: int = 0
-
-
-@dataclass(slots=True)
-class ReasoningDone:
-    """Closes the open reasoning item (opens an empty one first if none is open)."""
-
-    encrypted_content: str | None = None
-    provider_data: dict[str, Any] | None = None
-
-
-@dataclass(slots=True)
-class ToolCallStart:
-    call_id: str
-    name: str
-    provider_data: dict[str, Any] | None = None
-
-
-@dataclass(slots=True)
-class ToolCallDelta:
-    arguments: str
-
-
-@dataclass(slots=True)
-class ItemEnd:
-    provider_data: dict[str, Any] | None = None
-
-
-@dataclass(slots=True)
-class UsageReport:
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
-    reasoning_tokens: int | None = None
-
-
-FinishReason = Literal["stop", "tool_calls", "max_output_tokens", "content_filter"]
-
-
-@dataclass(slots=True)
-class Finish:
-    reason: FinishReason = "stop"
-
-
-Chunk = (
-    TextDelta
-    | RefusalDelta
-    | ReasoningDelta
-    | ReasoningDone
-    | ToolCallStart
-    | ToolCallDelta
-    | ItemEnd
-    | UsageReport
-    | Finish
+from providers_app.adapters import http1, wirelog
+from providers_app.adapters.chunks import (
+    Chunk,
+    Finish,
+    FinishReason,
+    ItemEnd,
+    ReasoningDelta,
+    ReasoningDone,
+    RefusalDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    UsageReport,
+    new_call_id,
+)
+from providers_app.adapters.content import message_text, parse_arguments
+from providers_app.adapters.types import (
+    ModelRequest,
+    ProviderConfig,
+    UnsupportedParameter,
+    UpstreamError,
+    callable_tools,
+    extract_error_message,
+    extract_error_param,
+    invalid_request,
+    parse_retry_after,
+    rate_limited,
+    unexpected_body,
+)
+from providers_app.adapters.wirelog import (
+    WIRE_LOG,
+    WIRE_LOG_KEPT_CHARS,
+    WIRE_LOG_MAX_CHARS,
+    abbreviate,
+    finished_wire_log,
 )
 
+__all__ = [
+    "WIRE_LOG",
+    "WIRE_LOG_KEPT_CHARS",
+    "WIRE_LOG_MAX_CHARS",
+    "Chunk",
+    "Finish",
+    "FinishReason",
+    "Framing",
+    "ItemEnd",
+    "ModelRequest",
+    "ProviderAdapter",
+    "ProviderConfig",
+    "ReasoningDelta",
+    "ReasoningDone",
+    "RefusalDelta",
+    "StreamParser",
+    "TextDelta",
+    "ToolCallDelta",
+    "ToolCallStart",
+    "UnsupportedParameter",
+    "UpstreamError",
+    "UsageReport",
+    "abbreviate",
+    "callable_tools",
+    "drain",
+    "extract_error_message",
+    "extract_error_param",
+    "finished_wire_log",
+    "message_text",
+    "new_call_id",
+    "parse_arguments",
+]
 
-# --------------------------------------------------------------------------- errors
+#: How a streamed answer is framed: server-sent events, one JSON object per line, or one JSON body.
+Framing = Literal["sse", "ndjson", "json"]
+
+#: An SSE ``data`` value that ends a stream (OpenAI-style servers send it last).
+DONE_MARKER = "[DONE]"
+_DONE: Any = object()  # the event name of the frame standing for DONE_MARKER in _frames()
+
+#: Seconds spent reading what follows a stream's terminal frame, so the connection can be reused.
+DRAIN_SECONDS = 0.5
 
 
-class UpstreamError(Exception):
-    """A provider failed. ``status`` is the HTTP status we answer with (502, 504, 429, 400…)."""
+class StreamParser(Protocol):
+    """Turns one answer's decoded frames into chunks: pure, no I/O, one instance per call.
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 502,
-        code: str = "upstream_error",
-        error_type: str = "server_error",
-        param: str | None = None,
-        retry_after: float | None = None,
-        retryable: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.error_type = error_type
-        self.param = param
-        self.retry_after = retry_after
-        self.retryable = retryable
-
-
-class UnsupportedParameter(UpstreamError):
-    """The request asks for something this provider cannot honour: answered with 400."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(
-            message, status=400, code="unsupported_parameter", error_type="invalid_request_error", param=param
-        )
-
-
-# --------------------------------------------------------------------------- request
-
-
-@dataclass(slots=True)
-class ModelRequest:
-    """What the loop asks of a provider for one sample, in Open Responses terms.
-
-    ``items`` are canonical input items (Open Responses item shapes: messages always with a
-    content list, ``function_call``, ``function_call_output``, ``reasoning``). An item may carry
-    a private ``"_meta"`` dict: ``{"provider": <provider name>, ...provider_data}``; adapters send
-    provider artefacts back only when ``_meta["provider"] == self.config.name``.
+    ``feed`` takes each JSON object of the answer (an SSE event's data, an NDJSON line, or the
+    whole body of a non-streamed call) and returns the chunks it completes; it raises
+    :class:`UpstreamError` for an error the provider reports inside the answer (``{"error": …}``).
+    ``finish`` is called once the answer ended and returns the closing chunks (buffered calls,
+    usage, :class:`Finish`); it raises :func:`~providers_app.adapters.types.truncated` when the
+    provider never said it was finished. ``done`` turns True on the provider's terminal frame
+    (the template then stops reading); the template also sets it on an SSE ``[DONE]``.
     """
 
-    model: str
-    items: list[dict[str, Any]]
-    instructions: str | None = None
-    tools: list[dict[str, Any]] = field(default_factory=list)
-    tool_choice: Any = "auto"
-    parallel_tool_calls: bool = True
-    temperature: float | None = None
-    top_p: float | None = None
-    max_output_tokens: int | None = None
-    text_format: dict[str, Any] | None = None
-    reasoning: dict[str, Any] | None = None
-    include: list[str] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    done: bool
 
+    def feed(self, frame: dict[str, Any]) -> Iterable[Chunk]: ...
 
-@dataclass(slots=True)
-class ProviderConfig:
-    """One configured provider: where it is and how to reach it."""
-
-    name: str
-    adapter: str
-    base_url: str = ""
-    api_key: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
-    connect_timeout: float = 10.0
-    first_byte_timeout: float = 120.0
-    idle_timeout: float = 120.0
-    max_retries: int = 2
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- adapter
+    def finish(self) -> Iterable[Chunk]: ...
 
 
 class ProviderAdapter:
-    """Base class for provider adapters. Subclasses implement :meth:`sample`.
+    """Base class for provider adapters: owns the upstream call, asks subclasses for a few hooks.
 
     An adapter instance is created per provider configuration and may be reused for many
-    requests concurrently; it must keep no per-request state on ``self``.
+    requests concurrently; it must keep no per-request state on ``self`` (per-call state lives in
+    the :class:`StreamParser` that :meth:`stream_parser` makes for each call).
     """
 
     #: Name of the family (``openai``, ``anthropic``…), for logs and the admin.
     family: str = "base"
+    #: How a streamed answer is framed (see :data:`Framing`); non-streamed answers are one JSON body.
+    framing: Framing = "sse"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        # Every subclass's sample() is wrapped once (see _guarded): no error it raises can carry
-        # the provider key (some providers echo it), and no call to a tool the request does not
-        # allow gets through, whatever the adapter or the provider does.
+        # A subclass that writes its own sample() gets the same guard as the template (see
+        # _guarded): no error it raises carries the provider key (some providers echo it), and no
+        # call to a tool the request does not allow gets through, whatever the provider does.
         super().__init_subclass__(**kwargs)
         sample = cls.__dict__.get("sample")
         if sample is not None and not getattr(sample, "_guarded", False):
@@ -220,61 +154,198 @@ class ProviderAdapter:
         self.config = config
         self._http = http1.Client()
 
-    # ---- the contract
+    # ================================================================ methods that child classes must implement
 
-    def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
-        """Make one upstream call for ``request`` and yield neutral chunks.
+    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
+        """The URL of the call for ``request`` (usually ``self.url("path")``)."""
+        raise NotImplementedError("ProviderAdapter subclasses must implement endpoint()")
 
-        Must be an async generator. With ``stream=False`` the adapter may make a
-        non-streaming call and yield the chunks parsed from the whole body. It raises
-        :class:`UpstreamError` for failures (before or after the first chunk) and
-        :class:`UnsupportedParameter` for a field the provider cannot honour. It must end
-        with a :class:`Finish` chunk when the upstream finished normally.
-        """
-        raise NotImplementedError("ProviderAdapter subclasses must implement sample()")
+    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
+        """The JSON body of the call. Pure: raise :class:`UnsupportedParameter` (naming the field)
+        for anything the provider cannot honour; it is raised before any connection is made."""
+        raise NotImplementedError("ProviderAdapter subclasses must implement request_body()")
 
-    def redact(self, error: UpstreamError) -> UpstreamError:
-        """``error`` with the provider key masked (some providers echo it in their messages)."""
-        key = self.config.api_key
-        if key and len(key) >= 8 and key in error.message:
-            error.message = error.message.replace(key, "***")
-            error.args = (error.message,)
-        return error
+    def stream_parser(self, request: ModelRequest) -> StreamParser:
+        """A fresh :class:`StreamParser` for one call of ``request``."""
+        raise NotImplementedError("ProviderAdapter subclasses must implement stream_parser()")
 
-    def bearer_headers(self) -> dict[str, str]:
-        """Request headers with ``Authorization: Bearer <key>`` when a key is configured."""
+    # ================================================================ hooks with a default
+
+    def request_headers(self) -> dict[str, str]:
+        """Headers of every call: JSON content type, the configured ``headers``, and the key as
+        ``Authorization: Bearer`` when one is set. Override for another auth scheme."""
         return self.headers(
             {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None
         )
 
-    def _mask(self, text: str) -> str:
+    def parse_body(self, body: dict[str, Any], request: ModelRequest) -> Iterable[Chunk]:
+        """The chunks of a whole non-streamed answer (a JSON object). By default the body is fed
+        to a fresh :meth:`stream_parser` as its only frame; override when the shapes differ."""
+        parser = self.stream_parser(request)
+        return [*parser.feed(body), *parser.finish()]
+
+    def error_from_response(self, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
+        """Map an upstream HTTP error to an :class:`UpstreamError` carrying the provider's message.
+
+        ``400/422`` -> 400 ``upstream_invalid_request``, ``401/403`` -> 502
+        ``upstream_auth_failed``, ``404`` -> 404 ``model_not_found``, ``408/504`` -> 504,
+        ``429`` -> 429 with ``Retry-After`` (1 s when absent), other ``5xx`` -> 502 (retryable).
+        """
+        message = extract_error_message(raw) or f"HTTP {status}"
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        prefix = f"Provider '{self.config.name}' returned HTTP {status}: "
+        if status == 429:
+            return rate_limited(
+                prefix + message, retry_after=retry_after if retry_after is not None else 1.0, retryable=True
+            )
+        if status in (400, 422):
+            return invalid_request(prefix + message, param=extract_error_param(raw))
+        if status == 404:
+            return UpstreamError(
+                prefix + message,
+                status=404,
+                code="model_not_found",
+                error_type="invalid_request_error",
+                param="model",
+            )
+        if status in (401, 403):
+            return UpstreamError(prefix + message, status=502, code="upstream_auth_failed")
+        if status in (408, 504):
+            return UpstreamError(prefix + message, status=504, code="upstream_timeout", retryable=True)
+        return UpstreamError(prefix + message, status=502, code="upstream_error", retryable=status >= 500)
+
+    # ================================================================ the algorithm
+
+    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
+        """Make one upstream call for ``request`` and yield neutral chunks.
+
+        Ends with a :class:`Finish` chunk when the upstream finished normally; raises
+        :class:`UpstreamError` for failures (before or after the first chunk) and
+        :class:`UnsupportedParameter` (before any HTTP call) for a field the provider cannot honour.
+        """
+        body = self.request_body(request, stream=stream)
+        url = self.endpoint(request, stream=stream)
+        headers = self.request_headers()
+        if not stream or self.framing == "json":
+            data = await self.post_json(url, json_body=body, headers=headers)
+            if not isinstance(data, dict):
+                raise unexpected_body(self.config.name)
+            for chunk in self.parse_body(data, request):
+                yield chunk
+            return
+        parser = self.stream_parser(request)
+        response = await self.open_stream("POST", url, json_body=body, headers=headers)
+        try:
+            frames = self._frames(response)
+            stopped = False
+            loads = json.loads
+            async for batch in frames:
+                for event, data in batch:
+                    if event is _DONE:
+                        parser.done = True
+                        break
+                    try:
+                        payload = loads(data)
+                    except ValueError:
+                        if event != "error":
+                            raise self._bad_frame(data) from None
+                        payload = {"error": {"message": data}}
+                    if type(payload) is not dict:
+                        continue  # nothing a parser could use (a bare number, a list…)
+                    if event == "error" and "error" not in payload and payload.get("type") != "error":
+                        payload = {"error": payload}  # an SSE error frame is an error, whatever its data
+                    for chunk in parser.feed(payload):
+                        yield chunk
+                    if parser.done:
+                        break
+                if parser.done:
+                    stopped = True
+                    break
+            for chunk in parser.finish():
+                yield chunk
+            if stopped:
+                await drain(frames)
+        finally:
+            await response.aclose()
+
+    # ---- framing (one list of frames per network read: no per-token wake-ups)
+
+    async def _frames(self, response: http1.Response) -> AsyncIterator[list[tuple[Any, str]]]:
+        """``(event name, data)`` frames of the answer, a list per network read. SSE: each event's
+        data lines joined (blank data skipped; ``[DONE]`` becomes a last frame whose event is
+        ``_DONE``, and what follows it is read and ignored); NDJSON: each non-blank line."""
+        batches = self.iter_line_batches(response)
+        if self.framing == "ndjson":
+            async for lines in batches:
+                frames = [(None, line) for line in lines if line and not line.isspace()]
+                if frames:
+                    yield frames
+            return
+        event: str | None = None
+        data: list[str] = []
+        async for lines in batches:
+            frames: list[tuple[Any, str]] = []
+            for line in lines:
+                if not line:
+                    if data:
+                        value = data[0] if len(data) == 1 else "\n".join(data)
+                        if value == DONE_MARKER:
+                            frames.append((_DONE, value))
+                            yield frames
+                            async for _ in batches:  # read what follows (a lingering server), ignored
+                                pass
+                            return
+                        if value:
+                            frames.append((event, value))
+                    event, data = None, []
+                    continue
+                if line[0] == ":":
+                    continue
+                name, _, value = line.partition(":")
+                if value.startswith(" "):
+                    value = value[1:]
+                if name == "data":
+                    data.append(value.rstrip())
+                elif name == "event":
+                    event = value.strip()
+            if frames:
+                yield frames
+        if data:
+            value = "\n".join(data)
+            if value:
+                yield [(_DONE if value == DONE_MARKER else event, value)]
+
+    def _bad_frame(self, data: str) -> UpstreamError:
+        return UpstreamError(
+            f"The provider '{self.config.name}' sent a stream frame that is not JSON: {data[:200]}",
+            status=502,
+        )
+
+    # ---- the key and the wire log
+
+    def mask(self, text: str) -> str:
+        """``text`` with the provider key replaced by ``***``."""
         key = self.config.api_key
         return text.replace(key, "***") if key and len(key) >= 8 and key in text else text
 
-    def _wire_entry(self, method: str, url: str, json_body: Any) -> dict[str, Any] | None:
-        log = WIRE_LOG.get()
-        if log is None:
-            return None
-        entry = {
-            "provider": self.config.name,
-            "method": method,
-            "url": self._mask(url),
-            "request": abbreviate(json_body),
-            "status": None,
-            "attempts": 0,
-            "response": [],
-            "_size": 0,
-            "_mask": self._mask,  # applied once, to the whole answer (see finished_wire_log)
-        }
-        log.append(entry)
-        return entry
+    def redact(self, error: UpstreamError) -> UpstreamError:
+        """``error`` with the provider key masked (some providers echo it in their messages)."""
+        masked = self.mask(error.message)
+        if masked is not error.message:
+            error.message = masked
+            error.args = (masked,)
+        return error
+
+    def wire_entry(self, method: str, url: str, json_body: Any) -> dict[str, Any] | None:
+        """A new wire-log entry for a call (None when nobody records this context)."""
+        return wirelog.open_entry(self.config.name, method, url, json_body, self.mask)
 
     def owns(self, item: dict[str, Any]) -> bool:
         """True when ``item``'s provider artefacts were made by this provider."""
         meta = item.get("_meta") or {}
         return meta.get("provider") == self.config.name
 
-    # ---- shared HTTP helpers
+    # ---- HTTP plumbing
 
     def client(self) -> http1.Client:
         """The HTTP client of this provider (keep-alive pools per event loop, see ``http1``)."""
@@ -284,14 +355,20 @@ class ProviderAdapter:
         self._http.close()
 
     def url(self, path: str) -> str:
+        """``base_url`` joined with ``path``."""
         return self.config.base_url.rstrip("/") + "/" + path.lstrip("/")
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """JSON content type, then the configured ``headers``, then ``extra``."""
         merged = {"content-type": "application/json"}
         merged.update(self.config.headers)
         if extra:
             merged.update(extra)
         return merged
+
+    def bearer_headers(self) -> dict[str, str]:
+        """:meth:`headers` with ``Authorization: Bearer <key>`` when a key is configured."""
+        return ProviderAdapter.request_headers(self)
 
     async def open_stream(
         self, method: str, url: str, *, json_body: Any, headers: dict[str, str]
@@ -299,12 +376,13 @@ class ProviderAdapter:
         """Send a request and return the response once its status line and headers are in.
 
         Retries with backoff on connection errors, 429 and 5xx — only before anything has been
-        relayed, which is always the case here. Non-2xx answers raise :class:`UpstreamError`.
-        The caller must ``await response.aclose()`` (use ``async with aclosing``-style try/finally).
+        relayed, which is always the case here; a ``Retry-After`` of up to 5 s is waited for, a
+        longer one ends the call (the 429 reaches the client). Non-2xx answers raise
+        :class:`UpstreamError`. The caller must ``await response.aclose()``.
         """
         client = self.client()
         body = json.dumps(json_body, separators=(",", ":")).encode()
-        entry = self._wire_entry(method, url, json_body)
+        entry = self.wire_entry(method, url, json_body)
         attempt = 0
         while True:
             try:
@@ -338,16 +416,13 @@ class ProviderAdapter:
             await response.aclose()
             if entry is not None:
                 entry["response"], entry["_size"] = [], 0
-                _wire_append(entry, raw.decode(errors="replace"))
+                wirelog.append(entry, raw.decode(errors="replace"))
             error = self.error_from_response(response.status_code, raw, response.headers)
             if error.retryable and attempt < self.config.max_retries:
+                if error.retry_after is not None and error.retry_after > 5:
+                    raise error  # a long wait is the client's to make, not ours
                 attempt += 1
-                delay = (
-                    error.retry_after
-                    if error.retry_after is not None and error.retry_after <= 5
-                    else _backoff(attempt)
-                )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(error.retry_after if error.retry_after is not None else _backoff(attempt))
                 continue
             raise error
 
@@ -366,7 +441,7 @@ class ProviderAdapter:
             await response.aclose()
         entry = getattr(response, "_openresponses_wire", None)
         if entry is not None:
-            _wire_append(entry, raw.decode(errors="replace"))
+            wirelog.append(entry, raw.decode(errors="replace"))
         try:
             return json.loads(raw)
         except ValueError:
@@ -383,42 +458,6 @@ class ProviderAdapter:
         return UpstreamError(
             f"The provider '{self.config.name}' dropped {what}", status=502, code="upstream_disconnected"
         )
-
-    def error_from_response(self, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
-        """Map an upstream HTTP error to an :class:`UpstreamError` carrying the provider's message."""
-        message = extract_error_message(raw) or f"HTTP {status}"
-        retry_after = _parse_retry_after(headers.get("retry-after"))
-        prefix = f"Provider '{self.config.name}' returned HTTP {status}: "
-        if status == 429:
-            return UpstreamError(
-                prefix + message,
-                status=429,
-                code="rate_limit_exceeded",
-                error_type="too_many_requests",
-                retry_after=retry_after if retry_after is not None else 1.0,
-                retryable=True,
-            )
-        if status in (400, 422):
-            return UpstreamError(
-                prefix + message,
-                status=400,
-                code="upstream_invalid_request",
-                error_type="invalid_request_error",
-                param=extract_error_param(raw),
-            )
-        if status == 404:
-            return UpstreamError(
-                prefix + message,
-                status=404,
-                code="model_not_found",
-                error_type="invalid_request_error",
-                param="model",
-            )
-        if status in (401, 403):
-            return UpstreamError(prefix + message, status=502, code="upstream_auth_failed")
-        if status in (408, 504):
-            return UpstreamError(prefix + message, status=504, code="upstream_timeout", retryable=True)
-        return UpstreamError(prefix + message, status=502, code="upstream_error", retryable=status >= 500)
 
     async def iter_line_batches(self, response: http1.Response) -> AsyncIterator[list[str]]:
         """The lines of a streamed body, a list per network read: the first within
@@ -445,7 +484,7 @@ class ProviderAdapter:
                         deadline.reschedule(now + idle + slack)
                         next_move = now + slack
                     if entry is not None and entry["_size"] < WIRE_LOG_KEPT_CHARS:
-                        _wire_append(entry, "\n".join(lines) + "\n")
+                        wirelog.append(entry, "\n".join(lines) + "\n")
                     yield lines
         except TimeoutError:
             raise self._timed_out(
@@ -459,41 +498,6 @@ class ProviderAdapter:
         async for lines in self.iter_line_batches(response):
             for line in lines:
                 yield line
-
-    async def iter_sse(self, response: http1.Response) -> AsyncIterator[tuple[str | None, str]]:
-        """Server-sent events of a streamed body as ``(event_name, data)`` pairs."""
-        event: str | None = None
-        data: list[str] = []
-        async for lines in self.iter_line_batches(response):
-            for line in lines:
-                if not line:
-                    if data:
-                        yield event, data[0] if len(data) == 1 else "\n".join(data)
-                    event, data = None, []
-                    continue
-                if line[0] == ":":
-                    continue
-                name, _, value = line.partition(":")
-                if value.startswith(" "):
-                    value = value[1:]
-                if name == "data":
-                    data.append(value.rstrip())
-                elif name == "event":
-                    event = value.strip()
-        if data:
-            yield event, "\n".join(data)
-
-
-def callable_tools(request: ModelRequest) -> set[str] | None:
-    """Names the model may call: ``allowed_tools`` if given, else the declared tools (None: no limit)."""
-    choice = request.tool_choice
-    if choice == "none":
-        return set()
-    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        return {t.get("name") for t in choice.get("tools") or [] if isinstance(t, dict)}
-    if request.tools:
-        return {t.get("name") for t in request.tools}
-    return None
 
 
 def _guarded(sample: Any) -> Any:
@@ -526,68 +530,14 @@ def _guarded(sample: Any) -> Any:
     return wrapper
 
 
-# ---- the wire log: what was sent to and received from providers, for the admin's transcript.
-
-#: Set to a list by whoever wants a record of the upstream calls made in this context (the loop).
-WIRE_LOG: ContextVar[list[dict[str, Any]] | None] = ContextVar("openresponses_wire_log", default=None)
-WIRE_LOG_MAX_CHARS = 16_384
-#: Collected before masking: a little more than is kept, so that a key across the cut is still found.
-WIRE_LOG_KEPT_CHARS = WIRE_LOG_MAX_CHARS + 1024
-_LONG_STRING = 2_000
-
-
-def abbreviate(value: Any) -> Any:
-    """``value`` with long strings (base64 images, files) shortened, for logs people read."""
-    if isinstance(value, str):
-        return value if len(value) <= _LONG_STRING else value[:200] + f"… ({len(value)} characters)"
-    if isinstance(value, dict):
-        return {k: abbreviate(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [abbreviate(v) for v in value]
-    return value
-
-
-def _wire_append(entry: dict[str, Any], text: str) -> None:
-    room = WIRE_LOG_KEPT_CHARS - entry["_size"]
-    if room > 0:
-        parts = entry["response"]
-        parts.append(text[:room])
-        entry["_size"] += min(room, len(text))
-        if len(parts) >= 64:  # one string, not hundreds of small ones, per open stream
-            parts[:] = ["".join(parts)]
-
-
-def finished_wire_log(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The wire log as stored: each answer as one string, the provider key masked, cut at
-    :data:`WIRE_LOG_MAX_CHARS` (after masking, so no key is ever cut in two and left readable)."""
-    finished = []
-    for entry in log:
-        item = {k: v for k, v in entry.items() if not k.startswith("_")}
-        mask = entry.get("_mask") or (lambda text: text)
-        item["response"] = mask("".join(entry["response"]))[:WIRE_LOG_MAX_CHARS]
-        finished.append(item)
-    return finished
+ProviderAdapter.sample = _guarded(ProviderAdapter.sample)  # type: ignore[method-assign]
 
 
 def _backoff(attempt: int) -> float:
     return min(2.0, 0.2 * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
 
 
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def new_call_id() -> str:
-    """A call id for providers that send none (Gemini, Ollama, some Chat Completions servers)."""
-    return "call_" + secrets.token_hex(12)
-
-
-async def drain(iterator: AsyncIterator[Any], seconds: float = 0.5) -> None:
+async def drain(iterator: AsyncIterator[Any], seconds: float = DRAIN_SECONDS) -> None:
     """Read what follows a stream's terminal frame (briefly) so the connection can return to the pool."""
     try:
         async with asyncio.timeout(seconds):
@@ -595,59 +545,3 @@ async def drain(iterator: AsyncIterator[Any], seconds: float = 0.5) -> None:
                 pass
     except (TimeoutError, UpstreamError):
         pass
-
-
-def extract_error_message(raw: bytes | str) -> str:
-    """The human message of a provider error body (OpenAI, Anthropic, Gemini, Ollama shapes)."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, TypeError):
-        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-        return text.strip()[:500]
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            return str(error.get("message") or error.get("status") or json.dumps(error)[:500])
-        if isinstance(error, str):
-            return error
-    return json.dumps(body)[:500]
-
-
-def extract_error_param(raw: bytes | str) -> str | None:
-    """The ``error.param`` of an OpenAI-shaped error body (the request field at fault), if any."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, TypeError):
-        return None
-    error = body.get("error") if isinstance(body, dict) else None
-    param = error.get("param") if isinstance(error, dict) else None
-    return param if isinstance(param, str) and param else None
-
-
-def message_text(item: dict[str, Any]) -> str:
-    """The plain text of a canonical message item (its text parts joined)."""
-    return "".join(
-        part.get("text") or part.get("refusal") or ""
-        for part in item.get("content") or []
-        if isinstance(part, dict)
-    )
-
-
-def parse_arguments(arguments: str | None) -> Any:
-    """Function-call arguments (a JSON string) as an object; ``{}`` when empty or invalid."""
-    if not arguments:
-        return {}
-    try:
-        return json.loads(arguments)
-    except ValueError:
-        return {}
-
-
-def chunks_from(iterable: Iterable[Chunk]) -> AsyncIterator[Chunk]:
-    """Wrap a list of chunks (e.g. parsed from a non-streamed body) as an async iterator."""
-
-    async def gen() -> AsyncIterator[Chunk]:
-        for chunk in iterable:
-            yield chunk
-
-    return gen()

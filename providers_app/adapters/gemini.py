@@ -51,14 +51,9 @@ is returned in ``ReasoningDone.provider_data``, one on a text part in the messag
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import mimetypes
-import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from providers_app.adapters.base import (
     Chunk,
@@ -78,6 +73,8 @@ from providers_app.adapters.base import (
     new_call_id,
     parse_arguments,
 )
+from providers_app.adapters.content import guess_mime, image_url, inline_file, is_base64, parse_data_url
+from providers_app.adapters.types import invalid_request, rate_limited, truncated
 
 #: Google's documented placeholder for function calls that carry no real thought signature.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
@@ -105,8 +102,6 @@ CONTENT_FILTER_REASONS = frozenset(
 )
 BAD_CALL_REASONS = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"})
 
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]*)*),(?P<data>.*)$", re.S)
-
 
 # --------------------------------------------------------------------------- request mapping
 
@@ -129,57 +124,35 @@ def strip_schema(schema: Any) -> Any:
     return schema
 
 
-def _guess_mime(name: str, default: str) -> str:
-    path = name.split("?", 1)[0].split("#", 1)[0]
-    mime, _ = mimetypes.guess_type(path, strict=False)
-    return mime or default
-
-
-def _split_data_url(url: str) -> tuple[str | None, str]:
-    """``(mime, base64 data)`` of a data URL (non-base64 payloads are re-encoded)."""
-    match = _DATA_URL.match(url)
-    if not match:
-        raise UnsupportedParameter("input", "Malformed data URL in an input part.")
-    data = match.group("data")
-    if ";base64" not in (match.group("params") or ""):
-        data = base64.b64encode(unquote_to_bytes(data)).decode()
-    return match.group("mime"), data
-
-
 def image_part(part: dict[str, Any]) -> dict[str, Any]:
     """An ``input_image`` content part as a Gemini part."""
-    url = part.get("image_url")
-    if isinstance(url, dict):  # Chat-style {"url": ...}
-        url = url.get("url")
+    url = image_url(part)
     if not url:
         if part.get("file_id"):
             raise UnsupportedParameter("input", "Gemini cannot resolve input_image.file_id; send image_url.")
         raise UnsupportedParameter("input", "input_image needs an image_url.")
     if url.startswith("data:"):
-        mime, data = _split_data_url(url)
-        return {"inlineData": {"mimeType": mime or "image/jpeg", "data": data}}
-    return {"fileData": {"fileUri": url, "mimeType": _guess_mime(url, "image/jpeg")}}
+        data = parse_data_url(url)
+        return {"inlineData": {"mimeType": data.mime or "image/jpeg", "data": data.base64()}}
+    return {"fileData": {"fileUri": url, "mimeType": guess_mime(url, "image/jpeg")}}
 
 
 def file_part(part: dict[str, Any]) -> dict[str, Any]:
     """An ``input_file`` content part as a Gemini part (PDFs and other documents Gemini reads)."""
-    filename = part.get("filename") or ""
     file_data = part.get("file_data")
     if file_data:
-        if file_data.startswith("data:"):
-            mime, data = _split_data_url(file_data)
-        else:
-            mime, data = None, file_data
-            try:
-                base64.b64decode(data, validate=True)
-            except (binascii.Error, ValueError):
-                raise UnsupportedParameter(
-                    "input", "input_file.file_data must be base64 or a data URL."
-                ) from None
-        return {"inlineData": {"mimeType": mime or _guess_mime(filename, "application/pdf"), "data": data}}
+        if not file_data.startswith("data:") and not is_base64(file_data):
+            raise UnsupportedParameter("input", "input_file.file_data must be base64 or a data URL.")
+        data = inline_file(part)
+        return {"inlineData": {"mimeType": data.mime, "data": data.base64()}}
     url = part.get("file_url")
     if url:
-        return {"fileData": {"fileUri": url, "mimeType": _guess_mime(filename or url, "application/pdf")}}
+        return {
+            "fileData": {
+                "fileUri": url,
+                "mimeType": guess_mime(part.get("filename") or url, "application/pdf"),
+            }
+        }
     if part.get("file_id"):
         raise UnsupportedParameter(
             "input", "Gemini cannot resolve input_file.file_id; send file_data or file_url."
@@ -421,6 +394,7 @@ class ResponseParser:
 
     __slots__ = (
         "provider",
+        "done",
         "single_call",
         "open",
         "signature",
@@ -433,6 +407,7 @@ class ResponseParser:
 
     def __init__(self, provider: str = "gemini", *, single_call: bool = False) -> None:
         self.provider = provider
+        self.done = False  # Gemini has no terminal frame: the answer ends with the body
         self.single_call = single_call
         self.open: str | None = None  # "text" | "reasoning"
         self.signature: str | None = None  # pending signature of the open text/reasoning item
@@ -451,12 +426,10 @@ class ResponseParser:
         self.open = None
         self.signature = None
 
-    def feed(self, frame: Any) -> Iterator[Chunk]:
-        if not isinstance(frame, dict):
-            raise UpstreamError(f"The provider '{self.provider}' sent an unexpected frame.", status=502)
+    def feed(self, frame: dict[str, Any]) -> Iterator[Chunk]:
         error = frame.get("error")
         if error:
-            raise stream_error(self.provider, error)
+            raise stream_error(error, self.provider)
         usage = frame.get("usageMetadata")
         if usage:
             self.usage = usage
@@ -511,11 +484,7 @@ class ResponseParser:
             if self.blocked:
                 yield Finish("content_filter")
                 return
-            raise UpstreamError(
-                f"The provider '{self.provider}' ended the response without a finish reason.",
-                status=502,
-                code="upstream_disconnected",
-            )
+            raise truncated(self.provider)
         yield Finish(map_finish_reason(reason, self.calls > 0, self.provider))
 
 
@@ -557,7 +526,7 @@ _STATUS_BY_RPC = {
 }
 
 
-def stream_error(provider: str, error: Any) -> UpstreamError:
+def stream_error(error: Any, provider: str) -> UpstreamError:
     """An error object found inside a 200 body (mid-stream) as an UpstreamError."""
     if not isinstance(error, dict):
         return UpstreamError(f"The provider '{provider}' failed mid-stream: {error}", status=502)
@@ -569,13 +538,9 @@ def stream_error(provider: str, error: Any) -> UpstreamError:
     )
     text = f"The provider '{provider}' failed mid-stream: {message}"
     if status == 429:
-        return UpstreamError(
-            text, status=429, code="rate_limit_exceeded", error_type="too_many_requests", retry_after=1.0
-        )
+        return rate_limited(text)
     if status in (400, 404):
-        return UpstreamError(
-            text, status=400, code="upstream_invalid_request", error_type="invalid_request_error"
-        )
+        return invalid_request(text)
     if status == 504:
         return UpstreamError(text, status=504, code="upstream_timeout")
     return UpstreamError(text, status=502, code="upstream_error")
@@ -602,13 +567,21 @@ class GeminiAdapter(ProviderAdapter):
 
     family = "gemini"
 
-    def request_headers(self) -> dict[str, str]:
-        extra = {"x-goog-api-key": self.config.api_key} if self.config.api_key else None
-        return self.headers(extra)
-
-    def endpoint(self, model: str, *, stream: bool) -> str:
+    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-        return self.url(f"models/{model_path(model)}:{method}")
+        return self.url(f"models/{model_path(request.model)}:{method}")
+
+    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
+        return build_request_body(request, self.owns)
+
+    def stream_parser(self, request: ModelRequest) -> ResponseParser:
+        return ResponseParser(
+            self.config.name, single_call=bool(request.tools) and not request.parallel_tool_calls
+        )
+
+    def request_headers(self) -> dict[str, str]:
+        """The key as ``x-goog-api-key`` (never in the URL, so it cannot leak into error messages)."""
+        return self.headers({"x-goog-api-key": self.config.api_key} if self.config.api_key else None)
 
     def error_from_response(self, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
         """The base mapping, unwrapping list-wrapped Status bodies and honouring RetryInfo."""
@@ -625,35 +598,3 @@ class GeminiAdapter(ProviderAdapter):
             if delay is not None:
                 error.retry_after = delay
         return error
-
-    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
-        body = build_request_body(request, self.owns)
-        url = self.endpoint(request.model, stream=stream)
-        headers = self.request_headers()
-        parser = ResponseParser(
-            self.config.name, single_call=bool(request.tools) and not request.parallel_tool_calls
-        )
-        if not stream:
-            for chunk in parser.feed(await self.post_json(url, json_body=body, headers=headers)):
-                yield chunk
-            for chunk in parser.finish():
-                yield chunk
-            return
-        response = await self.open_stream("POST", url, json_body=body, headers=headers)
-        try:
-            async for _event, data in self.iter_sse(response):
-                if not data or data == "[DONE]":
-                    continue
-                try:
-                    frame = json.loads(data)
-                except ValueError:
-                    raise UpstreamError(
-                        f"The provider '{self.config.name}' sent a stream frame that is not JSON: {data[:200]}",
-                        status=502,
-                    ) from None
-                for chunk in parser.feed(frame):
-                    yield chunk
-            for chunk in parser.finish():
-                yield chunk
-        finally:
-            await response.aclose()

@@ -9,13 +9,13 @@ posts to ``{base_url}/api/chat``. No key is needed; when one is configured it is
 * ``keep_alive`` (str | int): forwarded as ``keep_alive``.
 * ``model_options`` (dict): extra runtime ``options`` (``num_ctx``, ``seed``…).
 
-Pure translation: :func:`build_ollama_request`, :class:`OllamaStreamParser`; the adapter does the I/O.
+Pure translation: :func:`build_ollama_request`, :class:`OllamaStreamParser`; the base class makes
+the call (NDJSON framing).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from providers_app.adapters.base import (
@@ -33,15 +33,14 @@ from providers_app.adapters.base import (
     UnsupportedParameter,
     UpstreamError,
     UsageReport,
-    drain,
     extract_error_message,
     new_call_id,
     parse_arguments,
 )
+from providers_app.adapters.content import TEXT_PARTS, content_parts, image_url, parse_data_url
+from providers_app.adapters.types import truncated
 
 DEFAULT_BASE_URL = "http://localhost:11434"
-
-_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 
 _THINK_LEVELS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
 
@@ -51,21 +50,13 @@ _DONE_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "max_output_
 # --------------------------------------------------------------------------- request mapping
 
 
-def _parts(content: Any) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "input_text", "text": content}]
-    return [part for part in content if isinstance(part, dict)]
-
-
 def _image_base64(part: dict[str, Any], param: str) -> str:
     """An ``input_image`` as the bare base64 Ollama wants (only data URLs can be inlined)."""
-    url = part.get("image_url") or ""
+    url = image_url(part) or ""
     if url.startswith("data:"):
-        header, sep, data = url.partition(",")
-        if sep and header.endswith(";base64"):
-            return data
+        data = parse_data_url(url, param + ".image_url")
+        if data.is_base64:
+            return data.payload
     raise UnsupportedParameter(
         param + ".image_url",
         "Ollama takes images inline only (data:image/...;base64 URLs); fetch the image and send it as a data URL.",
@@ -78,7 +69,7 @@ def _content(parts: list[dict[str, Any]], param: str) -> tuple[str, list[str]]:
     images: list[str] = []
     for j, part in enumerate(parts):
         kind = part.get("type")
-        if kind in _TEXT_PARTS:
+        if kind in TEXT_PARTS:
             texts.append(part.get("text") or "")
         elif kind == "refusal":
             texts.append(part.get("refusal") or "")
@@ -122,7 +113,7 @@ def build_messages(request: ModelRequest, *, provider: str) -> list[dict[str, An
         kind = item.get("type") or "message"
         if kind == "message":
             role = item.get("role") or "user"
-            text, images = _content(_parts(item.get("content")), f"input[{i}].content")
+            text, images = _content(content_parts(item.get("content")), f"input[{i}].content")
             if role in ("system", "developer"):
                 messages.append({"role": "system", "content": text})
             elif role == "assistant":
@@ -145,7 +136,7 @@ def build_messages(request: ModelRequest, *, provider: str) -> list[dict[str, An
             if isinstance(output, str):
                 text, images = output, []
             elif isinstance(output, list):
-                text, images = _content(_parts(output), f"input[{i}].output")
+                text, images = _content(content_parts(output), f"input[{i}].output")
             else:
                 text, images = json.dumps(output), []
             message = {"role": "tool", "content": text}
@@ -239,7 +230,7 @@ class OllamaStreamParser:
         self.parallel_tool_calls = parallel_tool_calls
         self.open: str | None = None  # "message" | "reasoning"
         self.calls = 0
-        self.finished = False
+        self.done = False  # the ``done: true`` line came
 
     def _close_open(self, out: list[Chunk]) -> None:
         if self.open == "reasoning":
@@ -256,8 +247,7 @@ class OllamaStreamParser:
     def feed(self, data: dict[str, Any]) -> list[Chunk]:
         """Chunks for one object; raises :class:`UpstreamError` for an ``{"error": …}`` line."""
         if data.get("error"):
-            message = extract_error_message(json.dumps({"error": data["error"]}))
-            raise UpstreamError(f"Provider '{self.provider}' failed mid-stream: {message}", status=502)
+            raise stream_error(data, self.provider)
         out: list[Chunk] = []
         message = data.get("message") or {}
         thinking = message.get("thinking")
@@ -291,17 +281,20 @@ class OllamaStreamParser:
             )
             out.append(usage)
             out.append(Finish(reason))
-            self.finished = True
+            self.done = True
         return out
 
-    def close(self) -> None:
-        """Raises when the stream ended without its ``done: true`` line."""
-        if not self.finished:
-            raise UpstreamError(
-                f"The provider '{self.provider}' ended the stream before finishing.",
-                status=502,
-                code="upstream_disconnected",
-            )
+    def finish(self) -> list[Chunk]:
+        """Nothing more once ``done: true`` came (it carries the finish); raises when it never did."""
+        if not self.done:
+            raise truncated(self.provider)
+        return []
+
+
+def stream_error(payload: dict[str, Any], provider: str) -> UpstreamError:
+    """An ``{"error": …}`` line (HTTP 200, mid-stream or as the whole body) -> :class:`UpstreamError`."""
+    message = extract_error_message(json.dumps({"error": payload["error"]}))
+    return UpstreamError(f"Provider '{provider}' failed mid-stream: {message}", status=502)
 
 
 # --------------------------------------------------------------------------- adapter
@@ -311,49 +304,18 @@ class OllamaAdapter(ProviderAdapter):
     """``POST {base_url}/api/chat`` against a native Ollama server."""
 
     family = "ollama"
+    framing = "ndjson"
 
-    def endpoint(self) -> str:
+    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
         base = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")
         if base.endswith("/api"):
             base = base[: -len("/api")]
         return base + "/api/chat"
 
-    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
-        """One ``/api/chat`` call, streamed (NDJSON) or not, as neutral chunks."""
-        name = self.config.name
-        body = build_ollama_request(request, stream=stream, provider=name, options=self.config.options)
-        parser = OllamaStreamParser(provider=name, parallel_tool_calls=request.parallel_tool_calls)
-        url, headers = self.endpoint(), self.bearer_headers()
-        if not stream:
-            data = await self.post_json(url, json_body=body, headers=headers)
-            if not isinstance(data, dict):
-                raise UpstreamError(f"The provider '{name}' sent an unexpected body.", status=502)
-            chunks = parser.feed(data)
-            parser.close()
-            for chunk in chunks:
-                yield chunk
-            return
-        response = await self.open_stream("POST", url, json_body=body, headers=headers)
-        try:
-            lines = self.iter_lines(response)
-            async for line in lines:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    data = json.loads(line)
-                except ValueError:
-                    raise UpstreamError(
-                        f"The provider '{name}' sent a line that is not JSON.", status=502
-                    ) from None
-                if not isinstance(data, dict):
-                    continue
-                chunks = parser.feed(data)
-                for chunk in chunks:
-                    yield chunk
-                if parser.finished:
-                    break
-            parser.close()
-            await drain(lines)
-        finally:
-            await response.aclose()
+    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
+        return build_ollama_request(
+            request, stream=stream, provider=self.config.name, options=self.config.options
+        )
+
+    def stream_parser(self, request: ModelRequest) -> OllamaStreamParser:
+        return OllamaStreamParser(provider=self.config.name, parallel_tool_calls=request.parallel_tool_calls)

@@ -15,8 +15,6 @@ The translation functions (:func:`build_chat_request`, :class:`ChatStreamParser`
 from __future__ import annotations
 
 import json
-import mimetypes
-from collections.abc import AsyncIterator
 from typing import Any
 
 from providers_app.adapters.base import (
@@ -35,12 +33,11 @@ from providers_app.adapters.base import (
     UnsupportedParameter,
     UpstreamError,
     UsageReport,
-    drain,
     extract_error_message,
     new_call_id,
 )
-
-_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
+from providers_app.adapters.content import TEXT_PARTS, content_parts, file_data_url, image_url
+from providers_app.adapters.types import rate_limited, truncated, unexpected_body
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -56,35 +53,17 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 # --------------------------------------------------------------------------- request mapping
 
 
-def _parts(content: Any) -> list[dict[str, Any]]:
-    """A message's content as a list of parts (a bare string becomes one text part)."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "input_text", "text": content}]
-    return [part for part in content if isinstance(part, dict)]
-
-
 def _texts(parts: list[dict[str, Any]]) -> list[str]:
-    return [part.get("text") or "" for part in parts if part.get("type") in _TEXT_PARTS]
-
-
-def _file_data_url(part: dict[str, Any]) -> str:
-    """``file_data`` as a data URL (raw base64 gets a MIME type guessed from the filename)."""
-    data = part["file_data"]
-    if data.startswith("data:"):
-        return data
-    mime = mimetypes.guess_type(part.get("filename") or "")[0] or "application/pdf"
-    return f"data:{mime};base64,{data}"
+    return [part.get("text") or "" for part in parts if part.get("type") in TEXT_PARTS]
 
 
 def _user_part(part: dict[str, Any], param: str) -> dict[str, Any]:
     """One user content part in Chat Completions form."""
     kind = part.get("type")
-    if kind in _TEXT_PARTS:
+    if kind in TEXT_PARTS:
         return {"type": "text", "text": part.get("text") or ""}
     if kind == "input_image":
-        url = part.get("image_url")
+        url = image_url(part)
         if not url:
             raise UnsupportedParameter(
                 param, "Chat Completions takes images by URL or data URL, not by file_id."
@@ -95,7 +74,7 @@ def _user_part(part: dict[str, Any], param: str) -> dict[str, Any]:
         return {"type": "image_url", "image_url": image}
     if kind == "input_file":
         if part.get("file_data"):
-            file: dict[str, Any] = {"file_data": _file_data_url(part)}
+            file: dict[str, Any] = {"file_data": file_data_url(part)}
             file["filename"] = part.get("filename") or "file.pdf"
             return {"type": "file", "file": file}
         if part.get("file_id"):
@@ -108,7 +87,7 @@ def _user_part(part: dict[str, Any], param: str) -> dict[str, Any]:
 
 def _user_content(parts: list[dict[str, Any]], param: str) -> str | list[dict[str, Any]]:
     """User content: a plain string when it is a single text (widest server support), else parts."""
-    if len(parts) == 1 and parts[0].get("type") in _TEXT_PARTS:
+    if len(parts) == 1 and parts[0].get("type") in TEXT_PARTS:
         return parts[0].get("text") or ""
     return [_user_part(part, f"{param}[{j}]") for j, part in enumerate(parts)]
 
@@ -124,7 +103,7 @@ def _tool_output(output: Any, param: str) -> tuple[str, list[dict[str, Any]]]:
     for j, part in enumerate(output):
         if not isinstance(part, dict):
             continue
-        if part.get("type") in _TEXT_PARTS:
+        if part.get("type") in TEXT_PARTS:
             texts.append(part.get("text") or "")
         else:
             extra.append(_user_part(part, f"{param}[{j}]"))
@@ -177,7 +156,7 @@ def build_messages(
         kind = item.get("type") or "message"
         if kind == "message":
             role = item.get("role") or "user"
-            parts = _parts(item.get("content"))
+            parts = content_parts(item.get("content"))
             if role in ("system", "developer"):
                 out_role = "developer" if role == "developer" and developer_role else "system"
                 append({"role": out_role, "content": "\n".join(_texts(parts))})
@@ -294,9 +273,7 @@ def stream_error(payload: Any, provider: str) -> UpstreamError:
             code = error.get("type")
     text = f"Provider '{provider}' failed mid-stream: {message}"
     if status_code == 429 or code in ("rate_limit_exceeded", "rate_limit_error"):
-        return UpstreamError(
-            text, status=429, code="rate_limit_exceeded", error_type="too_many_requests", retry_after=1.0
-        )
+        return rate_limited(text)
     return UpstreamError(
         text, status=502, code=str(code) if isinstance(code, (str, int)) else "upstream_error"
     )
@@ -333,10 +310,11 @@ class ChatStreamParser:
     Tool calls are keyed by ``index``. The current call streams live; pieces for other calls are
     buffered. The adapter switches to another call only once the current call's arguments form a
     complete JSON value, so interleaved pieces can never land in an already-closed call; whatever is
-    still buffered is flushed, call by call in index order, by :meth:`close`.
+    still buffered is flushed, call by call in index order, by :meth:`finish`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, provider: str = "provider") -> None:
+        self.provider = provider
         self.open: str | None = None  # "message" | "reasoning" | "call"
         self.calls: dict[int, _Call] = {}
         self.current: _Call | None = None
@@ -417,7 +395,9 @@ class ChatStreamParser:
         self._start(call, out)
 
     def feed(self, data: dict[str, Any]) -> list[Chunk]:
-        """Chunks for one parsed stream object."""
+        """Chunks for one parsed stream object; raises for an error object (``{"error": …}``)."""
+        if data.get("error"):
+            raise stream_error(data, self.provider)
         out: list[Chunk] = []
         usage = data.get("usage") or (data.get("x_groq") or {}).get("usage")
         if usage:
@@ -444,14 +424,11 @@ class ChatStreamParser:
                 self.finish_reason = choice["finish_reason"]
         return out
 
-    def close(self, provider: str = "provider") -> list[Chunk]:
-        """The closing chunks (buffered calls, usage, finish); raises if the stream was cut short."""
+    def finish(self) -> list[Chunk]:
+        """The closing chunks (buffered calls, usage, finish); raises if the stream was cut short
+        (no ``finish_reason`` and no ``[DONE]``)."""
         if self.finish_reason is None and not self.done:
-            raise UpstreamError(
-                f"The provider '{provider}' ended the stream before finishing.",
-                status=502,
-                code="upstream_disconnected",
-            )
+            raise truncated(self.provider)
         out: list[Chunk] = []
         for index in sorted(self.calls):
             call = self.calls[index]
@@ -471,10 +448,10 @@ class ChatStreamParser:
 def parse_chat_completion(body: Any, provider: str = "provider") -> list[Chunk]:
     """A non-streamed ``chat.completion`` object -> the full chunk list."""
     if not isinstance(body, dict):
-        raise UpstreamError(f"The provider '{provider}' sent an unexpected body.", status=502)
+        raise unexpected_body(provider)
     if body.get("error"):
         raise stream_error(body, provider)
-    parser = ChatStreamParser()
+    parser = ChatStreamParser(provider)
     choices = body.get("choices") or []
     choice = next((c for c in choices if c.get("index", 0) == 0), choices[0] if choices else None)
     out: list[Chunk] = []
@@ -490,7 +467,7 @@ def parse_chat_completion(body: Any, provider: str = "provider") -> list[Chunk]:
     if body.get("usage"):
         parser.usage = usage_report(body["usage"])
     parser.done = True
-    out.extend(parser.close(provider))
+    out.extend(parser.finish())
     return out
 
 
@@ -502,43 +479,16 @@ class OpenAIChatAdapter(ProviderAdapter):
 
     family = "openai_chat"
 
-    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
-        """One Chat Completions call, streamed or not, as neutral chunks."""
-        name = self.config.name
-        body = build_chat_request(request, stream=stream, provider=name, options=self.config.options)
-        url = self.url("chat/completions")
-        headers = self.bearer_headers()
-        if not stream:
-            data = await self.post_json(url, json_body=body, headers=headers)
-            chunks = parse_chat_completion(data, name)
-            for chunk in chunks:
-                yield chunk
-            return
-        response = await self.open_stream("POST", url, json_body=body, headers=headers)
-        try:
-            parser = ChatStreamParser()
-            events = self.iter_sse(response)
-            async for event, data in events:
-                if data == "[DONE]":
-                    parser.done = True
-                    break
-                try:
-                    payload = json.loads(data)
-                except ValueError:
-                    if event == "error":
-                        raise stream_error({"error": {"message": data}}, name) from None
-                    raise UpstreamError(
-                        f"The provider '{name}' sent a stream frame that is not JSON.", status=502
-                    ) from None
-                if event == "error" or (isinstance(payload, dict) and payload.get("error")):
-                    raise stream_error(payload, name)
-                if not isinstance(payload, dict):
-                    continue
-                for chunk in parser.feed(payload):
-                    yield chunk
-            for chunk in parser.close(name):
-                yield chunk
-            if parser.done:
-                await drain(events)
-        finally:
-            await response.aclose()
+    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
+        return self.url("chat/completions")
+
+    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
+        return build_chat_request(
+            request, stream=stream, provider=self.config.name, options=self.config.options
+        )
+
+    def stream_parser(self, request: ModelRequest) -> ChatStreamParser:
+        return ChatStreamParser(self.config.name)
+
+    def parse_body(self, body: dict[str, Any], request: ModelRequest) -> list[Chunk]:
+        return parse_chat_completion(body, self.config.name)

@@ -6,8 +6,7 @@ and ask for ``reasoning.encrypted_content`` so reasoning round-trips statelessly
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from providers_app.adapters.base import (
@@ -25,6 +24,7 @@ from providers_app.adapters.base import (
     UpstreamError,
     UsageReport,
 )
+from providers_app.adapters.types import truncated
 
 INPUT_KEYS = {
     "message": ("type", "role", "content", "phase"),
@@ -175,12 +175,14 @@ def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]
 class StreamTranslator:
     """Turns Responses stream events into chunks (one instance per upstream call)."""
 
+    __slots__ = ("name", "saw_tool_call", "done")
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.saw_tool_call = False
-        self.finished = False
+        self.done = False
 
-    def translate(self, event: dict[str, Any]) -> Iterator[Chunk]:
+    def feed(self, event: dict[str, Any]) -> Iterator[Chunk]:
         kind = event.get("type")
         if kind == "response.output_text.delta":
             yield TextDelta(event.get("delta", ""))
@@ -210,44 +212,33 @@ class StreamTranslator:
             usage = usage_chunk(response.get("usage"))
             if usage is not None:
                 yield usage
-            self.finished = True
+            self.done = True
             yield finish_chunk(response, self.saw_tool_call)
         elif kind == "response.failed":
             raise failure(event.get("response") or {}, self.name)
-        elif kind == "error":
+        elif kind == "error" or "error" in event:
             raise failure(event if "error" in event else {"error": event}, self.name)
+
+    def finish(self) -> list[Chunk]:
+        """Nothing more to say once ``response.completed`` came; the stream was cut short if not."""
+        if not self.done:
+            raise truncated(self.name)
+        return []
 
 
 class OpenAIResponsesAdapter(ProviderAdapter):
+    """``POST {base_url}/responses`` (streamed as server-sent events)."""
+
     family = "openai"
 
-    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
-        body = build_request(request, self, stream=stream)
-        headers = self.bearer_headers()
-        if not stream:
-            data = await self.post_json(self.url("responses"), json_body=body, headers=headers)
-            for chunk in chunks_from_response(data, self.config.name):
-                yield chunk
-            return
-        response = await self.open_stream("POST", self.url("responses"), json_body=body, headers=headers)
-        translator = StreamTranslator(self.config.name)
-        try:
-            async for _event, data in self.iter_sse(response):
-                if data == "[DONE]":
-                    break
-                try:
-                    event = json.loads(data)
-                except ValueError:
-                    raise UpstreamError(
-                        f"Provider '{self.config.name}' sent an event that is not JSON.", status=502
-                    ) from None
-                for chunk in translator.translate(event):
-                    yield chunk
-        finally:
-            await response.aclose()
-        if not translator.finished:
-            raise UpstreamError(
-                f"Provider '{self.config.name}' ended the stream before the response completed.",
-                status=502,
-                code="upstream_disconnected",
-            )
+    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
+        return self.url("responses")
+
+    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
+        return build_request(request, self, stream=stream)
+
+    def stream_parser(self, request: ModelRequest) -> StreamTranslator:
+        return StreamTranslator(self.config.name)
+
+    def parse_body(self, body: dict[str, Any], request: ModelRequest) -> Iterator[Chunk]:
+        return chunks_from_response(body, self.config.name)

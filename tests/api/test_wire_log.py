@@ -63,7 +63,8 @@ def test_wire_log_stored_with_the_response(http, upstream, server):
 
 
 def test_a_key_echoed_in_an_answer_is_masked_even_across_the_cut():
-    from providers_app.adapters.base import WIRE_LOG_MAX_CHARS, _wire_append
+    from providers_app.adapters.wirelog import WIRE_LOG_MAX_CHARS
+    from providers_app.adapters.wirelog import append as wire_append
 
     secret = "sk-echoed-secret-abcdef123456"
     adapter = OpenAIResponsesAdapter(
@@ -73,11 +74,11 @@ def test_a_key_echoed_in_an_answer_is_masked_even_across_the_cut():
 
     async def record() -> None:
         WIRE_LOG.set(log)
-        entry = adapter._wire_entry("POST", "http://127.0.0.1:9/v1/responses", {"model": "gpt-4o"})
+        entry = adapter.wire_entry("POST", "http://127.0.0.1:9/v1/responses", {"model": "gpt-4o"})
         assert entry is not None
-        _wire_append(entry, "x" * (WIRE_LOG_MAX_CHARS - 10) + secret + "\n")  # the key spans the cut
+        wire_append(entry, "x" * (WIRE_LOG_MAX_CHARS - 10) + secret + "\n")  # the key spans the cut
         for _ in range(200):
-            _wire_append(entry, f"data: {secret}\n")
+            wire_append(entry, f"data: {secret}\n")
 
     asyncio.run(record())
     (entry,) = finished_wire_log(log)

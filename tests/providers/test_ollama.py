@@ -308,7 +308,8 @@ def test_5xx_maps_to_502() -> None:
 
 def test_endpoint_defaults_and_api_suffix() -> None:
     def endpoint(base_url: str) -> str:
-        return OllamaAdapter(ProviderConfig(name="o", adapter="ollama", base_url=base_url)).endpoint()
+        adapter = OllamaAdapter(ProviderConfig(name="o", adapter="ollama", base_url=base_url))
+        return adapter.endpoint(ModelRequest(model="m", items=[]), stream=True)
 
     assert endpoint("") == "http://localhost:11434/api/chat"
     assert endpoint("http://gpu:11434/") == "http://gpu:11434/api/chat"

@@ -302,7 +302,7 @@ def feed_all(frames: list[dict[str, Any]]) -> list[Any]:
     for frame in frames:
         out.extend(parser.feed(frame))
     parser.done = True
-    out.extend(parser.close())
+    out.extend(parser.finish())
     return out
 
 

@@ -9,6 +9,8 @@
   a ``{"error": "..."}`` line reports a failure mid-stream.
 
 Acme has no tools and no images: such requests are refused with a 400 naming the field.
+The base class makes the call (retries, error mapping, NDJSON framing, timeouts, masking the
+key); this module only says where to send what, and how to read the answer.
 Enable it with a provider entry such as
 ``{"name": "acme", "adapter": "tests.support.custom_adapter.AcmeAdapter", "base_url": "http://acme:8080"}``
 and a route ``{"pattern": "acme-*", "provider": "acme"}``.
@@ -16,8 +18,6 @@ and a route ``{"pattern": "acme-*", "provider": "acme"}``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from providers_app.adapters.base import (
@@ -69,56 +69,50 @@ def build_acme_body(request: ModelRequest, *, stream: bool, default_max_tokens: 
     return body
 
 
-def final_chunks(data: dict[str, Any]) -> list[Chunk]:
-    """The closing chunks for Acme's last object (usage and the finish reason)."""
-    usage = data.get("usage") or {}
-    reason = STOP_REASONS.get(data.get("stop") or "end", "stop")
-    chunks: list[Chunk] = [] if reason == "max_output_tokens" else [ItemEnd()]  # a cut-off message stays open
-    chunks.append(UsageReport(input_tokens=usage.get("in"), output_tokens=usage.get("out")))
-    chunks.append(Finish(reason))
-    return chunks
+class AcmeParser:
+    """Acme's answer objects -> chunks: each streamed line, or the whole non-streamed body."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.done = False  # the object with "stop" came: the base class stops reading
+
+    def feed(self, data: dict[str, Any]) -> list[Chunk]:
+        if "error" in data:
+            raise UpstreamError(f"Provider '{self.provider}' failed mid-stream: {data['error']}", status=502)
+        text = data.get("token") or data.get("text")
+        chunks: list[Chunk] = [TextDelta(text)] if text else []
+        if "stop" in data:
+            usage = data.get("usage") or {}
+            reason = STOP_REASONS.get(data["stop"] or "end", "stop")
+            if reason != "max_output_tokens":
+                chunks.append(ItemEnd())  # a cut-off message stays open: Finish marks it incomplete
+            chunks.append(UsageReport(input_tokens=usage.get("in"), output_tokens=usage.get("out")))
+            chunks.append(Finish(reason))
+            self.done = True
+        return chunks
+
+    def finish(self) -> list[Chunk]:
+        if not self.done:
+            raise UpstreamError(
+                f"Provider '{self.provider}' ended the stream early.",
+                status=502,
+                code="upstream_disconnected",
+            )
+        return []
 
 
 class AcmeAdapter(ProviderAdapter):
     """Acme's ``/generate`` endpoint, streamed (NDJSON) or not."""
 
     family = "acme"
+    framing = "ndjson"
 
-    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
-        body = build_acme_body(
-            request,
-            stream=stream,
-            default_max_tokens=int(self.config.options.get("default_max_tokens", 1024)),
-        )
-        headers = self.headers(
-            {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None
-        )
-        if not stream:
-            # post_json retries connection errors, 429 and 5xx, and maps HTTP errors.
-            data = await self.post_json(self.url("generate"), json_body=body, headers=headers)
-            if data.get("text"):
-                yield TextDelta(data["text"])
-            for chunk in final_chunks(data):
-                yield chunk
-            return
-        response = await self.open_stream("POST", self.url("generate"), json_body=body, headers=headers)
-        try:
-            async for line in self.iter_lines(response):  # the idle timeout applies between lines
-                if not line.strip():
-                    continue
-                data = json.loads(line)
-                if "error" in data:
-                    raise UpstreamError(
-                        f"Provider '{self.config.name}' failed mid-stream: {data['error']}", status=502
-                    )
-                if data.get("token"):
-                    yield TextDelta(data["token"])
-                if "stop" in data:
-                    for chunk in final_chunks(data):
-                        yield chunk
-                    return
-        finally:
-            await response.aclose()
-        raise UpstreamError(
-            f"Provider '{self.config.name}' ended the stream early.", status=502, code="upstream_disconnected"
-        )
+    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
+        return self.url("generate")
+
+    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
+        default_max_tokens = int(self.config.options.get("default_max_tokens", 1024))
+        return build_acme_body(request, stream=stream, default_max_tokens=default_max_tokens)
+
+    def stream_parser(self, request: ModelRequest) -> AcmeParser:
+        return AcmeParser(self.config.name)
