@@ -26,27 +26,30 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from providers_app.adapters.base import (
+from providers_app.adapters.base import ProviderAdapter
+from providers_app.adapters.chunks import (
     Chunk,
     Finish,
     FinishReason,
     ItemEnd,
-    ModelRequest,
-    ProviderAdapter,
-    ProviderConfig,
     ReasoningDelta,
     ReasoningDone,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UsageReport,
+)
+from providers_app.adapters.content import image_url, inline_file, parse_arguments, parse_data_url
+from providers_app.adapters.types import (
+    ModelRequest,
+    ProviderConfig,
     UnsupportedParameter,
     UpstreamError,
-    UsageReport,
     extract_error_message,
-    parse_arguments,
+    invalid_request,
+    rate_limited,
+    truncated,
 )
-from providers_app.adapters.content import image_url, inline_file, parse_data_url
-from providers_app.adapters.types import invalid_request, rate_limited, truncated
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -443,7 +446,7 @@ class StreamParser:
 
     __slots__ = ("provider", "blocks", "text_open", "stop_reason", "done")
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, request: ModelRequest | None = None) -> None:
         self.provider = provider
         # index -> [block type, accumulated signature/data or "had deltas" flag, fallback input]
         self.blocks: dict[int, list[Any]] = {}
@@ -618,18 +621,10 @@ class AnthropicAdapter(ProviderAdapter):
     """Anthropic Messages API (and Anthropic-compatible endpoints such as z.ai)."""
 
     family = "anthropic"
-
-    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
-        return self.url("messages")
-
-    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
-        return build_body(request, self.config, stream=stream)
-
-    def stream_parser(self, request: ModelRequest) -> StreamParser:
-        return StreamParser(self.config.name)
-
-    def parse_body(self, body: dict[str, Any], request: ModelRequest) -> list[Chunk]:
-        return parse_message(body, self.config.name)
+    path = "messages"
+    build_body = staticmethod(build_body)
+    parser_class = StreamParser
+    parse_body = staticmethod(parse_message)
 
     def request_headers(self) -> dict[str, str]:
         """``x-api-key`` and ``anthropic-version`` instead of a Bearer token."""

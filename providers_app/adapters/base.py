@@ -25,7 +25,7 @@ import asyncio
 import functools
 import json
 import random
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
 from providers_app.adapters import http1, wirelog
@@ -123,6 +123,8 @@ class StreamParser(Protocol):
 
     done: bool
 
+    def __init__(self, provider: str, request: ModelRequest | None = None) -> None: ...
+
     def feed(self, frame: dict[str, Any]) -> Iterable[Chunk]: ...
 
     def finish(self) -> Iterable[Chunk]: ...
@@ -140,6 +142,15 @@ class ProviderAdapter:
     family: str = "base"
     #: How a streamed answer is framed (see :data:`Framing`); non-streamed answers are one JSON body.
     framing: Framing = "sse"
+    #: Where the call goes, below ``base_url`` (used by the default :meth:`endpoint`).
+    path: str = ""
+    #: ``build_body(request, config, *, stream) -> dict``: the JSON body of the call (required).
+    build_body: Callable[..., dict[str, Any]] | None = None
+    #: The :class:`StreamParser` made for each call, as ``parser_class(provider name, request)``.
+    parser_class: type[StreamParser] | None = None
+    #: ``parse_body(body, provider) -> chunks`` for a whole non-streamed answer (a JSON object);
+    #: None: the body is fed to a fresh parser as its only frame.
+    parse_body: Callable[[dict[str, Any], str], Iterable[Chunk]] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # A subclass that writes its own sample() gets the same guard as the template (see
@@ -154,20 +165,35 @@ class ProviderAdapter:
         self.config = config
         self._http = http1.Client()
 
-    # ================================================================ methods that child classes must implement
-
-    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
-        """The URL of the call for ``request`` (usually ``self.url("path")``)."""
-        raise NotImplementedError("ProviderAdapter subclasses must implement endpoint()")
+    # ================================================================ what child classes must provide
+    # Declared as class attributes (``path``, ``build_body``, ``parser_class``), or by overriding
+    # the methods that read them.
 
     def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
-        """The JSON body of the call. Pure: raise :class:`UnsupportedParameter` (naming the field)
-        for anything the provider cannot honour; it is raised before any connection is made."""
-        raise NotImplementedError("ProviderAdapter subclasses must implement request_body()")
+        """The JSON body of the call: :attr:`build_body` of the request and this provider's config.
+
+        Pure: it raises :class:`UnsupportedParameter` (naming the field) for anything the provider
+        cannot honour, before any connection is made.
+        """
+        if self.build_body is None:
+            raise NotImplementedError(
+                "ProviderAdapter subclasses must set build_body or implement request_body()"
+            )
+        return self.build_body(request, self.config, stream=stream)
+
+    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
+        """The URL of the call for ``request``: ``base_url`` joined with :attr:`path`."""
+        if not self.path:
+            raise NotImplementedError("ProviderAdapter subclasses must set path or implement endpoint()")
+        return self.url(self.path)
 
     def stream_parser(self, request: ModelRequest) -> StreamParser:
-        """A fresh :class:`StreamParser` for one call of ``request``."""
-        raise NotImplementedError("ProviderAdapter subclasses must implement stream_parser()")
+        """A fresh :class:`StreamParser` for one call of ``request`` (an instance of :attr:`parser_class`)."""
+        if self.parser_class is None:
+            raise NotImplementedError(
+                "ProviderAdapter subclasses must set parser_class or implement stream_parser()"
+            )
+        return self.parser_class(self.config.name, request)
 
     # ================================================================ hooks with a default
 
@@ -178,9 +204,11 @@ class ProviderAdapter:
             {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None
         )
 
-    def parse_body(self, body: dict[str, Any], request: ModelRequest) -> Iterable[Chunk]:
-        """The chunks of a whole non-streamed answer (a JSON object). By default the body is fed
-        to a fresh :meth:`stream_parser` as its only frame; override when the shapes differ."""
+    def body_chunks(self, body: dict[str, Any], request: ModelRequest) -> Iterable[Chunk]:
+        """The chunks of a whole non-streamed answer: :attr:`parse_body`'s, or those of a fresh
+        :meth:`stream_parser` fed the body as its only frame."""
+        if self.parse_body is not None:
+            return self.parse_body(body, self.config.name)
         parser = self.stream_parser(request)
         return [*parser.feed(body), *parser.finish()]
 
@@ -230,7 +258,7 @@ class ProviderAdapter:
             data = await self.post_json(url, json_body=body, headers=headers)
             if not isinstance(data, dict):
                 raise unexpected_body(self.config.name)
-            for chunk in self.parse_body(data, request):
+            for chunk in self.body_chunks(data, request):
                 yield chunk
             return
         parser = self.stream_parser(request)

@@ -95,3 +95,40 @@ Chunk = (
 def new_call_id() -> str:
     """A call id for providers that send none (Gemini, Ollama, some Chat Completions servers)."""
     return "call_" + secrets.token_hex(12)
+
+
+class OpenItem:
+    """Stream-parser bookkeeping for wire formats that interleave text and reasoning deltas
+    without item boundaries (Chat Completions, Ollama): which item is open, closed as soon as a
+    delta of another kind arrives."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        self.open: str | None = None  # "message" | "reasoning" | a subclass's own kind
+
+    def close_open(self, out: list[Chunk]) -> None:
+        """Append what closes the open item, if any."""
+        if self.open == "reasoning":
+            out.append(ReasoningDone())
+        elif self.open == "message":
+            out.append(ItemEnd())
+        self.open = None
+
+    def switch(self, kind: str, out: list[Chunk]) -> None:
+        """Make ``kind`` the open item (closing another one first)."""
+        if self.open != kind:
+            self.close_open(out)
+            self.open = kind
+
+    def deltas(self, out: list[Chunk], reasoning: Any, text: Any, refusal: Any = None) -> None:
+        """Append one frame's raw reasoning, text and refusal deltas (empty or non-text values skipped)."""
+        if reasoning and isinstance(reasoning, str):
+            self.switch("reasoning", out)
+            out.append(ReasoningDelta(reasoning, kind="content"))
+        if text and isinstance(text, str):
+            self.switch("message", out)
+            out.append(TextDelta(text))
+        if refusal and isinstance(refusal, str):
+            self.switch("message", out)
+            out.append(RefusalDelta(refusal))

@@ -4,7 +4,7 @@
 ``https://generativelanguage.googleapis.com/v1beta``. The key goes in the ``x-goog-api-key``
 header (never in the URL, so it cannot leak into error messages).
 
-Request mapping (:func:`build_request_body`, pure):
+Request mapping (:func:`build_body`, pure):
 
 * ``instructions`` and every system/developer message (wherever it sits) -> ``systemInstruction``
   (one text part each, in order).
@@ -40,7 +40,7 @@ Request mapping (:func:`build_request_body`, pure):
   8192, high/xhigh 24576). ``includeThoughts`` is true when a summary is asked for or an effort
   other than ``none`` is given.
 
-Response mapping (:class:`ResponseParser`, pure; every streamed frame is a whole
+Response mapping (:class:`StreamParser`, pure; every streamed frame is a whole
 GenerateContentResponse): ``thought: true`` parts -> ReasoningDelta(kind="summary"); other text ->
 TextDelta; ``functionCall`` -> ToolCallStart (generated ``call_…`` id, signature in
 ``provider_data["thought_signature"]``) + one ToolCallDelta + ItemEnd. A signature on a thought part
@@ -55,26 +55,37 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from providers_app.adapters.base import (
+from providers_app.adapters.base import ProviderAdapter
+from providers_app.adapters.chunks import (
     Chunk,
     Finish,
     FinishReason,
     ItemEnd,
-    ModelRequest,
-    ProviderAdapter,
     ReasoningDelta,
     ReasoningDone,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
-    UnsupportedParameter,
-    UpstreamError,
     UsageReport,
     new_call_id,
-    parse_arguments,
 )
-from providers_app.adapters.content import guess_mime, image_url, inline_file, is_base64, parse_data_url
-from providers_app.adapters.types import invalid_request, rate_limited, truncated
+from providers_app.adapters.content import (
+    guess_mime,
+    image_url,
+    inline_file,
+    is_base64,
+    parse_arguments,
+    parse_data_url,
+)
+from providers_app.adapters.types import (
+    ModelRequest,
+    ProviderConfig,
+    UnsupportedParameter,
+    UpstreamError,
+    invalid_request,
+    rate_limited,
+    truncated,
+)
 
 #: Google's documented placeholder for function calls that carry no real thought signature.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
@@ -309,8 +320,12 @@ class _Contents:
             self.contents.append({"role": role, "parts": parts})
 
 
-def build_request_body(request: ModelRequest, owns: Any) -> dict[str, Any]:
-    """The generateContent body for ``request``. ``owns(item)`` says whether an artefact is ours."""
+def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool = False) -> dict[str, Any]:
+    """The generateContent body for ``request`` (the same streamed or not: the URL differs)."""
+
+    def owns(item: dict[str, Any]) -> bool:
+        return (item.get("_meta") or {}).get("provider") == config.name
+
     system: list[dict[str, Any]] = []
     if request.instructions:
         system.append({"text": request.instructions})
@@ -386,7 +401,7 @@ def build_request_body(request: ModelRequest, owns: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- response parsing
 
 
-class ResponseParser:
+class StreamParser:
     """Turns GenerateContentResponse objects (whole bodies or streamed frames) into chunks.
 
     Feed every frame with :meth:`feed`, then call :meth:`finish` once the body ended.
@@ -405,10 +420,15 @@ class ResponseParser:
         "usage",
     )
 
-    def __init__(self, provider: str = "gemini", *, single_call: bool = False) -> None:
+    def __init__(
+        self, provider: str = "gemini", request: ModelRequest | None = None, *, single_call: bool = False
+    ) -> None:
         self.provider = provider
         self.done = False  # Gemini has no terminal frame: the answer ends with the body
-        self.single_call = single_call
+        # parallel_tool_calls=false cannot be told to Gemini: only the first call is relayed.
+        self.single_call = single_call or (
+            request is not None and bool(request.tools) and not request.parallel_tool_calls
+        )
         self.open: str | None = None  # "text" | "reasoning"
         self.signature: str | None = None  # pending signature of the open text/reasoning item
         self.calls = 0
@@ -566,18 +586,12 @@ class GeminiAdapter(ProviderAdapter):
     """Google Gemini ``generateContent`` / ``streamGenerateContent?alt=sse``."""
 
     family = "gemini"
+    build_body = staticmethod(build_body)
+    parser_class = StreamParser
 
     def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return self.url(f"models/{model_path(request.model)}:{method}")
-
-    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
-        return build_request_body(request, self.owns)
-
-    def stream_parser(self, request: ModelRequest) -> ResponseParser:
-        return ResponseParser(
-            self.config.name, single_call=bool(request.tools) and not request.parallel_tool_calls
-        )
 
     def request_headers(self) -> dict[str, str]:
         """The key as ``x-goog-api-key`` (never in the URL, so it cannot leak into error messages)."""

@@ -9,7 +9,7 @@ posts to ``{base_url}/api/chat``. No key is needed; when one is configured it is
 * ``keep_alive`` (str | int): forwarded as ``keep_alive``.
 * ``model_options`` (dict): extra runtime ``options`` (``num_ctx``, ``seed``…).
 
-Pure translation: :func:`build_ollama_request`, :class:`OllamaStreamParser`; the base class makes
+Pure translation: :func:`build_body`, :class:`StreamParser`; the base class makes
 the call (NDJSON framing).
 """
 
@@ -18,27 +18,33 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from providers_app.adapters.base import (
+from providers_app.adapters.base import ProviderAdapter
+from providers_app.adapters.chunks import (
     Chunk,
     Finish,
     FinishReason,
     ItemEnd,
-    ModelRequest,
-    ProviderAdapter,
-    ReasoningDelta,
-    ReasoningDone,
-    TextDelta,
+    OpenItem,
     ToolCallDelta,
     ToolCallStart,
+    UsageReport,
+    new_call_id,
+)
+from providers_app.adapters.content import (
+    TEXT_PARTS,
+    content_parts,
+    image_url,
+    parse_arguments,
+    parse_data_url,
+)
+from providers_app.adapters.types import (
+    ModelRequest,
+    ProviderConfig,
     UnsupportedParameter,
     UpstreamError,
-    UsageReport,
     extract_error_message,
-    new_call_id,
-    parse_arguments,
+    truncated,
 )
-from providers_app.adapters.content import TEXT_PARTS, content_parts, image_url, parse_data_url
-from providers_app.adapters.types import truncated
 
 DEFAULT_BASE_URL = "http://localhost:11434"
 
@@ -166,14 +172,12 @@ def _tools_enabled(choice: Any) -> bool:
     )
 
 
-def build_ollama_request(
-    request: ModelRequest, *, stream: bool, provider: str = "", options: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -> dict[str, Any]:
     """The whole ``/api/chat`` body for ``request``."""
-    options = options or {}
+    options = config.options
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": build_messages(request, provider=provider),
+        "messages": build_messages(request, provider=config.name),
         "stream": stream,
     }
     if _tools_enabled(request.tool_choice) and request.tools:
@@ -222,27 +226,21 @@ def build_ollama_request(
 # --------------------------------------------------------------------------- response parsing
 
 
-class OllamaStreamParser:
+class StreamParser(OpenItem):
     """Turns parsed ``/api/chat`` objects (stream lines or the single non-stream body) into chunks."""
 
-    def __init__(self, *, provider: str = "provider", parallel_tool_calls: bool = True) -> None:
+    def __init__(
+        self,
+        provider: str = "provider",
+        request: ModelRequest | None = None,
+        *,
+        parallel_tool_calls: bool = True,
+    ) -> None:
+        super().__init__()
         self.provider = provider
-        self.parallel_tool_calls = parallel_tool_calls
-        self.open: str | None = None  # "message" | "reasoning"
+        self.parallel_tool_calls = parallel_tool_calls and (request is None or request.parallel_tool_calls)
         self.calls = 0
         self.done = False  # the ``done: true`` line came
-
-    def _close_open(self, out: list[Chunk]) -> None:
-        if self.open == "reasoning":
-            out.append(ReasoningDone())
-        elif self.open == "message":
-            out.append(ItemEnd())
-        self.open = None
-
-    def _switch(self, kind: str, out: list[Chunk]) -> None:
-        if self.open != kind:
-            self._close_open(out)
-            self.open = kind
 
     def feed(self, data: dict[str, Any]) -> list[Chunk]:
         """Chunks for one object; raises :class:`UpstreamError` for an ``{"error": …}`` line."""
@@ -250,14 +248,7 @@ class OllamaStreamParser:
             raise stream_error(data, self.provider)
         out: list[Chunk] = []
         message = data.get("message") or {}
-        thinking = message.get("thinking")
-        if thinking and isinstance(thinking, str):
-            self._switch("reasoning", out)
-            out.append(ReasoningDelta(thinking, kind="content"))
-        content = message.get("content")
-        if content and isinstance(content, str):
-            self._switch("message", out)
-            out.append(TextDelta(content))
+        self.deltas(out, message.get("thinking"), message.get("content"))
         for call in message.get("tool_calls") or ():
             if self.calls and not self.parallel_tool_calls:
                 continue  # parallel_tool_calls=false: keep the first call only
@@ -265,7 +256,7 @@ class OllamaStreamParser:
             arguments = fn.get("arguments")
             if not isinstance(arguments, str):
                 arguments = json.dumps(arguments if arguments is not None else {})
-            self._close_open(out)
+            self.close_open(out)
             out.append(ToolCallStart(call.get("id") or new_call_id(), fn.get("name") or ""))
             out.append(ToolCallDelta(arguments))
             out.append(ItemEnd())
@@ -275,7 +266,7 @@ class OllamaStreamParser:
             if reason == "stop" and self.calls:
                 reason = "tool_calls"
             if reason != "max_output_tokens":
-                self._close_open(out)  # a truncated item stays open: Finish closes it as incomplete
+                self.close_open(out)  # a truncated item stays open: Finish closes it as incomplete
             usage = UsageReport(
                 input_tokens=data.get("prompt_eval_count"), output_tokens=data.get("eval_count")
             )
@@ -305,17 +296,11 @@ class OllamaAdapter(ProviderAdapter):
 
     family = "ollama"
     framing = "ndjson"
+    build_body = staticmethod(build_body)
+    parser_class = StreamParser
 
     def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
         base = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")
         if base.endswith("/api"):
             base = base[: -len("/api")]
         return base + "/api/chat"
-
-    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
-        return build_ollama_request(
-            request, stream=stream, provider=self.config.name, options=self.config.options
-        )
-
-    def stream_parser(self, request: ModelRequest) -> OllamaStreamParser:
-        return OllamaStreamParser(provider=self.config.name, parallel_tool_calls=request.parallel_tool_calls)

@@ -8,7 +8,7 @@
 * ``stream_usage`` (bool, default true): ask for the usage chunk with ``stream_options.include_usage``.
 * ``extra_body`` (dict): merged into every request body (server-specific knobs).
 
-The translation functions (:func:`build_chat_request`, :class:`ChatStreamParser`,
+The translation functions (:func:`build_body`, :class:`StreamParser`,
 :func:`parse_chat_completion`) are pure; :class:`OpenAIChatAdapter` only does the I/O.
 """
 
@@ -17,27 +17,29 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from providers_app.adapters.base import (
+from providers_app.adapters.base import ProviderAdapter
+from providers_app.adapters.chunks import (
     Chunk,
     Finish,
     FinishReason,
     ItemEnd,
-    ModelRequest,
-    ProviderAdapter,
-    ReasoningDelta,
-    ReasoningDone,
-    RefusalDelta,
-    TextDelta,
+    OpenItem,
     ToolCallDelta,
     ToolCallStart,
-    UnsupportedParameter,
-    UpstreamError,
     UsageReport,
-    extract_error_message,
     new_call_id,
 )
 from providers_app.adapters.content import TEXT_PARTS, content_parts, file_data_url, image_url
-from providers_app.adapters.types import rate_limited, truncated, unexpected_body
+from providers_app.adapters.types import (
+    ModelRequest,
+    ProviderConfig,
+    UnsupportedParameter,
+    UpstreamError,
+    extract_error_message,
+    rate_limited,
+    truncated,
+    unexpected_body,
+)
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -201,15 +203,13 @@ def build_messages(
     return messages
 
 
-def build_chat_request(
-    request: ModelRequest, *, stream: bool, provider: str = "", options: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -> dict[str, Any]:
     """The whole ``/chat/completions`` body for ``request``."""
-    options = options or {}
+    options = config.options
     body: dict[str, Any] = {
         "model": request.model,
         "messages": build_messages(
-            request, provider=provider, developer_role=bool(options.get("developer_role"))
+            request, provider=config.name, developer_role=bool(options.get("developer_role"))
         ),
         "stream": stream,
     }
@@ -304,7 +304,7 @@ class _Call:
         return True
 
 
-class ChatStreamParser:
+class StreamParser(OpenItem):
     """Turns parsed ``chat.completion.chunk`` objects into neutral chunks (no I/O).
 
     Tool calls are keyed by ``index``. The current call streams live; pieces for other calls are
@@ -313,9 +313,9 @@ class ChatStreamParser:
     still buffered is flushed, call by call in index order, by :meth:`finish`.
     """
 
-    def __init__(self, provider: str = "provider") -> None:
+    def __init__(self, provider: str = "provider", request: ModelRequest | None = None) -> None:
+        super().__init__()  # the open item: "message" | "reasoning" | "call"
         self.provider = provider
-        self.open: str | None = None  # "message" | "reasoning" | "call"
         self.calls: dict[int, _Call] = {}
         self.current: _Call | None = None
         self.finish_reason: str | None = None
@@ -325,25 +325,16 @@ class ChatStreamParser:
 
     # ---- item bookkeeping
 
-    def _close_open(self, out: list[Chunk]) -> None:
-        if self.open == "reasoning":
-            out.append(ReasoningDone())
-        elif self.open == "message":
-            out.append(ItemEnd())
-        elif self.open == "call" and self.current is not None:
+    def close_open(self, out: list[Chunk]) -> None:
+        if self.open == "call" and self.current is not None:
             call = self.current
             out.append(ItemEnd({"extra_content": call.extra} if call.extra is not None else None))
             call.state = _Call.CLOSED
             self.current = None
-        self.open = None
-
-    def _switch(self, kind: str, out: list[Chunk]) -> None:
-        if self.open != kind:
-            self._close_open(out)
-            self.open = kind
+        super().close_open(out)
 
     def _start(self, call: _Call, out: list[Chunk]) -> None:
-        self._close_open(out)
+        self.close_open(out)
         if call.call_id is None:
             call.call_id = new_call_id()
         out.append(ToolCallStart(call.call_id, call.name or ""))
@@ -407,17 +398,7 @@ class ChatStreamParser:
                 continue
             delta = choice.get("delta") or choice.get("message") or {}
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning and isinstance(reasoning, str):
-                self._switch("reasoning", out)
-                out.append(ReasoningDelta(reasoning, kind="content"))
-            content = delta.get("content")
-            if content and isinstance(content, str):
-                self._switch("message", out)
-                out.append(TextDelta(content))
-            refusal = delta.get("refusal")
-            if refusal and isinstance(refusal, str):
-                self._switch("message", out)
-                out.append(RefusalDelta(refusal))
+            self.deltas(out, reasoning, delta.get("content"), delta.get("refusal"))
             for piece in delta.get("tool_calls") or ():
                 self._tool_piece(piece, out)
             if choice.get("finish_reason"):
@@ -438,7 +419,7 @@ class ChatStreamParser:
         if reason == "stop" and self.emitted_calls:
             reason = "tool_calls"
         if reason != "max_output_tokens":
-            self._close_open(out)  # a truncated item stays open: Finish closes it as incomplete
+            self.close_open(out)  # a truncated item stays open: Finish closes it as incomplete
         if self.usage is not None:
             out.append(self.usage)
         out.append(Finish(reason))
@@ -451,7 +432,7 @@ def parse_chat_completion(body: Any, provider: str = "provider") -> list[Chunk]:
         raise unexpected_body(provider)
     if body.get("error"):
         raise stream_error(body, provider)
-    parser = ChatStreamParser(provider)
+    parser = StreamParser(provider)
     choices = body.get("choices") or []
     choice = next((c for c in choices if c.get("index", 0) == 0), choices[0] if choices else None)
     out: list[Chunk] = []
@@ -478,17 +459,7 @@ class OpenAIChatAdapter(ProviderAdapter):
     """``POST {base_url}/chat/completions`` for OpenAI and OpenAI-compatible servers."""
 
     family = "openai_chat"
-
-    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
-        return self.url("chat/completions")
-
-    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
-        return build_chat_request(
-            request, stream=stream, provider=self.config.name, options=self.config.options
-        )
-
-    def stream_parser(self, request: ModelRequest) -> ChatStreamParser:
-        return ChatStreamParser(self.config.name)
-
-    def parse_body(self, body: dict[str, Any], request: ModelRequest) -> list[Chunk]:
-        return parse_chat_completion(body, self.config.name)
+    path = "chat/completions"
+    build_body = staticmethod(build_body)
+    parser_class = StreamParser
+    parse_body = staticmethod(parse_chat_completion)

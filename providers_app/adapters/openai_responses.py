@@ -9,22 +9,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from providers_app.adapters.base import (
+from providers_app.adapters.base import ProviderAdapter
+from providers_app.adapters.chunks import (
     Chunk,
     Finish,
     ItemEnd,
-    ModelRequest,
-    ProviderAdapter,
     ReasoningDelta,
     ReasoningDone,
     RefusalDelta,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
-    UpstreamError,
     UsageReport,
 )
-from providers_app.adapters.types import truncated
+from providers_app.adapters.types import ModelRequest, ProviderConfig, UpstreamError, truncated
 
 INPUT_KEYS = {
     "message": ("type", "role", "content", "phase"),
@@ -33,11 +31,11 @@ INPUT_KEYS = {
 }
 
 
-def build_request(request: ModelRequest, adapter: ProviderAdapter, *, stream: bool) -> dict[str, Any]:
+def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -> dict[str, Any]:
     """The upstream body for ``request``."""
     body: dict[str, Any] = {
         "model": request.model,
-        "input": [x for x in (map_item(i, adapter) for i in request.items) if x],
+        "input": [x for x in (map_item(i, config.name) for i in request.items) if x],
         "stream": stream,
         "store": False,
     }
@@ -76,13 +74,13 @@ def build_request(request: ModelRequest, adapter: ProviderAdapter, *, stream: bo
     return body
 
 
-def map_item(item: dict[str, Any], adapter: ProviderAdapter) -> dict[str, Any] | None:
+def map_item(item: dict[str, Any], provider: str) -> dict[str, Any] | None:
     kind = item.get("type")
     if kind == "reasoning":
         # Reasoning goes back only to the provider that made it, with its own id.
-        if not adapter.owns(item) or not item.get("encrypted_content"):
+        meta = item.get("_meta") or {}
+        if meta.get("provider") != provider or not item.get("encrypted_content"):
             return None
-        meta = item["_meta"]
         out = {
             "type": "reasoning",
             "summary": item.get("summary") or [],
@@ -172,12 +170,12 @@ def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]
     yield finish_chunk(response, saw_tool_call)
 
 
-class StreamTranslator:
+class StreamParser:
     """Turns Responses stream events into chunks (one instance per upstream call)."""
 
     __slots__ = ("name", "saw_tool_call", "done")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, request: ModelRequest | None = None) -> None:
         self.name = name
         self.saw_tool_call = False
         self.done = False
@@ -230,15 +228,7 @@ class OpenAIResponsesAdapter(ProviderAdapter):
     """``POST {base_url}/responses`` (streamed as server-sent events)."""
 
     family = "openai"
-
-    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
-        return self.url("responses")
-
-    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
-        return build_request(request, self, stream=stream)
-
-    def stream_parser(self, request: ModelRequest) -> StreamTranslator:
-        return StreamTranslator(self.config.name)
-
-    def parse_body(self, body: dict[str, Any], request: ModelRequest) -> Iterator[Chunk]:
-        return chunks_from_response(body, self.config.name)
+    path = "responses"
+    build_body = staticmethod(build_body)
+    parser_class = StreamParser
+    parse_body = staticmethod(chunks_from_response)

@@ -24,8 +24,8 @@ from providers_app.adapters.base import (
 from providers_app.adapters.gemini import (
     SKIP_SIGNATURE,
     GeminiAdapter,
-    ResponseParser,
-    build_request_body,
+    StreamParser,
+    build_body,
 )
 from tests.support.adapters import collect, collect_until_error, user
 from tests.support.upstream import FakeUpstream, Reply, fixture_path
@@ -51,7 +51,7 @@ def fixture_json(name: str) -> Any:
 
 
 def body_for(request: ModelRequest, provider: str = "gemini") -> dict[str, Any]:
-    return build_request_body(request, lambda item: (item.get("_meta") or {}).get("provider") == provider)
+    return build_body(request, ProviderConfig(provider, "gemini"))
 
 
 def texts(chunks: list[Any]) -> str:
@@ -479,7 +479,7 @@ def test_stream_without_finish_reason_is_an_error() -> None:
 
 
 def parse(*frames: dict[str, Any], single_call: bool = False) -> list[Any]:
-    parser = ResponseParser("g", single_call=single_call)
+    parser = StreamParser("g", single_call=single_call)
     out: list[Any] = []
     for f in frames:
         out.extend(parser.feed(f))

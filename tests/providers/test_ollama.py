@@ -22,7 +22,7 @@ from providers_app.adapters.base import (
     UpstreamError,
     UsageReport,
 )
-from providers_app.adapters.ollama import OllamaAdapter, OllamaStreamParser, build_ollama_request
+from providers_app.adapters.ollama import OllamaAdapter, StreamParser, build_body
 from tests.support.adapters import collect, collect_until_error, user
 from tests.support.upstream import FakeUpstream, Reply, fixture_path
 
@@ -42,7 +42,7 @@ def load(name: str) -> Any:
 
 
 def body_for(request: ModelRequest, *, stream: bool = True, **options: Any) -> dict[str, Any]:
-    return build_ollama_request(request, stream=stream, provider="local", options=options)
+    return build_body(request, ProviderConfig("local", "ollama", options=options), stream=stream)
 
 
 def ndjson(*objects: dict[str, Any]) -> Reply:
@@ -173,7 +173,7 @@ def test_chat_shaped_midstream_error_after_text() -> None:
 
 
 def test_thinking_then_content() -> None:
-    parser = OllamaStreamParser()
+    parser = StreamParser()
     out = []
     for obj in (
         line(thinking="Let me"),
@@ -194,7 +194,7 @@ def test_thinking_then_content() -> None:
 
 
 def test_length_finish_and_call_ids() -> None:
-    parser = OllamaStreamParser()
+    parser = StreamParser()
     calls = [
         {"id": "call_abc", "function": {"name": "a", "arguments": {"x": 1}}},
         {"function": {"index": 1, "name": "b", "arguments": {}}},
@@ -212,7 +212,7 @@ def test_length_finish_and_call_ids() -> None:
 
 
 def test_truncated_text_left_open_for_finish() -> None:
-    parser = OllamaStreamParser()
+    parser = StreamParser()
     out = parser.feed(line(content="Once upon")) + parser.feed(
         done("length", prompt_eval_count=3, eval_count=2)
     )

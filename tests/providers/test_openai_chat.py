@@ -24,9 +24,9 @@ from providers_app.adapters.base import (
     UsageReport,
 )
 from providers_app.adapters.openai_chat import (
-    ChatStreamParser,
     OpenAIChatAdapter,
-    build_chat_request,
+    StreamParser,
+    build_body,
     parse_chat_completion,
 )
 from tests.support.adapters import collect, collect_until_error, user
@@ -70,7 +70,7 @@ def canonical_tools(wire_tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def body_for(request: ModelRequest, *, stream: bool = True, **options: Any) -> dict[str, Any]:
-    return build_chat_request(request, stream=stream, provider="oai", options=options)
+    return build_body(request, ProviderConfig("oai", "openai_chat", options=options), stream=stream)
 
 
 # --------------------------------------------------------------------------- recorded fixtures
@@ -297,7 +297,7 @@ def test_stream_cut_short_raises() -> None:
 
 
 def feed_all(frames: list[dict[str, Any]]) -> list[Any]:
-    parser = ChatStreamParser()
+    parser = StreamParser()
     out: list[Any] = []
     for frame in frames:
         out.extend(parser.feed(frame))
@@ -392,7 +392,7 @@ def test_sequential_calls_stream_live() -> None:
         delta(tool_calls=[tc(1, "", id="call_b", name="beta")]),
         delta(tool_calls=[tc(1, "{}")]),
     ]
-    parser = ChatStreamParser()
+    parser = StreamParser()
     live = [parser.feed(frame) for frame in frames]
     assert live[1] == [ToolCallDelta('{"q":')]
     assert live[3] == [ItemEnd(), ToolCallStart("call_b", "beta")]

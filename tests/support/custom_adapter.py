@@ -26,6 +26,7 @@ from providers_app.adapters.base import (
     ItemEnd,
     ModelRequest,
     ProviderAdapter,
+    ProviderConfig,
     TextDelta,
     UnsupportedParameter,
     UpstreamError,
@@ -36,7 +37,7 @@ from providers_app.adapters.base import (
 STOP_REASONS = {"end": "stop", "length": "max_output_tokens"}
 
 
-def build_acme_body(request: ModelRequest, *, stream: bool, default_max_tokens: int) -> dict[str, Any]:
+def build_acme_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -> dict[str, Any]:
     """Canonical Open Responses items -> Acme's request body (pure, easy to unit-test)."""
     if request.tools:
         raise UnsupportedParameter("tools", "The Acme provider does not support tools.")
@@ -61,7 +62,7 @@ def build_acme_body(request: ModelRequest, *, stream: bool, default_max_tokens: 
         "model": request.model,
         "system": "\n\n".join(system),
         "turns": turns,
-        "max_tokens": request.max_output_tokens or default_max_tokens,
+        "max_tokens": request.max_output_tokens or int(config.options.get("default_max_tokens", 1024)),
         "stream": stream,
     }
     if request.temperature is not None:
@@ -72,7 +73,7 @@ def build_acme_body(request: ModelRequest, *, stream: bool, default_max_tokens: 
 class AcmeParser:
     """Acme's answer objects -> chunks: each streamed line, or the whole non-streamed body."""
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, request: ModelRequest | None = None) -> None:
         self.provider = provider
         self.done = False  # the object with "stop" came: the base class stops reading
 
@@ -105,14 +106,7 @@ class AcmeAdapter(ProviderAdapter):
     """Acme's ``/generate`` endpoint, streamed (NDJSON) or not."""
 
     family = "acme"
-    framing = "ndjson"
-
-    def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
-        return self.url("generate")
-
-    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
-        default_max_tokens = int(self.config.options.get("default_max_tokens", 1024))
-        return build_acme_body(request, stream=stream, default_max_tokens=default_max_tokens)
-
-    def stream_parser(self, request: ModelRequest) -> AcmeParser:
-        return AcmeParser(self.config.name)
+    framing = "ndjson"  # streamed answers are JSON lines
+    path = "generate"  # POST {base_url}/generate
+    build_body = staticmethod(build_acme_body)  # raises UnsupportedParameter before any call
+    parser_class = AcmeParser  # made per call as AcmeParser(provider name, request)
