@@ -28,11 +28,11 @@ from tests.support.production import (  # noqa: E402
     REDIS_HOST,
     REDIS_PORT,
     PostgresDatabase,
-    ScriptedUpstream,
     Topology,
     _reachable,
     upstream_config,
 )
+from tests.support.upstream import ScriptedUpstream  # noqa: E402
 
 
 def proc_stats(pid: int) -> tuple[float, float]:

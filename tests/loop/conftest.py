@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.production import ScriptedUpstream, upstream_config
+from tests.support.production import upstream_config
 from tests.support.server import ServerProcess
+from tests.support.upstream import ScriptedUpstream
 
 HOSTED = ",".join(
     ["tests.loop.support.rendezvous"]

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 
 from tests.support.api import create, stream
-from tests.support.production import ScriptedUpstream
 from tests.support.spec import assert_valid_error, assert_valid_response
 from tests.support.sse import parse_sse
+from tests.support.upstream import ScriptedUpstream
 from tests.ws.client import WsClient
 
 CANCELLED = "openresponses:response.cancelled"

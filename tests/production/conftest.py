@@ -12,11 +12,11 @@ from tests.support.production import (
     REDIS_HOST,
     REDIS_PORT,
     PostgresDatabase,
-    ScriptedUpstream,
     Topology,
     require_services,
     upstream_config,
 )
+from tests.support.upstream import ScriptedUpstream
 
 HOSTED = ",".join(
     f"tests.support.hosted_tools.{name}" for name in ("get_weather", "add_numbers", "broken_tool")

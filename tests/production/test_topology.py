@@ -19,7 +19,6 @@ import pytest
 from tests.support.production import (
     PostgresDatabase,
     PrivateRedis,
-    ScriptedUpstream,
     Topology,
     upstream_config,
 )
@@ -30,6 +29,7 @@ from tests.support.spec import (
     assert_valid_stream,
 )
 from tests.support.sse import parse_sse
+from tests.support.upstream import ScriptedUpstream
 
 from .conftest import topology_env
 

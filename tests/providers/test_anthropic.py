@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from providers_app.adapters.anthropic import AnthropicAdapter, StreamParser, build_body, parse_message
+from providers_app.adapters.anthropic import AnthropicAdapter, StreamParser, parse_message
 from providers_app.adapters.base import (
     Finish,
     ItemEnd,
@@ -24,76 +23,35 @@ from providers_app.adapters.base import (
     UpstreamError,
     UsageReport,
 )
-from tests.support.adapters import collect, collect_until_error, user
-from tests.support.upstream import FakeUpstream, Reply, fixture_path
+from tests.support.adapters import (
+    adapter_for,
+    body_of,
+    collect,
+    collect_until_error,
+    kinds,
+    merged_usage,
+    reasoning,
+    texts,
+    tool_calls,
+    user,
+)
+from tests.support.upstream import FakeUpstream, Reply, fixture_json
 
 KEY = "sk-ant-test-secret-key"
 
 
 def make_adapter(up: FakeUpstream, **options: Any) -> AnthropicAdapter:
-    return AnthropicAdapter(
-        ProviderConfig(
-            name="anthropic",
-            adapter="anthropic",
-            base_url=up.base_url + "/v1",
-            api_key=KEY,
-            max_retries=0,
-            options=options,
-        )
-    )
-
-
-def config(**options: Any) -> ProviderConfig:
-    return ProviderConfig(
-        name="anthropic", adapter="anthropic", base_url="http://x/v1", api_key=KEY, options=options
+    return adapter_for(
+        AnthropicAdapter, up, "/v1", name="anthropic", api_key=KEY, max_retries=0, options=options
     )
 
 
 def body_for(request: ModelRequest, *, stream: bool = True, **options: Any) -> dict[str, Any]:
-    return build_body(request, config(**options), stream=stream)
+    return body_of(AnthropicAdapter, request, name="anthropic", stream=stream, **options)
 
 
 def fixture_request(name: str) -> dict[str, Any]:
-    return json.loads(Path(fixture_path(f"anthropic/{name}.request.json")).read_text())
-
-
-def texts(chunks: list[Any]) -> str:
-    return "".join(c.text for c in chunks if isinstance(c, TextDelta))
-
-
-def reasoning(chunks: list[Any]) -> str:
-    return "".join(c.text for c in chunks if isinstance(c, ReasoningDelta))
-
-
-def tool_calls(chunks: list[Any]) -> list[tuple[str, str, str]]:
-    calls: list[list[str]] = []
-    for c in chunks:
-        if isinstance(c, ToolCallStart):
-            calls.append([c.call_id, c.name, ""])
-        elif isinstance(c, ToolCallDelta):
-            calls[-1][2] += c.arguments
-    return [tuple(c) for c in calls]  # type: ignore[misc]
-
-
-def kinds(chunks: list[Any]) -> list[str]:
-    """Chunk kinds with runs of the same delta kind collapsed."""
-    out: list[str] = []
-    for c in chunks:
-        name = type(c).__name__
-        if name.endswith("Delta") and out and out[-1] == name:
-            continue
-        out.append(name)
-    return out
-
-
-def merged_usage(chunks: list[Any]) -> UsageReport:
-    total = UsageReport()
-    for c in chunks:
-        if isinstance(c, UsageReport):
-            for f in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
-                if getattr(c, f) is not None:
-                    setattr(total, f, getattr(c, f))
-    return total
+    return fixture_json(f"anthropic/{name}.request.json")
 
 
 def without_server_blocks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

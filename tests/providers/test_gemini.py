@@ -25,10 +25,10 @@ from providers_app.adapters.gemini import (
     SKIP_SIGNATURE,
     GeminiAdapter,
     StreamParser,
-    build_body,
 )
-from tests.support.adapters import collect, collect_until_error, user
-from tests.support.upstream import FakeUpstream, Reply, fixture_path
+from tests.support.adapters import adapter_for, body_of, collect, collect_until_error, texts, user
+from tests.support.adapters import kinds as chunk_kinds
+from tests.support.upstream import FakeUpstream, Reply, fixture_json
 
 KEY = "AIza-test-secret-key"
 WEATHER_SCHEMA = {
@@ -40,32 +40,15 @@ WEATHER_SCHEMA = {
 
 
 def adapter(up: FakeUpstream, name: str = "gemini", **kwargs: Any) -> GeminiAdapter:
-    config = ProviderConfig(
-        name=name, adapter="gemini", base_url=up.base_url + "/v1beta", api_key=KEY, **kwargs
-    )
-    return GeminiAdapter(config)
-
-
-def fixture_json(name: str) -> Any:
-    return json.loads(fixture_path(name).read_text())
+    return adapter_for(GeminiAdapter, up, "/v1beta", name=name, api_key=KEY, **kwargs)
 
 
 def body_for(request: ModelRequest, provider: str = "gemini") -> dict[str, Any]:
-    return build_body(request, ProviderConfig(provider, "gemini"))
-
-
-def texts(chunks: list[Any]) -> str:
-    return "".join(c.text for c in chunks if isinstance(c, TextDelta))
+    return body_of(GeminiAdapter, request, name=provider)
 
 
 def kinds(chunks: list[Any]) -> list[str]:
-    """Chunk type names with consecutive repeats collapsed."""
-    out: list[str] = []
-    for chunk in chunks:
-        name = type(chunk).__name__
-        if not out or out[-1] != name:
-            out.append(name)
-    return out
+    return chunk_kinds(chunks, collapse_all=True)
 
 
 def frame(
@@ -81,8 +64,7 @@ def frame(
 
 
 def sse(*frames: dict[str, Any]) -> Reply:
-    chunks = [b"data: " + json.dumps(f).encode() + b"\r\n\r\n" for f in frames]
-    return Reply(content_type="text/event-stream", chunks=chunks)
+    return Reply.sse([(None, f) for f in frames], crlf=True)
 
 
 # --------------------------------------------------------------------------- recorded fixtures

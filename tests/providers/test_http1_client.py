@@ -1,7 +1,7 @@
 """http1: the minimal asyncio HTTP/1.1 client, against a raw loopback server writing exact bytes.
 
-Each test runs one event loop (``asyncio.run``) holding both the client and a tiny server whose
-handler writes the bytes the test wants, in the pieces it wants. Where a split read is the point,
+Each test runs one event loop (``asyncio.run``) holding both the client and the fake upstream's
+:class:`~tests.support.upstream.RawServer`, whose handler writes the bytes the test wants, in the pieces it wants. Where a split read is the point,
 pieces are written with a short pause between them and the ``reads`` fixture (it records every
 ``data_received`` of the client) proves the client saw the split.
 """
@@ -9,13 +9,11 @@ pieces are written with a short pause between them and the ``reads`` fixture (it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import socket
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -32,137 +30,15 @@ from providers_app.adapters.base import (
 )
 from providers_app.adapters.openai_responses import OpenAIResponsesAdapter
 from tests.support.adapters import user
+from tests.support.upstream import ConnectionHandler, Peer, RawServer
 
 #: Pause between pieces that must arrive in separate reads (client and server share one loop).
 GAP = 0.01
 
-# --------------------------------------------------------------------------- raw server
+# --------------------------------------------------------------------------- raw answers
 
 
-@dataclass
-class Request:
-    """One request as the server read it."""
-
-    head: bytes  # request line and headers, without the blank line
-    body: bytes
-    connection: int  # 1 for the first accepted connection, 2 for the next…
-
-    @property
-    def request_line(self) -> str:
-        return self.head.decode("latin-1").split("\r\n", 1)[0]
-
-    @property
-    def header_lines(self) -> list[tuple[str, str]]:
-        """Header (name, value) pairs in the order and spelling sent."""
-        pairs = []
-        for line in self.head.decode("latin-1").split("\r\n")[1:]:
-            name, _, value = line.partition(":")
-            pairs.append((name, value.strip()))
-        return pairs
-
-    def header(self, name: str) -> str | None:
-        values = [v for k, v in self.header_lines if k.lower() == name.lower()]
-        assert len(values) <= 1, f"{name} sent {len(values)} times"
-        return values[0] if values else None
-
-
-class Peer:
-    """One accepted connection, as a test's handler drives it."""
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: RawServer, number: int
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.server = server
-        self.number = number
-
-    async def request(self) -> Request | None:
-        """The next request on this connection, or None when the client closed it."""
-        try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return None
-        request = Request(head[:-4], b"", self.number)
-        length = int(request.header("content-length") or 0)
-        request.body = await self.reader.readexactly(length)
-        self.server.requests.append(request)
-        return request
-
-    async def send(self, *pieces: bytes, gap: float = 0.0) -> None:
-        """Write ``pieces`` one by one (drained), pausing ``gap`` seconds between them."""
-        for index, piece in enumerate(pieces):
-            if index and gap:
-                await asyncio.sleep(gap)
-            self.writer.write(piece)
-            await self.writer.drain()
-
-    async def until_closed(self) -> None:
-        """Wait (silently) until the client closes the connection."""
-        with contextlib.suppress(ConnectionError):
-            while await self.reader.read(65536):
-                pass
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
-
-
-Handler = Callable[[Peer], Awaitable[None]]
-
-
-class RawServer:
-    """A loopback server running ``handler`` for every accepted connection (TCP_NODELAY on)."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests: list[Request] = []
-        self.errors: list[BaseException] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, exc_type: Any, *_: Any) -> None:
-        assert self._server is not None
-        self._server.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        if self.errors and exc_type is None:
-            raise self.errors[0]
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            await self.handler(Peer(reader, writer, self, self.connections))
-        except asyncio.CancelledError:
-            pass  # stopped by __aexit__ (re-raising would make asyncio log the cancelled task)
-        except ConnectionError:
-            pass  # the client hung up: the test looks at what the client saw
-        except Exception as exc:  # noqa: BLE001 - re-raised by __aexit__
-            self.errors.append(exc)
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-
-
-def answering(*answers: bytes) -> Handler:
+def answering(*answers: bytes) -> ConnectionHandler:
     """A keep-alive handler: every request (on any connection) gets the next of ``answers``."""
     queue = list(answers)
 

@@ -22,33 +22,23 @@ from providers_app.adapters.base import (
     UpstreamError,
     UsageReport,
 )
-from providers_app.adapters.ollama import OllamaAdapter, StreamParser, build_body
-from tests.support.adapters import collect, collect_until_error, user
-from tests.support.upstream import FakeUpstream, Reply, fixture_path
+from providers_app.adapters.ollama import OllamaAdapter, StreamParser
+from tests.support.adapters import adapter_for, body_of, collect, collect_until_error, user
+from tests.support.upstream import FakeUpstream, Reply, fixture_json, fixture_path
 
 KEY = "ollama-secret-key-987654321"
 
 
 def make(up: FakeUpstream, *, key: str = "", **options: Any) -> OllamaAdapter:
-    return OllamaAdapter(
-        ProviderConfig(
-            name="local", adapter="ollama", base_url=up.base_url, api_key=key, max_retries=0, options=options
-        )
-    )
-
-
-def load(name: str) -> Any:
-    return json.loads(fixture_path(name).read_text())
+    return adapter_for(OllamaAdapter, up, name="local", api_key=key, max_retries=0, options=options)
 
 
 def body_for(request: ModelRequest, *, stream: bool = True, **options: Any) -> dict[str, Any]:
-    return build_body(request, ProviderConfig("local", "ollama", options=options), stream=stream)
+    return body_of(OllamaAdapter, request, name="local", stream=stream, **options)
 
 
 def ndjson(*objects: dict[str, Any]) -> Reply:
-    return Reply(
-        content_type="application/x-ndjson", chunks=[json.dumps(o).encode() + b"\n" for o in objects]
-    )
+    return Reply.ndjson(list(objects))
 
 
 def line(**message: Any) -> dict[str, Any]:
@@ -82,7 +72,7 @@ WEATHER_TOOL = {
 
 
 def test_text_stream_fixture() -> None:
-    recorded = load("ollama/text_stream.request.json")
+    recorded = fixture_json("ollama/text_stream.request.json")
     request = ModelRequest(model="llama3", items=[user("Tell me a joke about OpenTelemetry")])
     with FakeUpstream() as up:
         up.queue(Reply.fixture("ollama/text_stream.ndjson"))
@@ -102,7 +92,7 @@ def test_text_stream_fixture() -> None:
 
 
 def test_text_nonstream_fixture() -> None:
-    recorded = load("ollama/text_nonstream.request.json")
+    recorded = fixture_json("ollama/text_nonstream.request.json")
     request = ModelRequest(model="llama3", items=[user("Tell me a joke about OpenTelemetry")])
     with FakeUpstream() as up:
         up.queue(Reply.fixture("ollama/text_nonstream.json"))
@@ -110,7 +100,7 @@ def test_text_nonstream_fixture() -> None:
         body = up.requests[0].json()
     for key in ("model", "messages", "stream"):
         assert body[key] == recorded[key], key
-    answer = load("ollama/text_nonstream.json")["message"]["content"]
+    answer = fixture_json("ollama/text_nonstream.json")["message"]["content"]
     assert chunks == [
         TextDelta(answer),
         ItemEnd(),
@@ -120,7 +110,7 @@ def test_text_nonstream_fixture() -> None:
 
 
 def test_tool_call_stream_fixture() -> None:
-    recorded = load("ollama/tool_call_stream.request.json")
+    recorded = fixture_json("ollama/tool_call_stream.request.json")
     request = ModelRequest(
         model="llama3.2", items=[user("what is the weather in tokyo?")], tools=[WEATHER_TOOL]
     )

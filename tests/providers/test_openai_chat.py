@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -12,7 +11,6 @@ from providers_app.adapters.base import (
     Finish,
     ItemEnd,
     ModelRequest,
-    ProviderConfig,
     ReasoningDelta,
     ReasoningDone,
     RefusalDelta,
@@ -26,30 +24,16 @@ from providers_app.adapters.base import (
 from providers_app.adapters.openai_chat import (
     OpenAIChatAdapter,
     StreamParser,
-    build_body,
     parse_chat_completion,
 )
-from tests.support.adapters import collect, collect_until_error, user
-from tests.support.upstream import FakeUpstream, Reply, fixture_path
+from tests.support.adapters import adapter_for, body_of, collect, collect_until_error, user
+from tests.support.upstream import FakeUpstream, Reply, fixture_json
 
 KEY = "sk-test-secret-0123456789"
 
 
 def make(up: FakeUpstream, *, key: str = KEY, **options: Any) -> OpenAIChatAdapter:
-    return OpenAIChatAdapter(
-        ProviderConfig(
-            name="oai",
-            adapter="openai_chat",
-            base_url=up.base_url + "/v1",
-            api_key=key,
-            max_retries=0,
-            options=options,
-        )
-    )
-
-
-def load(name: str) -> Any:
-    return json.loads(fixture_path(name).read_text())
+    return adapter_for(OpenAIChatAdapter, up, "/v1", name="oai", api_key=key, max_retries=0, options=options)
 
 
 def canonical_tools(wire_tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -70,14 +54,14 @@ def canonical_tools(wire_tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def body_for(request: ModelRequest, *, stream: bool = True, **options: Any) -> dict[str, Any]:
-    return build_body(request, ProviderConfig("oai", "openai_chat", options=options), stream=stream)
+    return body_of(OpenAIChatAdapter, request, name="oai", stream=stream, **options)
 
 
 # --------------------------------------------------------------------------- recorded fixtures
 
 
 def test_text_stream_fixture() -> None:
-    recorded = load("openai_chat/text_stream.request.json")
+    recorded = fixture_json("openai_chat/text_stream.request.json")
     request = ModelRequest(model="gpt-4o", items=[user("What is the capital of Mexico?")])
     with FakeUpstream() as up:
         up.queue(Reply.fixture("openai_chat/text_stream.sse"))
@@ -95,7 +79,7 @@ def test_text_stream_fixture() -> None:
 
 
 def test_parallel_tool_calls_stream_fixture() -> None:
-    recorded = load("openai_chat/parallel_tool_calls_stream.request.json")
+    recorded = fixture_json("openai_chat/parallel_tool_calls_stream.request.json")
     request = ModelRequest(
         model="gpt-4o",
         items=[user(recorded["messages"][0]["content"])],
@@ -122,7 +106,7 @@ def test_parallel_tool_calls_stream_fixture() -> None:
 
 
 def test_tool_call_nonstream_fixture() -> None:
-    recorded = load("openai_chat/tool_call_nonstream.request.json")
+    recorded = fixture_json("openai_chat/tool_call_nonstream.request.json")
     request = ModelRequest(
         model="gpt-4o",
         items=[user(recorded["messages"][0]["content"])],
@@ -146,7 +130,7 @@ def test_tool_call_nonstream_fixture() -> None:
 
 
 def test_groq_midstream_error_fixture() -> None:
-    recorded = load("openai_chat/groq_midstream_error.request.json")
+    recorded = fixture_json("openai_chat/groq_midstream_error.request.json")
     request = ModelRequest(
         model="openai/gpt-oss-120b",
         instructions=recorded["messages"][0]["content"],
@@ -171,7 +155,7 @@ def test_groq_midstream_error_fixture() -> None:
 
 
 def test_error_404_fixture() -> None:
-    recorded = load("openai_chat/error_404_model_not_found.request.json")
+    recorded = fixture_json("openai_chat/error_404_model_not_found.request.json")
     request = ModelRequest(model="gpt-5.2-proo", items=[user("hello")])
     with FakeUpstream() as up:
         up.queue(Reply.fixture("openai_chat/error_404_model_not_found.json", status=404))

@@ -1,4 +1,5 @@
-"""Scripted provider wire data for end-to-end tests, shaped like the recorded fixtures.
+"""Scripted provider wire data for end-to-end tests, shaped like the recorded fixtures (served by
+the one fake upstream, ``tests.support.upstream``).
 
 One class per provider family. Each makes replies (``text``, ``tool_call``, ``reasoning_text``)
 in that provider's own wire format, streamed or not, and reads back what the adapter sent
@@ -13,25 +14,6 @@ import secrets
 from typing import Any
 
 from .upstream import Recorded, Reply
-
-
-def _sse(events: list[tuple[str | None, dict[str, Any]]], *, done: bool = False, crlf: bool = False) -> Reply:
-    sep = "\r\n\r\n" if crlf else "\n\n"
-    chunks = [
-        (
-            (f"event: {name}\n" if name else "") + f"data: {json.dumps(data, separators=(',', ':'))}{sep}"
-        ).encode()
-        for name, data in events
-    ]
-    if done:
-        chunks.append(f"data: [DONE]{sep}".encode())
-    return Reply(content_type="text/event-stream; charset=utf-8", chunks=chunks)
-
-
-def _ndjson(lines: list[dict[str, Any]]) -> Reply:
-    return Reply(
-        content_type="application/x-ndjson", chunks=[(json.dumps(line) + "\n").encode() for line in lines]
-    )
 
 
 def _pieces(text: str, size: int = 7) -> list[str]:
@@ -146,7 +128,7 @@ class OpenAIWire(Wire):
         out = []
         for seq, event in enumerate(events):
             out.append((event["type"], {**event, "sequence_number": seq}))
-        return _sse(out)
+        return Reply.sse(out)
 
     def _message(self, text: str) -> dict[str, Any]:
         return {
@@ -342,7 +324,7 @@ class AnthropicWire(Wire):
             )
         )
         events.append(("message_stop", {"type": "message_stop"}))
-        return _sse(events)
+        return Reply.sse(events)
 
     def text(self, text: str, *, stream: bool) -> Reply:
         if not stream:
@@ -470,7 +452,7 @@ class GeminiWire(Wire):
         if not stream:
             return Reply.json(self._frame(parts, "STOP"))
         frames = [self._frame([p], "STOP" if i == len(parts) - 1 else None) for i, p in enumerate(parts)]
-        return _sse([(None, f) for f in frames], crlf=True)
+        return Reply.sse([(None, f) for f in frames], crlf=True)
 
     def text(self, text: str, *, stream: bool) -> Reply:
         return self._reply([{"text": p} for p in (_pieces(text, 12) if stream else [text])], stream=stream)
@@ -567,7 +549,7 @@ class OllamaWire(Wire):
 
     def _reply(self, lines: list[dict[str, Any]], *, stream: bool) -> Reply:
         if stream:
-            return _ndjson(lines + [self._done()])
+            return Reply.ndjson(lines + [self._done()])
         merged = self._done()
         for line in lines:
             for key, value in line["message"].items():
@@ -646,7 +628,7 @@ class ChatWire(Wire):
             + [self._chunk({}, finish)]
         )
         chunks.append({**self._chunk({}), "choices": [], "usage": self._usage()})
-        return _sse([(None, c) for c in chunks], done=True)
+        return Reply.sse([(None, c) for c in chunks], done=True)
 
     def _completion(self, message: dict[str, Any], finish: str) -> Reply:
         return Reply.json(
