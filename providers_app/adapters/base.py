@@ -28,7 +28,7 @@ import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-from providers_app.adapters import http1, wirelog
+from providers_app.adapters import transport, wirelog
 from providers_app.adapters.chunks import (
     Chunk,
     Finish,
@@ -163,7 +163,7 @@ class ProviderAdapter:
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
-        self._http = http1.Client()
+        self._http = transport.Client(ca_bundle=config.options.get("ca_bundle"))
 
     # ================================================================ what child classes must provide
     # Declared as class attributes (``path``, ``build_body``, ``parser_class``), or by overriding
@@ -298,7 +298,7 @@ class ProviderAdapter:
 
     # ---- framing (one list of frames per network read: no per-token wake-ups)
 
-    async def _frames(self, response: http1.Response) -> AsyncIterator[list[tuple[Any, str]]]:
+    async def _frames(self, response: transport.Response) -> AsyncIterator[list[tuple[Any, str]]]:
         """``(event name, data)`` frames of the answer, a list per network read. SSE: each event's
         data lines joined (blank data skipped; ``[DONE]`` becomes a last frame whose event is
         ``_DONE``, and what follows it is read and ignored); NDJSON: each non-blank line."""
@@ -375,12 +375,12 @@ class ProviderAdapter:
 
     # ---- HTTP plumbing
 
-    def client(self) -> http1.Client:
-        """The HTTP client of this provider (keep-alive pools per event loop, see ``http1``)."""
+    def client(self) -> transport.Client:
+        """The HTTP client of this provider (keep-alive pools per event loop, see ``transport``)."""
         return self._http
 
     async def aclose(self) -> None:
-        self._http.close()
+        await self._http.aclose()
 
     def url(self, path: str) -> str:
         """``base_url`` joined with ``path``."""
@@ -400,7 +400,7 @@ class ProviderAdapter:
 
     async def open_stream(
         self, method: str, url: str, *, json_body: Any, headers: dict[str, str]
-    ) -> http1.Response:
+    ) -> transport.Response:
         """Send a request and return the response once its status line and headers are in.
 
         Retries with backoff on connection errors, 429 and 5xx — only before anything has been
@@ -422,7 +422,7 @@ class ProviderAdapter:
                         headers=headers,
                         connect_timeout=self.config.connect_timeout,
                     )
-            except (http1.ConnectError, http1.RemoteProtocolError) as exc:
+            except (transport.ConnectError, transport.RemoteProtocolError) as exc:
                 if attempt < self.config.max_retries:
                     attempt += 1
                     await asyncio.sleep(_backoff(attempt))
@@ -463,7 +463,7 @@ class ProviderAdapter:
                 raw = await response.aread()
         except TimeoutError:
             raise self._timed_out("timed out") from None
-        except http1.HTTPError as exc:
+        except transport.HTTPError as exc:
             raise self._dropped(f"the answer: {exc}") from None
         finally:
             await response.aclose()
@@ -487,7 +487,7 @@ class ProviderAdapter:
             f"The provider '{self.config.name}' dropped {what}", status=502, code="upstream_disconnected"
         )
 
-    async def iter_line_batches(self, response: http1.Response) -> AsyncIterator[list[str]]:
+    async def iter_line_batches(self, response: transport.Response) -> AsyncIterator[list[str]]:
         """The lines of a streamed body, a list per network read: the first within
         ``first_byte_timeout``, then ``idle_timeout`` between reads.
 
@@ -518,10 +518,10 @@ class ProviderAdapter:
             raise self._timed_out(
                 "went silent mid-stream" if started else "did not start answering in time"
             ) from None
-        except http1.HTTPError as exc:
+        except transport.HTTPError as exc:
             raise self._dropped(f"the stream: {type(exc).__name__}") from None
 
-    async def iter_lines(self, response: http1.Response) -> AsyncIterator[str]:
+    async def iter_lines(self, response: transport.Response) -> AsyncIterator[str]:
         """Lines of a streamed body, with the timeouts of :meth:`iter_line_batches`."""
         async for lines in self.iter_line_batches(response):
             for line in lines:
