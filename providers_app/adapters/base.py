@@ -266,7 +266,7 @@ class ProviderAdapter:
         try:
             frames = self._frames(response)
             stopped = False
-            loads = json.loads
+            loads = _fast_loads
             async for batch in frames:
                 for event, data in batch:
                     if event is _DONE:
@@ -275,9 +275,11 @@ class ProviderAdapter:
                     try:
                         payload = loads(data)
                     except ValueError:
-                        if event != "error":
-                            raise self._bad_frame(data) from None
-                        payload = {"error": {"message": data}}
+                        payload = _lenient_loads(data)
+                        if payload is _NOT_JSON:
+                            if event != "error":
+                                raise self._bad_frame(data) from None
+                            payload = {"error": {"message": data}}
                     if type(payload) is not dict:
                         continue  # nothing a parser could use (a bare number, a list…)
                     if event == "error" and "error" not in payload and payload.get("type") != "error":
@@ -471,11 +473,12 @@ class ProviderAdapter:
         if entry is not None:
             wirelog.append(entry, raw.decode(errors="replace"))
         try:
-            return json.loads(raw)
+            return _fast_loads(raw)
         except ValueError:
-            raise UpstreamError(
-                f"The provider '{self.config.name}' sent a body that is not JSON.", status=502
-            ) from None
+            pass
+        if (data := _lenient_loads(raw)) is not _NOT_JSON:
+            return data
+        raise UpstreamError(f"The provider '{self.config.name}' sent a body that is not JSON.", status=502)
 
     def _timed_out(self, what: str) -> UpstreamError:
         return UpstreamError(
@@ -559,6 +562,22 @@ def _guarded(sample: Any) -> Any:
 
 
 ProviderAdapter.sample = _guarded(ProviderAdapter.sample)  # type: ignore[method-assign]
+
+
+try:  # orjson decodes a stream frame in a third of the time; json takes what it refuses
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is a dependency
+    _fast_loads = json.loads
+
+_NOT_JSON: Any = object()
+
+
+def _lenient_loads(data: str | bytes) -> Any:
+    """``data`` parsed by the standard library (NaN, integers beyond 64 bits…), or ``_NOT_JSON``."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return _NOT_JSON
 
 
 def _backoff(attempt: int) -> float:

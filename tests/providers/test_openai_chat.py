@@ -268,6 +268,20 @@ def test_server_lingering_after_done_does_not_delay_or_fail() -> None:
     assert elapsed < 2.5
 
 
+def test_frames_only_the_standard_library_reads_are_still_json() -> None:
+    """A frame with NaN or an integer beyond 64 bits is valid for Python's json: not an error."""
+    frames = [
+        b'data: {"choices":[{"index":0,"delta":{"content":"Hel"},"logprobs":NaN,"finish_reason":null}]}\n\n',
+        b'data: {"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}],"seed":123456789012345678901234567890}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+    with FakeUpstream() as up:
+        up.queue(Reply(content_type="text/event-stream", chunks=frames))
+        chunks, error = collect_until_error(make(up), ModelRequest(model="m", items=[user("hi")]))
+    assert error is None
+    assert chunks == [TextDelta("Hel"), TextDelta("lo"), ItemEnd(), Finish("stop")]
+
+
 def test_stream_cut_short_raises() -> None:
     frames = [b'data: {"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}\n\n']
     with FakeUpstream() as up:
