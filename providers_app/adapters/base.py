@@ -251,10 +251,11 @@ class ProviderAdapter:
         :class:`UpstreamError` for failures (before or after the first chunk) and
         :class:`UnsupportedParameter` (before any HTTP call) for a field the provider cannot honour.
         """
+        stream = stream and self.framing != "json"  # a provider that cannot stream answers whole
         body = self.request_body(request, stream=stream)
         url = self.endpoint(request, stream=stream)
         headers = self.request_headers()
-        if not stream or self.framing == "json":
+        if not stream:
             data = await self.post_json(url, json_body=body, headers=headers)
             if not isinstance(data, dict):
                 raise unexpected_body(self.config.name)

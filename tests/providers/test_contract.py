@@ -23,6 +23,8 @@ from providers_app.adapters.base import (
     Finish,
     ModelRequest,
     ProviderAdapter,
+    ProviderConfig,
+    TextDelta,
     UnsupportedParameter,
     UpstreamError,
     finished_wire_log,
@@ -274,3 +276,48 @@ class TestOllama(AdapterContract):
         _with_part({"type": "input_file", "filename": "a.pdf", "file_data": "JVBE"}),
         "input[0].content[0]",
     )
+
+
+# --------------------------------------------------------------------------- the template's own hooks
+
+
+def _json_only_body(request: ModelRequest, config: Any, *, stream: bool) -> dict[str, Any]:
+    return {"prompt": request.items[-1]["content"][0]["text"], "stream": stream}
+
+
+def _json_only_answer(body: dict[str, Any], provider: str) -> list[Any]:
+    return [TextDelta(body["text"]), Finish("stop")]
+
+
+class JsonOnlyAdapter(ProviderAdapter):
+    """A provider that cannot stream: ``framing = "json"``."""
+
+    family = "json_only"
+    framing = "json"
+    path = "generate"
+    build_body = staticmethod(_json_only_body)
+    parse_body = staticmethod(_json_only_answer)
+
+
+def test_json_framing_answers_a_streamed_request_whole(upstream: FakeUpstream) -> None:
+    upstream.queue(Reply.json({"text": "whole"}))
+    chunks, error = collect_until_error(adapter_for(JsonOnlyAdapter, upstream, name="j"), HELLO, stream=True)
+    assert error is None and chunks == [TextDelta("whole"), Finish("stop")]
+    (sent,) = upstream.requests
+    assert sent.path == "/generate" and sent.json() == {
+        "prompt": "What is the capital of France?",
+        "stream": False,
+    }
+
+
+def test_an_adapter_without_its_hooks_says_which_are_missing() -> None:
+    class Incomplete(ProviderAdapter):
+        family = "incomplete"
+
+    adapter = Incomplete(ProviderConfig("i", "incomplete", base_url="http://127.0.0.1:9"))
+    with pytest.raises(NotImplementedError, match="build_body"):
+        adapter.request_body(HELLO, stream=True)
+    with pytest.raises(NotImplementedError, match="path"):
+        adapter.endpoint(HELLO, stream=True)
+    with pytest.raises(NotImplementedError, match="parser_class"):
+        adapter.stream_parser(HELLO)
