@@ -525,6 +525,13 @@ class ProviderAdapter:
         except transport.HTTPError as exc:
             raise self._dropped(f"the stream: {type(exc).__name__}") from None
 
+    async def iter_sse(self, response: transport.Response) -> AsyncIterator[tuple[str | None, str]]:
+        """Server-sent events of a streamed body as ``(event name, data)`` pairs, for adapters
+        that write their own ``sample()`` (the template reads them a network read at a time)."""
+        async for batch in self._frames(response):
+            for event, data in batch:
+                yield (None if event is _DONE else event), data
+
     async def iter_lines(self, response: transport.Response) -> AsyncIterator[str]:
         """Lines of a streamed body, with the timeouts of :meth:`iter_line_batches`."""
         async for lines in self.iter_line_batches(response):

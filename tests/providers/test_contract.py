@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -321,3 +322,31 @@ def test_an_adapter_without_its_hooks_says_which_are_missing() -> None:
         adapter.endpoint(HELLO, stream=True)
     with pytest.raises(NotImplementedError, match="parser_class"):
         adapter.stream_parser(HELLO)
+
+
+class OwnSampleAdapter(ProviderAdapter):
+    """An adapter written before the template: its own sample() over the documented helpers."""
+
+    family = "own"
+
+    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Any]:
+        response = await self.open_stream("POST", self.url("x"), json_body={}, headers=self.headers())
+        try:
+            async for event, data in self.iter_sse(response):
+                if data == "[DONE]":
+                    break
+                yield TextDelta(f"{event}:{data}" if event else data)
+        finally:
+            await response.aclose()
+        yield Finish("stop")
+
+
+def test_an_adapter_with_its_own_sample_keeps_the_helpers_and_the_guard(upstream: FakeUpstream) -> None:
+    frames = [b"data: a\n\n", f"event: e\ndata: {KEY}\n\n".encode(), b"data: [DONE]\n\n"]
+    upstream.queue(Reply(content_type="text/event-stream", chunks=frames))
+    chunks, error = collect_until_error(adapter_for(OwnSampleAdapter, upstream, name="o"), HELLO)
+    assert error is None and chunks == [TextDelta("a"), TextDelta(f"e:{KEY}"), Finish("stop")]
+    upstream.queue(Reply.json({"error": {"message": f"bad key {KEY}"}}, status=401))
+    _, error = collect_until_error(adapter_for(OwnSampleAdapter, upstream, name="o", api_key=KEY), HELLO)
+    assert isinstance(error, UpstreamError) and error.code == "upstream_auth_failed"
+    assert KEY not in error.message  # the guard masks the key of a hand-written sample() too
