@@ -367,7 +367,7 @@ def _document_block(part: dict[str, Any]) -> dict[str, Any]:
     filename = part.get("filename")
     block: dict[str, Any]
     if part.get("file_data"):
-        data = inline_file(part, param="input.file_data")
+        data = inline_file(part, unknown="application/octet-stream", param="input.file_data")
         if data.mime not in DOCUMENT_TYPES:
             raise UnsupportedParameter(
                 "input.file_data",

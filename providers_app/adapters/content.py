@@ -91,12 +91,17 @@ def parse_data_url(url: str, param: str = "input") -> DataURL:
     return DataURL(mime, "base64" in (p.lower() for p in params[1:]), payload)
 
 
-def guess_mime(name: str | None, default: str) -> str:
-    """The MIME type of a file name or URL from its extension (query and fragment ignored)."""
+def guess_mime(name: str | None, default: str, *, unknown: str | None = None) -> str:
+    """The MIME type of a file name or URL from its extension (query and fragment ignored):
+    ``default`` without a name or an extension, ``unknown`` (if given) for an extension no
+    one knows."""
     if not name:
         return default
     path = name.split("?", 1)[0].split("#", 1)[0]
-    return mimetypes.guess_type(path, strict=False)[0] or default
+    found = mimetypes.guess_type(path, strict=False)[0]
+    if found is None and unknown is not None and "." in path.rsplit("/", 1)[-1]:
+        return unknown
+    return found or default
 
 
 def is_base64(data: str) -> bool:
@@ -117,17 +122,20 @@ def image_url(part: dict[str, Any]) -> str | None:
 
 
 def inline_file(
-    part: dict[str, Any], *, default_mime: str = "application/pdf", param: str = "input"
+    part: dict[str, Any],
+    *,
+    default_mime: str = "application/pdf",
+    unknown: str | None = None,
+    param: str = "input",
 ) -> DataURL:
     """An ``input_file``'s ``file_data`` (a data URL or bare base64) as a :class:`DataURL`; bare
-    base64 gets the MIME type of its ``filename`` (``default_mime`` when it says nothing)."""
+    base64 gets the MIME type of its ``filename`` (see :func:`guess_mime`)."""
     data = part["file_data"]
+    mime = guess_mime(part.get("filename"), default_mime, unknown=unknown)
     if data.startswith("data:"):
         parsed = parse_data_url(data, param)
-        if parsed.mime is None:
-            return DataURL(guess_mime(part.get("filename"), default_mime), parsed.is_base64, parsed.payload)
-        return parsed
-    return DataURL(guess_mime(part.get("filename"), default_mime), True, data)
+        return parsed if parsed.mime is not None else DataURL(mime, parsed.is_base64, parsed.payload)
+    return DataURL(mime, True, data)
 
 
 def file_data_url(part: dict[str, Any]) -> str:

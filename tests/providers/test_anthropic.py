@@ -943,3 +943,23 @@ def test_stream_error_event_kinds() -> None:
     with pytest.raises(UpstreamError) as exc:
         parser.feed({"type": "error", "error": {"type": "api_error", "message": "boom"}})
     assert exc.value.status == 502 and exc.value.code == "upstream_error" and "boom" in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("filename", "accepted"),
+    [("notes.md", True), ("report.pdf", True), ("data.xyz", False), ("sheet.xlsx", False), (None, True)],
+)
+def test_file_type_from_the_filename(filename: str | None, accepted: bool) -> None:
+    """Bare base64 takes its type from the filename: known text and PDF go, anything else is refused
+    (an unknown extension is not taken for a PDF); no filename at all means a PDF."""
+    part: dict[str, Any] = {"type": "input_file", "file_data": base64.b64encode(b"hello").decode()}
+    if filename:
+        part["filename"] = filename
+    request = ModelRequest(model="m", items=[{"type": "message", "role": "user", "content": [part]}])
+    if accepted:
+        (block,) = body_for(request)["messages"][0]["content"]
+        assert block["type"] == "document"
+    else:
+        with pytest.raises(UnsupportedParameter) as refused:
+            body_for(request)
+        assert refused.value.param == "input.file_data"
