@@ -3,6 +3,8 @@ against the running server; every JSON answer validated against the SDK's own ty
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -311,3 +313,26 @@ def test_conversations_are_owned_by_the_key(keyed_server):
             )
             == "(turn 2) You said: again"
         )
+
+
+def test_streamed_and_background_turns_join_the_conversation(openai_client):
+    conv = openai_client.conversations.create()
+    with openai_client.responses.stream(model="mock-1", input="streamed", conversation=conv.id) as events:
+        created = next(e for e in events if e.type == "response.created")
+        assert created.response.conversation.id == conv.id
+        final = events.get_final_response()
+    assert final.output_text == "You said: streamed" and final.conversation.id == conv.id
+    job = openai_client.responses.create(
+        model="mock-1", input="queued", conversation=conv.id, background=True
+    )
+    assert job.conversation.id == conv.id
+    deadline = time.monotonic() + 20
+    while openai_client.responses.retrieve(job.id).status in {"queued", "in_progress"}:
+        assert time.monotonic() < deadline, "the background turn never finished"
+        time.sleep(0.05)
+    assert _texts(openai_client.conversations.items.list(conv.id, order="asc")) == [
+        ("user", "streamed"),
+        ("assistant", "You said: streamed"),
+        ("user", "queued"),
+        ("assistant", "(turn 2) You said: queued"),
+    ]
