@@ -144,3 +144,30 @@ def test_public_items_hide_private_fields_and_unrequested_encrypted_reasoning():
         ]
         == "completed"
     )
+
+
+def test_retention_applies_to_conversation_items_and_a_key_purge_takes_its_conversations(settings):
+    from responses_app.gateway.retention import purge_expired, purge_owner
+    from responses_app.models import Conversation
+
+    settings.OPENRESPONSES = {**settings.OPENRESPONSES, "RETENTION_DAYS": 30}
+    old = conversations.conversation_create(owner="key:alice", items=[message("user", "old", "msg_old")])
+    kept = conversations.conversation_create(owner="key:alice", items=[message("user", "a", "msg_a")])
+    conversations.conversation_items_add(conversation=kept, items=[message("user", "b", "msg_b")])
+    month = 31 * 86400
+    Conversation.objects.filter(id=old.id).update(created_at=old.created_at - month)
+    ConversationItem.objects.filter(item_id__in=["msg_old", "msg_a"]).update(
+        created_at=old.created_at - month
+    )
+    assert purge_expired(dry_run=True).conversation_items == 2
+    assert ConversationItem.objects.count() == 3
+    report = purge_expired()
+    assert (report.conversation_items, report.conversations) == (2, 1)
+    assert list(Conversation.objects.values_list("id", flat=True)) == [kept.id]  # young, not empty
+    assert texts([r.data for r in ConversationItem.objects.all()]) == ["b"]
+
+    bobs = conversations.conversation_create(owner="key:bob", items=[message("user", "bob", "msg_bob")])
+    report = purge_owner(owners=["key:alice"])
+    assert (report.conversations, report.conversation_items) == (1, 1)
+    assert list(Conversation.objects.values_list("id", flat=True)) == [bobs.id]
+    assert texts([r.data for r in ConversationItem.objects.all()]) == ["bob"]
