@@ -336,3 +336,24 @@ def test_streamed_and_background_turns_join_the_conversation(openai_client):
         ("user", "queued"),
         ("assistant", "(turn 2) You said: queued"),
     ]
+
+
+def test_websocket_turns_use_the_conversation_too(server, openai_client):
+    from tests.ws.client import WsClient, assert_valid_turn
+
+    conv = openai_client.conversations.create()
+    with WsClient(server.url) as ws:
+        first = assert_valid_turn(
+            ws.turn({"model": "mock-1", "input": "over the socket", "conversation": conv.id})
+        )
+        second = assert_valid_turn(
+            ws.turn({"model": "mock-1", "input": "again", "conversation": {"id": conv.id}, "store": False})
+        )
+    assert first["conversation"] == {"id": conv.id}
+    assert output_text(second) == "(turn 2) You said: again"
+    assert [t for _, t in _texts(openai_client.conversations.items.list(conv.id, order="asc"))] == [
+        "over the socket",
+        "You said: over the socket",
+        "again",
+        "(turn 2) You said: again",
+    ]
