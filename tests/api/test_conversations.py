@@ -357,3 +357,24 @@ def test_websocket_turns_use_the_conversation_too(server, openai_client):
         "again",
         "(turn 2) You said: again",
     ]
+
+
+def test_every_appended_item_validates_against_the_sdk_types(openai_client, http):
+    conv = openai_client.conversations.create()
+    openai_client.responses.create(
+        model="mock-reasoning",
+        input="think first",
+        conversation=conv.id,
+        include=["reasoning.encrypted_content"],
+    )
+    raw = http.get(
+        f"/v1/conversations/{conv.id}/items",
+        params={"order": "asc", "include[]": "reasoning.encrypted_content"},
+    ).json()
+    ConversationItemList.model_validate(raw)
+    kinds = [type(ITEM.validate_python(item)).__name__ for item in raw["data"]]
+    assert kinds == ["Message", "ResponseReasoningItem", "Message"]
+    for item in raw["data"]:
+        assert "_meta" not in item
+    listed = openai_client.conversations.items.list(conv.id, include=["reasoning.encrypted_content"])
+    assert [i.type for i in listed] == ["message", "reasoning", "message"]
