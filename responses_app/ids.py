@@ -1,4 +1,4 @@
-"""Identifiers shaped like the spec's: ``resp_…``, ``msg_…``, ``fc_…``, ``rs_…``, ``call_…``."""
+"""Identifiers shaped like the spec's: ``resp_…``, ``msg_…``, ``fc_…``, ``rs_…``, ``call_…``, ``conv_…``."""
 
 import secrets
 
@@ -29,3 +29,7 @@ def reasoning_id() -> str:
 
 def call_id() -> str:
     return f"call_{secrets.token_hex(12)}"
+
+
+def conversation_id() -> str:
+    return new_id("conv")

@@ -154,9 +154,17 @@ def validate_create(
     if previous is not None and not previous:
         raise invalid("Invalid 'previous_response_id': empty string.", "previous_response_id")
 
+    conversation = parse_conversation(body.get("conversation"))
+    if conversation is not None and previous is not None:
+        raise invalid(
+            "Mutually exclusive parameters: send either 'previous_response_id' or 'conversation', not both.",
+            "conversation",
+            "mutually_exclusive_parameters",
+        )
+
     raw_input = body.get("input")
     if raw_input is None:
-        if previous is None:
+        if previous is None and conversation is None:
             raise invalid("Missing required parameter: 'input'.", "input", "missing_required_parameter")
         raw_input = []
     instructions = body.get("instructions")
@@ -240,11 +248,35 @@ def validate_create(
         params=params,
         input_items=input_items,
         previous_response_id=previous,
+        conversation_id=conversation,
         stream=bool(stream),
         background=bool(background),
         store=bool(store),
         item_references=references,
     )
+
+
+def parse_conversation(raw: Any) -> str | None:
+    """The conversation id of ``conversation``: ``"conv_…"`` or ``{"id": "conv_…"}``."""
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        unknown = sorted(set(raw) - {"id"})
+        if unknown:
+            raise invalid(
+                f"Unknown parameter: 'conversation.{unknown[0]}'.",
+                f"conversation.{unknown[0]}",
+                "unknown_parameter",
+            )
+        conversation_id = raw.get("id")
+        _expect(conversation_id, (str,), "conversation.id", "a string")
+        param = "conversation.id"
+    else:
+        _expect(raw, (str,), "conversation", "a string or an object with an 'id'")
+        conversation_id, param = raw, "conversation"
+    if not conversation_id:
+        raise invalid(f"Invalid '{param}': empty string.", param)
+    return conversation_id
 
 
 def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
