@@ -317,14 +317,9 @@ class LoopRun:
         tools = self._tools_for_model(hosted)
         if mcp:
             tools += await mcp.open({t["name"] for t in tools})
-        declared = {t["name"] for t in tools}
-        choice = params.get("tool_choice")
-        allowed = (
-            {t["name"] for t in choice["tools"]}
-            if isinstance(choice, dict) and choice.get("type") == "allowed_tools"
-            else declared
-        )
-        hosted_names = {t["name"] for t in params.get("tools") or [] if t.get("hosted")}
+        hosted_names = {
+            t["name"] for t in params.get("tools") or [] if t.get("hosted") and t["name"] in hosted
+        }
         middleware = loop_middleware()
         max_iterations = int(openresponses_settings.MAX_LOOP_ITERATIONS)
         max_tool_calls = params.get("max_tool_calls")
@@ -353,17 +348,8 @@ class LoopRun:
             calls = [i for i in context.sample_items if i.get("type") == "function_call"]
             if not calls:
                 return Outcome("completed")
-            refused = [c["name"] for c in calls if c["name"] not in allowed or choice == "none"]
-            if refused:
-                return Outcome(
-                    "failed",
-                    {
-                        "code": "tool_not_allowed",
-                        "message": f"The model called a tool it may not use: {refused[0]}.",
-                        "type": "model_error",
-                        "status": 500,
-                    },
-                )
+            # Only tools this request offered as hosted (or listed from its MCP servers) run here;
+            # any other call, a name the request never declared included, is the client's.
             to_run = [
                 c
                 for c in calls
