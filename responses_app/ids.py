@@ -19,6 +19,10 @@ def function_call_id() -> str:
     return new_id("fc")
 
 
+def custom_tool_call_id() -> str:
+    return new_id("ctc")
+
+
 def function_call_output_id() -> str:
     return new_id("fco")
 

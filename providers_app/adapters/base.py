@@ -70,9 +70,14 @@ class ReasoningDone:
 
 @dataclass(slots=True)
 class ToolCallStart:
+    """Opens a tool call. ``namespace`` and ``custom`` (free-form input: ``ToolCallDelta`` carries
+    the raw input, not JSON) are for providers that take those tool types natively."""
+
     call_id: str
     name: str
     provider_data: dict[str, Any] | None = None
+    namespace: str | None = None
+    custom: bool = False
 
 
 @dataclass(slots=True)

@@ -24,7 +24,8 @@ from providers_app.adapters.base import (
     ToolCallStart,
     UsageReport,
 )
-from responses_app.ids import function_call_id, message_id, reasoning_id
+from responses_app.ids import custom_tool_call_id, function_call_id, message_id, reasoning_id
+from responses_app.loop.tool_types import custom_input
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -56,7 +57,17 @@ def add_usage(total: dict[str, Any], report: dict[str, int]) -> None:
 
 
 class _OpenItem:
-    __slots__ = ("item", "index", "kind", "part_kind", "part_index", "buffer", "summary_index", "meta")
+    __slots__ = (
+        "item",
+        "index",
+        "kind",
+        "part_kind",
+        "part_index",
+        "buffer",
+        "summary_index",
+        "meta",
+        "raw_input",
+    )
 
     def __init__(self, item: dict[str, Any], index: int, kind: str) -> None:
         self.item = item
@@ -67,6 +78,11 @@ class _OpenItem:
         self.buffer: list[str] = []
         self.summary_index = -1
         self.meta: dict[str, Any] = {}
+        self.raw_input = False  # a custom call whose deltas are its input (not JSON arguments)
+
+
+class ToolMap(Protocol):
+    def call_shape(self, model_name: str) -> Any: ...
 
 
 def _append(buffer: list[str], text: str) -> None:
@@ -95,6 +111,8 @@ class ResponseEmitter:
         self.finish_reason: str | None = None
         self.first_output_at: float | None = None
         self.sample_items: list[dict[str, Any]] = []
+        # The reverse map of tools offered under another name or type (see loop.tool_types).
+        self.tool_map: ToolMap | None = None
         # Deltas that arrived together (one network read) wait here and leave as one event.
         self._pending: list[str] = []
         self._pending_kind = ""
@@ -314,25 +332,57 @@ class ResponseEmitter:
     # ---- function calls
 
     def _open_function_call(self, chunk: ToolCallStart) -> None:
-        item = {
-            "id": function_call_id(),
-            "type": "function_call",
-            "status": "in_progress",
-            "call_id": chunk.call_id,
-            "name": chunk.name,
-            "arguments": "",
-        }
-        opened = self._open(item, "function_call")
+        """Open the item a tool call is for the client: a ``function_call`` (with its
+        ``namespace``, if any) or a ``custom_tool_call``, whatever name the provider knew it by."""
+        name, namespace, custom = chunk.name, chunk.namespace, chunk.custom
+        shape = None if custom or namespace else self.tool_map and self.tool_map.call_shape(name)
+        if shape is not None:
+            name, namespace = shape.name, shape.namespace
+        if custom or (shape is not None and shape.item_type == "custom_tool_call"):
+            item = {
+                "id": custom_tool_call_id(),
+                "type": "custom_tool_call",
+                "status": "in_progress",
+                "call_id": chunk.call_id,
+                "name": name,
+                "input": "",
+            }
+            kind = "custom_tool_call"
+        else:
+            item = {
+                "id": function_call_id(),
+                "type": "function_call",
+                "status": "in_progress",
+                "call_id": chunk.call_id,
+                "name": name,
+                "arguments": "",
+            }
+            kind = "function_call"
+        if namespace:
+            item["namespace"] = namespace
+        opened = self._open(item, kind)
+        opened.raw_input = custom
         if chunk.provider_data:
             opened.meta.update(chunk.provider_data)
         self._mark_output()
 
     def _arguments_delta(self, delta: str) -> None:
         item = self.open
-        if item is None or item.kind != "function_call" or not delta:
+        if item is None or not delta:
             return
-        _append(item.buffer, delta)
-        self._queue_delta("arguments", item, delta)
+        if item.kind == "function_call":
+            _append(item.buffer, delta)
+            self._queue_delta("arguments", item, delta)
+        elif item.kind == "custom_tool_call":
+            _append(item.buffer, delta)
+            if item.raw_input:  # else JSON arguments: the input is known once they are complete
+                self._custom_input_delta(item, delta)
+
+    def _custom_input_delta(self, item: _OpenItem, delta: str) -> None:
+        self.emit(
+            "response.custom_tool_call_input.delta",
+            {"item_id": item.item["id"], "output_index": item.index, "delta": delta},
+        )
 
     # ---- coalescing
 
@@ -392,6 +442,17 @@ class ResponseEmitter:
             self.emit(
                 "response.function_call_arguments.done",
                 {"item_id": data["id"], "output_index": item.index, "arguments": data["arguments"]},
+            )
+        elif item.kind == "custom_tool_call":
+            text = "".join(item.buffer)
+            if not item.raw_input:
+                text = custom_input(text)
+                if text:
+                    self._custom_input_delta(item, text)
+            data["input"] = text
+            self.emit(
+                "response.custom_tool_call_input.done",
+                {"item_id": data["id"], "output_index": item.index, "input": text},
             )
         else:
             self._close_part(item)

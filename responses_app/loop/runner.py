@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from responses_app.loop.mcp import McpError, McpToolset
 from responses_app.loop.middleware import LoopContext, StopLoop, call_hook, loop_middleware
 from responses_app.loop.supervision.activity import activity
 from responses_app.loop.supervision.db import event_writer, run_db
+from responses_app.loop.tool_types import CALL_TYPES, ToolPlan, native_tool_types, plan_tools
 from responses_app.loop.tools import HostedTool, hosted_tools
 from responses_app.models import Response
 from responses_app.observability.logs import bind as bind_log_context
@@ -134,6 +136,12 @@ class LoopRun:
         resource = build_resource(response, [], status=ResponseStatus.IN_PROGRESS)
         self.emitter = ResponseEmitter(resource, self.sink, provider=response.provider)
         self.iterations = 0
+        # The tools the model is shown: the request's functions (hosted ones with their schema),
+        # its other tool types as this provider takes them, and its MCP servers' tools.
+        self.function_tools: list[dict[str, Any]] = []
+        self.mcp_tools: list[dict[str, Any]] = []
+        self.plan = ToolPlan()
+        self.tools: list[dict[str, Any]] = []
         # Upstream calls as sent and answered (secrets masked), for the admin's transcript.
         self.wire_log: list[dict[str, Any]] = []
 
@@ -250,21 +258,36 @@ class LoopRun:
             tools.append({k: v for k, v in tool.items() if k != "hosted"})
         return tools
 
+    def _plan(self, adapter: Any) -> None:
+        """Translate the request's other tool types for ``adapter`` (see ``loop.tool_types``)."""
+        self.plan = plan_tools(self.params.get("tools") or [], native_tool_types(adapter))
+        self.emitter.tool_map = self.plan
+        self.tools = self.function_tools + self.plan.tools + self.mcp_tools
+
+    def request_for(self, adapter: Any, request: ModelRequest) -> ModelRequest:
+        """``request`` for a fallback ``adapter``: translated again if it takes other tool types."""
+        if native_tool_types(adapter) == self.plan.native:
+            return request
+        self._plan(adapter)
+        return dataclasses.replace(self._model_request(self.tools), model=request.model)
+
     def _model_request(self, tools: list[dict[str, Any]]) -> ModelRequest:
         params = self.params
         emitter = self.emitter
         return ModelRequest(
             model=self.response.upstream_model or self.response.model,
-            items=model_items(
-                self.context + [emitter.stored_item(i) for i in emitter.output],
-                model=self.response.model,
-                upstream_model=self.response.upstream_model,
-                params=params,
-                tools=tools,
+            items=self.plan.model_items(
+                model_items(
+                    self.context + [emitter.stored_item(i) for i in emitter.output],
+                    model=self.response.model,
+                    upstream_model=self.response.upstream_model,
+                    params=params,
+                    tools=tools,
+                )
             ),
             instructions=params.get("instructions"),
             tools=tools,
-            tool_choice=params.get("tool_choice", "auto"),
+            tool_choice=self.plan.model_tool_choice(params.get("tool_choice", "auto"), bool(tools)),
             parallel_tool_calls=params.get("parallel_tool_calls", True),
             temperature=params.get("temperature"),
             top_p=params.get("top_p"),
@@ -314,9 +337,11 @@ class LoopRun:
         params = self.params
         adapter = await aget_adapter(response.provider)
         hosted = hosted_tools()
-        tools = self._tools_for_model(hosted)
+        self.function_tools = self._tools_for_model(hosted)
+        self._plan(adapter)
         if mcp:
-            tools += await mcp.open({t["name"] for t in tools})
+            self.mcp_tools = await mcp.open({t["name"] for t in self.tools if t.get("name")})
+            self.tools += self.mcp_tools
         hosted_names = {
             t["name"] for t in params.get("tools") or [] if t.get("hosted") and t["name"] in hosted
         }
@@ -327,7 +352,7 @@ class LoopRun:
         for iteration in range(max_iterations):
             self.iterations = iteration + 1
             context = LoopContext(
-                response.id, response.model, response.provider, iteration, self._model_request(tools)
+                response.id, response.model, response.provider, iteration, self._model_request(self.tools)
             )
             await call_hook(middleware, "before_sample", context)
             self.emitter.start_sample()
@@ -345,7 +370,7 @@ class LoopRun:
                 return Outcome("incomplete", incomplete_reason="max_output_tokens")
             if reason == "content_filter":
                 return Outcome("incomplete", incomplete_reason="content_filter")
-            calls = [i for i in context.sample_items if i.get("type") == "function_call"]
+            calls = [i for i in context.sample_items if i.get("type") in CALL_TYPES]
             if not calls:
                 return Outcome("completed")
             # Only tools this request offered as hosted (or listed from its MCP servers) run here;
@@ -353,8 +378,12 @@ class LoopRun:
             to_run = [
                 c
                 for c in calls
-                if c["name"] in hosted_names
-                or (c["name"] in mcp.tools and not mcp.tools[c["name"]].needs_approval)
+                if c["type"] == "function_call"
+                and not c.get("namespace")
+                and (
+                    c["name"] in hosted_names
+                    or (c["name"] in mcp.tools and not mcp.tools[c["name"]].needs_approval)
+                )
             ]
             if not to_run:
                 return Outcome("completed")
