@@ -211,7 +211,9 @@ def test_custom_tool_call_comes_back_as_custom_tool_call(http, upstream, wire, s
         assert sent["tools"][1] == APPLY_PATCH, "the grammar reaches OpenAI as it is"
     else:
         assert sent_tools(wire, sent) == ["shell", "apply_patch"]
-        assert json.dumps(GRAMMAR["definition"])[1:-1] in json.dumps(sent), "the grammar is in the function's description"
+        assert json.dumps(GRAMMAR["definition"])[1:-1] in json.dumps(sent), (
+            "the grammar is in the function's description"
+        )
 
     upstream.queue(wire.text("Added.", stream=streamed))
     follow = {
