@@ -91,6 +91,14 @@ class ItemEnd:
 
 
 @dataclass(slots=True)
+class ProviderItem:
+    """A whole output item the provider made in OpenAI's own shape (``web_search_call``,
+    ``local_shell_call``…): relayed as it is, for providers that take those tool types natively."""
+
+    item: dict[str, Any]
+
+
+@dataclass(slots=True)
 class UsageReport:
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -114,6 +122,7 @@ Chunk = (
     | ToolCallStart
     | ToolCallDelta
     | ItemEnd
+    | ProviderItem
     | UsageReport
     | Finish
 )

@@ -16,6 +16,7 @@ from providers_app.adapters.base import (
     ItemEnd,
     ModelRequest,
     ProviderAdapter,
+    ProviderItem,
     ReasoningDelta,
     ReasoningDone,
     RefusalDelta,
@@ -33,6 +34,25 @@ INPUT_KEYS = {
     "custom_tool_call": ("type", "call_id", "name", "input", "namespace"),
     "custom_tool_call_output": ("type", "call_id", "output"),
 }
+#: Output items of OpenAI's hosted and client-executed tools: relayed as they are, and sent back.
+PROVIDER_ITEM_TYPES = frozenset(
+    {
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "image_generation_call",
+        "computer_call",
+        "computer_call_output",
+        "local_shell_call",
+        "local_shell_call_output",
+        "shell_call",
+        "shell_call_output",
+        "apply_patch_call",
+        "apply_patch_call_output",
+        "tool_search_call",
+        "tool_search_output",
+    }
+)
 #: Tool types this provider takes as they are (the loop translates the others, see
 #: ``responses_app.loop.tool_types``).
 NATIVE_TOOL_TYPES = frozenset(
@@ -126,6 +146,9 @@ def map_item(item: dict[str, Any], adapter: ProviderAdapter) -> dict[str, Any] |
         if meta.get("id"):
             out["id"] = meta["id"]
         return out
+    if kind in PROVIDER_ITEM_TYPES:
+        # Sent back without the item id, as OpenAI's own clients do with store: false.
+        return {k: v for k, v in item.items() if k not in ("id", "_meta")}
     keys = INPUT_KEYS.get(kind)
     if keys is None:
         return None
@@ -211,6 +234,8 @@ def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]
             yield tool_call_start(item)
             yield ToolCallDelta(item.get("arguments" if kind == "function_call" else "input", ""))
             yield ItemEnd()
+        elif kind in PROVIDER_ITEM_TYPES:
+            yield ProviderItem(item)
     usage = usage_chunk(response.get("usage"))
     if usage is not None:
         yield usage
@@ -242,6 +267,8 @@ class StreamTranslator:
                 yield ReasoningDone(item.get("encrypted_content"), {"id": item.get("id")})
             elif item.get("type") in ("function_call", "custom_tool_call"):
                 yield ItemEnd()
+            elif item.get("type") in PROVIDER_ITEM_TYPES:
+                yield ProviderItem(item)
             elif item.get("type") == "message" and item.get("status") != "incomplete":
                 yield ItemEnd({"id": item.get("id")})
         elif kind == "response.reasoning_summary_text.delta":

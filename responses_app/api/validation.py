@@ -6,7 +6,15 @@ import re
 from typing import Any
 
 from responses_app.errors import ApiError, invalid
-from responses_app.ids import function_call_id, function_call_output_id, message_id, new_id, reasoning_id
+from responses_app.ids import (
+    custom_tool_call_id,
+    function_call_id,
+    function_call_output_id,
+    message_id,
+    new_id,
+    reasoning_id,
+)
+from responses_app.loop.tool_types import PROVIDER_ITEM_TYPES, TOOL_TYPES
 from responses_app.types import CreateRequest
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -280,6 +288,8 @@ def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]
             items.append(_normalize_function_call_output(item, where))
         elif item_type in ("custom_tool_call", "custom_tool_call_output"):
             items.append(normalize_custom_tool_item(item, where))
+        elif item_type in PROVIDER_ITEM_TYPES:
+            items.append(normalize_provider_item(item, where))
         elif item_type == "reasoning":
             items.append(_normalize_reasoning_item(item, where))
         elif item_type == "compaction":
@@ -526,8 +536,6 @@ def normalize_tools(raw: Any, hosted_tool_names: frozenset[str]) -> list[dict[st
     """The request's tools. ``function``, ``custom`` and ``namespace`` are checked and echoed in
     full; ``mcp`` and OpenAI's hosted types are kept as sent (what each provider gets of them is
     decided per provider by ``responses_app.loop.tool_types``)."""
-    from responses_app.loop.tool_types import TOOL_TYPES
-
     if raw is None:
         return []
     _expect(raw, (list,), "tools", "an array")
@@ -668,8 +676,6 @@ def _namespace_tool(tool: dict[str, Any], where: str, namespaces: set[str]) -> d
 
 def normalize_custom_tool_item(item: dict[str, Any], where: str) -> dict[str, Any]:
     """A ``custom_tool_call`` or ``custom_tool_call_output`` input item (free-form tool calls)."""
-    from responses_app.ids import custom_tool_call_id
-
     call_id = item.get("call_id")
     if call_id is None:
         raise invalid(
@@ -699,6 +705,17 @@ def normalize_custom_tool_item(item: dict[str, Any], where: str) -> dict[str, An
     return out
 
 
+def normalize_provider_item(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """An item of one of OpenAI's own tools (``web_search_call``, ``local_shell_call``…), as a
+    client sends back what an OpenAI model made: kept as it is, for that provider only."""
+    for key in ("id", "call_id", "status"):
+        _expect(item.get(key), (str,), f"{where}.{key}", "a string", nullable=True)
+    out = {k: v for k, v in item.items() if k != "_meta"}
+    out["id"] = item.get("id") or new_id(item["type"].split("_")[0][:4])
+    out["status"] = item.get("status") or "completed"
+    return out
+
+
 def _choice_names(tools: list[dict[str, Any]]) -> dict[str, set[str]]:
     """Names a ``tool_choice`` may name, by tool type (functions of namespaces included)."""
     names: dict[str, set[str]] = {"function": set(), "custom": set()}
@@ -711,8 +728,6 @@ def _choice_names(tools: list[dict[str, Any]]) -> dict[str, set[str]]:
 
 
 def normalize_tool_choice(raw: Any, tools: list[dict[str, Any]]) -> Any:
-    from responses_app.loop.tool_types import TOOL_TYPES
-
     if raw is None:
         return "auto"
     names = _choice_names(tools)

@@ -16,6 +16,7 @@ from providers_app.adapters.base import (
     Chunk,
     Finish,
     ItemEnd,
+    ProviderItem,
     ReasoningDelta,
     ReasoningDone,
     RefusalDelta,
@@ -24,7 +25,7 @@ from providers_app.adapters.base import (
     ToolCallStart,
     UsageReport,
 )
-from responses_app.ids import custom_tool_call_id, function_call_id, message_id, reasoning_id
+from responses_app.ids import custom_tool_call_id, function_call_id, message_id, new_id, reasoning_id
 from responses_app.loop.tool_types import custom_input
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -168,6 +169,8 @@ class ResponseEmitter:
             if self.open is not None and chunk.provider_data:
                 self.open.meta.update(chunk.provider_data)
             self.close_item()
+        elif kind is ProviderItem:
+            self._provider_item(chunk.item)
         elif kind is UsageReport:
             for field in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
                 value = getattr(chunk, field)
@@ -465,6 +468,18 @@ class ResponseEmitter:
             item.meta["provider"] = self.provider
         if item.meta:
             self.item_meta[data["id"]] = item.meta
+
+    def _provider_item(self, item: dict[str, Any]) -> None:
+        """A whole item in OpenAI's shape from a provider that runs that tool type natively: relayed
+        as it is (its id kept), and sent back only to that provider."""
+        item = {**item, "status": item.get("status") or "completed"}
+        if not item.get("id"):
+            item["id"] = new_id(item["type"].split("_")[0][:4] or "item")
+        self._mark_output()
+        self.add_item(item)
+        self.sample_items.append(item)
+        if self.provider:
+            self.item_meta[item["id"]] = {"provider": self.provider}
 
     def add_item(self, item: dict[str, Any]) -> None:
         """Emit a complete item the loop made itself (e.g. a hosted tool's output)."""

@@ -54,6 +54,26 @@ NATIVE_ONLY_TYPES = frozenset(
 #: Every tool type a request may carry (``function`` and ``mcp`` are handled by the loop itself).
 TOOL_TYPES = frozenset({"function", "mcp", "namespace", "custom"}) | WEB_SEARCH_TYPES | NATIVE_ONLY_TYPES
 CUSTOM_ARGUMENT = "input"
+#: Items of OpenAI's hosted and client-executed tools (see the OpenAI Responses adapter): only a
+#: provider taking those tools natively is sent them back.
+PROVIDER_ITEM_TYPES = frozenset(
+    {
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "image_generation_call",
+        "computer_call",
+        "computer_call_output",
+        "local_shell_call",
+        "local_shell_call_output",
+        "shell_call",
+        "shell_call_output",
+        "apply_patch_call",
+        "apply_patch_call_output",
+        "tool_search_call",
+        "tool_search_output",
+    }
+)
 #: Output items that are a call the client (or the loop) answers.
 CALL_TYPES = frozenset({"function_call", "custom_tool_call"})
 
@@ -204,6 +224,8 @@ class ToolPlan:
         out = []
         for item in items:
             kind = item.get("type")
+            if kind in PROVIDER_ITEM_TYPES:
+                continue  # another provider's own tool items mean nothing here
             if kind == "function_call" and item.get("namespace") and "namespace" not in self.native:
                 flat = flat_name(item["namespace"], item["name"])
                 item = {k: v for k, v in item.items() if k != "namespace"}

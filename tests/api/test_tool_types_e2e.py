@@ -274,3 +274,64 @@ def test_openai_only_types_are_400_elsewhere_and_forwarded_to_openai(http, upstr
     upstream.queue(OPENAI.text("ok", stream=False))
     post(http, {**body, "model": OPENAI.model}, False)
     assert upstream.requests[0].json()["tools"][1] == {"type": kind}
+
+
+@modes
+def test_openai_hosted_tool_items_are_relayed_and_sent_back(http, upstream, streamed):
+    """OpenAI's own tool items (a search it ran, a local shell call for the client) reach the client
+    as OpenAI sent them; sent back (as Codex does with store: false) they go to OpenAI only."""
+    search = {
+        "id": "ws_" + secrets.token_hex(8),
+        "type": "web_search_call",
+        "status": "completed",
+        "action": {"type": "search", "query": "weather Paris"},
+    }
+    shell = {
+        "id": "lsh_" + secrets.token_hex(8),
+        "type": "local_shell_call",
+        "status": "completed",
+        "call_id": "call_" + secrets.token_hex(8),
+        "action": {"type": "exec", "command": ["ls"], "env": {}},
+    }
+    message = OPENAI._message("Sunny; listing files.")
+    if streamed:
+        text = message["content"][0]["text"]
+        deltas = [{"type": "response.output_text.delta", "content_index": 0, "delta": text, "logprobs": []}]
+        upstream.queue(OPENAI._stream([(search, []), (message, deltas), (shell, [])]))
+    else:
+        upstream.queue(Reply.json(OPENAI._response([search, message, shell])))
+    body = {"model": OPENAI.model, "input": "Weather?", "tools": [WEB_SEARCH, {"type": "local_shell"}]}
+    resource, events = post_openai_items(http, body, streamed)
+    kinds = [i["type"] for i in resource["output"]]
+    assert kinds == ["web_search_call", "message", "local_shell_call"], kinds
+    assert resource["output"][0] == search and resource["output"][2] == shell, "relayed as they are"
+    if streamed:
+        done = [e["item"]["type"] for e in events if e["type"] == "response.output_item.done"]
+        assert done == kinds
+
+    replay = [{k: v for k, v in i.items() if k != "id"} for i in resource["output"]]
+    output = {"type": "local_shell_call_output", "call_id": shell["call_id"], "output": "a.txt"}
+    upstream.queue(OPENAI.text("Done.", stream=False))
+    follow = {"model": OPENAI.model, "input": ["Weather?", *replay, output], "tools": body["tools"]}
+    follow["input"][0] = {"role": "user", "content": "Weather?"}
+    post_openai_items(http, follow, False)
+    resent = [i["type"] for i in upstream.requests[1].json()["input"]]
+    assert resent == ["message", "web_search_call", "message", "local_shell_call", "local_shell_call_output"]
+
+    anthropic = next(w for w in OTHERS if w.provider == "anthropic")
+    upstream.queue(anthropic.text("Done.", stream=False))
+    post(http, {**follow, "model": anthropic.model, "tools": [SHELL]}, False)
+    assert anthropic.roles(upstream.requests[2].json()) == ["user", "assistant"], "OpenAI's items left out"
+
+
+def post_openai_items(http, body: dict, streamed: bool) -> tuple[dict, list[dict]]:
+    """Like :func:`post`, for answers holding OpenAI's own tool items (outside the document)."""
+    if not streamed:
+        response = http.post("/v1/responses", json=body)
+        assert response.status_code == 200, response.text
+        return response.json(), []
+    with http.stream("POST", "/v1/responses", json={**body, "stream": True}) as response:
+        assert response.status_code == 200, response.read()
+        events, done = parse_sse(response.read().decode())
+    assert done and [e["sequence_number"] for e in events] == list(range(len(events)))
+    return events[-1]["response"], events
