@@ -290,6 +290,8 @@ def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]
             items.append(normalize_custom_tool_item(item, where))
         elif item_type in PROVIDER_ITEM_TYPES:
             items.append(normalize_provider_item(item, where))
+        elif item_type in MCP_ITEM_TYPES:
+            items.append(normalize_mcp_item(item, where))
         elif item_type == "reasoning":
             items.append(_normalize_reasoning_item(item, where))
         elif item_type == "compaction":
@@ -310,7 +312,7 @@ def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]
         else:
             raise invalid(
                 f"Invalid value for '{where}.type': {item_type!r}. Supported item types are 'message', 'function_call', "
-                "'function_call_output', 'custom_tool_call', 'custom_tool_call_output', 'reasoning', 'compaction' and "
+                "'function_call_output', 'custom_tool_call', 'custom_tool_call_output', 'mcp_approval_response', 'reasoning', 'compaction' and "
                 "'item_reference'.",
                 f"{where}.type",
             )
@@ -714,6 +716,50 @@ def normalize_provider_item(item: dict[str, Any], where: str) -> dict[str, Any]:
     out["id"] = item.get("id") or new_id(item["type"].split("_")[0][:4])
     out["status"] = item.get("status") or "completed"
     return out
+
+
+MCP_ITEM_TYPES = frozenset({"mcp_approval_response", "mcp_approval_request", "mcp_call", "mcp_list_tools"})
+
+
+def normalize_mcp_item(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """An MCP item: the client's ``mcp_approval_response``, or one the server emitted, sent back
+    (as clients do with ``store: false``)."""
+    kind = item["type"]
+    if kind == "mcp_approval_response":
+        request_id = item.get("approval_request_id")
+        if request_id is None:
+            raise invalid(
+                f"Missing required parameter: '{where}.approval_request_id'.",
+                f"{where}.approval_request_id",
+                "missing_required_parameter",
+            )
+        _expect(request_id, (str,), f"{where}.approval_request_id", "a string")
+        approve = item.get("approve")
+        if approve is None:
+            raise invalid(
+                f"Missing required parameter: '{where}.approve'.",
+                f"{where}.approve",
+                "missing_required_parameter",
+            )
+        _expect(approve, (bool,), f"{where}.approve", "a boolean")
+        reason = item.get("reason")
+        _expect(reason, (str,), f"{where}.reason", "a string", nullable=True)
+        return {
+            "type": kind,
+            "id": item.get("id") or new_id("mcpa"),
+            "approval_request_id": request_id,
+            "approve": approve,
+            "reason": reason,
+        }
+    item_id = item.get("id")
+    if item_id is None:
+        raise invalid(
+            f"Missing required parameter: '{where}.id'.", f"{where}.id", "missing_required_parameter"
+        )
+    _expect(item_id, (str,), f"{where}.id", "a string")
+    for key in ("server_label",) + (("name", "arguments") if kind != "mcp_list_tools" else ()):
+        _expect(item.get(key), (str,), f"{where}.{key}", "a string")
+    return {k: v for k, v in item.items() if k != "_meta"}
 
 
 def _choice_names(tools: list[dict[str, Any]]) -> dict[str, set[str]]:

@@ -25,7 +25,14 @@ from providers_app.adapters.base import (
     ToolCallStart,
     UsageReport,
 )
-from responses_app.ids import custom_tool_call_id, function_call_id, message_id, new_id, reasoning_id
+from responses_app.ids import (
+    custom_tool_call_id,
+    function_call_id,
+    mcp_call_id,
+    message_id,
+    new_id,
+    reasoning_id,
+)
 from responses_app.loop.tool_types import custom_input
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -339,6 +346,9 @@ class ResponseEmitter:
         ``namespace``, if any) or a ``custom_tool_call``, whatever name the provider knew it by."""
         name, namespace, custom = chunk.name, chunk.namespace, chunk.custom
         shape = None if custom or namespace else self.tool_map and self.tool_map.call_shape(name)
+        if shape is not None and shape.item_type == "mcp_call":
+            self._open_mcp_call(chunk, shape)
+            return
         if shape is not None:
             name, namespace = shape.name, shape.namespace
         if custom or (shape is not None and shape.item_type == "custom_tool_call"):
@@ -369,11 +379,30 @@ class ResponseEmitter:
             opened.meta.update(chunk.provider_data)
         self._mark_output()
 
+    def _open_mcp_call(self, chunk: ToolCallStart, shape: Any) -> None:
+        """A call of an MCP tool the loop runs: held back (no events) until the loop knows whether
+        it runs it (an ``mcp_call`` item) or asks for approval (an ``mcp_approval_request``)."""
+        item = {
+            "id": mcp_call_id(),
+            "type": "mcp_call",
+            "status": "in_progress",
+            "server_label": shape.namespace,
+            "name": shape.name,
+            "arguments": "",
+        }
+        opened = _OpenItem(item, -1, "mcp_call")
+        if chunk.provider_data:
+            opened.meta.update(chunk.provider_data)
+        self.open = opened
+        self._mark_output()
+
     def _arguments_delta(self, delta: str) -> None:
         item = self.open
         if item is None or not delta:
             return
-        if item.kind == "function_call":
+        if item.kind == "mcp_call":
+            _append(item.buffer, delta)
+        elif item.kind == "function_call":
             _append(item.buffer, delta)
             self._queue_delta("arguments", item, delta)
         elif item.kind == "custom_tool_call":
@@ -440,6 +469,14 @@ class ResponseEmitter:
             return
         self.open = None
         data = item.item
+        if item.kind == "mcp_call":
+            data["arguments"] = "".join(item.buffer)
+            self.sample_items.append(data)  # not output yet: the loop emits what it becomes
+            if self.provider:
+                item.meta["provider"] = self.provider
+            if item.meta:
+                self.item_meta[data["id"]] = item.meta
+            return
         if item.kind == "function_call":
             data["arguments"] = "".join(item.buffer)
             self.emit(

@@ -19,13 +19,18 @@ from responses_app.conf import openresponses_settings
 from responses_app.events.bus import LocalBus, get_bus
 from responses_app.events.emitter import ResponseEmitter
 from responses_app.events.sink import BatchingSink
-from responses_app.ids import function_call_output_id
+from responses_app.ids import (
+    function_call_output_id,
+    mcp_approval_request_id,
+    mcp_call_id,
+    mcp_list_tools_id,
+)
 from responses_app.loop.fallbacks import sample_with_fallbacks
 from responses_app.loop.mcp import McpError, McpToolset
 from responses_app.loop.middleware import LoopContext, StopLoop, call_hook, loop_middleware
 from responses_app.loop.supervision.activity import activity
 from responses_app.loop.supervision.db import event_writer, run_db
-from responses_app.loop.tool_types import CALL_TYPES, ToolPlan, native_tool_types, plan_tools
+from responses_app.loop.tool_types import CALL_TYPES, ToolPlan, mcp_error, native_tool_types, plan_tools
 from responses_app.loop.tools import HostedTool, hosted_tools
 from responses_app.models import Response
 from responses_app.observability.logs import bind as bind_log_context
@@ -142,6 +147,9 @@ class LoopRun:
         self.mcp_tools: list[dict[str, Any]] = []
         self.plan = ToolPlan()
         self.tools: list[dict[str, Any]] = []
+        self.mcp_names: dict[str, tuple[str, str]] = {}
+        self.hosted: dict[str, HostedTool] = {}
+        self.hosted_names: set[str] = set()
         # Upstream calls as sent and answered (secrets masked), for the admin's transcript.
         self.wire_log: list[dict[str, Any]] = []
 
@@ -261,6 +269,7 @@ class LoopRun:
     def _plan(self, adapter: Any) -> None:
         """Translate the request's other tool types for ``adapter`` (see ``loop.tool_types``)."""
         self.plan = plan_tools(self.params.get("tools") or [], native_tool_types(adapter))
+        self.plan.mcp = self.mcp_names
         self.emitter.tool_map = self.plan
         self.tools = self.function_tools + self.plan.tools + self.mcp_tools
 
@@ -341,10 +350,18 @@ class LoopRun:
         self._plan(adapter)
         if mcp:
             self.mcp_tools = await mcp.open({t["name"] for t in self.tools if t.get("name")})
+            self.mcp_names = {t.exposed: (t.server.label, t.name) for t in mcp.tools.values()}
+            self.plan.mcp = self.mcp_names
             self.tools += self.mcp_tools
-        hosted_names = {
-            t["name"] for t in params.get("tools") or [] if t.get("hosted") and t["name"] in hosted
-        }
+            self._list_mcp_tools(mcp)
+        self.hosted, self.hosted_names = (
+            hosted,
+            {t["name"] for t in params.get("tools") or [] if t.get("hosted") and t["name"] in hosted},
+        )
+        timeout = float(openresponses_settings.TOOL_TIMEOUT)
+        approved = self._approved_mcp_calls()
+        if approved:
+            await self._run_calls([], approved, mcp, timeout)
         middleware = loop_middleware()
         max_iterations = int(openresponses_settings.MAX_LOOP_ITERATIONS)
         max_tool_calls = params.get("max_tool_calls")
@@ -371,54 +388,134 @@ class LoopRun:
             if reason == "content_filter":
                 return Outcome("incomplete", incomplete_reason="content_filter")
             calls = [i for i in context.sample_items if i.get("type") in CALL_TYPES]
-            if not calls:
+            mcp_calls = [i for i in context.sample_items if i.get("type") == "mcp_call"]
+            if not calls and not mcp_calls:
                 return Outcome("completed")
             # Only tools this request offered as hosted (or listed from its MCP servers) run here;
             # any other call, a name the request never declared included, is the client's.
             to_run = [
                 c
                 for c in calls
-                if c["type"] == "function_call"
-                and not c.get("namespace")
-                and (
-                    c["name"] in hosted_names
-                    or (c["name"] in mcp.tools and not mcp.tools[c["name"]].needs_approval)
-                )
+                if c["type"] == "function_call" and not c.get("namespace") and c["name"] in self.hosted_names
             ]
-            if not to_run:
-                return Outcome("completed")
-            tool_calls += len(to_run)
-            if max_tool_calls is not None and tool_calls > max_tool_calls:
-                return Outcome("incomplete", incomplete_reason="max_tool_calls")
-            timeout = float(openresponses_settings.TOOL_TIMEOUT)
-            # Parallel calls run concurrently; each error or timeout becomes that call's output.
-            outputs = await asyncio.gather(
-                *(
-                    traced_tool_call(
-                        c["name"],
-                        hosted[c["name"]].call(c["arguments"], timeout)
-                        if c["name"] in hosted_names
-                        else mcp.call(c["name"], c["arguments"], timeout),
-                    )
-                    for c in to_run
-                )
-            )
-            for call, output in zip(to_run, outputs, strict=True):
-                self.emitter.add_item(
-                    {
-                        "type": "function_call_output",
-                        "id": function_call_output_id(),
-                        "call_id": call["call_id"],
-                        "output": output,
-                        "status": "completed",
-                    }
-                )
-            if len(to_run) < len(calls):
-                # Client function calls (and MCP calls awaiting approval) end the turn.
+            gated = [c for c in mcp_calls if self._needs_approval(mcp, c)]
+            mcp_to_run = [c for c in mcp_calls if c not in gated]
+            for call in gated:
+                self._request_approval(call)
+            if to_run or mcp_to_run:
+                tool_calls += len(to_run) + len(mcp_to_run)
+                if max_tool_calls is not None and tool_calls > max_tool_calls:
+                    return Outcome("incomplete", incomplete_reason="max_tool_calls")
+                await self._run_calls(to_run, mcp_to_run, mcp, timeout)
+            if len(to_run) < len(calls) or gated or not (to_run or mcp_to_run):
+                # Client calls and MCP calls awaiting approval end the turn.
                 return Outcome("completed")
             if cancel.is_set():
                 return Outcome("cancelled")
         return Outcome("incomplete", incomplete_reason="max_iterations")
+
+    # ---- tools the loop runs
+
+    async def _run_calls(
+        self,
+        hosted_calls: list[dict[str, Any]],
+        mcp_calls: list[dict[str, Any]],
+        mcp: McpToolset,
+        timeout: float,
+    ) -> None:
+        """Run hosted and MCP calls concurrently; each error or timeout becomes that call's output."""
+        results = await asyncio.gather(
+            *(
+                traced_tool_call(c["name"], self.hosted[c["name"]].call(c["arguments"], timeout))
+                for c in hosted_calls
+            ),
+            *(traced_tool_call(c["name"], self._call_mcp(mcp, c, timeout)) for c in mcp_calls),
+        )
+        for call, output in zip(hosted_calls, results, strict=False):
+            self.emitter.add_item(
+                {
+                    "type": "function_call_output",
+                    "id": function_call_output_id(),
+                    "call_id": call["call_id"],
+                    "output": output,
+                    "status": "completed",
+                }
+            )
+        for call, (output, error) in zip(mcp_calls, results[len(hosted_calls) :], strict=True):
+            item = {k: v for k, v in call.items() if k != "status"}
+            item.update(
+                output=output,
+                error=mcp_error(error) if error is not None else None,
+                status="failed" if error is not None else "completed",
+            )
+            self.emitter.add_item(item)
+
+    async def _call_mcp(
+        self, mcp: McpToolset, call: dict[str, Any], timeout: float
+    ) -> tuple[str | None, str | None]:
+        tool = mcp.tool_for(call["server_label"], call["name"])
+        if tool is None:
+            return None, f"The MCP server '{call['server_label']}' offers no tool '{call['name']}' here."
+        return await mcp.call(tool.exposed, call["arguments"], timeout)
+
+    def _needs_approval(self, mcp: McpToolset, call: dict[str, Any]) -> bool:
+        tool = mcp.tool_for(call["server_label"], call["name"])
+        return tool is None or tool.needs_approval
+
+    def _request_approval(self, call: dict[str, Any]) -> None:
+        """End the turn on an ``mcp_approval_request`` for ``call`` (the model's provider artefacts,
+        e.g. a Gemini thought signature, stay with it for the next sample)."""
+        item = {
+            "type": "mcp_approval_request",
+            "id": mcp_approval_request_id(),
+            "server_label": call["server_label"],
+            "name": call["name"],
+            "arguments": call["arguments"],
+        }
+        meta = self.emitter.item_meta.pop(call["id"], None)
+        if meta:
+            self.emitter.item_meta[item["id"]] = meta
+        self.emitter.add_item(item)
+
+    def _list_mcp_tools(self, mcp: McpToolset) -> None:
+        """An ``mcp_list_tools`` item per server whose listing the conversation does not hold yet."""
+        known = {i.get("server_label") for i in self.context if i.get("type") == "mcp_list_tools"}
+        for label, tools in mcp.listed.items():
+            if label not in known:
+                self.emitter.add_item(
+                    {
+                        "type": "mcp_list_tools",
+                        "id": mcp_list_tools_id(),
+                        "server_label": label,
+                        "tools": tools,
+                        "error": None,
+                    }
+                )
+
+    def _approved_mcp_calls(self) -> list[dict[str, Any]]:
+        """The calls the client approved (``mcp_approval_response``) and the loop has not made yet."""
+        requests = {i["id"]: i for i in self.context if i.get("type") == "mcp_approval_request"}
+        made = {i.get("approval_request_id") for i in self.context if i.get("type") == "mcp_call"}
+        calls = []
+        for answer in self.context:
+            if answer.get("type") != "mcp_approval_response" or not answer.get("approve"):
+                continue
+            request = requests.get(answer.get("approval_request_id"))
+            if request is None or request["id"] in made:
+                continue
+            made.add(request["id"])
+            call = {
+                "type": "mcp_call",
+                "id": mcp_call_id(),
+                "server_label": request.get("server_label") or "",
+                "name": request.get("name") or "",
+                "arguments": request.get("arguments") or "{}",
+                "approval_request_id": request["id"],
+            }
+            if request.get("_meta"):
+                self.emitter.item_meta[call["id"]] = request["_meta"]
+            calls.append(call)
+        return calls
 
 
 async def run_response(response_id: str, *, started: Response | None = None) -> str | None:

@@ -99,9 +99,9 @@ def flat_name(namespace: str, name: str) -> str:
 class CallShape:
     """What a call the model made under a translated name is, for the client."""
 
-    item_type: str  # "function_call" or "custom_tool_call"
+    item_type: str  # "function_call", "custom_tool_call" or "mcp_call"
     name: str
-    namespace: str | None = None
+    namespace: str | None = None  # for "mcp_call": the server label
 
 
 def custom_as_function(tool: dict[str, Any], name: str) -> dict[str, Any]:
@@ -164,6 +164,8 @@ class ToolPlan:
     flattened: dict[str, list[str]] = field(default_factory=dict)
     #: Names of the request's top-level function tools.
     plain: set[str] = field(default_factory=set)
+    #: MCP tools: the name the model knows -> (server label, the tool's name on the server).
+    mcp: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     # ---- requests
 
@@ -218,7 +220,10 @@ class ToolPlan:
         return {n for n, shape in self.calls.items() if shape.namespace is None} | self.plain
 
     def model_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """History items in the provider's terms (custom calls as function calls, names flattened)."""
+        """History items in the provider's terms (custom calls as function calls, names flattened,
+        MCP items as the function calls and outputs the model made and read)."""
+        if any(str(i.get("type", "")).startswith("mcp_") for i in items):
+            items = mcp_model_items(items, self.mcp_model_name)
         if {"namespace", "custom"} <= self.native:
             return items
         out = []
@@ -251,7 +256,79 @@ class ToolPlan:
 
     def call_shape(self, model_name: str) -> CallShape | None:
         """What a call under ``model_name`` is for the client (None: a plain function call)."""
+        if model_name in self.mcp:
+            label, name = self.mcp[model_name]
+            return CallShape("mcp_call", name, label)
         return self.calls.get(model_name)
+
+    def mcp_model_name(self, server_label: str, name: str) -> str:
+        """The name the model knows an MCP tool by (one no longer offered: a stable made-up name)."""
+        for model_name, key in self.mcp.items():
+            if key == (server_label, name):
+                return model_name
+        return flat_name(server_label, name)
+
+
+def mcp_model_items(items: list[dict[str, Any]], model_name: Any) -> list[dict[str, Any]]:
+    """MCP items as the model made and read them: an ``mcp_call`` is its function call and output,
+    a declined ``mcp_approval_request`` a call answered with the refusal; a listing, a pending
+    request and the approvals themselves are not the model's."""
+    made = {i.get("approval_request_id") for i in items if i.get("type") == "mcp_call"}
+    answers = {i.get("approval_request_id"): i for i in items if i.get("type") == "mcp_approval_response"}
+    out: list[dict[str, Any]] = []
+    for item in items:
+        kind = item.get("type")
+        if kind in ("mcp_list_tools", "mcp_approval_response"):
+            continue
+        if kind == "mcp_approval_request":
+            answer = answers.get(item["id"])
+            if item["id"] in made or answer is None or answer.get("approve"):
+                continue  # made (its mcp_call stands for it), or still pending
+            reason = answer.get("reason")
+            output = "The user declined this tool call." + (f" Reason: {reason}" if reason else "")
+            out += _call_pair(item, model_name, item["id"], output)
+        elif kind == "mcp_call":
+            error = item.get("error")
+            if error is not None:
+                output = json.dumps({"error": mcp_error_text(error)})
+            else:
+                output = item.get("output") or ""
+            out += _call_pair(item, model_name, item["id"], output)
+        else:
+            out.append(item)
+    return out
+
+
+def _call_pair(item: dict[str, Any], model_name: Any, call_id: str, output: str) -> list[dict[str, Any]]:
+    call = {
+        "type": "function_call",
+        "id": item["id"],
+        "call_id": call_id,
+        "name": model_name(item.get("server_label") or "", item.get("name") or ""),
+        "arguments": item.get("arguments") or "{}",
+        "status": "completed",
+    }
+    if "_meta" in item:
+        call["_meta"] = item["_meta"]
+    result = {
+        "type": "function_call_output",
+        "id": item["id"] + "_output",
+        "call_id": call_id,
+        "output": output,
+    }
+    return [call, {**result, "status": "completed"}]
+
+
+def mcp_error(message: str) -> dict[str, Any]:
+    """An ``mcp_call`` item's ``error`` (OpenAI's ``mcp_tool_execution_error`` shape)."""
+    return {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": message}]}
+
+
+def mcp_error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        texts = [c.get("text") or "" for c in error.get("content") or [] if isinstance(c, dict)]
+        return " ".join(t for t in texts if t) or str(error.get("message") or "The MCP tool failed.")
+    return str(error)
 
 
 def plan_tools(tools: list[dict[str, Any]], native: frozenset[str] | set[str]) -> ToolPlan:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support.mcp_server import McpTestServer
 from tests.support.production import ScriptedUpstream, upstream_config
 from tests.support.server import ServerProcess
 
@@ -69,3 +70,9 @@ def cancelling_server(
 def lhttp(loop_server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=loop_server.url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def mcp_server() -> Iterator[McpTestServer]:
+    with McpTestServer() as server:
+        yield server
