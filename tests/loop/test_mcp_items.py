@@ -168,3 +168,35 @@ def test_bad_approval_response_is_400(lhttp):
     }
     response = lhttp.post("/v1/responses", json=body)
     assert response.status_code == 400 and response.json()["error"]["param"] == "input[0].approve"
+
+
+def test_agents_sdk_hosted_mcp_tool_with_an_approval_callback(
+    loop_server, scripted: ScriptedUpstream, mcp_server
+):
+    """The OpenAI Agents SDK's ``HostedMCPTool``: its callback answers the approval request and the
+    run goes on through the server to the model's final answer."""
+    import asyncio
+
+    from agents import Agent, HostedMCPTool, OpenAIResponsesModel, RunConfig, Runner
+    from openai import AsyncOpenAI
+
+    mcp_server.tool_calls.clear()
+    asked: list[str] = []
+
+    def approve(request: Any) -> dict[str, Any]:
+        asked.append(request.data.name)
+        return {"approve": True}
+
+    async def run() -> Any:
+        client = AsyncOpenAI(base_url=loop_server.url + "/v1", api_key="unused", max_retries=0)
+        model = OpenAIResponsesModel(model="chat-fast", openai_client=client)
+        tool = HostedMCPTool(tool_config=mcp_tool(mcp_server, "always"), on_approval_request=approve)
+        agent = Agent(name="orders", instructions="Answer about orders.", model=model, tools=[tool])
+        # No tracing export: there is no network here.
+        config = RunConfig(tracing_disabled=True)
+        return await Runner.run(agent, 'CALL lookup_order {"order_id": "E5"}', run_config=config)
+
+    result = asyncio.run(run())
+    assert asked == ["lookup_order"]
+    assert mcp_server.tool_calls == [("lookup_order", {"order_id": "E5"})]
+    assert "shipped" in result.final_output
