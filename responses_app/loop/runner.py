@@ -80,9 +80,9 @@ def _error(exc: BaseException) -> dict[str, Any]:
         return {
             "code": exc.code,
             "message": exc.message,
-            "type": "server_error",
+            "type": "invalid_request_error" if exc.status < 500 else "server_error",
             "param": None,
-            "status": 500,
+            "status": exc.status,
         }
     if isinstance(exc, McpError):
         return {

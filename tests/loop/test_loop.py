@@ -159,7 +159,7 @@ def test_middleware_stop_loop_before_sample(lhttp, scripted):
     answer = lhttp.post(
         "/v1/responses", json={"model": "chat-fast", "input": "FORBIDDEN stuff", "stream": True}
     )
-    assert answer.status_code == 500  # failed before any output: an HTTP error
+    assert answer.status_code == 403  # a policy's refusal before any output: an HTTP error, not a 500
     assert_valid_error(answer.json())
     assert answer.json()["error"]["code"] == "forbidden_by_policy"
     assert scripted.calls == []
