@@ -12,12 +12,13 @@ request is rewritten here, so adapters only ever see ``function`` tools and
 * ``custom`` (free-form input, optional grammar): a function with one string argument,
   ``input``, the grammar quoted in its description; a call comes back as a ``custom_tool_call``
   item and a ``custom_tool_call_output`` in the input goes back as the function's output.
-* ``web_search`` / ``web_search_preview`` (and their dated names): left out of what the model
-  sees (the model answers from what it knows; a client offering search loses nothing else).
+* ``web_search`` / ``web_search_preview`` (and their dated names), ``tool_search``: left out of
+  what the model sees (the model answers from what it knows; deferred tools are offered directly;
+  a client offering them loses nothing else).
 * the OpenAI-hosted tools that need OpenAI's infrastructure or a client-side executor OpenAI
   defines (``file_search``, ``code_interpreter``, ``image_generation``, ``computer_use_preview``,
-  ``computer``, ``local_shell``, ``shell``, ``apply_patch``, ``tool_search``,
-  ``programmatic_tool_calling``): refused with ``400 unsupported_parameter`` naming the tool.
+  ``computer``, ``local_shell``, ``shell``, ``apply_patch``, ``programmatic_tool_calling``):
+  refused with ``400 unsupported_parameter`` naming the tool.
 
 The table per type and provider family is in ``docs/providers.md``.
 """
@@ -47,12 +48,14 @@ NATIVE_ONLY_TYPES = frozenset(
         "local_shell",
         "shell",
         "apply_patch",
-        "tool_search",
         "programmatic_tool_calling",
     }
 )
+#: Left out where not native: tool search finds deferred tools (``defer_loading``), and every
+#: tool is offered directly there.
+OMITTED_TYPES = WEB_SEARCH_TYPES | {"tool_search"}
 #: Every tool type a request may carry (``function`` and ``mcp`` are handled by the loop itself).
-TOOL_TYPES = frozenset({"function", "mcp", "namespace", "custom"}) | WEB_SEARCH_TYPES | NATIVE_ONLY_TYPES
+TOOL_TYPES = frozenset({"function", "mcp", "namespace", "custom"}) | OMITTED_TYPES | NATIVE_ONLY_TYPES
 CUSTOM_ARGUMENT = "input"
 #: Items of OpenAI's hosted and client-executed tools (see the OpenAI Responses adapter): only a
 #: provider taking those tools natively is sent them back.
@@ -205,7 +208,7 @@ class ToolPlan:
             if not names:
                 return "auto" if choice.get("mode") != "none" else "none"
             return {"type": "allowed_tools", "tools": names, "mode": choice.get("mode") or "auto"}
-        if kind in WEB_SEARCH_TYPES:
+        if kind in OMITTED_TYPES:
             return "auto"
         return choice
 
@@ -357,7 +360,7 @@ def plan_tools(tools: list[dict[str, Any]], native: frozenset[str] | set[str]) -
         elif kind == "custom":
             plan.tools.append(custom_as_function(tool, tool["name"]))
             plan.calls[tool["name"]] = CallShape("custom_tool_call", tool["name"])
-        elif kind in WEB_SEARCH_TYPES:
+        elif kind in OMITTED_TYPES:
             plan.omitted.append(kind)
         else:
             raise UnsupportedParameter(

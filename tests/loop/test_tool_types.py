@@ -93,6 +93,13 @@ def test_types_only_openai_runs_are_refused_elsewhere(kind: str) -> None:
     assert plan_tools(tools({"type": kind}), NATIVE_TOOL_TYPES).tools == [{"type": kind}]
 
 
+def test_search_tools_are_left_out_where_not_native() -> None:
+    search = {"type": "tool_search", "execution": "client", "description": "Find tools", "parameters": {}}
+    plan = plan_tools(tools(SHELL, WEB_SEARCH, {"type": "web_search_preview"}, search), frozenset())
+    assert plan.tools == [] and plan.omitted == ["web_search", "web_search_preview", "tool_search"]
+    assert plan.model_tool_choice("required", False) == "auto", "nothing to force"
+
+
 def test_history_items_in_the_provider_terms() -> None:
     plan = plan_tools(tools(NAMESPACE, APPLY_PATCH), frozenset())
     items = [
