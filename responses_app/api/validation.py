@@ -14,7 +14,7 @@ from responses_app.ids import (
     new_id,
     reasoning_id,
 )
-from responses_app.loop.tool_types import PROVIDER_ITEM_TYPES, TOOL_TYPES
+from responses_app.openai_tools import MCP_ITEM_TYPES, PROVIDER_ITEM_TYPES, TOOL_TYPES
 from responses_app.types import CreateRequest
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -716,9 +716,6 @@ def normalize_provider_item(item: dict[str, Any], where: str) -> dict[str, Any]:
     out["id"] = item.get("id") or new_id(item["type"].split("_")[0][:4])
     out["status"] = item.get("status") or "completed"
     return out
-
-
-MCP_ITEM_TYPES = frozenset({"mcp_approval_response", "mcp_approval_request", "mcp_call", "mcp_list_tools"})
 
 
 def normalize_mcp_item(item: dict[str, Any], where: str) -> dict[str, Any]:

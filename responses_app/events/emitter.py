@@ -33,7 +33,7 @@ from responses_app.ids import (
     new_id,
     reasoning_id,
 )
-from responses_app.loop.tool_types import custom_input
+from responses_app.openai_tools import custom_input
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 

@@ -36,6 +36,8 @@ def _server(name: str, upstream: ScriptedUpstream, tmp, disconnect_cancels: bool
         "OPENRESPONSES_SQLITE_PATH": str(tmp / "db.sqlite3"),
         "OPENRESPONSES_CONFIG": str(config),
         "OPENRESPONSES_HOSTED_TOOLS": HOSTED,
+        # The MCP test server listens on loopback, which the egress policy refuses unless trusted.
+        "OPENRESPONSES_MCP_ALLOWED_URLS": "http://127.0.0.1:*/mcp",
         "OPENRESPONSES_DISPATCH": "inline",
         "OPENRESPONSES_API_KEYS": "",
         "SCRIPTED_KEY": "sk-scripted-secret-0006",
