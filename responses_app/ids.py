@@ -19,6 +19,22 @@ def function_call_id() -> str:
     return new_id("fc")
 
 
+def custom_tool_call_id() -> str:
+    return new_id("ctc")
+
+
+def mcp_call_id() -> str:
+    return new_id("mcp")
+
+
+def mcp_list_tools_id() -> str:
+    return new_id("mcpl")
+
+
+def mcp_approval_request_id() -> str:
+    return new_id("mcpr")
+
+
 def function_call_output_id() -> str:
     return new_id("fco")
 

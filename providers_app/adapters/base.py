@@ -15,9 +15,10 @@ Chunk grammar (what the emitter expects, in order, for one sample):
 * ``Finish`` ends the sample with a reason.
 
 Upstream failures are raised as :class:`UpstreamError`. Every subclass's ``sample`` is wrapped
-automatically: provider keys are masked in raised errors, and a call to a tool the request does not
-allow (``allowed_tools``, ``tool_choice: "none"``, an undeclared name) is refused as
-``tool_not_allowed`` before it becomes an item.
+automatically: provider keys are masked in raised errors, and a call to a declared tool the request
+does not allow now (outside ``allowed_tools``, or under ``tool_choice: "none"``) is refused as
+``tool_not_allowed`` before it becomes an item. A name the request never declared passes: the
+client gets it as the call it was (as OpenAI does); the loop never runs it.
 
 Timeouts (per provider): ``connect_timeout``; ``first_byte_timeout`` until the headers and then
 the first line of a stream (or the whole non-streamed body); ``idle_timeout`` between lines.
@@ -69,9 +70,14 @@ class ReasoningDone:
 
 @dataclass(slots=True)
 class ToolCallStart:
+    """Opens a tool call. ``namespace`` and ``custom`` (free-form input: ``ToolCallDelta`` carries
+    the raw input, not JSON) are for providers that take those tool types natively."""
+
     call_id: str
     name: str
     provider_data: dict[str, Any] | None = None
+    namespace: str | None = None
+    custom: bool = False
 
 
 @dataclass(slots=True)
@@ -82,6 +88,14 @@ class ToolCallDelta:
 @dataclass(slots=True)
 class ItemEnd:
     provider_data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ProviderItem:
+    """A whole output item the provider made in OpenAI's own shape (``web_search_call``,
+    ``local_shell_call``…): relayed as it is, for providers that take those tool types natively."""
+
+    item: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -108,6 +122,7 @@ Chunk = (
     | ToolCallStart
     | ToolCallDelta
     | ItemEnd
+    | ProviderItem
     | UsageReport
     | Finish
 )
@@ -484,33 +499,38 @@ class ProviderAdapter:
             yield event, "\n".join(data)
 
 
-def callable_tools(request: ModelRequest) -> set[str] | None:
-    """Names the model may call: ``allowed_tools`` if given, else the declared tools (None: no limit)."""
+def refused_tools(request: ModelRequest) -> set[str]:
+    """Declared tools the model may not call now: all under ``tool_choice: "none"`` (or an
+    ``allowed_tools`` of mode ``none``), else those left out of ``allowed_tools``.
+
+    A name the request never declared is not refused: it reaches the client as the call it was.
+    """
+    declared = {t.get("name") for t in request.tools if t.get("name")}
     choice = request.tool_choice
     if choice == "none":
-        return set()
+        return declared
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        return {t.get("name") for t in choice.get("tools") or [] if isinstance(t, dict)}
-    if request.tools:
-        return {t.get("name") for t in request.tools}
-    return None
+        if choice.get("mode") == "none":
+            return declared
+        return declared - {t.get("name") for t in choice.get("tools") or [] if isinstance(t, dict)}
+    return set()
 
 
 def _guarded(sample: Any) -> Any:
-    """Wrap an adapter's ``sample``: errors never hold its key, and calls to tools the request
-    does not allow (``allowed_tools``, ``tool_choice: none``, undeclared names) are refused
-    before they reach the emitter, whatever the provider did."""
+    """Wrap an adapter's ``sample``: errors never hold its key, and calls to declared tools the
+    request does not allow (``allowed_tools``, ``tool_choice: none``) are refused before they
+    reach the emitter, whatever the provider did (a model error: 502 when nothing was sent yet)."""
 
     @functools.wraps(sample)
     async def wrapper(self: ProviderAdapter, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
         inner = sample(self, request, stream=stream)
-        allowed = callable_tools(request)
+        refused = refused_tools(request)
         try:
             async for chunk in inner:
-                if allowed is not None and isinstance(chunk, ToolCallStart) and chunk.name not in allowed:
+                if refused and isinstance(chunk, ToolCallStart) and chunk.name in refused:
                     raise UpstreamError(
                         f"The model called a tool it may not use: {chunk.name}.",
-                        status=500,
+                        status=502,
                         code="tool_not_allowed",
                         error_type="model_error",
                     )
