@@ -1,4 +1,4 @@
-"""Identifiers shaped like the spec's: ``resp_…``, ``msg_…``, ``fc_…``, ``rs_…``, ``call_…``."""
+"""Identifiers shaped like the spec's: ``resp_…``, ``msg_…``, ``fc_…``, ``rs_…``, ``call_…``, ``conv_…``."""
 
 import secrets
 
@@ -19,6 +19,22 @@ def function_call_id() -> str:
     return new_id("fc")
 
 
+def custom_tool_call_id() -> str:
+    return new_id("ctc")
+
+
+def mcp_call_id() -> str:
+    return new_id("mcp")
+
+
+def mcp_list_tools_id() -> str:
+    return new_id("mcpl")
+
+
+def mcp_approval_request_id() -> str:
+    return new_id("mcpr")
+
+
 def function_call_output_id() -> str:
     return new_id("fco")
 
@@ -29,3 +45,7 @@ def reasoning_id() -> str:
 
 def call_id() -> str:
     return f"call_{secrets.token_hex(12)}"
+
+
+def conversation_id() -> str:
+    return new_id("conv")

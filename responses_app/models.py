@@ -1,4 +1,4 @@
-"""Stored responses, their input/output items and their event log."""
+"""Stored responses, their input/output items and their event log; conversations and their items."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ class Response(ConcurrentTransitionMixin, models.Model):
     )
     ancestor_ids = models.JSONField(
         default=list, blank=True, help_text="Earlier responses of the chain, oldest first."
+    )
+    conversation = models.ForeignKey(
+        "Conversation", null=True, blank=True, on_delete=models.SET_NULL, related_name="responses"
+    )
+    conversation_position = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The conversation's items before this position are the response's context.",
     )
     owner = models.CharField(
         max_length=200, blank=True, db_index=True, help_text="Client key (or host user) that created it."
@@ -111,6 +119,51 @@ class ResponseItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.position}: {self.item_type}"
+
+
+class Conversation(models.Model):
+    """A conversation (``conv_…``): items that responses created with it see first and append to."""
+
+    id = models.CharField(primary_key=True, max_length=64, editable=False)
+    owner = models.CharField(
+        max_length=200, blank=True, db_index=True, help_text="Client key (or host user) that created it."
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.FloatField(db_index=True)
+    next_position = models.PositiveBigIntegerField(
+        default=0, editable=False, help_text="Position of the next item (positions are never reused)."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class ConversationItem(models.Model):
+    """An item of a conversation, in order. ``data`` is the spec item (+ private ``_meta``)."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveBigIntegerField()
+    item_id = models.CharField(max_length=80, db_index=True)
+    item_type = models.CharField(max_length=64)
+    data = models.JSONField()
+    response_id = models.CharField(
+        max_length=64, blank=True, help_text="The response whose input or output this item was."
+    )
+    created_at = models.FloatField()
+
+    class Meta:
+        ordering = ["conversation", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "position"], name="unique_conversation_item_position"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.position}: {self.item_type}"
 
 
 class ResponseEvent(models.Model):

@@ -63,7 +63,14 @@ def build_resource(
         "safety_identifier": p.get("safety_identifier"),
         "prompt_cache_key": p.get("prompt_cache_key"),
         "user": p.get("user"),
+        **_conversation(response),
     }
+
+
+def _conversation(response: Any) -> dict[str, Any]:
+    """``conversation: {"id": …}`` for a response created in a conversation (absent otherwise)."""
+    conversation_id = getattr(response, "conversation_id", None)
+    return {"conversation": {"id": conversation_id}} if conversation_id else {}
 
 
 def public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:

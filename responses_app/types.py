@@ -18,6 +18,7 @@ class CreateRequest:
     params: dict[str, Any]
     input_items: list[dict[str, Any]]
     previous_response_id: str | None = None
+    conversation_id: str | None = None
     stream: bool = False
     background: bool = False
     store: bool = True

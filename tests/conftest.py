@@ -179,7 +179,18 @@ E2E_FIXTURES = frozenset(
 )
 
 
+#: Modules whose tests start servers, clients or browsers of their own (beside the fixtures above).
+E2E_MODULES = (
+    "tests/clients/",
+    "tests/test_drfhost.py",
+    "tests/manage/test_operator.py",
+    "tests/admin/test_dashboard_browser.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parents[1]
     for item in items:
-        if E2E_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        where = Path(str(item.fspath)).resolve().relative_to(root).as_posix()
+        if E2E_FIXTURES.intersection(getattr(item, "fixturenames", ())) or where.startswith(E2E_MODULES):
             item.add_marker(pytest.mark.e2e)

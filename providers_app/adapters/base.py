@@ -7,7 +7,7 @@ emitter turns chunks into spec events.
 :class:`ProviderAdapter` owns the whole call (:meth:`ProviderAdapter.sample`): body, headers,
 retries before the first byte, HTTP error mapping (401/403/404/429/5xx, ``Retry-After``),
 framing (SSE, NDJSON or one JSON body), JSON decoding, truncation, draining, closing, the wire
-log, masking the key and refusing calls to tools the request does not allow. A provider module
+log, masking the key and refusing calls to declared tools the request does not allow now. A provider module
 supplies the few hooks listed under "Methods that child classes must implement" (like Django's
 ``SessionBase``), plus optional ones. An adapter for a server that fits no HTTP shape (the
 built-in mock, an in-process model) may override ``sample()`` itself: it is still guarded.
@@ -34,6 +34,7 @@ from providers_app.adapters.chunks import (
     Finish,
     FinishReason,
     ItemEnd,
+    ProviderItem,
     ReasoningDelta,
     ReasoningDone,
     RefusalDelta,
@@ -49,12 +50,12 @@ from providers_app.adapters.types import (
     ProviderConfig,
     UnsupportedParameter,
     UpstreamError,
-    callable_tools,
     extract_error_message,
     extract_error_param,
     invalid_request,
     parse_retry_after,
     rate_limited,
+    refused_tools,
     unexpected_body,
 )
 from providers_app.adapters.wirelog import (
@@ -77,6 +78,7 @@ __all__ = [
     "ModelRequest",
     "ProviderAdapter",
     "ProviderConfig",
+    "ProviderItem",
     "ReasoningDelta",
     "ReasoningDone",
     "RefusalDelta",
@@ -88,7 +90,7 @@ __all__ = [
     "UpstreamError",
     "UsageReport",
     "abbreviate",
-    "callable_tools",
+    "refused_tools",
     "drain",
     "extract_error_message",
     "extract_error_param",
@@ -540,20 +542,21 @@ class ProviderAdapter:
 
 
 def _guarded(sample: Any) -> Any:
-    """Wrap an adapter's ``sample``: errors never hold its key, and calls to tools the request
-    does not allow (``allowed_tools``, ``tool_choice: none``, undeclared names) are refused
-    before they reach the emitter, whatever the provider did."""
+    """Wrap an adapter's ``sample``: errors never hold its key, and calls to declared tools the
+    request does not allow (``allowed_tools``, ``tool_choice: none``) are refused before they
+    reach the emitter, whatever the provider did (a model error: 502 when nothing was sent yet).
+    A name the request never declared passes: the client gets it as the call it was."""
 
     @functools.wraps(sample)
     async def wrapper(self: ProviderAdapter, request: ModelRequest, *, stream: bool) -> AsyncIterator[Chunk]:
         inner = sample(self, request, stream=stream)
-        allowed = callable_tools(request)
+        refused = refused_tools(request)
         try:
             async for chunk in inner:
-                if allowed is not None and isinstance(chunk, ToolCallStart) and chunk.name not in allowed:
+                if refused and isinstance(chunk, ToolCallStart) and chunk.name in refused:
                     raise UpstreamError(
                         f"The model called a tool it may not use: {chunk.name}.",
-                        status=500,
+                        status=502,
                         code="tool_not_allowed",
                         error_type="model_error",
                     )

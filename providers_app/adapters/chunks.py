@@ -7,6 +7,7 @@ Chunk grammar (what the emitter expects, in order, for one sample):
   ``ReasoningDone`` closes it and may carry ``encrypted_content`` (opaque, round-trips).
 * ``ToolCallStart`` opens a function call; ``ToolCallDelta`` appends to its arguments.
 * ``ItemEnd`` closes whatever item is open (a chunk of another kind also closes it).
+* ``ProviderItem`` is a whole item in OpenAI's own shape (hosted and client-executed tool calls).
 * ``UsageReport`` may come several times; later non-None fields override earlier ones.
 * ``Finish`` ends the sample with a reason. A message left open (no ``ItemEnd``) before
   ``Finish("max_output_tokens")`` ends ``incomplete``.
@@ -48,9 +49,14 @@ class ReasoningDone:
 
 @dataclass(slots=True)
 class ToolCallStart:
+    """Opens a tool call. ``namespace`` and ``custom`` (free-form input: ``ToolCallDelta`` carries
+    the raw input, not JSON) are for providers that take those tool types natively."""
+
     call_id: str
     name: str
     provider_data: dict[str, Any] | None = None
+    namespace: str | None = None
+    custom: bool = False
 
 
 @dataclass(slots=True)
@@ -61,6 +67,14 @@ class ToolCallDelta:
 @dataclass(slots=True)
 class ItemEnd:
     provider_data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ProviderItem:
+    """A whole output item the provider made in OpenAI's own shape (``web_search_call``,
+    ``local_shell_call``…): relayed as it is, for providers that take those tool types natively."""
+
+    item: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -87,6 +101,7 @@ Chunk = (
     | ToolCallStart
     | ToolCallDelta
     | ItemEnd
+    | ProviderItem
     | UsageReport
     | Finish
 )

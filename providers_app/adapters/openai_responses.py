@@ -14,6 +14,7 @@ from providers_app.adapters.chunks import (
     Chunk,
     Finish,
     ItemEnd,
+    ProviderItem,
     ReasoningDelta,
     ReasoningDone,
     RefusalDelta,
@@ -26,9 +27,52 @@ from providers_app.adapters.types import ModelRequest, ProviderConfig, UpstreamE
 
 INPUT_KEYS = {
     "message": ("type", "role", "content", "phase"),
-    "function_call": ("type", "call_id", "name", "arguments"),
+    "function_call": ("type", "call_id", "name", "arguments", "namespace"),
     "function_call_output": ("type", "call_id", "output"),
+    "custom_tool_call": ("type", "call_id", "name", "input", "namespace"),
+    "custom_tool_call_output": ("type", "call_id", "output"),
 }
+#: Output items of OpenAI's hosted and client-executed tools: relayed as they are, and sent back.
+PROVIDER_ITEM_TYPES = frozenset(
+    {
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "image_generation_call",
+        "computer_call",
+        "computer_call_output",
+        "local_shell_call",
+        "local_shell_call_output",
+        "shell_call",
+        "shell_call_output",
+        "apply_patch_call",
+        "apply_patch_call_output",
+        "tool_search_call",
+        "tool_search_output",
+    }
+)
+#: Tool types this provider takes as they are (the loop translates the others, see
+#: ``responses_app.loop.tool_types``).
+NATIVE_TOOL_TYPES = frozenset(
+    {
+        "namespace",
+        "custom",
+        "web_search",
+        "web_search_2025_08_26",
+        "web_search_preview",
+        "web_search_preview_2025_03_11",
+        "file_search",
+        "code_interpreter",
+        "image_generation",
+        "computer_use_preview",
+        "computer",
+        "local_shell",
+        "shell",
+        "apply_patch",
+        "tool_search",
+        "programmatic_tool_calling",
+    }
+)
 
 
 def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -> dict[str, Any]:
@@ -49,8 +93,10 @@ def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -
             "parameters": t.get("parameters"),
             "strict": t.get("strict"),
         }
-        for t in request.tools
         if t.get("type") == "function"
+        else _without_none(t)
+        for t in request.tools
+        if t.get("type") == "function" or t.get("type") in NATIVE_TOOL_TYPES
     ]
     if tools:
         body["tools"] = [{k: v for k, v in t.items() if v is not None} for t in tools]
@@ -74,6 +120,15 @@ def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -
     return body
 
 
+def _without_none(value: Any) -> Any:
+    """``value`` without null fields at any depth (a tool as validated echoes absent fields as null)."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
 def map_item(item: dict[str, Any], provider: str) -> dict[str, Any] | None:
     kind = item.get("type")
     if kind == "reasoning":
@@ -89,6 +144,9 @@ def map_item(item: dict[str, Any], provider: str) -> dict[str, Any] | None:
         if meta.get("id"):
             out["id"] = meta["id"]
         return out
+    if kind in PROVIDER_ITEM_TYPES:
+        # Sent back without the item id, as OpenAI's own clients do with store: false.
+        return {k: v for k, v in item.items() if k not in ("id", "_meta")}
     keys = INPUT_KEYS.get(kind)
     if keys is None:
         return None
@@ -111,6 +169,16 @@ def usage_chunk(usage: dict[str, Any] | None) -> UsageReport | None:
         output_tokens=usage.get("output_tokens"),
         cached_tokens=(usage.get("input_tokens_details") or {}).get("cached_tokens"),
         reasoning_tokens=(usage.get("output_tokens_details") or {}).get("reasoning_tokens"),
+    )
+
+
+def tool_call_start(item: dict[str, Any]) -> ToolCallStart:
+    return ToolCallStart(
+        item.get("call_id", ""),
+        item.get("name", ""),
+        {"id": item.get("id")},
+        namespace=item.get("namespace") or None,
+        custom=item.get("type") == "custom_tool_call",
     )
 
 
@@ -159,11 +227,13 @@ def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]
             for part in item.get("content") or []:
                 yield ReasoningDelta(part.get("text", ""), "content")
             yield ReasoningDone(item.get("encrypted_content"), {"id": item.get("id")})
-        elif kind == "function_call":
+        elif kind in ("function_call", "custom_tool_call"):
             saw_tool_call = True
-            yield ToolCallStart(item.get("call_id", ""), item.get("name", ""), {"id": item.get("id")})
-            yield ToolCallDelta(item.get("arguments", ""))
+            yield tool_call_start(item)
+            yield ToolCallDelta(item.get("arguments" if kind == "function_call" else "input", ""))
             yield ItemEnd()
+        elif kind in PROVIDER_ITEM_TYPES:
+            yield ProviderItem(item)
     usage = usage_chunk(response.get("usage"))
     if usage is not None:
         yield usage
@@ -184,19 +254,21 @@ class StreamParser:
         kind = event.get("type")
         if kind == "response.output_text.delta":
             yield TextDelta(event.get("delta", ""))
-        elif kind == "response.function_call_arguments.delta":
+        elif kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
             yield ToolCallDelta(event.get("delta", ""))
         elif kind == "response.output_item.added":
             item = event.get("item") or {}
-            if item.get("type") == "function_call":
+            if item.get("type") in ("function_call", "custom_tool_call"):
                 self.saw_tool_call = True
-                yield ToolCallStart(item.get("call_id", ""), item.get("name", ""), {"id": item.get("id")})
+                yield tool_call_start(item)
         elif kind == "response.output_item.done":
             item = event.get("item") or {}
             if item.get("type") == "reasoning":
                 yield ReasoningDone(item.get("encrypted_content"), {"id": item.get("id")})
-            elif item.get("type") == "function_call":
+            elif item.get("type") in ("function_call", "custom_tool_call"):
                 yield ItemEnd()
+            elif item.get("type") in PROVIDER_ITEM_TYPES:
+                yield ProviderItem(item)
             elif item.get("type") == "message" and item.get("status") != "incomplete":
                 yield ItemEnd({"id": item.get("id")})
         elif kind == "response.reasoning_summary_text.delta":
@@ -228,6 +300,7 @@ class OpenAIResponsesAdapter(ProviderAdapter):
     """``POST {base_url}/responses`` (streamed as server-sent events)."""
 
     family = "openai"
+    native_tool_types = NATIVE_TOOL_TYPES
     path = "responses"
     build_body = staticmethod(build_body)
     parser_class = StreamParser

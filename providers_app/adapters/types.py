@@ -51,16 +51,21 @@ class ProviderConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def callable_tools(request: ModelRequest) -> set[str] | None:
-    """Names the model may call: ``allowed_tools`` if given, else the declared tools (None: no limit)."""
+def refused_tools(request: ModelRequest) -> set[str]:
+    """Declared tools the model may not call now: all under ``tool_choice: "none"`` (or an
+    ``allowed_tools`` of mode ``none``), else those left out of ``allowed_tools``.
+
+    A name the request never declared is not refused: it reaches the client as the call it was.
+    """
+    declared = {t.get("name") for t in request.tools if t.get("name")}
     choice = request.tool_choice
     if choice == "none":
-        return set()
+        return declared
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        return {t.get("name") for t in choice.get("tools") or [] if isinstance(t, dict)}
-    if request.tools:
-        return {t.get("name") for t in request.tools}
-    return None
+        if choice.get("mode") == "none":
+            return declared
+        return declared - {t.get("name") for t in choice.get("tools") or [] if isinstance(t, dict)}
+    return set()
 
 
 # --------------------------------------------------------------------------- errors

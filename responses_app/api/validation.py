@@ -6,7 +6,15 @@ import re
 from typing import Any
 
 from responses_app.errors import ApiError, invalid
-from responses_app.ids import function_call_id, function_call_output_id, message_id, new_id, reasoning_id
+from responses_app.ids import (
+    custom_tool_call_id,
+    function_call_id,
+    function_call_output_id,
+    message_id,
+    new_id,
+    reasoning_id,
+)
+from responses_app.openai_tools import MCP_ITEM_TYPES, PROVIDER_ITEM_TYPES, TOOL_TYPES
 from responses_app.types import CreateRequest
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -154,9 +162,17 @@ def validate_create(
     if previous is not None and not previous:
         raise invalid("Invalid 'previous_response_id': empty string.", "previous_response_id")
 
+    conversation = parse_conversation(body.get("conversation"))
+    if conversation is not None and previous is not None:
+        raise invalid(
+            "Mutually exclusive parameters: send either 'previous_response_id' or 'conversation', not both.",
+            "conversation",
+            "mutually_exclusive_parameters",
+        )
+
     raw_input = body.get("input")
     if raw_input is None:
-        if previous is None:
+        if previous is None and conversation is None:
             raise invalid("Missing required parameter: 'input'.", "input", "missing_required_parameter")
         raw_input = []
     instructions = body.get("instructions")
@@ -240,11 +256,35 @@ def validate_create(
         params=params,
         input_items=input_items,
         previous_response_id=previous,
+        conversation_id=conversation,
         stream=bool(stream),
         background=bool(background),
         store=bool(store),
         item_references=references,
     )
+
+
+def parse_conversation(raw: Any) -> str | None:
+    """The conversation id of ``conversation``: ``"conv_…"`` or ``{"id": "conv_…"}``."""
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        unknown = sorted(set(raw) - {"id"})
+        if unknown:
+            raise invalid(
+                f"Unknown parameter: 'conversation.{unknown[0]}'.",
+                f"conversation.{unknown[0]}",
+                "unknown_parameter",
+            )
+        conversation_id = raw.get("id")
+        _expect(conversation_id, (str,), "conversation.id", "a string")
+        param = "conversation.id"
+    else:
+        _expect(raw, (str,), "conversation", "a string or an object with an 'id'")
+        conversation_id, param = raw, "conversation"
+    if not conversation_id:
+        raise invalid(f"Invalid '{param}': empty string.", param)
+    return conversation_id
 
 
 def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
@@ -278,6 +318,12 @@ def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]
             items.append(_normalize_function_call(item, where))
         elif item_type == "function_call_output":
             items.append(_normalize_function_call_output(item, where))
+        elif item_type in ("custom_tool_call", "custom_tool_call_output"):
+            items.append(normalize_custom_tool_item(item, where))
+        elif item_type in PROVIDER_ITEM_TYPES:
+            items.append(normalize_provider_item(item, where))
+        elif item_type in MCP_ITEM_TYPES:
+            items.append(normalize_mcp_item(item, where))
         elif item_type == "reasoning":
             items.append(_normalize_reasoning_item(item, where))
         elif item_type == "compaction":
@@ -298,7 +344,8 @@ def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]
         else:
             raise invalid(
                 f"Invalid value for '{where}.type': {item_type!r}. Supported item types are 'message', 'function_call', "
-                "'function_call_output', 'reasoning', 'compaction' and 'item_reference'.",
+                "'function_call_output', 'custom_tool_call', 'custom_tool_call_output', 'mcp_approval_response', 'reasoning', 'compaction' and "
+                "'item_reference'.",
                 f"{where}.type",
             )
     return items, references
@@ -462,6 +509,10 @@ def _normalize_function_call(item: dict[str, Any], where: str) -> dict[str, Any]
         "arguments": item["arguments"],
         "status": "completed",
     }
+    namespace = item.get("namespace")
+    _expect(namespace, (str,), f"{where}.namespace", "a string", nullable=True)
+    if namespace:
+        out["namespace"] = namespace
     return out
 
 
@@ -516,11 +567,15 @@ def _normalize_reasoning_item(item: dict[str, Any], where: str) -> dict[str, Any
 
 
 def normalize_tools(raw: Any, hosted_tool_names: frozenset[str]) -> list[dict[str, Any]]:
+    """The request's tools. ``function``, ``custom`` and ``namespace`` are checked and echoed in
+    full; ``mcp`` and OpenAI's hosted types are kept as sent (what each provider gets of them is
+    decided per provider by ``responses_app.loop.tool_types``)."""
     if raw is None:
         return []
     _expect(raw, (list,), "tools", "an array")
     tools = []
     seen: set[str] = set()
+    namespaces: set[str] = set()
     for index, tool in enumerate(raw):
         where = f"tools[{index}]"
         if not isinstance(tool, dict):
@@ -539,48 +594,219 @@ def normalize_tools(raw: Any, hosted_tool_names: frozenset[str]) -> list[dict[st
                 )
             tools.append(dict(tool))
             continue
-        if tool_type != "function":
+        if tool_type in ("function", "custom"):
+            echo = _named_tool(tool, where, seen)
+            if tool_type == "function" and echo["parameters"] is None and echo["name"] in hosted_tool_names:
+                echo["hosted"] = True
+            tools.append(echo)
+            continue
+        if tool_type == "namespace":
+            tools.append(_namespace_tool(tool, where, namespaces))
+            continue
+        if tool_type not in TOOL_TYPES:
             raise invalid(
-                f"Invalid value for '{where}.type': {tool_type!r}. Supported tool types are 'function' and 'mcp'.",
+                f"Invalid value for '{where}.type': {tool_type!r}. Supported tool types are "
+                f"{', '.join(repr(t) for t in sorted(TOOL_TYPES))}.",
                 f"{where}.type",
             )
-        name = tool.get("name")
-        if name is None:
-            raise invalid(
-                f"Missing required parameter: '{where}.name'.", f"{where}.name", "missing_required_parameter"
-            )
-        _expect(name, (str,), f"{where}.name", "a string")
-        if not NAME_RE.match(name):
-            raise invalid(
-                f"Invalid '{where}.name': must match ^[a-zA-Z0-9_-]+$ and be at most 64 characters.",
-                f"{where}.name",
-            )
-        if name in seen:
-            raise invalid(f"Duplicate tool name '{name}' in 'tools'.", f"{where}.name", "duplicate_tool_name")
-        seen.add(name)
-        description = tool.get("description")
-        _expect(description, (str,), f"{where}.description", "a string", nullable=True)
-        parameters = tool.get("parameters")
-        _expect(parameters, (dict,), f"{where}.parameters", "an object", nullable=True)
-        strict = tool.get("strict")
-        _expect(strict, (bool,), f"{where}.strict", "a boolean", nullable=True)
-        echo = {
-            "type": "function",
-            "name": name,
-            "description": description,
-            "parameters": parameters,
-            "strict": strict,
-        }
-        if parameters is None and name in hosted_tool_names:
-            echo["hosted"] = True
-        tools.append(echo)
+        tools.append(dict(tool))  # a hosted type: forwarded, omitted or refused per provider
     return tools
+
+
+def _tool_name(tool: dict[str, Any], where: str) -> str:
+    name = tool.get("name")
+    if name is None:
+        raise invalid(
+            f"Missing required parameter: '{where}.name'.", f"{where}.name", "missing_required_parameter"
+        )
+    _expect(name, (str,), f"{where}.name", "a string")
+    if not NAME_RE.match(name):
+        raise invalid(
+            f"Invalid '{where}.name': must match ^[a-zA-Z0-9_-]+$ and be at most 64 characters.",
+            f"{where}.name",
+        )
+    return name
+
+
+def _named_tool(tool: dict[str, Any], where: str, seen: set[str]) -> dict[str, Any]:
+    """A ``function`` or ``custom`` tool as echoed; its name unique among ``seen``."""
+    name = _tool_name(tool, where)
+    if name in seen:
+        raise invalid(f"Duplicate tool name '{name}' in 'tools'.", f"{where}.name", "duplicate_tool_name")
+    seen.add(name)
+    description = tool.get("description")
+    _expect(description, (str,), f"{where}.description", "a string", nullable=True)
+    if tool.get("type") == "custom":
+        echo: dict[str, Any] = {"type": "custom", "name": name, "description": description}
+        fmt = tool.get("format")
+        _expect(fmt, (dict,), f"{where}.format", "an object", nullable=True)
+        if fmt is not None:
+            echo["format"] = _custom_format(fmt, f"{where}.format")
+        return echo
+    parameters = tool.get("parameters")
+    _expect(parameters, (dict,), f"{where}.parameters", "an object", nullable=True)
+    strict = tool.get("strict")
+    _expect(strict, (bool,), f"{where}.strict", "a boolean", nullable=True)
+    return {
+        "type": "function",
+        "name": name,
+        "description": description,
+        "parameters": parameters,
+        "strict": strict,
+    }
+
+
+def _custom_format(fmt: dict[str, Any], where: str) -> dict[str, Any]:
+    kind = fmt.get("type")
+    if kind == "text":
+        return {"type": "text"}
+    if kind != "grammar":
+        raise invalid(
+            f"Invalid value for '{where}.type': {kind!r}. Supported values are 'text' and 'grammar'.",
+            f"{where}.type",
+        )
+    syntax = fmt.get("syntax")
+    if syntax not in ("lark", "regex"):
+        raise invalid(
+            f"Invalid value for '{where}.syntax': {syntax!r}. Supported values are 'lark' and 'regex'.",
+            f"{where}.syntax",
+        )
+    definition = fmt.get("definition")
+    _expect(definition, (str,), f"{where}.definition", "a string")
+    return {"type": "grammar", "syntax": syntax, "definition": definition}
+
+
+def _namespace_tool(tool: dict[str, Any], where: str, namespaces: set[str]) -> dict[str, Any]:
+    """A ``namespace`` tool (function and custom tools under one name, as Codex CLI sends)."""
+    name = _tool_name(tool, where)
+    if name in namespaces:
+        raise invalid(f"Duplicate namespace '{name}' in 'tools'.", f"{where}.name", "duplicate_tool_name")
+    namespaces.add(name)
+    description = tool.get("description")
+    _expect(description, (str,), f"{where}.description", "a string", nullable=True)
+    inner = tool.get("tools")
+    _expect(inner, (list,), f"{where}.tools", "an array")
+    if not inner:
+        raise invalid(f"Invalid '{where}.tools': a namespace holds at least one tool.", f"{where}.tools")
+    seen: set[str] = set()
+    echoed = []
+    for j, member in enumerate(inner):
+        member_where = f"{where}.tools[{j}]"
+        if not isinstance(member, dict):
+            raise invalid(
+                f"Invalid type for '{member_where}': expected a tool object, but got {_type_name(member)}.",
+                member_where,
+                "invalid_type",
+            )
+        if member.get("type") not in ("function", "custom"):
+            raise invalid(
+                f"Invalid value for '{member_where}.type': {member.get('type')!r}. "
+                "A namespace holds 'function' and 'custom' tools.",
+                f"{member_where}.type",
+            )
+        echoed.append(_named_tool(member, member_where, seen))
+    return {"type": "namespace", "name": name, "description": description, "tools": echoed}
+
+
+def normalize_custom_tool_item(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """A ``custom_tool_call`` or ``custom_tool_call_output`` input item (free-form tool calls)."""
+    call_id = item.get("call_id")
+    if call_id is None:
+        raise invalid(
+            f"Missing required parameter: '{where}.call_id'.",
+            f"{where}.call_id",
+            "missing_required_parameter",
+        )
+    _expect(call_id, (str,), f"{where}.call_id", "a string")
+    if item["type"] == "custom_tool_call_output":
+        out = _normalize_function_call_output(item, where)
+        return {**out, "type": "custom_tool_call_output"}
+    name = _tool_name(item, where)
+    text = item.get("input")
+    _expect(text, (str,), f"{where}.input", "a string")
+    namespace = item.get("namespace")
+    _expect(namespace, (str,), f"{where}.namespace", "a string", nullable=True)
+    out = {
+        "type": "custom_tool_call",
+        "id": item.get("id") or custom_tool_call_id(),
+        "call_id": call_id,
+        "name": name,
+        "input": text,
+        "status": "completed",
+    }
+    if namespace:
+        out["namespace"] = namespace
+    return out
+
+
+def normalize_provider_item(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """An item of one of OpenAI's own tools (``web_search_call``, ``local_shell_call``…), as a
+    client sends back what an OpenAI model made: kept as it is, for that provider only."""
+    for key in ("id", "call_id", "status"):
+        _expect(item.get(key), (str,), f"{where}.{key}", "a string", nullable=True)
+    out = {k: v for k, v in item.items() if k != "_meta"}
+    out["id"] = item.get("id") or new_id(item["type"].split("_")[0][:4])
+    out["status"] = item.get("status") or "completed"
+    return out
+
+
+def normalize_mcp_item(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """An MCP item: the client's ``mcp_approval_response``, or one the server emitted, sent back
+    (as clients do with ``store: false``)."""
+    kind = item["type"]
+    if kind == "mcp_approval_response":
+        request_id = item.get("approval_request_id")
+        if request_id is None:
+            raise invalid(
+                f"Missing required parameter: '{where}.approval_request_id'.",
+                f"{where}.approval_request_id",
+                "missing_required_parameter",
+            )
+        _expect(request_id, (str,), f"{where}.approval_request_id", "a string")
+        approve = item.get("approve")
+        if approve is None:
+            raise invalid(
+                f"Missing required parameter: '{where}.approve'.",
+                f"{where}.approve",
+                "missing_required_parameter",
+            )
+        _expect(approve, (bool,), f"{where}.approve", "a boolean")
+        reason = item.get("reason")
+        _expect(reason, (str,), f"{where}.reason", "a string", nullable=True)
+        return {
+            "type": kind,
+            "id": item.get("id") or new_id("mcpa"),
+            "approval_request_id": request_id,
+            "approve": approve,
+            "reason": reason,
+        }
+    item_id = item.get("id")
+    if item_id is None:
+        raise invalid(
+            f"Missing required parameter: '{where}.id'.", f"{where}.id", "missing_required_parameter"
+        )
+    _expect(item_id, (str,), f"{where}.id", "a string")
+    for key in ("server_label",) + (("name", "arguments") if kind != "mcp_list_tools" else ()):
+        _expect(item.get(key), (str,), f"{where}.{key}", "a string")
+    return {k: v for k, v in item.items() if k != "_meta"}
+
+
+def _choice_names(tools: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Names a ``tool_choice`` may name, by tool type (functions of namespaces included)."""
+    names: dict[str, set[str]] = {"function": set(), "custom": set()}
+    for tool in tools:
+        members = tool.get("tools") or [] if tool["type"] == "namespace" else [tool]
+        for member in members:
+            if member.get("type") in names:
+                names[member["type"]].add(member["name"])
+    return names
 
 
 def normalize_tool_choice(raw: Any, tools: list[dict[str, Any]]) -> Any:
     if raw is None:
         return "auto"
-    names = {t["name"] for t in tools if t["type"] == "function"}
+    names = _choice_names(tools)
+    types = {t["type"] for t in tools}
     if isinstance(raw, str):
         if raw not in TOOL_CHOICE_VALUES:
             raise invalid(
@@ -597,16 +823,16 @@ def normalize_tool_choice(raw: Any, tools: list[dict[str, Any]]) -> Any:
             "invalid_type",
         )
     kind = raw.get("type")
-    if kind == "function":
+    if kind in ("function", "custom"):
         name = raw.get("name")
         _expect(name, (str,), "tool_choice.name", "a string")
-        if name not in names:
+        if name not in names[kind]:
             raise invalid(
-                f"Invalid 'tool_choice.name': no function tool named {name!r} in 'tools'.",
+                f"Invalid 'tool_choice.name': no {kind} tool named {name!r} in 'tools'.",
                 "tool_choice.name",
                 "unknown_tool",
             )
-        return {"type": "function", "name": name}
+        return {"type": kind, "name": name}
     if kind == "allowed_tools":
         allowed = raw.get("tools")
         _expect(allowed, (list,), "tool_choice.tools", "an array")
@@ -614,28 +840,43 @@ def normalize_tool_choice(raw: Any, tools: list[dict[str, Any]]) -> Any:
             raise invalid("'tool_choice.tools' must list between 1 and 128 tools.", "tool_choice.tools")
         out = []
         for i, entry in enumerate(allowed):
-            if (
-                not isinstance(entry, dict)
-                or entry.get("type") != "function"
-                or not isinstance(entry.get("name"), str)
-            ):
+            entry_type = entry.get("type") if isinstance(entry, dict) else None
+            if entry_type in ("function", "custom"):
+                if not isinstance(entry.get("name"), str):
+                    raise invalid(
+                        f"Invalid 'tool_choice.tools[{i}]': expected {{'type': '{entry_type}', 'name': …}}.",
+                        f"tool_choice.tools[{i}]",
+                    )
+                if entry["name"] not in names[entry_type]:
+                    raise invalid(
+                        f"Invalid 'tool_choice.tools[{i}].name': no {entry_type} tool named {entry['name']!r}.",
+                        f"tool_choice.tools[{i}].name",
+                        "unknown_tool",
+                    )
+                out.append({"type": entry_type, "name": entry["name"]})
+            elif entry_type in types and entry_type not in ("function", "custom", "namespace", "mcp"):
+                out.append({"type": entry_type})
+            else:
                 raise invalid(
-                    f"Invalid 'tool_choice.tools[{i}]': expected {{'type': 'function', 'name': …}}.",
+                    f"Invalid 'tool_choice.tools[{i}]': expected {{'type': 'function', 'name': …}} "
+                    "or the type of a hosted tool in 'tools'.",
                     f"tool_choice.tools[{i}]",
                 )
-            if entry["name"] not in names:
-                raise invalid(
-                    f"Invalid 'tool_choice.tools[{i}].name': no function tool named {entry['name']!r}.",
-                    f"tool_choice.tools[{i}].name",
-                    "unknown_tool",
-                )
-            out.append({"type": "function", "name": entry["name"]})
         mode = raw.get("mode") or "auto"
         if mode not in TOOL_CHOICE_VALUES:
             raise invalid(f"Invalid value for 'tool_choice.mode': {mode!r}.", "tool_choice.mode")
         return {"type": "allowed_tools", "tools": out, "mode": mode}
+    if kind in TOOL_TYPES - {"function", "custom", "namespace", "mcp"}:
+        if kind not in types:
+            raise invalid(
+                f"Invalid 'tool_choice': no tool of type {kind!r} in 'tools'.",
+                "tool_choice.type",
+                "unknown_tool",
+            )
+        return {"type": kind}
     raise invalid(
-        f"Invalid value for 'tool_choice.type': {kind!r}. Supported values are 'function' and 'allowed_tools'.",
+        f"Invalid value for 'tool_choice.type': {kind!r}. Supported values are 'function', 'custom', "
+        "'allowed_tools' and the type of a hosted tool in 'tools'.",
         "tool_choice.type",
     )
 

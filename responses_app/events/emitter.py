@@ -16,6 +16,7 @@ from providers_app.adapters.base import (
     Chunk,
     Finish,
     ItemEnd,
+    ProviderItem,
     ReasoningDelta,
     ReasoningDone,
     RefusalDelta,
@@ -24,7 +25,15 @@ from providers_app.adapters.base import (
     ToolCallStart,
     UsageReport,
 )
-from responses_app.ids import function_call_id, message_id, reasoning_id
+from responses_app.ids import (
+    custom_tool_call_id,
+    function_call_id,
+    mcp_call_id,
+    message_id,
+    new_id,
+    reasoning_id,
+)
+from responses_app.openai_tools import custom_input
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -56,7 +65,17 @@ def add_usage(total: dict[str, Any], report: dict[str, int]) -> None:
 
 
 class _OpenItem:
-    __slots__ = ("item", "index", "kind", "part_kind", "part_index", "buffer", "summary_index", "meta")
+    __slots__ = (
+        "item",
+        "index",
+        "kind",
+        "part_kind",
+        "part_index",
+        "buffer",
+        "summary_index",
+        "meta",
+        "raw_input",
+    )
 
     def __init__(self, item: dict[str, Any], index: int, kind: str) -> None:
         self.item = item
@@ -67,6 +86,11 @@ class _OpenItem:
         self.buffer: list[str] = []
         self.summary_index = -1
         self.meta: dict[str, Any] = {}
+        self.raw_input = False  # a custom call whose deltas are its input (not JSON arguments)
+
+
+class ToolMap(Protocol):
+    def call_shape(self, model_name: str) -> Any: ...
 
 
 def _append(buffer: list[str], text: str) -> None:
@@ -95,6 +119,8 @@ class ResponseEmitter:
         self.finish_reason: str | None = None
         self.first_output_at: float | None = None
         self.sample_items: list[dict[str, Any]] = []
+        # The reverse map of tools offered under another name or type (see loop.tool_types).
+        self.tool_map: ToolMap | None = None
         # Deltas that arrived together (one network read) wait here and leave as one event.
         self._pending: list[str] = []
         self._pending_kind = ""
@@ -150,6 +176,8 @@ class ResponseEmitter:
             if self.open is not None and chunk.provider_data:
                 self.open.meta.update(chunk.provider_data)
             self.close_item()
+        elif kind is ProviderItem:
+            self._provider_item(chunk.item)
         elif kind is UsageReport:
             for field in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
                 value = getattr(chunk, field)
@@ -314,25 +342,79 @@ class ResponseEmitter:
     # ---- function calls
 
     def _open_function_call(self, chunk: ToolCallStart) -> None:
-        item = {
-            "id": function_call_id(),
-            "type": "function_call",
-            "status": "in_progress",
-            "call_id": chunk.call_id,
-            "name": chunk.name,
-            "arguments": "",
-        }
-        opened = self._open(item, "function_call")
+        """Open the item a tool call is for the client: a ``function_call`` (with its
+        ``namespace``, if any) or a ``custom_tool_call``, whatever name the provider knew it by."""
+        name, namespace, custom = chunk.name, chunk.namespace, chunk.custom
+        shape = None if custom or namespace else self.tool_map and self.tool_map.call_shape(name)
+        if shape is not None and shape.item_type == "mcp_call":
+            self._open_mcp_call(chunk, shape)
+            return
+        if shape is not None:
+            name, namespace = shape.name, shape.namespace
+        if custom or (shape is not None and shape.item_type == "custom_tool_call"):
+            item = {
+                "id": custom_tool_call_id(),
+                "type": "custom_tool_call",
+                "status": "in_progress",
+                "call_id": chunk.call_id,
+                "name": name,
+                "input": "",
+            }
+            kind = "custom_tool_call"
+        else:
+            item = {
+                "id": function_call_id(),
+                "type": "function_call",
+                "status": "in_progress",
+                "call_id": chunk.call_id,
+                "name": name,
+                "arguments": "",
+            }
+            kind = "function_call"
+        if namespace:
+            item["namespace"] = namespace
+        opened = self._open(item, kind)
+        opened.raw_input = custom
         if chunk.provider_data:
             opened.meta.update(chunk.provider_data)
         self._mark_output()
 
+    def _open_mcp_call(self, chunk: ToolCallStart, shape: Any) -> None:
+        """A call of an MCP tool the loop runs: held back (no events) until the loop knows whether
+        it runs it (an ``mcp_call`` item) or asks for approval (an ``mcp_approval_request``)."""
+        item = {
+            "id": mcp_call_id(),
+            "type": "mcp_call",
+            "status": "in_progress",
+            "server_label": shape.namespace,
+            "name": shape.name,
+            "arguments": "",
+        }
+        opened = _OpenItem(item, -1, "mcp_call")
+        if chunk.provider_data:
+            opened.meta.update(chunk.provider_data)
+        self.open = opened
+        self._mark_output()
+
     def _arguments_delta(self, delta: str) -> None:
         item = self.open
-        if item is None or item.kind != "function_call" or not delta:
+        if item is None or not delta:
             return
-        _append(item.buffer, delta)
-        self._queue_delta("arguments", item, delta)
+        if item.kind == "mcp_call":
+            _append(item.buffer, delta)
+        elif item.kind == "function_call":
+            _append(item.buffer, delta)
+            self._queue_delta("arguments", item, delta)
+        elif item.kind == "custom_tool_call":
+            _append(item.buffer, delta)
+            if item.raw_input:  # else JSON arguments: the input is known once they are complete
+                self._custom_input_delta(item, delta)
+
+    def _custom_input_delta(self, item: _OpenItem, delta: str) -> None:
+        self.emit(
+            "response.custom_tool_call_input.delta",
+            {"item_id": item.item["id"], "output_index": item.index, "delta": delta},
+        )
 
     # ---- coalescing
 
@@ -387,11 +469,30 @@ class ResponseEmitter:
             return
         self.open = None
         data = item.item
+        if item.kind == "mcp_call":
+            data["arguments"] = "".join(item.buffer)
+            self.sample_items.append(data)  # not output yet: the loop emits what it becomes
+            if self.provider:
+                item.meta["provider"] = self.provider
+            if item.meta:
+                self.item_meta[data["id"]] = item.meta
+            return
         if item.kind == "function_call":
             data["arguments"] = "".join(item.buffer)
             self.emit(
                 "response.function_call_arguments.done",
                 {"item_id": data["id"], "output_index": item.index, "arguments": data["arguments"]},
+            )
+        elif item.kind == "custom_tool_call":
+            text = "".join(item.buffer)
+            if not item.raw_input:
+                text = custom_input(text)
+                if text:
+                    self._custom_input_delta(item, text)
+            data["input"] = text
+            self.emit(
+                "response.custom_tool_call_input.done",
+                {"item_id": data["id"], "output_index": item.index, "input": text},
             )
         else:
             self._close_part(item)
@@ -404,6 +505,18 @@ class ResponseEmitter:
             item.meta["provider"] = self.provider
         if item.meta:
             self.item_meta[data["id"]] = item.meta
+
+    def _provider_item(self, item: dict[str, Any]) -> None:
+        """A whole item in OpenAI's shape from a provider that runs that tool type natively: relayed
+        as it is (its id kept), and sent back only to that provider."""
+        item = {**item, "status": item.get("status") or "completed"}
+        if not item.get("id"):
+            item["id"] = new_id(item["type"].split("_")[0][:4] or "item")
+        self._mark_output()
+        self.add_item(item)
+        self.sample_items.append(item)
+        if self.provider:
+            self.item_meta[item["id"]] = {"provider": self.provider}
 
     def add_item(self, item: dict[str, Any]) -> None:
         """Emit a complete item the loop made itself (e.g. a hosted tool's output)."""

@@ -1,6 +1,7 @@
 """Retention: finished responses older than their key's (or the global) period are deleted with
 their items and events; so are finished ``store: false`` responses after a short window, and, on
-request, every response of one key.
+request, every response of one key. A conversation's items follow the same periods (they copy
+the turns of its responses); a key's conversations go with its responses on request.
 
 Usage rows (:class:`~responses_app.models.UsageRecord`) hold no conversation content and are kept.
 Unfinished responses are never purged by age. ``store: false`` responses serve only WebSocket
@@ -17,7 +18,14 @@ from django.db import transaction
 from django.db.models import Q
 
 from responses_app.conf import openresponses_settings
-from responses_app.models import UNFINISHED, Response, ResponseEvent, ResponseItem
+from responses_app.models import (
+    UNFINISHED,
+    Conversation,
+    ConversationItem,
+    Response,
+    ResponseEvent,
+    ResponseItem,
+)
 
 logger = logging.getLogger(__name__)
 DAY = 86400.0
@@ -31,6 +39,8 @@ class PurgeReport:
     items: int = 0
     events: int = 0
     cancelled: int = 0
+    conversation_items: int = 0
+    conversations: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
 
     def add(self, rule: str, responses: int, items: int, events: int) -> None:
@@ -96,11 +106,25 @@ def purge_expired(*, now: float | None = None, dry_run: bool = False) -> PurgeRe
         elif ids:
             report.add(rule, *delete_responses(ids))
 
+    def run_conversations(qs: object, cutoff: float) -> None:
+        """Items older than ``cutoff``, then the conversations that old with nothing left."""
+        items = ConversationItem.objects.filter(conversation__in=qs, created_at__lt=cutoff)
+        if dry_run:
+            report.conversation_items += items.count()
+            return
+        report.conversation_items += items.delete()[0]
+        empty = qs.filter(items__isnull=True, created_at__lt=cutoff)  # type: ignore[attr-defined]
+        report.conversations += empty.delete()[1].get(Conversation._meta.label, 0)
+
     for owner, days in own.items():
-        run(f"key {owner}", Response.objects.filter(owner=owner, created_at__lt=now - float(days) * DAY))
+        cutoff = now - float(days) * DAY
+        run(f"key {owner}", Response.objects.filter(owner=owner, created_at__lt=cutoff))
+        run_conversations(Conversation.objects.filter(owner=owner), cutoff)
     days = global_retention_days()
     if days is not None:
-        run("global", Response.objects.filter(created_at__lt=now - days * DAY).exclude(owner__in=list(own)))
+        cutoff = now - days * DAY
+        run("global", Response.objects.filter(created_at__lt=cutoff).exclude(owner__in=list(own)))
+        run_conversations(Conversation.objects.exclude(owner__in=list(own)), cutoff)
     unstored_before = now - unstored_retention_seconds()
     run(
         "store:false",
@@ -124,13 +148,17 @@ def purge_owner(*, owners: list[str], dry_run: bool = False) -> PurgeReport:
 
     report = PurgeReport()
     qs = Response.objects.filter(owner__in=owners)
+    conversations = Conversation.objects.filter(owner__in=owners)
     if dry_run:
         report.add("owner", qs.count(), 0, 0)
+        report.conversations = conversations.count()
         return report
     for response in qs.filter(status__in=UNFINISHED):
         services.response_cancel(response=response)
         report.cancelled += 1
     ids = list(qs.values_list("id", flat=True))
     report.add("owner", *delete_responses(ids))
+    report.conversation_items = ConversationItem.objects.filter(conversation__in=conversations).delete()[0]
+    report.conversations = conversations.delete()[1].get(Conversation._meta.label, 0)
     logger.info("deleted %d response(s) of %d owner(s) on request", report.responses, len(owners))
     return report

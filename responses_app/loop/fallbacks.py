@@ -88,7 +88,7 @@ async def sample_with_fallbacks(
             )
             tried.add(provider)
             adapter = await aget_adapter(provider)
-            request = dataclasses.replace(request, model=model)
+            request = run.request_for(adapter, dataclasses.replace(request, model=model))
             await run_db(
                 response_switch_provider, response_id=response.id, provider=provider, upstream_model=model
             )

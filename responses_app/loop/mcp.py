@@ -5,11 +5,15 @@ the server, never echoed or logged), ``allowed_tools`` (names, or ``{"tool_names
 ``require_approval`` (``"always"`` — the default, ``"never"``, or ``{"never": {"tool_names": [...]},
 "always": {...}}``).
 
-The loop lists each server's tools once per run and offers them to the model as function tools.
-A call the server may run without approval is made by the loop and recorded as spec items: the
-model's ``function_call`` and a ``function_call_output`` with the result (errors and timeouts
-included, for the model to read). A call that needs approval ends the turn like a client
-function call: the client sees the ``function_call`` and answers with ``function_call_output``.
+The loop lists each server's tools once per run and offers them to the model as function tools;
+the client sees the items OpenAI's API emits:
+
+* ``mcp_list_tools``: a server's (allowed) tools, once per conversation (not again while an
+  earlier one is in the context);
+* ``mcp_call``: a call the loop made, with its ``output`` or its ``error`` (the model reads either);
+* ``mcp_approval_request``: a call that needs approval ends the turn; the next request brings an
+  ``mcp_approval_response`` (``approve`` true or false) and the loop then makes the call (an
+  ``mcp_call`` with its ``approval_request_id``) or tells the model it was declined, and goes on.
 
 Every connection obeys the egress policy (``providers_app.egress``): public addresses only
 unless ``MCP_ALLOWED_URLS`` trusts the URL, resolved once and pinned, no redirects. Whatever
@@ -202,7 +206,8 @@ def _leaf(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _result_text(result: Any) -> str:
+def _result_text(result: Any) -> tuple[str | None, str | None]:
+    """``(output, None)`` of a tool result, or ``(None, error)`` when the tool reported an error."""
     parts = []
     for item in getattr(result, "content", None) or []:
         if getattr(item, "type", None) == "text":
@@ -216,7 +221,7 @@ def _result_text(result: Any) -> str:
     is_error = getattr(result, "is_error", None)
     if is_error is None:
         is_error = getattr(result, "isError", False)
-    return json.dumps({"error": text or "The MCP tool failed."}) if is_error else text
+    return (None, text or "The MCP tool failed.") if is_error else (text, None)
 
 
 class McpToolset:
@@ -228,6 +233,8 @@ class McpToolset:
     def __init__(self, tools: list[dict[str, Any]]) -> None:
         self.servers = [McpServer.from_tool(t) for t in tools if t.get("type") == "mcp"]
         self.tools: dict[str, McpTool] = {}
+        #: Each server's tools as an ``mcp_list_tools`` item lists them, by server label.
+        self.listed: dict[str, list[dict[str, Any]]] = {}
         self._stack = contextlib.AsyncExitStack()
         self._sessions: dict[str, Any] = {}
 
@@ -248,6 +255,7 @@ class McpToolset:
                 # closed one, or an internal address from a public one. The log has the reason.
                 logger.warning("MCP server %r unreachable: %s", server.label, _leaf(exc))
                 raise McpError(UNREACHABLE.format(label=server.label)) from None
+            self.listed[server.label] = []
             for tool in listed.tools:
                 if server.allowed is not None and tool.name not in server.allowed:
                     continue
@@ -263,25 +271,44 @@ class McpToolset:
                 self.tools[exposed] = McpTool(
                     server, tool.name, exposed, tool.description or tool.name, dict(schema)
                 )
+                annotations = getattr(tool, "annotations", None)
+                self.listed[server.label].append(
+                    {
+                        "name": tool.name,
+                        "description": tool.description,
+                        "input_schema": dict(schema),
+                        "annotations": annotations.model_dump(mode="json", exclude_none=True)
+                        if annotations is not None
+                        else None,
+                    }
+                )
         return [tool.as_function() for tool in self.tools.values()]
 
-    async def call(self, exposed: str, arguments: str, timeout: float) -> str:
-        """Call a tool; errors and timeouts come back as the tool's output, for the model to read."""
+    def tool_for(self, server_label: str, name: str) -> McpTool | None:
+        """The listed tool ``name`` of the server labelled ``server_label``, if this run has it."""
+        for tool in self.tools.values():
+            if tool.server.label == server_label and tool.name == name:
+                return tool
+        return None
+
+    async def call(self, exposed: str, arguments: str, timeout: float) -> tuple[str | None, str | None]:
+        """Call a tool: ``(output, None)``, or ``(None, error)`` when it failed, timed out or was
+        given bad arguments (the model reads the error like an output)."""
         tool = self.tools[exposed]
         try:
             kwargs = json.loads(arguments) if arguments else {}
             if not isinstance(kwargs, dict):
                 raise ValueError("arguments must be a JSON object")
         except ValueError as exc:
-            return json.dumps({"error": f"Invalid arguments for {exposed}: {exc}"})
+            return None, f"Invalid arguments for {tool.name}: {exc}"
         try:
             result = await asyncio.wait_for(
                 self._sessions[tool.server.label].call_tool(tool.name, kwargs), timeout
             )
         except TimeoutError:
-            return json.dumps({"error": f"Tool {exposed} timed out after {timeout:g} s"})
+            return None, f"Tool {tool.name} timed out after {timeout:g} s"
         except Exception as exc:  # noqa: BLE001 - reported to the model, not raised
-            return json.dumps({"error": f"Tool {exposed} failed: {type(exc).__name__}: {exc}"})
+            return None, f"Tool {tool.name} failed: {type(exc).__name__}: {exc}"
         return _result_text(result)
 
     async def close(self) -> None:

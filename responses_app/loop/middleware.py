@@ -18,12 +18,17 @@ from providers_app.adapters.base import ModelRequest
 
 
 class StopLoop(Exception):  # noqa: N818 - it is a signal, not only an error
-    """Raised by a middleware hook to end the response as ``failed`` with this message."""
+    """Raised by a middleware hook to end the response as ``failed`` with this message.
 
-    def __init__(self, message: str, code: str = "stopped_by_middleware") -> None:
+    A policy's refusal, not a server bug: before any output the client gets HTTP ``status``
+    (403 unless the hook says otherwise).
+    """
+
+    def __init__(self, message: str, code: str = "stopped_by_middleware", status: int = 403) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.status = status
 
 
 @dataclass

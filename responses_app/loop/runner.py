@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -18,12 +19,18 @@ from responses_app.conf import openresponses_settings
 from responses_app.events.bus import LocalBus, get_bus
 from responses_app.events.emitter import ResponseEmitter
 from responses_app.events.sink import BatchingSink
-from responses_app.ids import function_call_output_id
+from responses_app.ids import (
+    function_call_output_id,
+    mcp_approval_request_id,
+    mcp_call_id,
+    mcp_list_tools_id,
+)
 from responses_app.loop.fallbacks import sample_with_fallbacks
 from responses_app.loop.mcp import McpError, McpToolset
 from responses_app.loop.middleware import LoopContext, StopLoop, call_hook, loop_middleware
 from responses_app.loop.supervision.activity import activity
 from responses_app.loop.supervision.db import event_writer, run_db
+from responses_app.loop.tool_types import CALL_TYPES, ToolPlan, mcp_error, native_tool_types, plan_tools
 from responses_app.loop.tools import HostedTool, hosted_tools
 from responses_app.models import Response
 from responses_app.observability.logs import bind as bind_log_context
@@ -73,9 +80,9 @@ def _error(exc: BaseException) -> dict[str, Any]:
         return {
             "code": exc.code,
             "message": exc.message,
-            "type": "server_error",
+            "type": "invalid_request_error" if exc.status < 500 else "server_error",
             "param": None,
-            "status": 500,
+            "status": exc.status,
         }
     if isinstance(exc, McpError):
         return {
@@ -134,6 +141,15 @@ class LoopRun:
         resource = build_resource(response, [], status=ResponseStatus.IN_PROGRESS)
         self.emitter = ResponseEmitter(resource, self.sink, provider=response.provider)
         self.iterations = 0
+        # The tools the model is shown: the request's functions (hosted ones with their schema),
+        # its other tool types as this provider takes them, and its MCP servers' tools.
+        self.function_tools: list[dict[str, Any]] = []
+        self.mcp_tools: list[dict[str, Any]] = []
+        self.plan = ToolPlan()
+        self.tools: list[dict[str, Any]] = []
+        self.mcp_names: dict[str, tuple[str, str]] = {}
+        self.hosted: dict[str, HostedTool] = {}
+        self.hosted_names: set[str] = set()
         # Upstream calls as sent and answered (secrets masked), for the admin's transcript.
         self.wire_log: list[dict[str, Any]] = []
 
@@ -250,21 +266,37 @@ class LoopRun:
             tools.append({k: v for k, v in tool.items() if k != "hosted"})
         return tools
 
+    def _plan(self, adapter: Any) -> None:
+        """Translate the request's other tool types for ``adapter`` (see ``loop.tool_types``)."""
+        self.plan = plan_tools(self.params.get("tools") or [], native_tool_types(adapter))
+        self.plan.mcp = self.mcp_names
+        self.emitter.tool_map = self.plan
+        self.tools = self.function_tools + self.plan.tools + self.mcp_tools
+
+    def request_for(self, adapter: Any, request: ModelRequest) -> ModelRequest:
+        """``request`` for a fallback ``adapter``: translated again if it takes other tool types."""
+        if native_tool_types(adapter) == self.plan.native:
+            return request
+        self._plan(adapter)
+        return dataclasses.replace(self._model_request(self.tools), model=request.model)
+
     def _model_request(self, tools: list[dict[str, Any]]) -> ModelRequest:
         params = self.params
         emitter = self.emitter
         return ModelRequest(
             model=self.response.upstream_model or self.response.model,
-            items=model_items(
-                self.context + [emitter.stored_item(i) for i in emitter.output],
-                model=self.response.model,
-                upstream_model=self.response.upstream_model,
-                params=params,
-                tools=tools,
+            items=self.plan.model_items(
+                model_items(
+                    self.context + [emitter.stored_item(i) for i in emitter.output],
+                    model=self.response.model,
+                    upstream_model=self.response.upstream_model,
+                    params=params,
+                    tools=tools,
+                )
             ),
             instructions=params.get("instructions"),
             tools=tools,
-            tool_choice=params.get("tool_choice", "auto"),
+            tool_choice=self.plan.model_tool_choice(params.get("tool_choice", "auto"), bool(tools)),
             parallel_tool_calls=params.get("parallel_tool_calls", True),
             temperature=params.get("temperature"),
             top_p=params.get("top_p"),
@@ -314,17 +346,22 @@ class LoopRun:
         params = self.params
         adapter = await aget_adapter(response.provider)
         hosted = hosted_tools()
-        tools = self._tools_for_model(hosted)
+        self.function_tools = self._tools_for_model(hosted)
+        self._plan(adapter)
         if mcp:
-            tools += await mcp.open({t["name"] for t in tools})
-        declared = {t["name"] for t in tools}
-        choice = params.get("tool_choice")
-        allowed = (
-            {t["name"] for t in choice["tools"]}
-            if isinstance(choice, dict) and choice.get("type") == "allowed_tools"
-            else declared
+            self.mcp_tools = await mcp.open({t["name"] for t in self.tools if t.get("name")})
+            self.mcp_names = {t.exposed: (t.server.label, t.name) for t in mcp.tools.values()}
+            self.plan.mcp = self.mcp_names
+            self.tools += self.mcp_tools
+            self._list_mcp_tools(mcp)
+        self.hosted, self.hosted_names = (
+            hosted,
+            {t["name"] for t in params.get("tools") or [] if t.get("hosted") and t["name"] in hosted},
         )
-        hosted_names = {t["name"] for t in params.get("tools") or [] if t.get("hosted")}
+        timeout = float(openresponses_settings.TOOL_TIMEOUT)
+        approved = self._approved_mcp_calls()
+        if approved:
+            await self._run_calls([], approved, mcp, timeout)
         middleware = loop_middleware()
         max_iterations = int(openresponses_settings.MAX_LOOP_ITERATIONS)
         max_tool_calls = params.get("max_tool_calls")
@@ -332,7 +369,7 @@ class LoopRun:
         for iteration in range(max_iterations):
             self.iterations = iteration + 1
             context = LoopContext(
-                response.id, response.model, response.provider, iteration, self._model_request(tools)
+                response.id, response.model, response.provider, iteration, self._model_request(self.tools)
             )
             await call_hook(middleware, "before_sample", context)
             self.emitter.start_sample()
@@ -350,60 +387,135 @@ class LoopRun:
                 return Outcome("incomplete", incomplete_reason="max_output_tokens")
             if reason == "content_filter":
                 return Outcome("incomplete", incomplete_reason="content_filter")
-            calls = [i for i in context.sample_items if i.get("type") == "function_call"]
-            if not calls:
+            calls = [i for i in context.sample_items if i.get("type") in CALL_TYPES]
+            mcp_calls = [i for i in context.sample_items if i.get("type") == "mcp_call"]
+            if not calls and not mcp_calls:
                 return Outcome("completed")
-            refused = [c["name"] for c in calls if c["name"] not in allowed or choice == "none"]
-            if refused:
-                return Outcome(
-                    "failed",
-                    {
-                        "code": "tool_not_allowed",
-                        "message": f"The model called a tool it may not use: {refused[0]}.",
-                        "type": "model_error",
-                        "status": 500,
-                    },
-                )
+            # Only tools this request offered as hosted (or listed from its MCP servers) run here;
+            # any other call, a name the request never declared included, is the client's.
             to_run = [
                 c
                 for c in calls
-                if c["name"] in hosted_names
-                or (c["name"] in mcp.tools and not mcp.tools[c["name"]].needs_approval)
+                if c["type"] == "function_call" and not c.get("namespace") and c["name"] in self.hosted_names
             ]
-            if not to_run:
-                return Outcome("completed")
-            tool_calls += len(to_run)
-            if max_tool_calls is not None and tool_calls > max_tool_calls:
-                return Outcome("incomplete", incomplete_reason="max_tool_calls")
-            timeout = float(openresponses_settings.TOOL_TIMEOUT)
-            # Parallel calls run concurrently; each error or timeout becomes that call's output.
-            outputs = await asyncio.gather(
-                *(
-                    traced_tool_call(
-                        c["name"],
-                        hosted[c["name"]].call(c["arguments"], timeout)
-                        if c["name"] in hosted_names
-                        else mcp.call(c["name"], c["arguments"], timeout),
-                    )
-                    for c in to_run
-                )
-            )
-            for call, output in zip(to_run, outputs, strict=True):
-                self.emitter.add_item(
-                    {
-                        "type": "function_call_output",
-                        "id": function_call_output_id(),
-                        "call_id": call["call_id"],
-                        "output": output,
-                        "status": "completed",
-                    }
-                )
-            if len(to_run) < len(calls):
-                # Client function calls (and MCP calls awaiting approval) end the turn.
+            gated = [c for c in mcp_calls if self._needs_approval(mcp, c)]
+            mcp_to_run = [c for c in mcp_calls if c not in gated]
+            for call in gated:
+                self._request_approval(call)
+            if to_run or mcp_to_run:
+                tool_calls += len(to_run) + len(mcp_to_run)
+                if max_tool_calls is not None and tool_calls > max_tool_calls:
+                    return Outcome("incomplete", incomplete_reason="max_tool_calls")
+                await self._run_calls(to_run, mcp_to_run, mcp, timeout)
+            if len(to_run) < len(calls) or gated or not (to_run or mcp_to_run):
+                # Client calls and MCP calls awaiting approval end the turn.
                 return Outcome("completed")
             if cancel.is_set():
                 return Outcome("cancelled")
         return Outcome("incomplete", incomplete_reason="max_iterations")
+
+    # ---- tools the loop runs
+
+    async def _run_calls(
+        self,
+        hosted_calls: list[dict[str, Any]],
+        mcp_calls: list[dict[str, Any]],
+        mcp: McpToolset,
+        timeout: float,
+    ) -> None:
+        """Run hosted and MCP calls concurrently; each error or timeout becomes that call's output."""
+        results = await asyncio.gather(
+            *(
+                traced_tool_call(c["name"], self.hosted[c["name"]].call(c["arguments"], timeout))
+                for c in hosted_calls
+            ),
+            *(traced_tool_call(c["name"], self._call_mcp(mcp, c, timeout)) for c in mcp_calls),
+        )
+        for call, output in zip(hosted_calls, results, strict=False):
+            self.emitter.add_item(
+                {
+                    "type": "function_call_output",
+                    "id": function_call_output_id(),
+                    "call_id": call["call_id"],
+                    "output": output,
+                    "status": "completed",
+                }
+            )
+        for call, (output, error) in zip(mcp_calls, results[len(hosted_calls) :], strict=True):
+            item = {k: v for k, v in call.items() if k != "status"}
+            item.update(
+                output=output,
+                error=mcp_error(error) if error is not None else None,
+                status="failed" if error is not None else "completed",
+            )
+            self.emitter.add_item(item)
+
+    async def _call_mcp(
+        self, mcp: McpToolset, call: dict[str, Any], timeout: float
+    ) -> tuple[str | None, str | None]:
+        tool = mcp.tool_for(call["server_label"], call["name"])
+        if tool is None:
+            return None, f"The MCP server '{call['server_label']}' offers no tool '{call['name']}' here."
+        return await mcp.call(tool.exposed, call["arguments"], timeout)
+
+    def _needs_approval(self, mcp: McpToolset, call: dict[str, Any]) -> bool:
+        tool = mcp.tool_for(call["server_label"], call["name"])
+        return tool is None or tool.needs_approval
+
+    def _request_approval(self, call: dict[str, Any]) -> None:
+        """End the turn on an ``mcp_approval_request`` for ``call`` (the model's provider artefacts,
+        e.g. a Gemini thought signature, stay with it for the next sample)."""
+        item = {
+            "type": "mcp_approval_request",
+            "id": mcp_approval_request_id(),
+            "server_label": call["server_label"],
+            "name": call["name"],
+            "arguments": call["arguments"],
+        }
+        meta = self.emitter.item_meta.pop(call["id"], None)
+        if meta:
+            self.emitter.item_meta[item["id"]] = meta
+        self.emitter.add_item(item)
+
+    def _list_mcp_tools(self, mcp: McpToolset) -> None:
+        """An ``mcp_list_tools`` item per server whose listing the conversation does not hold yet."""
+        known = {i.get("server_label") for i in self.context if i.get("type") == "mcp_list_tools"}
+        for label, tools in mcp.listed.items():
+            if label not in known:
+                self.emitter.add_item(
+                    {
+                        "type": "mcp_list_tools",
+                        "id": mcp_list_tools_id(),
+                        "server_label": label,
+                        "tools": tools,
+                        "error": None,
+                    }
+                )
+
+    def _approved_mcp_calls(self) -> list[dict[str, Any]]:
+        """The calls the client approved (``mcp_approval_response``) and the loop has not made yet."""
+        requests = {i["id"]: i for i in self.context if i.get("type") == "mcp_approval_request"}
+        made = {i.get("approval_request_id") for i in self.context if i.get("type") == "mcp_call"}
+        calls = []
+        for answer in self.context:
+            if answer.get("type") != "mcp_approval_response" or not answer.get("approve"):
+                continue
+            request = requests.get(answer.get("approval_request_id"))
+            if request is None or request["id"] in made:
+                continue
+            made.add(request["id"])
+            call = {
+                "type": "mcp_call",
+                "id": mcp_call_id(),
+                "server_label": request.get("server_label") or "",
+                "name": request.get("name") or "",
+                "arguments": request.get("arguments") or "{}",
+                "approval_request_id": request["id"],
+            }
+            if request.get("_meta"):
+                self.emitter.item_meta[call["id"]] = request["_meta"]
+            calls.append(call)
+        return calls
 
 
 async def run_response(response_id: str, *, started: Response | None = None) -> str | None:

@@ -12,11 +12,17 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from providers_app.adapters.base import message_text
 from providers_app.registry import Route
-from responses_app.errors import invalid
+from responses_app.errors import ApiError, invalid
 from responses_app.ids import response_id as new_response_id
-from responses_app.models import Response, ResponseEvent, ResponseItem
-from responses_app.selectors import input_with_references, previous_response_get, response_context_items
+from responses_app.models import Conversation, Response, ResponseEvent, ResponseItem
+from responses_app.selectors import (
+    conversation_call_ids,
+    input_with_references,
+    previous_response_get,
+    response_context_items,
+)
 from responses_app.services.compaction import check_compaction_items
+from responses_app.services.conversations import conversation_append_response
 from responses_app.states import ResponseStatus
 from responses_app.types import CreateRequest
 
@@ -87,6 +93,8 @@ def response_create(
             unstored_ids=unstored_ids,
             fields=("id", "ancestor_ids"),
         )
+    conversation = _conversation_for(request, owner)
+    position = conversation.next_position if conversation is not None else None
     items = input_with_references(items=request.input_items, references=request.item_references, owner=owner)
     ancestors = (list(previous.ancestor_ids or []) + [previous.id]) if previous else []
     if any(i.get("type") == "function_call_output" for i in items):
@@ -99,6 +107,8 @@ def response_create(
             if ancestors
             else set()
         )
+        if conversation is not None:
+            context_calls |= conversation_call_ids(conversation_id=conversation.id, before=position)
         _check_call_ids(items, context_calls)
     now = time.time()
     response = Response(
@@ -108,6 +118,8 @@ def response_create(
         upstream_model=route.upstream_model,
         previous_response=previous,
         ancestor_ids=ancestors,
+        conversation=conversation,
+        conversation_position=position,
         owner=owner or "",
         params=seal_tool_headers(request.params),  # MCP headers never stored in clear
         store=request.store,
@@ -126,8 +138,34 @@ def response_create(
         response.save(force_insert=True)
         _store_items(response, ResponseItem.Kind.INPUT, items)
     if start:
-        response.context_items = response_context_items(response=response) if ancestors else list(items)  # type: ignore[attr-defined]
+        response.context_items = (  # type: ignore[attr-defined]
+            response_context_items(response=response) if ancestors or conversation else list(items)
+        )
     return response
+
+
+def _conversation_for(request: CreateRequest, owner: str | None) -> Conversation | None:
+    """The conversation the request names (visible to ``owner``), else 404 naming ``conversation``."""
+    if not request.conversation_id:
+        return None
+    if request.previous_response_id:
+        raise invalid(
+            "Mutually exclusive parameters: send either 'previous_response_id' or 'conversation', not both.",
+            "conversation",
+            "mutually_exclusive_parameters",
+        )
+    qs = Conversation.objects.filter(id=request.conversation_id)
+    if owner is not None:
+        qs = qs.filter(owner=owner)
+    conversation = qs.only("id", "next_position").first()
+    if conversation is None:
+        raise ApiError(
+            404,
+            f"Conversation with id '{request.conversation_id}' not found.",
+            param="conversation",
+            code="conversation_not_found",
+        )
+    return conversation
 
 
 def _store_items(response: Response, kind: str, items: list[dict[str, Any]]) -> None:
@@ -242,6 +280,8 @@ def response_finish(
         if was_finished:
             ResponseItem.objects.filter(response=response, kind=ResponseItem.Kind.OUTPUT).delete()
         _store_items(response, ResponseItem.Kind.OUTPUT, output)
+        if not was_finished:  # (a second finish must not add the turn to its conversation twice)
+            conversation_append_response(response=response, output=output)
     from responses_app.gateway.usage import response_finished
 
     response_finished(response=response)  # usage and cost, limits settled, metrics (never raises)

@@ -65,7 +65,7 @@ CASES = [
     ({"model": "mock-1", "input": "x", "stream": "yes"}, 400, "stream", "invalid_type"),
     ({"model": "mock-1", "input": "x", "tools": {"type": "function"}}, 400, "tools", "invalid_type"),
     (
-        {"model": "mock-1", "input": "x", "tools": [{"type": "web_search"}]},
+        {"model": "mock-1", "input": "x", "tools": [{"type": "teleport"}]},
         400,
         "tools[0].type",
         "invalid_value",

@@ -18,11 +18,6 @@ from tests.clients.harness import require_python
 from tests.support.server import ServerProcess
 from tests.support.upstream import FakeUpstream, Reply
 
-UNKNOWN_FUNCTION_GAP = (
-    "known gap (issue 15): a model's call to a function the request did not offer ends in "
-    "HTTP 500 / a failed response (tool_not_allowed) instead of a function_call item"
-)
-
 SHELL = {
     "type": "function",
     "name": "shell",
@@ -56,7 +51,6 @@ def openai_sdk(clients_server: ServerProcess):  # noqa: ANN201 - openai.OpenAI
     )
 
 
-@pytest.mark.xfail(reason=UNKNOWN_FUNCTION_GAP, strict=False)
 @pytest.mark.parametrize(
     ("fixture", "model", "streamed", "names"), [pytest.param(*r, id=r[0].split(".")[0]) for r in RECORDINGS]
 )
@@ -81,7 +75,6 @@ def test_unoffered_function_call_reaches_the_client(
     assert len(upstream_log.requests) == 1
 
 
-@pytest.mark.xfail(reason=UNKNOWN_FUNCTION_GAP, strict=False)
 @pytest.mark.parametrize(
     ("fixture", "model", "streamed", "names"), [pytest.param(*r, id=r[0].split(".")[0]) for r in RECORDINGS]
 )

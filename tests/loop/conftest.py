@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support.mcp_server import McpTestServer
 from tests.support.production import upstream_config
 from tests.support.server import ServerProcess
 from tests.support.upstream import ScriptedUpstream
@@ -36,6 +37,8 @@ def _server(name: str, upstream: ScriptedUpstream, tmp, disconnect_cancels: bool
         "OPENRESPONSES_SQLITE_PATH": str(tmp / "db.sqlite3"),
         "OPENRESPONSES_CONFIG": str(config),
         "OPENRESPONSES_HOSTED_TOOLS": HOSTED,
+        # The MCP test server listens on loopback, which the egress policy refuses unless trusted.
+        "OPENRESPONSES_MCP_ALLOWED_URLS": "http://127.0.0.1:*/mcp",
         "OPENRESPONSES_DISPATCH": "inline",
         "OPENRESPONSES_API_KEYS": "",
         "SCRIPTED_KEY": "sk-scripted-secret-0006",
@@ -70,3 +73,9 @@ def cancelling_server(
 def lhttp(loop_server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=loop_server.url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def mcp_server() -> Iterator[McpTestServer]:
+    with McpTestServer() as server:
+        yield server

@@ -159,7 +159,7 @@ def test_middleware_stop_loop_before_sample(lhttp, scripted):
     answer = lhttp.post(
         "/v1/responses", json={"model": "chat-fast", "input": "FORBIDDEN stuff", "stream": True}
     )
-    assert answer.status_code == 500  # failed before any output: an HTTP error
+    assert answer.status_code == 403  # a policy's refusal before any output: an HTTP error, not a 500
     assert_valid_error(answer.json())
     assert answer.json()["error"]["code"] == "forbidden_by_policy"
     assert scripted.calls == []
@@ -263,3 +263,23 @@ def test_closed_websocket_cancels_its_running_turn_with_disconnect_cancels(cance
             break
         time.sleep(0.1)
     assert status == "cancelled"
+
+
+def test_unoffered_hosted_tool_is_returned_not_run(lhttp, scripted):
+    """``add_numbers`` is a registered hosted tool, but this request did not offer it as one: the
+    model's call comes back to the client as the ``function_call`` it was, and nothing runs."""
+    client_tool = {
+        "type": "function",
+        "name": "lookup_order",
+        "parameters": {"type": "object", "properties": {"number": {"type": "string"}}},
+    }
+    for body in (
+        {"tools": [client_tool]},
+        # Offered, but as the client's own function (it has parameters): still not run here.
+        {"tools": [{**client_tool, "name": "add_numbers"}]},
+    ):
+        scripted.reset()
+        data = create(lhttp, {"model": "chat-fast", "input": 'CALL add_numbers {"a": 1, "b": 2}', **body})
+        assert data["status"] == "completed", data["error"]
+        assert [(i["type"], i.get("name")) for i in data["output"]] == [("function_call", "add_numbers")]
+        assert len(scripted.calls) == 1, "the turn ended with the client's call"

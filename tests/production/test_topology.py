@@ -43,13 +43,20 @@ def sdk_events(stream: Any) -> list[dict[str, Any]]:
     return [event.model_dump(mode="json", exclude_unset=True) for event in stream]
 
 
+MCP_ITEMS = {"mcp_list_tools", "mcp_call", "mcp_approval_request"}
+
+
 def valid_resource(resource: dict[str, Any]) -> None:
-    """Spec-validate a resource; MCP tool entries (OpenAI's ``mcp`` type) are checked on their own."""
+    """Spec-validate a resource; MCP tool entries and items (OpenAI's) are checked on their own."""
     tools = resource.get("tools") or []
     for tool in tools:
         if tool.get("type") == "mcp":
             assert {"server_label", "server_url"} <= set(tool) and "headers" not in tool, tool
-    assert_valid_response({**resource, "tools": [t for t in tools if t.get("type") != "mcp"]})
+    output = [i for i in resource.get("output") or [] if i.get("type") not in MCP_ITEMS]
+    assert all(i.get("server_label") for i in resource.get("output") or [] if i.get("type") in MCP_ITEMS)
+    assert_valid_response(
+        {**resource, "tools": [t for t in tools if t.get("type") != "mcp"], "output": output}
+    )
 
 
 def valid_event(event: dict[str, Any]) -> None:
@@ -61,9 +68,10 @@ def valid_event(event: dict[str, Any]) -> None:
             "response": {
                 **event["response"],
                 "tools": [t for t in event["response"]["tools"] if t.get("type") != "mcp"],
+                "output": [i for i in event["response"]["output"] if i.get("type") not in MCP_ITEMS],
             },
         }
-    if event["type"] != CANCELLED:
+    if event["type"] != CANCELLED and (event.get("item") or {}).get("type") not in MCP_ITEMS:
         assert_valid_event(event)
 
 
@@ -193,9 +201,9 @@ def test_mcp_tools_listed_called_and_recorded(client, phttp, mcp_server, upstrea
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     final = events[-1]["response"]
     assert final["status"] == "completed"
-    outputs = [item["output"] for item in final["output"] if item["type"] == "function_call_output"]
-    assert json.loads(outputs[0]) == {"order_id": "A1", "status": "shipped"}
-    assert "error" in json.loads(outputs[1])  # the tool's failure went back to the model
+    calls = [item for item in final["output"] if item["type"] == "mcp_call"]
+    assert json.loads(calls[0]["output"]) == {"order_id": "A1", "status": "shipped"}
+    assert calls[1]["status"] == "failed" and calls[1]["error"]  # the tool's failure went back to the model
     assert final["tools"][0]["server_label"] == "orders" and "headers" not in final["tools"][0]
     offered = sorted(t["function"]["name"] for t in upstream_calls.calls[0].body["tools"])
     assert offered == ["explode", "lookup_order"]  # allowed_tools filtered hidden_tool out
@@ -206,7 +214,7 @@ def test_mcp_tools_listed_called_and_recorded(client, phttp, mcp_server, upstrea
     stored = stored_log_consistent(phttp, final["id"])
     assert "mcp-secret-7" not in json.dumps(stored)
 
-    # Approval required (the default): the call is handed to the client, the server is not called.
+    # Approval required (the default): the turn ends on an approval request, the server is not called.
     mcp_server.tool_calls.clear()
     gated = client.responses.create(
         model="chat-fast",
@@ -215,7 +223,8 @@ def test_mcp_tools_listed_called_and_recorded(client, phttp, mcp_server, upstrea
     )
     data = gated.model_dump(mode="json", exclude_unset=True)
     valid_resource(data)
-    assert data["status"] == "completed" and [i["type"] for i in data["output"]] == ["function_call"]
+    assert data["status"] == "completed"
+    assert [i["type"] for i in data["output"]] == ["mcp_list_tools", "mcp_approval_request"]
     assert mcp_server.tool_calls == []
 
 

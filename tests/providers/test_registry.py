@@ -303,7 +303,19 @@ def test_calls_outside_the_allow_list_are_refused(choice, refused):
         assert error is None and chunks[-1] == Finish("tool_calls")
 
 
-def test_undeclared_tool_is_refused():
+def test_undeclared_tool_passes_to_the_client():
+    """A name the request never declared is not the adapter's to refuse: the client gets the call."""
     adapter = scripted(ToolCallStart("c1", "rm_rf"), Finish("tool_calls"))
-    _chunks, error = collect_until_error(adapter, ModelRequest(model="m", items=[user("x")], tools=TOOLS))
-    assert error.code == "tool_not_allowed" and "rm_rf" in error.message
+    chunks, error = collect_until_error(adapter, ModelRequest(model="m", items=[user("x")], tools=TOOLS))
+    assert error is None and chunks == [ToolCallStart("c1", "rm_rf"), Finish("tool_calls")]
+
+
+def test_undeclared_tool_under_allowed_tools_passes_but_a_declared_one_is_refused():
+    choice = {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_time"}]}
+    request = ModelRequest(model="m", items=[user("x")], tools=TOOLS, tool_choice=choice)
+    chunks, error = collect_until_error(scripted(ToolCallStart("c1", "rm_rf"), Finish("tool_calls")), request)
+    assert error is None and chunks[0] == ToolCallStart("c1", "rm_rf")
+    _chunks, error = collect_until_error(
+        scripted(ToolCallStart("c1", "get_weather"), Finish("tool_calls")), request
+    )
+    assert error.code == "tool_not_allowed" and error.status == 502, "a model error, not a server bug"

@@ -147,6 +147,7 @@ PRODUCTION = {
 }
 
 
+@pytest.mark.e2e  # starts manage.py processes
 @pytest.mark.parametrize("which", ["DATABASE_URL", "REDIS_URL"])
 def test_production_mode_refuses_the_development_secret_key(which):
     refused = _run(["check"], **{which: PRODUCTION[which]})
@@ -157,6 +158,7 @@ def test_production_mode_refuses_the_development_secret_key(which):
     assert _run(["check"]).returncode == 0
 
 
+@pytest.mark.e2e  # starts a manage.py process
 def test_check_deploy_is_clean_in_the_documented_production_configuration():
     """The configuration of docs/configuration.md, "Production": no warning at all."""
     result = _run(

@@ -34,6 +34,8 @@ class Command(BaseCommand):
                 raise CommandError(f"No client key named {key!r} (in the admin or the config file).")
             report = purge_owner(owners=owners, dry_run=dry_run)
             extra = f"; cancelled {report.cancelled} running first" if report.cancelled else ""
+            if report.conversations:
+                extra += f"; {report.conversations} conversation(s)"
             self.stdout.write(
                 f"{verb} {report.responses} response(s) of key {key!r} ({report.items} items, {report.events} events){extra}."
             )
@@ -46,6 +48,11 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{verb} {report.responses} expired response(s) ({report.items} items, {report.events} events) — {rules}."
         )
+        if report.conversation_items or report.conversations:
+            self.stdout.write(
+                f"{verb} {report.conversation_items} expired conversation item(s) "
+                f"and {report.conversations} emptied conversation(s)."
+            )
         if not dry_run:
             reclaimed = limits.reclaim_all()
             if reclaimed:

@@ -1,0 +1,67 @@
+"""OpenAI's tool and item type names, and how a custom tool's input travels as a function
+argument: the vocabulary request validation and the loop share (``loop.tool_types`` decides what
+each provider gets)."""
+
+from __future__ import annotations
+
+import json
+
+WEB_SEARCH_TYPES = frozenset(
+    {"web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"}
+)
+#: Types only a provider that runs them natively can honour (everything else would change the answer).
+NATIVE_ONLY_TYPES = frozenset(
+    {
+        "file_search",
+        "code_interpreter",
+        "image_generation",
+        "computer_use_preview",
+        "computer",
+        "local_shell",
+        "shell",
+        "apply_patch",
+        "programmatic_tool_calling",
+    }
+)
+#: Left out where not native: tool search finds deferred tools (``defer_loading``), and every
+#: tool is offered directly there.
+OMITTED_TYPES = WEB_SEARCH_TYPES | {"tool_search"}
+#: Every tool type a request may carry (``function`` and ``mcp`` are handled by the loop itself).
+TOOL_TYPES = frozenset({"function", "mcp", "namespace", "custom"}) | OMITTED_TYPES | NATIVE_ONLY_TYPES
+CUSTOM_ARGUMENT = "input"
+#: Items of OpenAI's hosted and client-executed tools (see the OpenAI Responses adapter): only a
+#: provider taking those tools natively is sent them back.
+PROVIDER_ITEM_TYPES = frozenset(
+    {
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "image_generation_call",
+        "computer_call",
+        "computer_call_output",
+        "local_shell_call",
+        "local_shell_call_output",
+        "shell_call",
+        "shell_call_output",
+        "apply_patch_call",
+        "apply_patch_call_output",
+        "tool_search_call",
+        "tool_search_output",
+    }
+)
+#: Output items that are a call the client (or the loop) answers.
+CALL_TYPES = frozenset({"function_call", "custom_tool_call"})
+
+
+MCP_ITEM_TYPES = frozenset({"mcp_list_tools", "mcp_call", "mcp_approval_request", "mcp_approval_response"})
+
+
+def custom_input(arguments: str) -> str:
+    """The free-form input of a translated custom call (its raw arguments if they are not ours)."""
+    try:
+        value = json.loads(arguments) if arguments else {}
+    except ValueError:
+        return arguments
+    if isinstance(value, dict) and isinstance(value.get(CUSTOM_ARGUMENT), str):
+        return value[CUSTOM_ARGUMENT]
+    return arguments
