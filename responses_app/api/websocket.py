@@ -19,7 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import QueryDict
 from django.http.request import HttpHeaders
 
-from responses_app.api.validation import validate_create
+from responses_app.api.validation import parse_json, validate_create
 from responses_app.conf import openresponses_settings
 from responses_app.errors import ApiError, invalid
 from responses_app.events.bus import Subscription
@@ -170,10 +170,7 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
                 )
 
     def _parse(self, raw: str | bytes) -> dict[str, Any]:
-        try:
-            message = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"The message is not valid JSON: {exc}.", code="invalid_json") from None
+        message = parse_json(raw, "message")
         if not isinstance(message, dict):
             raise invalid("A message must be a JSON object with a 'type'.", None, "invalid_message")
         kind = message.get("type")
