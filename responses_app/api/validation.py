@@ -1100,7 +1100,12 @@ def _param(path: tuple[Any, ...]) -> str | None:
     """``("input", 0, "content")`` -> ``"input[0].content"``."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            # The key itself may hold the bad character: shown as an escape, never raw.
+            key = _BAD_CHARACTER.sub(lambda m: f"\\u{ord(m.group()):04x}", part)
+            out += f".{key}" if out else key
     return out or None
 
 

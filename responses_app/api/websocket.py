@@ -147,18 +147,21 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
                 pass
 
     async def send_json(self, data: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        # ASCII: an error may quote what the client sent, and a text frame must be valid UTF-8.
+        await self.send(text_data=json.dumps(data, separators=(",", ":")))
 
     async def _work(self) -> None:
         while True:
             raw = await self.pending.get()
             try:
-                await self._turn(raw)
-            except ApiError as exc:
-                await self.send_json(api_error_event(exc))
+                try:
+                    await self._turn(raw)
+                except ApiError as exc:
+                    await self.send_json(api_error_event(exc))
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # Whatever fails (even sending an error), the connection goes on serving its turns.
                 logger.exception("WebSocket turn failed")
                 await self.send_json(
                     error_event(
