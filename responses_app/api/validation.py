@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from responses_app.errors import ApiError, invalid
@@ -26,19 +27,25 @@ USER_PARTS = {"input_text", "input_image", "input_file"}
 SYSTEM_PARTS = {"input_text"}
 ASSISTANT_PARTS = {"output_text", "refusal"}
 OUTPUT_PARTS = {"input_text", "input_image", "input_file", "input_video"}
-EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh"}
+EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh", "max"}
+REASONING_KEYS = {"effort", "summary", "generate_summary", "context", "mode"}
+REASONING_CONTEXTS = {"auto", "current_turn", "all_turns"}
 SUMMARIES = {"concise", "detailed", "auto"}
 PHASES = {"commentary", "final_answer"}
 IMAGE_DETAILS = {"low", "high", "auto"}
 TEXT_FORMATS = {"text", "json_object", "json_schema"}
 VERBOSITIES = {"low", "medium", "high"}
 TRUNCATIONS = {"auto", "disabled"}
-SERVICE_TIERS = {"auto", "default", "flex", "priority", "scale"}
+SERVICE_TIERS = {"auto", "default", "flex", "priority", "scale", "fast", "ultrafast"}
 INCLUDES = {
     "reasoning.encrypted_content",
     "message.output_text.logprobs",
     "file_search_call.results",
     "web_search_call.action.sources",
+    "web_search_call.results",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
 }
 TOOL_CHOICE_VALUES = {"none", "auto", "required"}
 APPROVAL_VALUES = {"always", "never"}
@@ -73,6 +80,15 @@ KNOWN_FIELDS = {
     "user",
     "conversation",
     "prompt",
+    # OpenAI's create request beyond the Open Responses spec (what each does here: services/surface.py)
+    "client_metadata",
+    "prompt_cache_retention",
+    "prompt_cache_options",
+    "background_options",
+    "context_management",
+    "image",
+    "moderation",
+    "access_programs",
 }
 MAX_INPUT_CHARS = 10_485_760
 #: Longest ``model`` name (the stored column's length; longer names never match a real model).
@@ -172,6 +188,99 @@ def _short_string(body: dict, key: str, max_len: int) -> str | None:
     return value
 
 
+@dataclass(frozen=True)
+class ListOf:
+    item: Any
+
+
+@dataclass(frozen=True)
+class MapOf:
+    value: Any
+
+
+#: Shapes of OpenAI's create fields that this server checks but mostly does not act on:
+#: a type, a set of allowed strings, a dict of known keys (each optional), ``ListOf(shape)``,
+#: ``MapOf(shape)`` (an object with any keys) or ``Any``.
+EXTRA_SHAPES: dict[str, Any] = {
+    "client_metadata": MapOf(Any),
+    "prompt_cache_retention": {"in_memory", "24h"},
+    "prompt_cache_options": {
+        "comparison_response_id": str,
+        "mode": {"implicit", "explicit"},
+        "prewarm": bool,
+        "ttl": {"30m", "12h"},
+    },
+    "background_options": {"completion_window": {"soonest", "2h", "8h"}, "continuation_id": str},
+    "context_management": ListOf({"type": str, "compact_threshold": int}),
+    "image": {"context_compression": {"auto", "enabled", "disabled"}},
+    "moderation": {
+        "model": str,
+        "policy": {"input": {"mode": {"score", "block"}}, "output": {"mode": {"score", "block"}}},
+    },
+    "access_programs": {"cyber": {"standard", "daybreak_blue", "daybreak_red"}},
+    "stream_options": {"include_obfuscation": bool},
+    "prompt": {"id": str, "version": str, "variables": MapOf(Any)},
+}
+
+
+def check_shape(value: Any, shape: Any, param: str) -> None:
+    """``value`` (not null) against one of the :data:`EXTRA_SHAPES`; a 400 naming the param if not."""
+    if shape is Any:
+        return
+    if isinstance(shape, type):
+        _expect(value, (shape,), param, _TYPE_WORDS.get(shape, shape.__name__))
+    elif isinstance(shape, set):
+        _choice(value, shape, param, nullable=False)
+    elif isinstance(shape, dict):
+        _expect(value, (dict,), param, "an object")
+        for key, child in value.items():
+            if key not in shape:
+                raise invalid(f"Unknown parameter: '{param}.{key}'.", f"{param}.{key}", "unknown_parameter")
+            if child is not None:
+                check_shape(child, shape[key], f"{param}.{key}")
+    elif isinstance(shape, ListOf):
+        _expect(value, (list,), param, "an array")
+        for i, child in enumerate(value):
+            check_shape(child, shape.item, f"{param}[{i}]")
+    elif isinstance(shape, MapOf):
+        _expect(value, (dict,), param, "an object")
+        for key, child in value.items():
+            if child is not None:
+                check_shape(child, shape.value, f"{param}.{key}")
+    else:  # pragma: no cover - a mistake in EXTRA_SHAPES
+        raise TypeError(f"unknown shape {shape!r}")
+
+
+_TYPE_WORDS = {str: "a string", bool: "a boolean", int: "an integer", dict: "an object", list: "an array"}
+
+
+def _flatten(body: dict[str, Any]) -> dict[str, Any]:
+    """The fields set in ``body`` by dotted name: objects of known fields one level deep."""
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and key in FLATTENED:
+            for sub, subvalue in value.items():
+                if subvalue is not None:
+                    out[f"{key}.{sub}"] = subvalue
+        else:
+            out[key] = value
+    return out
+
+
+#: Objects whose keys are looked at one by one (each key has its own meaning per provider).
+FLATTENED = {
+    "reasoning",
+    "text",
+    "stream_options",
+    "prompt_cache_options",
+    "background_options",
+    "image",
+    "access_programs",
+}
+
+
 def check_model_length(model: str) -> None:
     if len(model) > MAX_MODEL_CHARS:
         raise invalid(
@@ -237,8 +346,9 @@ def validate_create(
         raise invalid(
             "Background responses must be stored: 'store' cannot be false with 'background'.", "store"
         )
-    stream_options = body.get("stream_options")
-    _expect(stream_options, (dict,), "stream_options", "an object", nullable=True)
+    for key, shape in EXTRA_SHAPES.items():
+        if body.get(key) is not None:
+            check_shape(body[key], shape, key)
 
     metadata = body.get("metadata")
     _expect(metadata, (dict,), "metadata", "an object", nullable=True)
@@ -286,10 +396,11 @@ def validate_create(
         "max_tool_calls": _number(body, "max_tool_calls", 1, None, integer=True),
         "service_tier": service_tier,
         "metadata": metadata,
-        "safety_identifier": _short_string(body, "safety_identifier", 64),
+        "safety_identifier": _short_string(body, "safety_identifier", 128),
         "prompt_cache_key": _short_string(body, "prompt_cache_key", 64),
         "user": _short_string(body, "user", 256),
         "include": include,
+        "prompt_cache_retention": body.get("prompt_cache_retention"),
     }
     return CreateRequest(
         model=model,
@@ -301,6 +412,7 @@ def validate_create(
         background=bool(background),
         store=bool(store),
         item_references=references,
+        fields=_flatten(body),
     )
 
 
@@ -1022,8 +1134,15 @@ def normalize_reasoning(raw: Any) -> dict[str, Any] | None:
     if raw is None:
         return None
     _expect(raw, (dict,), "reasoning", "an object")
+    for key in raw:
+        if key not in REASONING_KEYS:
+            raise invalid(f"Unknown parameter: 'reasoning.{key}'.", f"reasoning.{key}", "unknown_parameter")
     effort = _choice(raw.get("effort"), EFFORTS, "reasoning.effort")
     summary = _choice(raw.get("summary"), SUMMARIES, "reasoning.summary")
+    # ``generate_summary``: OpenAI's deprecated name of ``summary``.
+    summary = summary or _choice(raw.get("generate_summary"), SUMMARIES, "reasoning.generate_summary")
+    _choice(raw.get("context"), REASONING_CONTEXTS, "reasoning.context")
+    _expect(raw.get("mode"), (str,), "reasoning.mode", "a string", nullable=True)
     return {"effort": effort, "summary": summary}
 
 
