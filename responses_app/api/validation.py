@@ -1094,6 +1094,9 @@ def normalize_text(raw: Any) -> dict[str, Any]:
     if raw is None:
         return {"format": {"type": "text"}}
     _expect(raw, (dict,), "text", "an object")
+    for key in raw:
+        if key not in {"format", "verbosity"}:
+            raise invalid(f"Unknown parameter: 'text.{key}'.", f"text.{key}", "unknown_parameter")
     out: dict[str, Any] = {}
     fmt = raw.get("format")
     if fmt is None:
