@@ -10,6 +10,7 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 
+from responses_app.api import surface
 from responses_app.api.compact import validate_compact
 from responses_app.api.validation import check_json_value, parse_json_body, validate_create
 from responses_app.errors import ApiError
@@ -36,6 +37,11 @@ def test_create_validation_never_raises_anything_but_a_400(raw):
     create = outcome(validate_create, raw)
     if create is not None:
         # What validation lets through is storable: no NUL, no lone surrogate, bounded depth.
+        # The request surface decides for every family, and dropping what it refuses works.
+        for family in (*surface.FAMILIES, surface.MOCK, surface.BASE):
+            for param, message in surface.refusals(create, family):
+                assert param and message
+                surface._drop(create, param)
         stored = {"params": create.params, "input": create.input_items, "model": create.model}
         check_json_value(stored)
         json.dumps(stored).encode("utf-8")

@@ -37,6 +37,43 @@ HOSTILE_STRINGS = (
 )
 
 
+OPENAI_EXTRA_FIELDS = (
+    "client_metadata",
+    "prompt_cache_retention",
+    "prompt_cache_options",
+    "background_options",
+    "context_management",
+    "image",
+    "moderation",
+    "access_programs",
+    "conversation",
+    "prompt",
+    "stream_options",
+)
+
+
+def _extra_values() -> st.SearchStrategy[Any]:
+    """Plausible values of the fields above (right shapes, some with wrong leaves)."""
+    return st.sampled_from(
+        (
+            {"x-codex-installation-id": "abc"},
+            "24h",
+            {"mode": "explicit", "ttl": "12h", "prewarm": False},
+            {"prewarm": True},
+            {"completion_window": "2h", "continuation_id": "c"},
+            [{"type": "compaction", "compact_threshold": 1000}],
+            {"context_compression": "auto"},
+            {"model": "omni-moderation-latest", "policy": {"input": {"mode": "block"}}},
+            {"cyber": "standard"},
+            "conv_1",
+            {"id": "pmpt_1", "variables": {"a": "b"}},
+            {"include_obfuscation": False},
+            {"include_obfuscation": "no"},
+            {"unknown": 1},
+        )
+    )
+
+
 def load_spec() -> dict[str, Any]:
     return json.loads(SPEC.read_text())
 
@@ -146,6 +183,14 @@ def create_bodies(
             body = {**body, "model": model}
         return body
 
+    # OpenAI's create fields beyond the spec document (client_metadata, prompt_cache_options…):
+    # now and then one of them, with a value of the right shape or a hostile one.
+    extras = st.dictionaries(st.sampled_from(OPENAI_EXTRA_FIELDS), hostile() | _extra_values(), max_size=2)
+
+    def with_extras(body: Any, extra: dict[str, Any]) -> Any:
+        return {**extra, **body} if isinstance(body, dict) and component == "CreateResponseBody" else body
+
+    bodies = st.builds(with_extras, bodies, extras)
     shaped = st.builds(with_model, bodies, st.sampled_from((*MOCK_MODELS, None)))
     encoded = shaped.map(lambda body: json.dumps(body, allow_nan=True))
     raw = st.sampled_from(
