@@ -10,10 +10,10 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 
-from responses_app.api import surface
 from responses_app.api.compact import validate_compact
 from responses_app.api.validation import check_json_value, parse_json_body, validate_create
 from responses_app.errors import ApiError
+from responses_app.services import surface
 from tests.support.fuzz import create_bodies, load_spec
 
 SPEC = load_spec()
