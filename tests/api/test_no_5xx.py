@@ -49,6 +49,8 @@ def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         require_services()
         database = PostgresDatabase("or_fuzz")
         env["DATABASE_URL"] = database.url
+        # Production mode (a DATABASE_URL, DEBUG off) refuses the repository's development key.
+        env["DJANGO_SECRET_KEY"] = "tests-fuzz-secret-key-not-for-production-use"
     process = ServerProcess(env, name=f"fuzz-{request.param}")
     try:
         process.start()
