@@ -74,6 +74,10 @@ DEFAULTS: dict[str, Any] = {
     # Bearer token that Prometheus sends to /metrics (None: staff sessions only);
     # also OPENRESPONSES_METRICS_TOKEN.
     "METRICS_TOKEN": None,
+    # True: request fields a route's provider cannot honour are dropped instead of refused with
+    # 400 unsupported_parameter (LiteLLM's drop_params; per provider: options.drop_unsupported_params);
+    # also OPENRESPONSES_DROP_UNSUPPORTED_PARAMS.
+    "DROP_UNSUPPORTED_PARAMS": None,
     # True: request logs include prompts (never on by default); also OPENRESPONSES_LOG_PROMPTS.
     "LOG_PROMPTS": None,
     # URL patterns of MCP servers the operator trusts on non-public addresses (loopback, private
@@ -92,6 +96,7 @@ ENV_FALLBACKS = {
     "METRICS_TOKEN": "OPENRESPONSES_METRICS_TOKEN",
     "LOG_PROMPTS": "OPENRESPONSES_LOG_PROMPTS",
     "MCP_ALLOWED_URLS": "OPENRESPONSES_MCP_ALLOWED_URLS",
+    "DROP_UNSUPPORTED_PARAMS": "OPENRESPONSES_DROP_UNSUPPORTED_PARAMS",
 }
 IMPORT_STRINGS = {"AUTHENTICATE"}
 

@@ -23,6 +23,9 @@ class CreateRequest:
     background: bool = False
     store: bool = True
     item_references: list[tuple[int, str]] = field(default_factory=list)
+    #: The fields the client set (not null), by dotted name (``"reasoning.summary"``), with their
+    #: values: what ``services.surface`` checks against the route's providers.
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

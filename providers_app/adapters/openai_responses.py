@@ -112,9 +112,11 @@ def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -
         body["reasoning"] = {k: v for k, v in request.reasoning.items() if v is not None}
     include = set(request.include) | {"reasoning.encrypted_content"}
     body["include"] = sorted(include)
-    for key in ("service_tier", "prompt_cache_key", "safety_identifier"):
+    for key in ("service_tier", "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "user"):
         if request.extra.get(key) is not None:
             body[key] = request.extra[key]
+    if request.extra.get("verbosity"):
+        body.setdefault("text", {})["verbosity"] = request.extra["verbosity"]
     if body.get("service_tier") == "default":
         del body["service_tier"]  # what validation fills in when the client sent none: the upstream's default
     return body

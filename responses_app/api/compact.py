@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from responses_app.api.validation import normalize_input, parse_json_body
+from responses_app.api.validation import check_model_length, normalize_input, parse_json_body
 from responses_app.api.views import api_view, identify, json_response
 from responses_app.errors import invalid
 from responses_app.services import compaction, flows
@@ -27,6 +27,7 @@ def validate_compact(body: Any) -> CompactRequest:
         raise invalid("Missing required parameter: 'model'.", "model", "missing_required_parameter")
     if not isinstance(model, str):
         raise invalid("Invalid type for 'model': expected a string.", "model", "invalid_type")
+    check_model_length(model)
     for key in ("previous_response_id", "instructions", "prompt_cache_key"):
         if body.get(key) is not None and not isinstance(body[key], str):
             raise invalid(f"Invalid type for '{key}': expected a string.", key, "invalid_type")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from responses_app.errors import ApiError, invalid
@@ -24,18 +27,29 @@ USER_PARTS = {"input_text", "input_image", "input_file"}
 SYSTEM_PARTS = {"input_text"}
 ASSISTANT_PARTS = {"output_text", "refusal"}
 OUTPUT_PARTS = {"input_text", "input_image", "input_file", "input_video"}
-EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh"}
+EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh", "max"}
+REASONING_KEYS = {"effort", "summary", "generate_summary", "context", "mode"}
+REASONING_CONTEXTS = {"auto", "current_turn", "all_turns"}
 SUMMARIES = {"concise", "detailed", "auto"}
+PHASES = {"commentary", "final_answer"}
+IMAGE_DETAILS = {"low", "high", "auto"}
+TEXT_FORMATS = {"text", "json_object", "json_schema"}
 VERBOSITIES = {"low", "medium", "high"}
 TRUNCATIONS = {"auto", "disabled"}
-SERVICE_TIERS = {"auto", "default", "flex", "priority", "scale"}
+SERVICE_TIERS = {"auto", "default", "flex", "priority", "scale", "fast", "ultrafast"}
 INCLUDES = {
     "reasoning.encrypted_content",
     "message.output_text.logprobs",
     "file_search_call.results",
     "web_search_call.action.sources",
+    "web_search_call.results",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
 }
 TOOL_CHOICE_VALUES = {"none", "auto", "required"}
+APPROVAL_VALUES = {"always", "never"}
+APPROVAL_FILTERS = {"always", "never"}
 KNOWN_FIELDS = {
     "model",
     "input",
@@ -66,8 +80,21 @@ KNOWN_FIELDS = {
     "user",
     "conversation",
     "prompt",
+    # OpenAI's create request beyond the Open Responses spec (what each does here: services/surface.py)
+    "client_metadata",
+    "prompt_cache_retention",
+    "prompt_cache_options",
+    "background_options",
+    "context_management",
+    "image",
+    "moderation",
+    "access_programs",
 }
 MAX_INPUT_CHARS = 10_485_760
+#: Longest ``model`` name (the stored column's length; longer names never match a real model).
+MAX_MODEL_CHARS = 200
+#: Longest client-chosen item ``id`` (the stored column's length).
+MAX_ITEM_ID_CHARS = 80
 #: Refused on a WebSocket ``response.create``, with why (``stream`` is accepted there and ignored).
 WEBSOCKET_DISALLOWED = {
     "stream_options": "every turn streams over the socket, with no stream options",
@@ -99,6 +126,32 @@ def _expect(value: Any, types: tuple[type, ...], param: str, what: str, *, nulla
             param,
             "invalid_type",
         )
+
+
+def _choice(value: Any, allowed: Collection[str], param: str, *, nullable: bool = True) -> Any:
+    """``value`` when it is one of ``allowed`` (strings); the type is checked first, so a list or an
+    object is an ``invalid_type`` 400, never an "unhashable type" error."""
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise invalid(
+            f"Invalid type for '{param}': expected one of {', '.join(map(repr, sorted(allowed)))}, "
+            f"but got {_type_name(value)}.",
+            param,
+            "invalid_type",
+        )
+    if value not in allowed:
+        raise invalid(
+            f"Invalid value for '{param}': {_shown(value)}. Supported values are: "
+            f"{', '.join(map(repr, sorted(allowed)))}.",
+            param,
+        )
+    return value
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    """A client's string quoted for an error message, cut to ``limit`` characters."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
 def _number(
@@ -135,6 +188,108 @@ def _short_string(body: dict, key: str, max_len: int) -> str | None:
     return value
 
 
+@dataclass(frozen=True)
+class ListOf:
+    item: Any
+
+
+@dataclass(frozen=True)
+class MapOf:
+    value: Any
+
+
+#: Shapes of OpenAI's create fields that this server checks but mostly does not act on:
+#: a type, a set of allowed strings, a dict of known keys (each optional), ``ListOf(shape)``,
+#: ``MapOf(shape)`` (an object with any keys) or ``Any``.
+EXTRA_SHAPES: dict[str, Any] = {
+    "client_metadata": MapOf(Any),
+    "prompt_cache_retention": {"in_memory", "24h"},
+    "prompt_cache_options": {
+        "comparison_response_id": str,
+        "mode": {"implicit", "explicit"},
+        "prewarm": bool,
+        "ttl": {"30m", "12h"},
+    },
+    "background_options": {"completion_window": {"soonest", "2h", "8h"}, "continuation_id": str},
+    "context_management": ListOf({"type": str, "compact_threshold": int}),
+    "image": {"context_compression": {"auto", "enabled", "disabled"}},
+    "moderation": {
+        "model": str,
+        "policy": {"input": {"mode": {"score", "block"}}, "output": {"mode": {"score", "block"}}},
+    },
+    "access_programs": {"cyber": {"standard", "daybreak_blue", "daybreak_red"}},
+    "stream_options": {"include_obfuscation": bool},
+    "prompt": {"id": str, "version": str, "variables": MapOf(Any)},
+}
+
+
+def check_shape(value: Any, shape: Any, param: str) -> None:
+    """``value`` (not null) against one of the :data:`EXTRA_SHAPES`; a 400 naming the param if not."""
+    if shape is Any:
+        return
+    if isinstance(shape, type):
+        _expect(value, (shape,), param, _TYPE_WORDS.get(shape, shape.__name__))
+    elif isinstance(shape, set):
+        _choice(value, shape, param, nullable=False)
+    elif isinstance(shape, dict):
+        _expect(value, (dict,), param, "an object")
+        for key, child in value.items():
+            if key not in shape:
+                raise invalid(f"Unknown parameter: '{param}.{key}'.", f"{param}.{key}", "unknown_parameter")
+            if child is not None:
+                check_shape(child, shape[key], f"{param}.{key}")
+    elif isinstance(shape, ListOf):
+        _expect(value, (list,), param, "an array")
+        for i, child in enumerate(value):
+            check_shape(child, shape.item, f"{param}[{i}]")
+    elif isinstance(shape, MapOf):
+        _expect(value, (dict,), param, "an object")
+        for key, child in value.items():
+            if child is not None:
+                check_shape(child, shape.value, f"{param}.{key}")
+    else:  # pragma: no cover - a mistake in EXTRA_SHAPES
+        raise TypeError(f"unknown shape {shape!r}")
+
+
+_TYPE_WORDS = {str: "a string", bool: "a boolean", int: "an integer", dict: "an object", list: "an array"}
+
+
+def _flatten(body: dict[str, Any]) -> dict[str, Any]:
+    """The fields set in ``body`` by dotted name: objects of known fields one level deep."""
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and key in FLATTENED:
+            for sub, subvalue in value.items():
+                if subvalue is not None:
+                    out[f"{key}.{sub}"] = subvalue
+        else:
+            out[key] = value
+    return out
+
+
+#: Objects whose keys are looked at one by one (each key has its own meaning per provider).
+FLATTENED = {
+    "reasoning",
+    "text",
+    "stream_options",
+    "prompt_cache_options",
+    "background_options",
+    "image",
+    "access_programs",
+}
+
+
+def check_model_length(model: str) -> None:
+    if len(model) > MAX_MODEL_CHARS:
+        raise invalid(
+            f"Invalid 'model': string too long ({len(model)} > {MAX_MODEL_CHARS}).",
+            "model",
+            "string_above_max_length",
+        )
+
+
 def validate_create(
     body: Any, *, hosted_tool_names: frozenset[str] = frozenset(), websocket: bool = False
 ) -> CreateRequest:
@@ -156,6 +311,7 @@ def validate_create(
     if model is None or model == "":
         raise invalid("Missing required parameter: 'model'.", "model", "missing_required_parameter")
     _expect(model, (str,), "model", "a string")
+    check_model_length(model)
 
     previous = body.get("previous_response_id")
     _expect(previous, (str,), "previous_response_id", "a string", nullable=True)
@@ -190,8 +346,9 @@ def validate_create(
         raise invalid(
             "Background responses must be stored: 'store' cannot be false with 'background'.", "store"
         )
-    stream_options = body.get("stream_options")
-    _expect(stream_options, (dict,), "stream_options", "an object", nullable=True)
+    for key, shape in EXTRA_SHAPES.items():
+        if body.get(key) is not None:
+            check_shape(body[key], shape, key)
 
     metadata = body.get("metadata")
     _expect(metadata, (dict,), "metadata", "an object", nullable=True)
@@ -214,20 +371,13 @@ def validate_create(
     text = normalize_text(body.get("text"))
     reasoning = normalize_reasoning(body.get("reasoning"))
 
-    truncation = body.get("truncation") or "disabled"
-    if truncation not in TRUNCATIONS:
-        raise invalid(
-            f"Invalid value for 'truncation': {truncation!r}. Supported values are 'auto' and 'disabled'.",
-            "truncation",
-        )
-    service_tier = body.get("service_tier") or "default"
-    if service_tier not in SERVICE_TIERS:
-        raise invalid(f"Invalid value for 'service_tier': {service_tier!r}.", "service_tier")
-    include = body.get("include") or []
-    _expect(include, (list,), "include", "an array")
-    for i, value in enumerate(include):
-        if value not in INCLUDES:
-            raise invalid(f"Invalid value for 'include[{i}]': {value!r}.", f"include[{i}]")
+    truncation = _choice(body.get("truncation"), TRUNCATIONS, "truncation") or "disabled"
+    service_tier = _choice(body.get("service_tier"), SERVICE_TIERS, "service_tier") or "default"
+    include = body.get("include")
+    _expect(include, (list,), "include", "an array", nullable=True)
+    include = [
+        _choice(value, INCLUDES, f"include[{i}]", nullable=False) for i, value in enumerate(include or [])
+    ]
 
     params = {
         "instructions": instructions,
@@ -246,10 +396,11 @@ def validate_create(
         "max_tool_calls": _number(body, "max_tool_calls", 1, None, integer=True),
         "service_tier": service_tier,
         "metadata": metadata,
-        "safety_identifier": _short_string(body, "safety_identifier", 64),
+        "safety_identifier": _short_string(body, "safety_identifier", 128),
         "prompt_cache_key": _short_string(body, "prompt_cache_key", 64),
         "user": _short_string(body, "user", 256),
         "include": include,
+        "prompt_cache_retention": body.get("prompt_cache_retention"),
     }
     return CreateRequest(
         model=model,
@@ -261,6 +412,7 @@ def validate_create(
         background=bool(background),
         store=bool(store),
         item_references=references,
+        fields=_flatten(body),
     )
 
 
@@ -310,6 +462,12 @@ def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]
                 "invalid_type",
             )
         item_type = item.get("type")
+        if item_type is not None and not isinstance(item_type, str):
+            raise invalid(
+                f"Invalid type for '{where}.type': expected a string, but got {_type_name(item_type)}.",
+                f"{where}.type",
+                "invalid_type",
+            )
         if item_type is None and "role" in item:
             item_type = "message"
         if item_type == "message":
@@ -327,11 +485,7 @@ def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]
         elif item_type == "reasoning":
             items.append(_normalize_reasoning_item(item, where))
         elif item_type == "compaction":
-            encrypted = item.get("encrypted_content")
-            _expect(encrypted, (str,), f"{where}.encrypted_content", "a string")
-            items.append(
-                {"type": "compaction", "id": item.get("id") or new_id("cmp"), "encrypted_content": encrypted}
-            )
+            items.append(_normalize_compaction_item(item, where))
         elif item_type == "item_reference" or (item_type is None and "id" in item):
             ref = item.get("id")
             _expect(ref, (str,), f"{where}.id", "a string")
@@ -349,6 +503,29 @@ def normalize_input(raw: Any, param: str = "input") -> tuple[list[dict[str, Any]
                 f"{where}.type",
             )
     return items, references
+
+
+def _item_id(item: dict[str, Any], where: str) -> str | None:
+    """An input item's own ``id``: a string of at most ``MAX_ITEM_ID_CHARS`` (it is stored as given)."""
+    item_id = item.get("id")
+    _expect(item_id, (str,), f"{where}.id", "a string", nullable=True)
+    if item_id is not None and len(item_id) > MAX_ITEM_ID_CHARS:
+        raise invalid(
+            f"Invalid '{where}.id': string too long ({len(item_id)} > {MAX_ITEM_ID_CHARS}).",
+            f"{where}.id",
+            "string_above_max_length",
+        )
+    return item_id or None
+
+
+def _normalize_compaction_item(item: dict[str, Any], where: str) -> dict[str, Any]:
+    encrypted = item.get("encrypted_content")
+    _expect(encrypted, (str,), f"{where}.encrypted_content", "a string")
+    return {
+        "type": "compaction",
+        "id": _item_id(item, where) or new_id("cmp"),
+        "encrypted_content": encrypted,
+    }
 
 
 def _message(
@@ -372,11 +549,7 @@ def _normalize_message(item: dict[str, Any], where: str) -> dict[str, Any]:
         raise invalid(
             f"Missing required parameter: '{where}.role'.", f"{where}.role", "missing_required_parameter"
         )
-    if role not in ROLES:
-        raise invalid(
-            f"Invalid value for '{where}.role': {role!r}. Supported values are 'user', 'system', 'developer' and 'assistant'.",
-            f"{where}.role",
-        )
+    _choice(role, ROLES, f"{where}.role")
     content = item.get("content")
     if content is None:
         raise invalid(
@@ -396,11 +569,8 @@ def _normalize_message(item: dict[str, Any], where: str) -> dict[str, Any]:
             f"{where}.content",
             "invalid_type",
         )
-    phase = item.get("phase")
-    if phase is not None and phase not in {"commentary", "final_answer"}:
-        raise invalid(f"Invalid value for '{where}.phase': {phase!r}.", f"{where}.phase")
-    item_id = item.get("id")
-    _expect(item_id, (str,), f"{where}.id", "a string", nullable=True)
+    phase = _choice(item.get("phase"), PHASES, f"{where}.phase")
+    item_id = _item_id(item, where)
     return _message(role, parts, item_id, phase)
 
 
@@ -418,17 +588,21 @@ def _normalize_part(part: Any, where: str, allowed: set[str]) -> dict[str, Any]:
             "invalid_type",
         )
     part_type = part.get("type")
-    if part_type not in allowed:
+    if part_type is None:
         raise invalid(
-            f"Invalid value for '{where}.type': {part_type!r}. Supported values here are: {', '.join(sorted(allowed))}.",
-            f"{where}.type",
+            f"Missing required parameter: '{where}.type'.", f"{where}.type", "missing_required_parameter"
         )
+    _choice(part_type, allowed, f"{where}.type")
     if part_type in {"input_text", "output_text"}:
         text = part.get("text")
         _expect(text, (str,), f"{where}.text", "a string")
         out = _text_part(part_type, text)
-        if part_type == "output_text" and part.get("annotations"):
-            out["annotations"] = part["annotations"]
+        annotations = part.get("annotations")
+        if part_type == "output_text" and annotations:
+            _expect(annotations, (list,), f"{where}.annotations", "an array")
+            for i, annotation in enumerate(annotations):
+                _expect(annotation, (dict,), f"{where}.annotations[{i}]", "an object")
+            out["annotations"] = annotations
         return out
     if part_type == "refusal":
         refusal = part.get("refusal")
@@ -449,9 +623,7 @@ def _normalize_part(part: Any, where: str, allowed: set[str]) -> dict[str, Any]:
                 f"{where}.image_url",
                 "invalid_image_url",
             )
-        detail = part.get("detail") or "auto"
-        if detail not in {"low", "high", "auto"}:
-            raise invalid(f"Invalid value for '{where}.detail': {detail!r}.", f"{where}.detail")
+        detail = _choice(part.get("detail"), IMAGE_DETAILS, f"{where}.detail") or "auto"
         return {"type": "input_image", "image_url": url, "detail": detail}
     if part_type == "input_file":
         out: dict[str, Any] = {"type": "input_file"}
@@ -503,7 +675,7 @@ def _normalize_function_call(item: dict[str, Any], where: str) -> dict[str, Any]
         )
     out = {
         "type": "function_call",
-        "id": item.get("id") or function_call_id(),
+        "id": _item_id(item, where) or function_call_id(),
         "call_id": item["call_id"],
         "name": item["name"],
         "arguments": item["arguments"],
@@ -538,7 +710,7 @@ def _normalize_function_call_output(item: dict[str, Any], where: str) -> dict[st
         _expect(output, (str,), f"{where}.output", "a string or an array of content parts")
     return {
         "type": "function_call_output",
-        "id": item.get("id") or function_call_output_id(),
+        "id": _item_id(item, where) or function_call_output_id(),
         "call_id": call_id,
         "output": output,
         "status": "completed",
@@ -558,7 +730,11 @@ def _normalize_reasoning_item(item: dict[str, Any], where: str) -> dict[str, Any
         parts.append({"type": "summary_text", "text": part["text"]})
     encrypted = item.get("encrypted_content")
     _expect(encrypted, (str,), f"{where}.encrypted_content", "a string", nullable=True)
-    out: dict[str, Any] = {"type": "reasoning", "id": item.get("id") or reasoning_id(), "summary": parts}
+    out: dict[str, Any] = {
+        "type": "reasoning",
+        "id": _item_id(item, where) or reasoning_id(),
+        "summary": parts,
+    }
     if encrypted:
         out["encrypted_content"] = encrypted
     if isinstance(item.get("content"), list):
@@ -578,21 +754,15 @@ def normalize_tools(raw: Any, hosted_tool_names: frozenset[str]) -> list[dict[st
     namespaces: set[str] = set()
     for index, tool in enumerate(raw):
         where = f"tools[{index}]"
-        if not isinstance(tool, dict):
-            raise invalid(
-                f"Invalid type for '{where}': expected a tool object, but got {_type_name(tool)}.",
-                where,
-                "invalid_type",
-            )
+        _expect(tool, (dict,), where, "a tool object")
         tool_type = tool.get("type")
+        if tool_type is None:
+            raise invalid(
+                f"Missing required parameter: '{where}.type'.", f"{where}.type", "missing_required_parameter"
+            )
+        _choice(tool_type, TOOL_TYPES, f"{where}.type")  # the type first: never an unhashable value
         if tool_type == "mcp":
-            for key in ("server_label", "server_url"):
-                _expect(tool.get(key), (str,), f"{where}.{key}", "a string")
-            if not tool["server_url"].lower().startswith(("http://", "https://")):
-                raise invalid(
-                    f"Invalid '{where}.server_url': expected an http(s) URL.", f"{where}.server_url"
-                )
-            tools.append(dict(tool))
+            tools.append(_mcp_tool(tool, where))
             continue
         if tool_type in ("function", "custom"):
             echo = _named_tool(tool, where, seen)
@@ -802,17 +972,56 @@ def _choice_names(tools: list[dict[str, Any]]) -> dict[str, set[str]]:
     return names
 
 
+def _string_list(value: Any, param: str) -> list[str]:
+    _expect(value, (list,), param, "an array of strings")
+    for i, entry in enumerate(value):
+        _expect(entry, (str,), f"{param}[{i}]", "a string")
+    return value
+
+
+def _tool_names_filter(value: Any, param: str) -> None:
+    """``{"tool_names": [...], "read_only": bool}`` (both optional)."""
+    _expect(value, (dict,), param, "an object")
+    if value.get("tool_names") is not None:
+        _string_list(value["tool_names"], f"{param}.tool_names")
+    _expect(value.get("read_only"), (bool,), f"{param}.read_only", "a boolean", nullable=True)
+
+
+def _mcp_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    """OpenAI's MCP tool shape; every field the loop reads is checked here, so the loop may trust it."""
+    for key in ("server_label", "server_url"):
+        _expect(tool.get(key), (str,), f"{where}.{key}", "a string")
+    if not tool["server_url"].lower().startswith(("http://", "https://")):
+        raise invalid(f"Invalid '{where}.server_url': expected an http(s) URL.", f"{where}.server_url")
+    for key in ("server_description", "authorization", "connector_id"):
+        _expect(tool.get(key), (str,), f"{where}.{key}", "a string", nullable=True)
+    allowed = tool.get("allowed_tools")
+    if isinstance(allowed, dict):
+        _tool_names_filter(allowed, f"{where}.allowed_tools")
+    elif allowed is not None:
+        _string_list(allowed, f"{where}.allowed_tools")
+    headers = tool.get("headers")
+    _expect(headers, (dict,), f"{where}.headers", "an object", nullable=True)
+    for key, value in (headers or {}).items():
+        _expect(value, (str,), f"{where}.headers.{key}", "a string")
+    approval = tool.get("require_approval")
+    if isinstance(approval, dict):
+        for key, value in approval.items():
+            _choice(key, APPROVAL_FILTERS, f"{where}.require_approval")
+            if value is not None:
+                _tool_names_filter(value, f"{where}.require_approval.{key}")
+    else:
+        _choice(approval, APPROVAL_VALUES, f"{where}.require_approval")
+    return dict(tool)
+
+
 def normalize_tool_choice(raw: Any, tools: list[dict[str, Any]]) -> Any:
     if raw is None:
         return "auto"
     names = _choice_names(tools)
     types = {t["type"] for t in tools}
     if isinstance(raw, str):
-        if raw not in TOOL_CHOICE_VALUES:
-            raise invalid(
-                f"Invalid value for 'tool_choice': {raw!r}. Supported values are 'none', 'auto' and 'required'.",
-                "tool_choice",
-            )
+        _choice(raw, TOOL_CHOICE_VALUES, "tool_choice")
         if raw == "required" and not tools:
             raise invalid("'tool_choice' is 'required' but no tools were given.", "tool_choice")
         return raw
@@ -823,6 +1032,7 @@ def normalize_tool_choice(raw: Any, tools: list[dict[str, Any]]) -> Any:
             "invalid_type",
         )
     kind = raw.get("type")
+    _expect(kind, (str,), "tool_choice.type", "a string", nullable=True)
     if kind in ("function", "custom"):
         name = raw.get("name")
         _expect(name, (str,), "tool_choice.name", "a string")
@@ -841,6 +1051,7 @@ def normalize_tool_choice(raw: Any, tools: list[dict[str, Any]]) -> Any:
         out = []
         for i, entry in enumerate(allowed):
             entry_type = entry.get("type") if isinstance(entry, dict) else None
+            _expect(entry_type, (str,), f"tool_choice.tools[{i}].type", "a string", nullable=True)
             if entry_type in ("function", "custom"):
                 if not isinstance(entry.get("name"), str):
                     raise invalid(
@@ -862,9 +1073,7 @@ def normalize_tool_choice(raw: Any, tools: list[dict[str, Any]]) -> Any:
                     "or the type of a hosted tool in 'tools'.",
                     f"tool_choice.tools[{i}]",
                 )
-        mode = raw.get("mode") or "auto"
-        if mode not in TOOL_CHOICE_VALUES:
-            raise invalid(f"Invalid value for 'tool_choice.mode': {mode!r}.", "tool_choice.mode")
+        mode = _choice(raw.get("mode"), TOOL_CHOICE_VALUES, "tool_choice.mode") or "auto"
         return {"type": "allowed_tools", "tools": out, "mode": mode}
     if kind in TOOL_TYPES - {"function", "custom", "namespace", "mcp"}:
         if kind not in types:
@@ -885,13 +1094,16 @@ def normalize_text(raw: Any) -> dict[str, Any]:
     if raw is None:
         return {"format": {"type": "text"}}
     _expect(raw, (dict,), "text", "an object")
+    for key in raw:
+        if key not in {"format", "verbosity"}:
+            raise invalid(f"Unknown parameter: 'text.{key}'.", f"text.{key}", "unknown_parameter")
     out: dict[str, Any] = {}
     fmt = raw.get("format")
     if fmt is None:
         out["format"] = {"type": "text"}
     else:
         _expect(fmt, (dict,), "text.format", "an object")
-        kind = fmt.get("type")
+        kind = _choice(fmt.get("type"), TEXT_FORMATS, "text.format.type", nullable=False)
         if kind in {"text", "json_object"}:
             out["format"] = {"type": kind}
         elif kind == "json_schema":
@@ -915,15 +1127,8 @@ def normalize_text(raw: Any) -> dict[str, Any]:
                 "schema": schema,
                 "strict": bool(strict),
             }
-        else:
-            raise invalid(
-                f"Invalid value for 'text.format.type': {kind!r}. Supported values are 'text', 'json_object' and 'json_schema'.",
-                "text.format.type",
-            )
-    verbosity = raw.get("verbosity")
+    verbosity = _choice(raw.get("verbosity"), VERBOSITIES, "text.verbosity")
     if verbosity is not None:
-        if verbosity not in VERBOSITIES:
-            raise invalid(f"Invalid value for 'text.verbosity': {verbosity!r}.", "text.verbosity")
         out["verbosity"] = verbosity
     return out
 
@@ -932,27 +1137,110 @@ def normalize_reasoning(raw: Any) -> dict[str, Any] | None:
     if raw is None:
         return None
     _expect(raw, (dict,), "reasoning", "an object")
-    effort = raw.get("effort")
-    if effort is not None and effort not in EFFORTS:
-        raise invalid(
-            f"Invalid value for 'reasoning.effort': {effort!r}. Supported values are {', '.join(sorted(EFFORTS))}.",
-            "reasoning.effort",
-        )
-    summary = raw.get("summary")
-    if summary is not None and summary not in SUMMARIES:
-        raise invalid(f"Invalid value for 'reasoning.summary': {summary!r}.", "reasoning.summary")
+    for key in raw:
+        if key not in REASONING_KEYS:
+            raise invalid(f"Unknown parameter: 'reasoning.{key}'.", f"reasoning.{key}", "unknown_parameter")
+    effort = _choice(raw.get("effort"), EFFORTS, "reasoning.effort")
+    summary = _choice(raw.get("summary"), SUMMARIES, "reasoning.summary")
+    # ``generate_summary``: OpenAI's deprecated name of ``summary``.
+    summary = summary or _choice(raw.get("generate_summary"), SUMMARIES, "reasoning.generate_summary")
+    _choice(raw.get("context"), REASONING_CONTEXTS, "reasoning.context")
+    _expect(raw.get("mode"), (str,), "reasoning.mode", "a string", nullable=True)
     return {"effort": effort, "summary": summary}
 
 
 def parse_json_body(raw: bytes) -> Any:
     """Decode the body or raise a 400 that says what is wrong with it."""
-    import json
-
     if not raw:
         raise ApiError(400, "The request body is empty: send a JSON object.", code="invalid_json")
+    return parse_json(raw, "request body")
+
+
+def parse_json(raw: str | bytes, what: str = "request body") -> Any:
+    """Strict JSON for every front end (HTTP, WebSocket, compact): a 400 ``invalid_json`` for what
+    the standard library would accept or choke on but no client should send — ``NaN``/``Infinity``,
+    nesting deeper than ``MAX_JSON_DEPTH``, a lone UTF-16 surrogate (``"\\ud800"``) — and a 400
+    naming the ``param`` for a NUL character in any string (PostgreSQL cannot store one).
+    """
     try:
-        return json.loads(raw)
+        data = json.loads(raw, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
-        raise ApiError(400, "The request body is not valid UTF-8.", code="invalid_json") from None
+        raise ApiError(400, f"The {what} is not valid UTF-8.", code="invalid_json") from None
+    except RecursionError:
+        raise _too_deep(what) from None
     except ValueError as exc:
-        raise ApiError(400, f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+        raise ApiError(400, f"The {what} is not valid JSON: {exc}.", code="invalid_json") from None
+    escapes = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    check_json_value(data, what, strings=_MAYBE_BAD_STRING.search(escapes) is not None)
+    return data
+
+
+MAX_JSON_DEPTH = 64
+# A NUL or a lone surrogate can only come from a ``\\u`` escape (raw control characters and
+# undecodable bytes are refused by the parser): without such an escape no string needs a look.
+_MAYBE_BAD_STRING = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ApiError(400, f"Not valid JSON: {name} is not a JSON number.", code="invalid_json")
+
+
+def _too_deep(what: str) -> ApiError:
+    return ApiError(
+        400, f"The {what} nests arrays and objects deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json"
+    )
+
+
+def check_json_value(data: Any, what: str = "request body", *, strings: bool = True) -> None:
+    """Refuse nesting deeper than ``MAX_JSON_DEPTH`` and (``strings``) NUL or lone surrogates.
+
+    Iterative: a hostile document cannot exhaust the stack here.
+    """
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(data, 1, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        if isinstance(value, dict):
+            if depth > MAX_JSON_DEPTH:
+                raise _too_deep(what)
+            for key, child in value.items():
+                if strings and _BAD_CHARACTER.search(key):
+                    _refuse_string(key, path + (key,))
+                if isinstance(child, (dict, list)) or (strings and isinstance(child, str)):
+                    stack.append((child, depth + 1, path + (key,)))
+        elif isinstance(value, list):
+            if depth > MAX_JSON_DEPTH:
+                raise _too_deep(what)
+            for index, child in enumerate(value):
+                if isinstance(child, (dict, list)) or (strings and isinstance(child, str)):
+                    stack.append((child, depth + 1, path + (index,)))
+        elif isinstance(value, str) and _BAD_CHARACTER.search(value):
+            _refuse_string(value, path)
+
+
+def _param(path: tuple[Any, ...]) -> str | None:
+    """``("input", 0, "content")`` -> ``"input[0].content"``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            # The key itself may hold the bad character: shown as an escape, never raw.
+            key = _BAD_CHARACTER.sub(lambda m: f"\\u{ord(m.group()):04x}", part)
+            out += f".{key}" if out else key
+    return out or None
+
+
+def _refuse_string(value: str, path: tuple[Any, ...]) -> None:
+    param = _param(path)
+    if "\x00" in value:
+        raise invalid(
+            f"Invalid '{param}': strings may not contain the NUL character (\\u0000).",
+            param,
+            "invalid_string",
+        )
+    raise invalid(
+        f"Invalid '{param}': the string holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape).",
+        param,
+        "invalid_string",
+    )

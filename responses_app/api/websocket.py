@@ -19,7 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import QueryDict
 from django.http.request import HttpHeaders
 
-from responses_app.api.validation import validate_create
+from responses_app.api.validation import parse_json, validate_create
 from responses_app.conf import openresponses_settings
 from responses_app.errors import ApiError, invalid
 from responses_app.events.bus import Subscription
@@ -147,18 +147,21 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
                 pass
 
     async def send_json(self, data: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        # ASCII: an error may quote what the client sent, and a text frame must be valid UTF-8.
+        await self.send(text_data=json.dumps(data, separators=(",", ":")))
 
     async def _work(self) -> None:
         while True:
             raw = await self.pending.get()
             try:
-                await self._turn(raw)
-            except ApiError as exc:
-                await self.send_json(api_error_event(exc))
+                try:
+                    await self._turn(raw)
+                except ApiError as exc:
+                    await self.send_json(api_error_event(exc))
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # Whatever fails (even sending an error), the connection goes on serving its turns.
                 logger.exception("WebSocket turn failed")
                 await self.send_json(
                     error_event(
@@ -170,10 +173,7 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
                 )
 
     def _parse(self, raw: str | bytes) -> dict[str, Any]:
-        try:
-            message = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"The message is not valid JSON: {exc}.", code="invalid_json") from None
+        message = parse_json(raw, "message")
         if not isinstance(message, dict):
             raise invalid("A message must be a JSON object with a 'type'.", None, "invalid_message")
         kind = message.get("type")

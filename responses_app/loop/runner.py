@@ -306,8 +306,18 @@ class LoopRun:
             include=list(params.get("include") or []),
             metadata=dict(params.get("metadata") or {}),
             extra={
-                k: params.get(k)
-                for k in ("service_tier", "prompt_cache_key", "safety_identifier", "truncation")
+                **{
+                    k: params.get(k)
+                    for k in (
+                        "service_tier",
+                        "prompt_cache_key",
+                        "prompt_cache_retention",
+                        "safety_identifier",
+                        "user",
+                        "truncation",
+                    )
+                },
+                "verbosity": (params.get("text") or {}).get("verbosity"),
             },
         )
 

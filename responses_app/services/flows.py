@@ -33,7 +33,7 @@ from responses_app.loop.tools import hosted_tools
 from responses_app.models import Response
 from responses_app.observability.logs import log_prompt
 from responses_app.resource import build_resource
-from responses_app.services import compaction
+from responses_app.services import compaction, surface
 from responses_app.services import responses as services
 from responses_app.states import ResponseStatus
 from responses_app.types import CompactRequest, CreateRequest
@@ -152,6 +152,7 @@ async def create(
     with no output and no sample; it can be continued like any other.
     """
     route = await route_for(request.model)
+    surface.apply_surface(request, route)  # fields the route's providers cannot honour: 400 or dropped
     check_model_allowed(identity, request.model)
     return await _admit_and_start(
         request=request,

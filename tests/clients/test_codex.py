@@ -31,12 +31,6 @@ CODEX = NODE_DIR / "node_modules" / ".bin" / "codex"
 #: What ``COMMAND`` prints; it appears in no request until Codex has run the command.
 PRINTED = "clients-42"
 
-#: The known server gaps (issue 15) that refuse Codex today, fixed on other branches.
-TOOL_GAPS = "400 invalid_value tools[4].type 'namespace', then tools[7].type 'web_search'"
-HTTP_GAPS = f"known gap (issue 15): Codex's first request is refused with 400 unknown_parameter client_metadata, then {TOOL_GAPS}"
-WS_GAPS = f"known gap (issue 15): over WebSocket Codex's turn is refused with {TOOL_GAPS}"
-
-
 def _under_tmp(path: Path) -> bool:
     resolved = path.resolve()
     return any(resolved.is_relative_to(t) for t in {Path("/tmp"), Path(tempfile.gettempdir()).resolve()})
@@ -120,11 +114,8 @@ def item_texts(events: list[dict], kind: str) -> list[dict]:
 
 def codex_cases() -> list:
     return [
-        pytest.param(family, websockets, id=f"{'ws' if websockets else 'http'}-{family.id}", marks=mark)
-        for websockets, mark in (
-            (False, pytest.mark.xfail(reason=HTTP_GAPS, strict=False)),
-            (True, pytest.mark.xfail(reason=WS_GAPS, strict=False)),
-        )
+        pytest.param(family, websockets, id=f"{'ws' if websockets else 'http'}-{family.id}")
+        for websockets in (False, True)
         for family in [p.values[0] for p in families()]
     ]
 
