@@ -121,6 +121,11 @@ def record_rejection(*, reason: str) -> None:
     _add({_field("rej", reason): 1})
 
 
+def record_config_error() -> None:
+    """The config file turned unusable (invalid, deleted): counted once per distinct error."""
+    _add({_field("cfgerr"): 1})
+
+
 def snapshot() -> dict[str, float]:
     client = sync_redis()
     if client is None:
@@ -231,6 +236,15 @@ def _gauges(out: _Writer) -> None:
     )
     depth, queue = _queue_depth(counts["queued"])
     out.sample("openresponses_queue_depth", depth, queue=queue)
+    from responses_app.gateway.keys import config_file_error
+
+    problem = config_file_error()
+    out.family(
+        "openresponses_config_file_ok",
+        "gauge",
+        "0 while the config file is unusable (this process serves its last good version, or refuses requests).",
+    )
+    out.sample("openresponses_config_file_ok", 0 if problem else 1)
 
 
 def _count_unfinished(model: Any, unfinished: list[str]) -> list[tuple[str, bool, int]]:
@@ -319,6 +333,14 @@ def exposition() -> str:
         data,
         "rej",
         ("reason",),
+    )
+    _counter(
+        out,
+        "openresponses_config_file_errors",
+        "Times the config file was found unusable (invalid or missing); its last good version is kept.",
+        data,
+        "cfgerr",
+        (),
     )
     _histogram(
         out,
