@@ -81,6 +81,9 @@ DEFAULTS: dict[str, Any] = {
     # 400 unsupported_parameter (LiteLLM's drop_params; per provider: options.drop_unsupported_params);
     # also OPENRESPONSES_DROP_UNSUPPORTED_PARAMS.
     "DROP_UNSUPPORTED_PARAMS": None,
+    # Distinct model names (besides those the routes spell out) and upstream error codes shown as
+    # /metrics labels; later ones are counted as "other" (clients choose model names).
+    "METRICS_MAX_LABELS": 100,
     # True: request logs include prompts (never on by default); also OPENRESPONSES_LOG_PROMPTS.
     "LOG_PROMPTS": None,
     # URL patterns of MCP servers the operator trusts on non-public addresses (loopback, private
