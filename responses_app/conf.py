@@ -81,6 +81,10 @@ DEFAULTS: dict[str, Any] = {
     # 400 unsupported_parameter (LiteLLM's drop_params; per provider: options.drop_unsupported_params);
     # also OPENRESPONSES_DROP_UNSUPPORTED_PARAMS.
     "DROP_UNSUPPORTED_PARAMS": None,
+    # Origins a browser's WebSocket may come from (Channels' patterns: "https://app.example.com",
+    # ".example.com", "*"); None: the site's ALLOWED_HOSTS. Connections without an Origin header
+    # (SDKs, curl) are not browsers and are accepted; also OPENRESPONSES_ALLOWED_ORIGINS.
+    "ALLOWED_ORIGINS": None,
     # Distinct model names (besides those the routes spell out) and upstream error codes shown as
     # /metrics labels; later ones are counted as "other" (clients choose model names).
     "METRICS_MAX_LABELS": 100,
@@ -105,6 +109,7 @@ ENV_FALLBACKS = {
     "LOG_PROMPTS": "OPENRESPONSES_LOG_PROMPTS",
     "MCP_ALLOWED_URLS": "OPENRESPONSES_MCP_ALLOWED_URLS",
     "DROP_UNSUPPORTED_PARAMS": "OPENRESPONSES_DROP_UNSUPPORTED_PARAMS",
+    "ALLOWED_ORIGINS": "OPENRESPONSES_ALLOWED_ORIGINS",
 }
 IMPORT_STRINGS = {"AUTHENTICATE"}
 

@@ -43,6 +43,21 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return response
 
 
+def json_content_type(request: HttpRequest) -> bool:
+    """A JSON body (``application/json`` or ``application/*+json``), or no body at all.
+
+    Browsers send ``text/plain``, form and multipart bodies cross-site without asking (no CORS
+    preflight); refusing them keeps another site's page from running requests with this server's
+    provider keys, in open mode too.
+    """
+    content_type = (request.content_type or "").strip().lower()
+    if content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    ):
+        return True
+    return not content_type and not request.body
+
+
 def api_view(
     methods: set[str],
 ) -> Callable[[Callable[..., Awaitable[HttpResponse]]], Callable[..., Awaitable[HttpResponse]]]:
@@ -75,6 +90,12 @@ def api_view(
                     f"Method {request.method} is not allowed here.",
                     code="method_not_allowed",
                     headers={"Allow": ", ".join(sorted(methods))},
+                ).to_response()
+            if request.method == "POST" and not json_content_type(request):
+                return ApiError(
+                    415,
+                    f"Unsupported Content-Type {request.content_type or '(none)'!r}: send 'application/json'.",
+                    code="unsupported_media_type",
                 ).to_response()
             try:
                 return await view(request, *args, **kwargs)
