@@ -74,7 +74,8 @@ DEFAULTS: dict[str, Any] = {
     # Seconds after which finished store:false responses are deleted (they serve only WebSocket
     # continuation); never less than an hour.
     "UNSTORED_RETENTION_SECONDS": 3600,
-    # Bearer token that Prometheus sends to /metrics (None: staff sessions only);
+    # Bearer token that Prometheus sends to /metrics (None: only sessions of staff users with the
+    # responses_app.view_metrics permission, which superusers have);
     # also OPENRESPONSES_METRICS_TOKEN.
     "METRICS_TOKEN": None,
     # True: request fields a route's provider cannot honour are dropped instead of refused with

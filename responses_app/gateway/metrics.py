@@ -7,7 +7,8 @@ the same Redis hash and any process can serve the totals. Without Redis they liv
 read when scraped, from the database and the Celery broker.
 
 The endpoint answers a request carrying ``Authorization: Bearer <OPENRESPONSES["METRICS_TOKEN"]>``
-or a staff user's session; anything else gets 403 (404 would hide it, but Prometheus reports a
+or the session of a staff user with the ``responses_app.view_metrics`` permission (superusers
+have it); anything else gets 403 (404 would hide it, but Prometheus reports a
 403 more clearly).
 """
 
@@ -30,6 +31,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SEP = "\t"
 TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+METRICS_PERMISSION = "view_metrics"
 UPSTREAM_CODES = {"rate_limit_exceeded", "model_not_found", "upstream_invalid_request"}
 
 #: Longest label value; the API refuses longer model names (a 400 naming ``model``).
@@ -464,11 +466,17 @@ def allowed(request: HttpRequest) -> bool:
     ):
         return True
     user = getattr(request, "user", None)
-    return bool(user is not None and user.is_active and user.is_staff)
+    # Superusers have every permission; other staff need this one (staff alone is not enough).
+    return bool(
+        user is not None
+        and user.is_active
+        and user.is_staff
+        and user.has_perm(f"responses_app.{METRICS_PERMISSION}")
+    )
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """``GET /metrics``: the Prometheus exposition, for the metrics token or staff."""
+    """``GET /metrics``: the Prometheus exposition, for the metrics token or ``view_metrics``."""
     if request.method not in {"GET", "HEAD"}:
         return HttpResponse(
             "Method not allowed\n", status=405, content_type="text/plain", headers={"Allow": "GET, HEAD"}
