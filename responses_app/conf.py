@@ -38,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     "TOOL_TIMEOUT": 30.0,
     # Seconds between SSE keep-alive comments while the upstream is silent.
     "KEEPALIVE_SECONDS": 15.0,
+    # Seconds a stream (SSE) waits for a client that reads nothing before dropping it (None: 30);
+    # while it waits, what is buffered for that client stays bounded (one transport buffer and one
+    # chunk). Also OPENRESPONSES_STREAM_WRITE_TIMEOUT.
+    "STREAM_WRITE_TIMEOUT": None,
     # When True a client dropping a non-background stream cancels the response.
     "DISCONNECT_CANCELS": False,
     # Seconds over which output events are coalesced into one persist-and-publish batch (the first
@@ -111,6 +115,7 @@ ENV_FALLBACKS = {
     "MCP_ALLOWED_URLS": "OPENRESPONSES_MCP_ALLOWED_URLS",
     "DROP_UNSUPPORTED_PARAMS": "OPENRESPONSES_DROP_UNSUPPORTED_PARAMS",
     "ALLOWED_ORIGINS": "OPENRESPONSES_ALLOWED_ORIGINS",
+    "STREAM_WRITE_TIMEOUT": "OPENRESPONSES_STREAM_WRITE_TIMEOUT",
 }
 IMPORT_STRINGS = {"AUTHENTICATE"}
 
