@@ -31,7 +31,7 @@ _page_after = sync_to_async(
 #: Stored events read at once when catching up: a replay of a long response holds one page (and
 #: at least one event), never the whole log, while its client reads.
 CATCH_UP_PAGE = 256
-CATCH_UP_PAGE_CHARS = 1 << 20
+CATCH_UP_PAGE_CHARS = 1 << 18
 _status = sync_to_async(lambda rid: response_status(response_id=rid))
 
 
