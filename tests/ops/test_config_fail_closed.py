@@ -36,7 +36,7 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
+def failclosed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
     tmp = tmp_path_factory.mktemp("failclosed")
     config = tmp / "openresponses.json"
     config.write_text(json.dumps(CONFIG))
@@ -92,8 +92,8 @@ def config_ok(http: httpx.Client) -> float:
     return families["openresponses_config_file_ok"].samples[0].value
 
 
-def test_invalid_then_deleted_config_keeps_the_keys(keyed_server: tuple[ServerProcess, Path]):
-    server, config = keyed_server
+def test_invalid_then_deleted_config_keeps_the_keys(failclosed_server: tuple[ServerProcess, Path]):
+    server, config = failclosed_server
     with httpx.Client(base_url=server.url, timeout=30) as http:
         rid = create(http, {"model": "mock-1", "input": "team a only"}, headers=bearer(TEAM_A))["id"]
         assert http.get(f"/v1/responses/{rid}").status_code == 401
