@@ -126,7 +126,7 @@ MIDDLEWARE = [
 # a username is locked out, from that address, for OPENRESPONSES_ADMIN_LOCKOUT_MINUTES
 # ("username+ip_address"; "username,ip_address" locks each separately; see docs/security.md).
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "responses_app.admin.login_throttle.LoginThrottleBackend",  # django-axes
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = int(os.environ.get("OPENRESPONSES_ADMIN_LOGIN_FAILURES", "5"))

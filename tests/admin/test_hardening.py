@@ -107,3 +107,11 @@ def test_metrics_need_a_permission_not_just_staff(settings):
     assert anonymous.get("/metrics").status_code == 403
     scraped = anonymous.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token-0001")
     assert scraped.status_code == 200
+
+
+def test_authenticate_without_a_request_still_works(admin_user: User):
+    """Scripts and the test client's ``login()`` pass no request: no lockout check, no failure."""
+    from django.contrib.auth import authenticate
+
+    assert authenticate(username="root", password=PASSWORD) == admin_user
+    assert authenticate(username="root", password="wrong") is None
