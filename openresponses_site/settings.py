@@ -6,6 +6,7 @@ switches to the production topology (Celery workers, Redis channel layer).
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -104,6 +105,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "providers_app",
     "responses_app",
+    "axes",  # admin login throttling
 ]
 
 MIDDLEWARE = [
@@ -116,7 +118,25 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: refuses logins of a locked-out username (429).
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin login throttling (django-axes): after OPENRESPONSES_ADMIN_LOGIN_FAILURES wrong passwords
+# a username is locked out, from that address, for OPENRESPONSES_ADMIN_LOCKOUT_MINUTES
+# ("username+ip_address"; "username,ip_address" locks each separately; see docs/security.md).
+AUTHENTICATION_BACKENDS = [
+    "responses_app.admin.login_throttle.LoginThrottleBackend",  # django-axes
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("OPENRESPONSES_ADMIN_LOGIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("OPENRESPONSES_ADMIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [
+    [part.strip() for part in item.split("+")]
+    for item in os.environ.get("OPENRESPONSES_ADMIN_LOCKOUT_PARAMETERS", "username+ip_address").split(",")
+    if item.strip()
+]
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "openresponses_site.urls"
 TEMPLATES = [
@@ -242,5 +262,9 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("OPENRESPONSES_LOG_LEVEL", "INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        "axes.apps": {"level": "WARNING"},
+    },
 }

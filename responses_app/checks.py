@@ -73,7 +73,8 @@ def _config_file() -> tuple[dict[str, Any] | None, checks.CheckMessage | None]:
     except (OSError, ConfigError) as exc:
         return None, checks.Error(
             f"The OpenResponses config file {path!r} cannot be used: {exc}",
-            hint="Fix the file, or point OPENRESPONSES['CONFIG_FILE'] / OPENRESPONSES_CONFIG at a readable JSON file.",
+            hint="Fix the file, or point OPENRESPONSES['CONFIG_FILE'] / OPENRESPONSES_CONFIG at a readable JSON file. "
+            "Running servers keep its last good version meanwhile (or refuse requests with 503 if they never read one).",
             id="openresponses.E005",
         )
 

@@ -37,6 +37,10 @@ DEFAULTS: dict[str, Any] = {
     "TOOL_TIMEOUT": 30.0,
     # Seconds between SSE keep-alive comments while the upstream is silent.
     "KEEPALIVE_SECONDS": 15.0,
+    # Seconds a stream (SSE) waits for a client that reads nothing before dropping it (None: 30);
+    # while it waits, what is buffered for that client stays bounded (one transport buffer and one
+    # chunk). Also OPENRESPONSES_STREAM_WRITE_TIMEOUT.
+    "STREAM_WRITE_TIMEOUT": None,
     # When True a client dropping a non-background stream cancels the response.
     "DISCONNECT_CANCELS": False,
     # Seconds over which output events are coalesced into one persist-and-publish batch (the first
@@ -71,13 +75,21 @@ DEFAULTS: dict[str, Any] = {
     # Seconds after which finished store:false responses are deleted (they serve only WebSocket
     # continuation); never less than an hour.
     "UNSTORED_RETENTION_SECONDS": 3600,
-    # Bearer token that Prometheus sends to /metrics (None: staff sessions only);
+    # Bearer token that Prometheus sends to /metrics (None: only sessions of staff users with the
+    # responses_app.view_metrics permission, which superusers have);
     # also OPENRESPONSES_METRICS_TOKEN.
     "METRICS_TOKEN": None,
     # True: request fields a route's provider cannot honour are dropped instead of refused with
     # 400 unsupported_parameter (LiteLLM's drop_params; per provider: options.drop_unsupported_params);
     # also OPENRESPONSES_DROP_UNSUPPORTED_PARAMS.
     "DROP_UNSUPPORTED_PARAMS": None,
+    # Origins a browser's WebSocket may come from (Channels' patterns: "https://app.example.com",
+    # ".example.com", "*"); None: the site's ALLOWED_HOSTS. Connections without an Origin header
+    # (SDKs, curl) are not browsers and are accepted; also OPENRESPONSES_ALLOWED_ORIGINS.
+    "ALLOWED_ORIGINS": None,
+    # Distinct model names (besides those the routes spell out) and upstream error codes shown as
+    # /metrics labels; later ones are counted as "other" (clients choose model names).
+    "METRICS_MAX_LABELS": 100,
     # True: request logs include prompts (never on by default); also OPENRESPONSES_LOG_PROMPTS.
     "LOG_PROMPTS": None,
     # URL patterns of MCP servers the operator trusts on non-public addresses (loopback, private
@@ -97,6 +109,8 @@ ENV_FALLBACKS = {
     "LOG_PROMPTS": "OPENRESPONSES_LOG_PROMPTS",
     "MCP_ALLOWED_URLS": "OPENRESPONSES_MCP_ALLOWED_URLS",
     "DROP_UNSUPPORTED_PARAMS": "OPENRESPONSES_DROP_UNSUPPORTED_PARAMS",
+    "ALLOWED_ORIGINS": "OPENRESPONSES_ALLOWED_ORIGINS",
+    "STREAM_WRITE_TIMEOUT": "OPENRESPONSES_STREAM_WRITE_TIMEOUT",
 }
 IMPORT_STRINGS = {"AUTHENTICATE"}
 

@@ -270,6 +270,8 @@ class UsageRecord(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["owner", "day"])]
+        # /metrics shows every team's models, volumes and costs: a permission of its own, not "any staff".
+        permissions = [("view_metrics", "Can read the Prometheus metrics at /metrics")]
 
     def __str__(self) -> str:
         return f"{self.response_id} {self.model} {self.input_tokens}+{self.output_tokens}"

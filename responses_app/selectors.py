@@ -82,12 +82,29 @@ def response_resource(*, response: Response) -> dict[str, Any]:
     return build_resource(response, response_output_items(response=response))
 
 
-def response_events_after(*, response_id: str, after: int) -> list[tuple[int, str, str]]:
-    return list(
-        ResponseEvent.objects.filter(response_id=response_id, sequence_number__gt=after)
-        .order_by("sequence_number")
-        .values_list("sequence_number", "type", "payload")
+def response_events_after(
+    *, response_id: str, after: int, limit: int | None = None, max_chars: int | None = None
+) -> list[tuple[int, str, str]]:
+    """Stored events with ``sequence_number > after``, in order: at most ``limit`` of them, and
+    (with ``max_chars``) no more than fit in that many payload characters (always at least one)."""
+    rows = ResponseEvent.objects.filter(response_id=response_id, sequence_number__gt=after).order_by(
+        "sequence_number"
     )
+    if max_chars is not None:
+        from django.db.models.functions import Length
+
+        sizes = rows.annotate(chars=Length("payload")).values_list("sequence_number", "chars")
+        last, total = None, 0
+        for number, chars in sizes if limit is None else sizes[:limit]:
+            if last is not None and total + (chars or 0) > max_chars:
+                break
+            last, total = number, total + (chars or 0)
+        if last is None:
+            return []
+        rows = rows.filter(sequence_number__lte=last)
+        limit = None
+    values = rows.values_list("sequence_number", "type", "payload")
+    return list(values if limit is None else values[:limit])
 
 
 def response_status(*, response_id: str) -> str | None:

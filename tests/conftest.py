@@ -175,6 +175,8 @@ E2E_FIXTURES = frozenset(
         "topology",
         "host_url",
         "quick_report",
+        "failclosed_server",
+        "bounded_server",
     }
 )
 

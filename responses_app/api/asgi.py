@@ -18,6 +18,8 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import response_for_exception
 from django.urls import set_script_prefix
 
+from responses_app.api.streaming import ClientTooSlow, bounded_send
+
 Scope = dict[str, Any]
 App = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
@@ -32,6 +34,7 @@ class LeanASGIHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except Exception:  # noqa: BLE001 - the client went away while sending
             return
+        send = bounded_send(send)  # backpressure: a client that stops reading is dropped
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, body_file)
         if request is None:
@@ -47,7 +50,7 @@ class LeanASGIHandler(ASGIHandler):
             response._handler_class = self.__class__
             try:
                 await self.send_response(response, send)
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, ClientTooSlow):
                 pass
             return response
 

@@ -1,8 +1,17 @@
-"""SSE: encode stored/live events as frames, one write per batch, ``data: [DONE]`` at the end."""
+"""SSE: encode stored/live events as frames, one write per batch, ``data: [DONE]`` at the end.
+
+Writes to a client are bounded (:class:`BoundedSend`): a stream waits while the client is not
+reading and is dropped after ``STREAM_WRITE_TIMEOUT`` seconds of that, so a reader that stops
+reading holds at most one transport buffer, not the whole stream (issue 16, finding 6; the
+reasoning and figures are in docs/security.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
@@ -13,6 +22,7 @@ from responses_app.events.reader import follow
 from responses_app.events.sink import Batch
 from responses_app.states import TERMINAL_EVENT_TYPES
 
+logger = logging.getLogger(__name__)
 DONE = "data: [DONE]\n\n"
 KEEPALIVE = ": keep-alive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -33,6 +43,7 @@ async def sse_stream(
     catch_up: bool = True,
     prefetched: list[Batch] | None = None,
     on_disconnect: object = None,
+    on_close: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[str]:
     keepalive = float(openresponses_settings.KEEPALIVE_SECONDS)
     finished = False
@@ -56,9 +67,13 @@ async def sse_stream(
         if not finished:
             yield DONE
     finally:
-        await subscription.close()
-        if not finished and callable(on_disconnect):
-            await on_disconnect()
+        try:
+            await subscription.close()
+            if not finished and callable(on_disconnect):
+                await on_disconnect()
+        finally:
+            if on_close is not None:
+                await on_close()
 
 
 def sse_response(iterator: AsyncIterator[str]) -> StreamingHttpResponse:
@@ -69,3 +84,132 @@ def sse_response(iterator: AsyncIterator[str]) -> StreamingHttpResponse:
 
 
 aget = sync_to_async
+
+
+# --------------------------------------------------------------------------- bounded writes
+
+
+class ClientTooSlow(Exception):
+    """The client read nothing for ``STREAM_WRITE_TIMEOUT`` seconds: its stream is dropped."""
+
+
+class _TransportWritable:
+    """A Twisted push producer: the transport pauses it when its write buffer is full (64 KiB)
+    and resumes it once the client has read the buffer out."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.event.set()
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's IPushProducer
+        self.event.clear()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.event.set()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.event.set()
+
+
+def _twisted_request(send: Callable[..., Any]) -> Any:
+    """Daphne's HTTP request object behind its ASGI ``send``, if that is what serves us.
+
+    Daphne's ``send`` is ``functools.partial(server.handle_reply, request)`` and writes straight
+    into Twisted's transport without ever waiting: the only flow control is Twisted's own
+    producer API on the request, which this reaches.
+    """
+    args = getattr(send, "args", None)
+    if not args:
+        return None
+    request = args[0]
+    if callable(getattr(request, "registerProducer", None)) and getattr(request, "channel", None):
+        return request
+    return None
+
+
+class BoundedSend:
+    """An ASGI ``send`` that waits while the client does not read, and gives up after ``timeout``.
+
+    * Under daphne (Twisted), a producer registered on the request is paused by the transport when
+      its buffer passes 64 KiB; each body message waits for it to resume. A stalled client is
+      aborted (the buffer freed at once) and :class:`ClientTooSlow` ends the stream.
+    * Under servers whose ``send`` waits for the socket (uvicorn, hypercorn, granian), the wait
+      inside ``send`` is bounded by the same timeout.
+
+    Django sends a streamed part in chunks of at most 64 KiB, so what waits for one client is at
+    most one transport buffer, one chunk and the part being sent.
+    """
+
+    def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], timeout: float) -> None:
+        self._send = send
+        self.timeout = timeout
+        self._request = _twisted_request(send)
+        self._writable: _TransportWritable | None = None
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "http.response.body":
+            await self._send(message)
+            return
+        more = bool(message.get("more_body"))
+        if self._request is not None:
+            if more and self._writable is None:
+                self._register()
+            if self._writable is not None:
+                if not self._writable.event.is_set():
+                    await self._wait_writable()
+                if not more:
+                    self._unregister()
+            await self._send(message)
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._send(message)
+        except TimeoutError:
+            raise ClientTooSlow(f"the client read nothing for {self.timeout:g}s") from None
+
+    def _register(self) -> None:
+        writable = _TransportWritable()
+        try:
+            self._request.registerProducer(writable, True)
+        except (RuntimeError, ValueError, AttributeError):
+            return  # another producer is registered, or the connection is gone: nothing to watch
+        self._writable = writable
+
+    def _unregister(self) -> None:
+        if self._writable is None:
+            return
+        self._writable = None
+        try:
+            self._request.unregisterProducer()
+        except AttributeError:  # the connection is already gone
+            pass
+
+    async def _wait_writable(self) -> None:
+        assert self._writable is not None
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._writable.event.wait()
+        except TimeoutError:
+            self._unregister()
+            transport = getattr(getattr(self._request, "channel", None), "transport", None)
+            if transport is not None:
+                transport.abortConnection()  # a close would wait for the client to read the buffer
+            logger.warning("dropped a client that read nothing for %gs", self.timeout)
+            raise ClientTooSlow(f"the client read nothing for {self.timeout:g}s") from None
+
+
+DEFAULT_WRITE_TIMEOUT = 30.0
+
+
+def write_timeout() -> float:
+    """``STREAM_WRITE_TIMEOUT`` (seconds; 30 unless set)."""
+    try:
+        value = float(openresponses_settings.STREAM_WRITE_TIMEOUT or DEFAULT_WRITE_TIMEOUT)
+    except (TypeError, ValueError):
+        return DEFAULT_WRITE_TIMEOUT
+    return value if value > 0 else DEFAULT_WRITE_TIMEOUT
+
+
+def bounded_send(send: Callable[[dict[str, Any]], Awaitable[None]]) -> BoundedSend:
+    """``send`` with backpressure and the ``STREAM_WRITE_TIMEOUT`` bound."""
+    return BoundedSend(send, write_timeout())

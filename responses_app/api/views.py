@@ -19,7 +19,6 @@ from responses_app.api.streaming import sse_response, sse_stream
 from responses_app.api.validation import parse_json_body, validate_create
 from responses_app.conf import openresponses_settings
 from responses_app.errors import ApiError, invalid
-from responses_app.events.bus import get_bus
 from responses_app.events.reader import terminal_response
 from responses_app.gateway.auth import ClientIdentity, authenticate
 from responses_app.observability import tracing
@@ -41,6 +40,21 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     for key, value in (headers or {}).items():
         response[key] = value
     return response
+
+
+def json_content_type(request: HttpRequest) -> bool:
+    """A JSON body (``application/json`` or ``application/*+json``), or no body at all.
+
+    Browsers send ``text/plain``, form and multipart bodies cross-site without asking (no CORS
+    preflight); refusing them keeps another site's page from running requests with this server's
+    provider keys, in open mode too.
+    """
+    content_type = (request.content_type or "").strip().lower()
+    if content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    ):
+        return True
+    return not content_type and not request.body
 
 
 def api_view(
@@ -75,6 +89,12 @@ def api_view(
                     f"Method {request.method} is not allowed here.",
                     code="method_not_allowed",
                     headers={"Allow": ", ".join(sorted(methods))},
+                ).to_response()
+            if request.method == "POST" and not json_content_type(request):
+                return ApiError(
+                    415,
+                    f"Unsupported Content-Type {request.content_type or '(none)'!r}: send 'application/json'.",
+                    code="unsupported_media_type",
                 ).to_response()
             try:
                 return await view(request, *args, **kwargs)
@@ -197,20 +217,40 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
         await flows.delete(response_id=response_id, owner=identity.owner)
         return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
     streamed = request.GET.get("stream") in {"true", "1"}
+    after = _starting_after(request) if streamed else -1
     get = flows.released(selectors.response_get) if streamed else selectors.response_get
     response = await sync_to_async(get)(response_id=response_id, owner=identity.owner)
     if streamed:
-        raw_after = request.GET.get("starting_after", "-1")
-        try:
-            after = int(raw_after)
-        except ValueError:
-            raise invalid(
-                f"Invalid 'starting_after': {raw_after!r} is not an integer.", "starting_after"
-            ) from None
-        subscription = await get_bus().subscribe(response.id)
-        return sse_response(sse_stream(response.id, subscription, after=after, catch_up=True))
+        return await _replay(request, response.id, identity, after)
     resource = await sync_to_async(selectors.response_resource)(response=response)
     return json_response(resource)
+
+
+def _starting_after(request: HttpRequest) -> int:
+    """``starting_after``: -1 (everything) or a sequence number; anything else is a 400."""
+    raw_after = request.GET.get("starting_after", "-1")
+    try:
+        after = int(raw_after)
+    except ValueError:
+        raise invalid(
+            f"Invalid 'starting_after': {raw_after!r} is not an integer.", "starting_after"
+        ) from None
+    if after < -1:
+        raise invalid(
+            f"Invalid 'starting_after': {after} is below -1 (-1 replays every event).", "starting_after"
+        )
+    return after
+
+
+async def _replay(
+    request: HttpRequest, response_id: str, identity: ClientIdentity, after: int
+) -> HttpResponse:
+    """``GET …?stream=true``: the stored events, then live ones, holding a concurrency slot."""
+    request_id = request.openresponses_request_id  # type: ignore[attr-defined]
+    subscription, release = await flows.replay_start(
+        response_id=response_id, identity=identity, request_id=request_id
+    )
+    return sse_response(sse_stream(response_id, subscription, after=after, catch_up=True, on_close=release))
 
 
 @api_view({"POST"})

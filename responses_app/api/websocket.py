@@ -13,9 +13,11 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import urlparse
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.security.websocket import OriginValidator
 from django.http import QueryDict
 from django.http.request import HttpHeaders
 
@@ -53,6 +55,34 @@ class HandshakeRequest:
         self.path = scope.get("path", "")
         self.GET = QueryDict(scope.get("query_string", b"").decode("latin1"))
         self.scope = scope
+
+
+def allowed_origins() -> list[str]:
+    """``OPENRESPONSES["ALLOWED_ORIGINS"]``, else the site's ``ALLOWED_HOSTS`` (any scheme and port)."""
+    configured = openresponses_settings.ALLOWED_ORIGINS
+    if configured is not None and configured != "":
+        if isinstance(configured, str):
+            return [o.strip() for o in configured.split(",") if o.strip()]
+        return [str(o) for o in configured]
+    from django.conf import settings
+
+    return list(settings.ALLOWED_HOSTS)
+
+
+def origin_allowed(scope: dict[str, Any]) -> bool:
+    """A browser's ``Origin`` must be allowed; a client that sends none (SDKs, curl) is not a browser.
+
+    Browsers open WebSockets cross-site without any CORS check, so without this a page on any
+    site could run requests with the server's provider keys through a local server in open mode.
+    """
+    origins = [value for name, value in scope.get("headers") or [] if name.lower() == b"origin"]
+    if not origins:
+        return True
+    try:
+        parsed = urlparse(origins[-1].decode("latin1"))
+    except UnicodeDecodeError:
+        return False
+    return OriginValidator(None, allowed_origins()).valid_origin(parsed)
 
 
 def error_event(
@@ -106,6 +136,11 @@ class ResponsesConsumer(AsyncWebsocketConsumer):
         self.running: str | None = None
         self.worker: asyncio.Task | None = None
         self.refused = False
+        if not origin_allowed(self.scope):
+            logger.warning("WebSocket refused: Origin not allowed")
+            self.refused = True
+            await self.close()  # before accept: the handshake is answered with 403
+            return
         await self.accept()
         try:
             self.identity = await database_sync_to_async(authenticate)(HandshakeRequest(self.scope))

@@ -23,6 +23,15 @@ logger = logging.getLogger(__name__)
 BROKEN_BUS_POLL_SECONDS = 0.5
 
 _events_after = sync_to_async(lambda rid, after: response_events_after(response_id=rid, after=after))
+_page_after = sync_to_async(
+    lambda rid, after: response_events_after(
+        response_id=rid, after=after, limit=CATCH_UP_PAGE, max_chars=CATCH_UP_PAGE_CHARS
+    )
+)
+#: Stored events read at once when catching up: a replay of a long response holds one page (and
+#: at least one event), never the whole log, while its client reads.
+CATCH_UP_PAGE = 256
+CATCH_UP_PAGE_CHARS = 1 << 18
 _status = sync_to_async(lambda rid: response_status(response_id=rid))
 
 
@@ -57,7 +66,7 @@ async def follow(
     Live events beyond a gap wait in a buffer until the store fills the gap (events are
     published before they are persisted, so the store may lag the bus by a moment).
     """
-    last = after
+    last = max(after, -1)  # sequence numbers start at 0: below -1 would be a gap forever
     ahead: dict[int, tuple] = {}  # events received beyond a gap, by sequence number
 
     def contiguous() -> Batch:
@@ -76,11 +85,18 @@ async def follow(
         return contiguous()
 
     if catch_up:
-        stored = await from_store()
-        if stored:
-            yield stored
-            if stored[-1][1] in TERMINAL_EVENT_TYPES:
-                return
+        while True:
+            rows = await _page_after(response_id, last)
+            for event in rows:
+                if event[0] > last:
+                    ahead.setdefault(event[0], event)
+            stored = contiguous()
+            if stored:
+                yield stored
+                if stored[-1][1] in TERMINAL_EVENT_TYPES:
+                    return
+            if not rows or not stored:
+                break
     silent_rounds = 0
     finished_checks = 0
     last_yield = time.monotonic()

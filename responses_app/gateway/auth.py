@@ -61,7 +61,25 @@ def configured_keys() -> list[str]:
 
 
 def authenticate_default(request: Any) -> ClientIdentity:
-    """The default hook: static keys from settings/env, then stored client keys."""
+    """The default hook: static keys from settings/env, then stored client keys.
+
+    A config file that is set but unusable keeps its last good keys (see ``keys.config_file_data``);
+    when no good version was ever read, requests are refused with 503, never let in without a key.
+    """
+    from responses_app.gateway.keys import ConfigUnavailable
+
+    try:
+        return _authenticate_default(request)
+    except ConfigUnavailable as exc:
+        raise ApiError(
+            503,
+            "The server's configuration file cannot be read: requests are refused until an operator fixes it.",
+            code="config_unavailable",
+            error_type="server_error",
+        ) from exc
+
+
+def _authenticate_default(request: Any) -> ClientIdentity:
     global _warned_open
     keys = configured_keys()
     token = bearer_token(request.headers)

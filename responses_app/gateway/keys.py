@@ -152,8 +152,11 @@ def stored_keys_exist() -> bool:
     """True once any client key was created (revoked ones count: revoking never reopens the API)."""
     from responses_app.models import ClientKey
 
-    if config_keys():
-        return True  # keys declared in the config file close the API too
+    try:
+        if config_keys():
+            return True  # keys declared in the config file close the API too
+    except ConfigUnavailable:
+        return True  # fail closed: an unusable config file might declare keys
     now = time.monotonic()
     if _exists_cache and _exists_cache[0][0] > now:
         return _exists_cache[0][1]
@@ -264,10 +267,68 @@ class ConfigKey:
 
 _config_state: dict[str, Any] = {}
 CONFIG_RECHECK_SECONDS = 2.0
+#: The last configuration read successfully, by path. Kept across :func:`reset_cache`: a file that
+#: turns unreadable (invalid, deleted, half-written) never means "no keys" (issue 16, finding 1).
+_last_good: dict[str, dict[str, Any]] = {}
+_reported: dict[str, str] = {}
 
 
-def config_file_data() -> dict[str, Any]:
-    """The parsed config file (re-read when it changes; {} without one or when it is unreadable)."""
+class ConfigUnavailable(Exception):
+    """The config file is set but unreadable and no good version of it was ever read here."""
+
+
+def _read_config(path: str, state: dict[str, Any]) -> tuple[dict[str, Any] | None, int | None, str]:
+    """(data, mtime, error): the file's data, or None with the reason it cannot be used."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError as exc:
+        return None, None, f"cannot be read: {exc.strerror or exc}"
+    if state.get("path") == path and state.get("mtime") == mtime and not state.get("error"):
+        return state["data"], mtime, ""
+    from providers_app.registry import load_config_file
+
+    try:
+        return load_config_file(path), mtime, ""
+    except Exception as exc:  # noqa: BLE001 - invalid JSON/YAML, a vanished file, a bad shape: all unusable
+        return None, mtime, str(exc) or type(exc).__name__
+
+
+def _report_config_error(path: str, error: str, *, fallback: bool) -> None:
+    """Say loudly (once per distinct error) that the file is unusable, and count it."""
+    if _reported.get(path) == error:
+        return
+    _reported[path] = error
+    if fallback:
+        logger.error(
+            "config file %s is unusable (%s): still serving its last good version (client keys, "
+            "limits, prices) until it is fixed",
+            path,
+            error,
+        )
+    else:
+        logger.error(
+            "config file %s is unusable (%s) and was never read successfully: API requests are "
+            "refused with 503 until it is fixed",
+            path,
+            error,
+        )
+    from responses_app.gateway.metrics import record_config_error
+
+    record_config_error()
+
+
+def config_file_error() -> tuple[str, bool] | None:
+    """Why the config file is unusable right now and whether its last good version is served; None when fine."""
+    config_file_data_or_none()
+    error = _config_state.get("error")
+    if not error:
+        return None
+    return error, _config_state.get("data") is not None
+
+
+def config_file_data_or_none() -> dict[str, Any] | None:
+    """The parsed config file ({} without one); its last good version when it turns unusable; None
+    when it is set, unusable and was never read successfully in this process."""
     from responses_app.conf import openresponses_settings
 
     path = str(openresponses_settings.CONFIG_FILE or "")
@@ -275,25 +336,33 @@ def config_file_data() -> dict[str, Any]:
     state = _config_state
     if state.get("path") == path and state.get("checked", 0) > now - CONFIG_RECHECK_SECONDS:
         return state["data"]
-    data: dict[str, Any] = {}
+    data: dict[str, Any] | None = {}
     mtime = None
+    error = ""
     if path:
-        try:
-            mtime = os.stat(path).st_mtime_ns
-        except OSError:
-            mtime = None
-        if mtime is not None and state.get("path") == path and state.get("mtime") == mtime:
-            data = state["data"]
-        elif mtime is not None:
-            from providers_app.registry import ConfigError, load_config_file
-
-            try:
-                data = load_config_file(path)
-            except (ConfigError, OSError) as exc:
-                logger.warning("config file %s could not be read for keys and prices: %s", path, exc)
+        data, mtime, error = _read_config(path, state)
+        if error:
+            data = _last_good.get(path)
+            _report_config_error(path, error, fallback=data is not None)
+        else:
+            if path in _reported:
+                logger.warning("config file %s is readable again", path)
+                _reported.pop(path, None)
+            _last_good[path] = data or {}
+    same = state.get("path") == path and state.get("data") is data
     with _lock:
+        keys = state.get("keys") if same else None
         _config_state.clear()
-        _config_state.update(path=path, mtime=mtime, checked=now, data=data, keys=None)
+        _config_state.update(path=path, mtime=mtime, checked=now, data=data, keys=keys, error=error)
+    return data
+
+
+def config_file_data() -> dict[str, Any]:
+    """The parsed config file, or its last good version; raises :class:`ConfigUnavailable` when it
+    is set but unusable and no good version was ever read (fail closed, never "no keys")."""
+    data = config_file_data_or_none()
+    if data is None:
+        raise ConfigUnavailable(_config_state.get("error") or "unusable")
     return data
 
 

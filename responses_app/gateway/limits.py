@@ -34,6 +34,10 @@ WINDOW = 60.0
 SLOT_GRACE = 30.0  # a slot younger than this may belong to a response not stored yet
 SLOT_MAX_AGE = 86400.0
 GLOBAL = "*global*"
+#: Slots of replays (``GET …?stream=true``) are named ``replay:<request id>``: no response row
+#: tells whether one still streams, so they are reclaimed only when released or after an hour.
+REPLAY_PREFIX = "replay:"
+REPLAY_SLOT_MAX_AGE = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +251,11 @@ def _stale_slots(members: dict[str, float], now: float) -> list[str]:
     """Slots whose response is no longer unfinished (or never got stored): safe to reclaim."""
     from responses_app.models import UNFINISHED, Response
 
-    old = [member for member, at in members.items() if at < now - SLOT_GRACE]
+    old = [
+        member
+        for member, at in members.items()
+        if at < now - (REPLAY_SLOT_MAX_AGE if member.startswith(REPLAY_PREFIX) else SLOT_GRACE)
+    ]
     if not old:
         return []
     alive = set(

@@ -7,7 +7,8 @@ the same Redis hash and any process can serve the totals. Without Redis they liv
 read when scraped, from the database and the Celery broker.
 
 The endpoint answers a request carrying ``Authorization: Bearer <OPENRESPONSES["METRICS_TOKEN"]>``
-or a staff user's session; anything else gets 403 (404 would hide it, but Prometheus reports a
+or the session of a staff user with the ``responses_app.view_metrics`` permission (superusers
+have it); anything else gets 403 (404 would hide it, but Prometheus reports a
 403 more clearly).
 """
 
@@ -30,10 +31,25 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SEP = "\t"
 TTFT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+METRICS_PERMISSION = "view_metrics"
 UPSTREAM_CODES = {"rate_limit_exceeded", "model_not_found", "upstream_invalid_request"}
+
+#: Longest label value; the API refuses longer model names (a 400 naming ``model``).
+MAX_LABEL_CHARS = 200
+OTHER = "other"
 
 _lock = threading.Lock()
 _local: dict[str, float] = defaultdict(float)
+#: Free-form label values admitted so far, by kind ("model", "code"): bounded by METRICS_MAX_LABELS.
+_admitted: dict[str, set[str]] = defaultdict(set)
+
+# Admit ARGV[1] into the set KEYS[1] unless it already holds ARGV[2] members: 1 when admitted.
+_ADMIT_LABEL = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+"""
 
 
 def _hash_key() -> str:
@@ -59,6 +75,82 @@ def _add(increments: dict[str, float]) -> None:
         pipe.execute()
     except Exception:  # noqa: BLE001 - metrics never break a response
         logger.warning("could not record metrics", exc_info=True)
+
+
+def _max_labels() -> int:
+    try:
+        return max(0, int(openresponses_settings.METRICS_MAX_LABELS))
+    except (TypeError, ValueError):
+        return 100
+
+
+def _plain(value: str) -> bool:
+    return 0 < len(value) <= MAX_LABEL_CHARS and value.isprintable()
+
+
+def _bounded(kind: str, value: str) -> str:
+    """``value`` if it is one of the first ``METRICS_MAX_LABELS`` of its kind ever seen, else 'other'.
+
+    The set is shared through Redis when there is one, so every process agrees on it.
+    """
+    if value in _admitted[kind]:
+        return value
+    cap = _max_labels()
+    client = sync_redis()
+    if client is None:
+        with _lock:
+            if len(_admitted[kind]) >= cap:
+                return OTHER
+            _admitted[kind].add(value)
+        return value
+    try:
+        ok = client.eval(_ADMIT_LABEL, 1, f"{_hash_key()}:labels:{kind}", value, cap)
+    except Exception:  # noqa: BLE001 - metrics never break a response
+        logger.warning("could not admit a metrics label", exc_info=True)
+        return OTHER
+    if not int(ok):
+        return OTHER
+    with _lock:
+        if len(_admitted[kind]) < cap:
+            _admitted[kind].add(value)
+    return value
+
+
+def _routed_models() -> set[str]:
+    """Model names the routes spell out (exact patterns, upstream and fallback models): bounded."""
+    from providers_app.registry import all_routes
+
+    names: set[str] = set()
+    for route in all_routes():
+        if not any(c in route.pattern for c in "*?["):
+            names.add(route.pattern)
+        names.update(m for m in (route.upstream_model, *(m for _, m in route.fallbacks)) if m)
+    return names
+
+
+def model_label(model: str) -> str:
+    """The ``model`` label: a routed name, one of the first ``METRICS_MAX_LABELS`` others, or 'other'.
+
+    A client chooses the model name (any name matching a route glob is served), so it never
+    becomes a label unchecked: too long, control characters, or beyond the cap, it is 'other'.
+    """
+    model = str(model or "")
+    if not _plain(model):
+        return OTHER
+    try:
+        if model in _routed_models():
+            return model
+    except Exception:  # noqa: BLE001 - the registry is away: fall back to the bounded set
+        logger.debug("metrics: routes unavailable", exc_info=True)
+    return _bounded("model", model)
+
+
+def code_label(code: str) -> str:
+    """An upstream error code (providers choose them): bounded like model names."""
+    code = str(code or "upstream_error")
+    if not _plain(code) or len(code) > 64:
+        return OTHER
+    return _bounded("code", code)
 
 
 def _field(*parts: Any) -> str:
@@ -89,7 +181,8 @@ def record_response(
     total_seconds: float | None,
     error: dict[str, Any] | None,
 ) -> None:
-    """Everything one finished response adds to the counters."""
+    """Everything one finished response adds to the counters (labels from bounded sets only)."""
+    model = model_label(model)
     inc: dict[str, float] = {
         _field("r", model, provider, status): 1,
         _field("it", model, provider): iterations,
@@ -107,18 +200,23 @@ def record_response(
             inc[_field(name, model, provider, _bucket(value, buckets))] = 1
             inc[_field(name + "_sum", model, provider)] = value
     if status == "failed" and is_upstream_error(error):
-        inc[_field("uerr", provider, (error or {}).get("code") or "upstream_error")] = 1
+        inc[_field("uerr", provider, code_label((error or {}).get("code") or "upstream_error"))] = 1
     _add(inc)
 
 
 def record_upstream_error(*, provider: str, code: str) -> None:
     """A provider failed (also one that a fallback then replaced)."""
-    _add({_field("uerr", provider, code or "upstream_error"): 1})
+    _add({_field("uerr", provider, code_label(code or "upstream_error")): 1})
 
 
 def record_rejection(*, reason: str) -> None:
     """A request refused by a limit (429)."""
     _add({_field("rej", reason): 1})
+
+
+def record_config_error() -> None:
+    """The config file turned unusable (invalid, deleted): counted once per distinct error."""
+    _add({_field("cfgerr"): 1})
 
 
 def snapshot() -> dict[str, float]:
@@ -133,6 +231,7 @@ def snapshot() -> dict[str, float]:
 def reset_local() -> None:
     with _lock:
         _local.clear()
+        _admitted.clear()
 
 
 # --------------------------------------------------------------------------- exposition
@@ -231,6 +330,15 @@ def _gauges(out: _Writer) -> None:
     )
     depth, queue = _queue_depth(counts["queued"])
     out.sample("openresponses_queue_depth", depth, queue=queue)
+    from responses_app.gateway.keys import config_file_error
+
+    problem = config_file_error()
+    out.family(
+        "openresponses_config_file_ok",
+        "gauge",
+        "0 while the config file is unusable (this process serves its last good version, or refuses requests).",
+    )
+    out.sample("openresponses_config_file_ok", 0 if problem else 1)
 
 
 def _count_unfinished(model: Any, unfinished: list[str]) -> list[tuple[str, bool, int]]:
@@ -320,6 +428,14 @@ def exposition() -> str:
         "rej",
         ("reason",),
     )
+    _counter(
+        out,
+        "openresponses_config_file_errors",
+        "Times the config file was found unusable (invalid or missing); its last good version is kept.",
+        data,
+        "cfgerr",
+        (),
+    )
     _histogram(
         out,
         "openresponses_time_to_first_token_seconds",
@@ -350,11 +466,17 @@ def allowed(request: HttpRequest) -> bool:
     ):
         return True
     user = getattr(request, "user", None)
-    return bool(user is not None and user.is_active and user.is_staff)
+    # Superusers have every permission; other staff need this one (staff alone is not enough).
+    return bool(
+        user is not None
+        and user.is_active
+        and user.is_staff
+        and user.has_perm(f"responses_app.{METRICS_PERMISSION}")
+    )
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """``GET /metrics``: the Prometheus exposition, for the metrics token or staff."""
+    """``GET /metrics``: the Prometheus exposition, for the metrics token or ``view_metrics``."""
     if request.method not in {"GET", "HEAD"}:
         return HttpResponse(
             "Method not allowed\n", status=405, content_type="text/plain", headers={"Allow": "GET, HEAD"}

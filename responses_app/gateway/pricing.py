@@ -59,9 +59,9 @@ def _declared() -> list[tuple[str, dict[str, Any]]]:
     found: list[tuple[str, dict[str, Any]]] = []
     path = openresponses_settings.CONFIG_FILE
     if path:
-        from responses_app.gateway.keys import config_file_data
+        from responses_app.gateway.keys import config_file_data_or_none
 
-        found += _pairs(config_file_data().get("prices"))
+        found += _pairs((config_file_data_or_none() or {}).get("prices"))
     found += _pairs(openresponses_settings.PRICES)
     return found
 

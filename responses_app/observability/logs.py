@@ -5,7 +5,8 @@ the response it creates; the loop binds it again wherever it runs (a Celery work
 :class:`RequestIdFilter` puts the same id on every line about that request. The JSON formatter
 is chosen with ``OPENRESPONSES_LOG_FORMAT=json`` in the standalone server (see ``LOGGING``).
 
-Prompts and keys are never logged unless ``OPENRESPONSES["LOG_PROMPTS"]`` is on, and then only
+Control characters in a message are escaped by both formatters: a client's newline never makes a
+log line of its own. Prompts and keys are never logged unless ``OPENRESPONSES["LOG_PROMPTS"]`` is on, and then only
 through :func:`log_prompt`.
 """
 
@@ -22,6 +23,28 @@ from typing import Any
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("openresponses_request_id", default="")
 response_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("openresponses_response_id", default="")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_control(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped (``\\n``, ``\\x1b``, ``\\u2028``).
+
+    Logged fields carry what clients sent (a model name, a key name): a newline in one must not
+    start a forged log line, nor an ANSI sequence rewrite a terminal.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable():
+            out.append(char)
+        elif char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 0x100:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(f"\\u{ord(char):04x}" if ord(char) < 0x10000 else f"\\U{ord(char):08x}")
+    return "".join(out)
 
 
 def new_request_id() -> str:
@@ -80,7 +103,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": escape_control(record.getMessage()),
         }
         for name in ("request_id", "response_id"):
             value = getattr(record, name, "")
@@ -92,7 +115,12 @@ class JsonFormatter(logging.Formatter):
 
 
 class PlainFormatter(logging.Formatter):
-    """The plain format with ``[request id]`` when there is one."""
+    """The plain format with ``[request id]`` when there is one; one line per message (control
+    characters escaped; a traceback's lines follow, indented by Python)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape_control(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,6 +271,34 @@ def _resource_of(response_id: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- cancel and delete
+
+
+async def replay_start(
+    *, response_id: str, identity: ClientIdentity, request_id: str
+) -> tuple[Subscription, Callable[[], Awaitable[None]]]:
+    """Admit a replay of a stored response's events and subscribe to its live ones.
+
+    A replay streams as long as a live response and costs the server as much, so it holds one of
+    the key's concurrency slots (and counts as a request for ``rpm``; not for tokens, it uses no
+    model) until the returned ``release`` runs at the end of its stream.
+    """
+    ticket = limits.REPLAY_PREFIX + request_id
+    own = limits.limits_for(identity)
+    await limits.admit(
+        owner=identity.owner,
+        limits=limits.Limits(rpm=own.rpm, max_concurrent=own.max_concurrent),
+        ticket=ticket,
+    )
+
+    async def release() -> None:
+        await limits.release(owner=identity.owner, ticket=ticket)
+
+    try:
+        subscription = await get_bus().subscribe(response_id)
+    except BaseException:
+        await release()
+        raise
+    return subscription, release
 
 
 def cancel_response(*, response: Response) -> Response:
