@@ -31,6 +31,7 @@ CODEX = NODE_DIR / "node_modules" / ".bin" / "codex"
 #: What ``COMMAND`` prints; it appears in no request until Codex has run the command.
 PRINTED = "clients-42"
 
+
 def _under_tmp(path: Path) -> bool:
     resolved = path.resolve()
     return any(resolved.is_relative_to(t) for t in {Path("/tmp"), Path(tempfile.gettempdir()).resolve()})
