@@ -48,3 +48,35 @@ def test_a_broken_contract_fails(tmp_path):
         "BROKEN" in result.stdout
         and "responses_app.api.views -> responses_app.services.flows" in result.stdout
     )
+
+
+def test_the_documented_tree_is_the_tree() -> None:
+    """Every folder and module docs/architecture.md names (first word of each line, by indent) exists."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "architecture.md").read_text()
+    block = doc.split("```\n", 2)[1]
+    stack: list[tuple[int, Path]] = []
+    checked = 0
+    for line in block.splitlines():
+        match = re.match(r"^( *)(\S+)", line)
+        if not match or line.startswith(" " * 20):
+            continue  # continuation lines of a description
+        indent, first = len(match.group(1)), match.group(2)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        parent = stack[-1][1] if stack else root
+        names = (
+            [first]
+            if first.endswith("/")
+            else [n for n in line.strip().split("  ")[0].split() if n.endswith(".py")]
+        )
+        for name in names:
+            path = parent / name.rstrip("/")
+            assert path.exists(), f"docs/architecture.md names {path.relative_to(root)}, which does not exist"
+            checked += 1
+        if first.endswith("/"):
+            stack.append((indent, parent / first.rstrip("/")))
+    assert checked > 20
