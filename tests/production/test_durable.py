@@ -19,9 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.production import PostgresDatabase, ScriptedUpstream, Topology, upstream_config
+from tests.support.production import PostgresDatabase, Topology, upstream_config
 from tests.support.spec import assert_valid_stream
 from tests.support.sse import parse_sse
+from tests.support.upstream import ScriptedUpstream
 
 from .conftest import topology_env
 

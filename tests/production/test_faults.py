@@ -33,11 +33,11 @@ from tests.support.production import (
     POSTGRES_USER,
     PostgresDatabase,
     PrivateRedis,
-    ScriptedUpstream,
     upstream_config,
 )
 from tests.support.server import ARTIFACTS, ROOT, free_port, wait_for_http
 from tests.support.spec import assert_valid_stream
+from tests.support.upstream import ScriptedUpstream
 
 from .conftest import topology_env
 from .test_durable import StreamReader, _read, _wait, quick_result_stored
