@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_FLUSH_INTERVAL": 0.05,
     # Seconds without a heartbeat after which an unfinished response counts as orphaned.
     "ORPHAN_AFTER_SECONDS": 30.0,
+    # Times a response whose worker was lost is taken over by another before it fails
+    # (``worker_lost_repeatedly``; 0: never taken over, it fails with ``worker_lost``).
+    "MAX_TAKEOVERS": 3,
     # Seconds between loop heartbeats.
     "HEARTBEAT_SECONDS": 5.0,
     # Model that writes compaction summaries (None: the request's model); also OPENRESPONSES_COMPACTION_MODEL.

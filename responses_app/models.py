@@ -50,6 +50,15 @@ class Response(ConcurrentTransitionMixin, models.Model):
     usage = models.JSONField(null=True, blank=True)
     iterations = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
+    takeovers = models.PositiveIntegerField(
+        default=0, help_text="Times another worker took the loop over after its worker was lost."
+    )
+    checkpoint = models.JSONField(
+        null=True, blank=True, help_text="The loop's last durable step (see loop/durability.py)."
+    )
+    idempotency_key = models.CharField(
+        max_length=255, blank=True, default="", help_text="The create request's Idempotency-Key header."
+    )
     search_text = models.TextField(
         blank=True, help_text="Plain text of the conversation turn, for admin search."
     )
@@ -66,6 +75,13 @@ class Response(ConcurrentTransitionMixin, models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="response_owner_idempotency_key",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.id

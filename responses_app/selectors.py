@@ -113,7 +113,11 @@ def response_status(*, response_id: str) -> str | None:
 
 def response_context_items(*, response: Response) -> list[dict[str, Any]]:
     """What the model sees: the conversation's items as they were when the chain began (if it
-    began in a conversation), every earlier response's input and output, oldest first, then this input."""
+    began in a conversation), every earlier response's input and output, oldest first, then this input.
+
+    Items of a step interrupted by a lost worker (``_meta.abandoned``: kept in the output the
+    client saw, superseded by the step's retry) are left out.
+    """
     ids = list(response.ancestor_ids or []) + [response.id]
     root = response if not response.ancestor_ids else None
     if root is None:
@@ -126,6 +130,8 @@ def response_context_items(*, response: Response) -> list[dict[str, Any]]:
     own_output = []
     context = []
     for rid, kind, _position, data in sorted(rows, key=lambda r: (order[r[0]], r[1] != "input", r[2])):
+        if (data.get("_meta") or {}).get("abandoned"):
+            continue
         if rid == response.id and kind == "output":
             own_output.append(data)
         else:

@@ -17,6 +17,15 @@ def run_response_task(response_id: str) -> str | None:
     return loop_host.run(run_response(response_id))
 
 
+@shared_task(name="responses_app.tasks.resume_response", acks_late=True, reject_on_worker_lost=True)
+def resume_response_task(response_id: str, takeover: int) -> str | None:
+    """Carry on a response taken over from a lost worker (see ``loop/durability.py``)."""
+    from responses_app.loop.runner import resume_response
+    from responses_app.loop.supervision.host import loop_host
+
+    return loop_host.run(resume_response(response_id, takeover=takeover))
+
+
 @shared_task(name="responses_app.tasks.reap_orphans")
 def reap_orphans() -> int:
     """End responses whose loop died (no heartbeat): see ``responses_app.loop.supervision.reaper``."""

@@ -146,7 +146,10 @@ async def create_response(request: HttpRequest) -> HttpResponse:
         request=create,
         identity=identity,
         request_id=request.openresponses_request_id,  # type: ignore[attr-defined]
+        idempotency_key=request.headers.get("Idempotency-Key") or "",
     )
+    if created.replayed:
+        return await _replayed(created, stream=create.stream)
     marks = (started, parsed, created.stored_at, created.dispatched_at)
     if created.subscription is None:  # background: the queued resource at once
         timing = _server_timing(marks, wall)
@@ -157,6 +160,21 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     return json_response(
         resource, headers={"Server-Timing": _server_timing((*marks, time.perf_counter()), wall)}
     )
+
+
+async def _replayed(created: flows.Created, *, stream: bool) -> HttpResponse:
+    """The answer to a create retried with an ``Idempotency-Key``: the first create's response, as
+    the first create answered it (a stream replays from its first event)."""
+    headers = {"Idempotent-Replayed": "true"}
+    if created.subscription is None:
+        resource = await sync_to_async(selectors.response_resource)(response=created.response)
+        return json_response(resource, headers=headers)
+    if stream:
+        response = sse_response(sse_stream(created.response.id, created.subscription, after=-1))
+        for name, value in headers.items():
+            response[name] = value
+        return response
+    return json_response(await flows.result(created), headers=headers)
 
 
 async def _stream_new(

@@ -219,6 +219,11 @@ def record_config_error() -> None:
     _add({_field("cfgerr"): 1})
 
 
+def record_takeover(*, outcome: str) -> None:
+    """A lost loop taken over by another worker (``resumed``) or failed after too many (``failed``)."""
+    _add({_field("tko", outcome): 1})
+
+
 def snapshot() -> dict[str, float]:
     client = sync_redis()
     if client is None:
@@ -435,6 +440,14 @@ def exposition() -> str:
         data,
         "cfgerr",
         (),
+    )
+    _counter(
+        out,
+        "openresponses_takeovers",
+        "Loops whose worker was lost: taken over by another worker (resumed) or failed after too many.",
+        data,
+        "tko",
+        ("outcome",),
     )
     _histogram(
         out,

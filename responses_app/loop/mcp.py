@@ -109,6 +109,9 @@ class McpTool:
     exposed: str  # the name offered to the model
     description: str
     parameters: dict[str, Any]
+    # Declared idempotent or read-only by the server (its tool annotations): a call that may have
+    # started before its worker was lost may run again.
+    retry_safe: bool = False
 
     @property
     def needs_approval(self) -> bool:
@@ -268,10 +271,21 @@ class McpToolset:
                     or getattr(tool, "inputSchema", None)
                     or {"type": "object", "properties": {}}
                 )
-                self.tools[exposed] = McpTool(
-                    server, tool.name, exposed, tool.description or tool.name, dict(schema)
-                )
                 annotations = getattr(tool, "annotations", None)
+                self.tools[exposed] = McpTool(
+                    server,
+                    tool.name,
+                    exposed,
+                    tool.description or tool.name,
+                    dict(schema),
+                    retry_safe=bool(
+                        annotations
+                        and (
+                            getattr(annotations, "idempotentHint", None)
+                            or getattr(annotations, "readOnlyHint", None)
+                        )
+                    ),
+                )
                 self.listed[server.label].append(
                     {
                         "name": tool.name,
@@ -291,7 +305,9 @@ class McpToolset:
                 return tool
         return None
 
-    async def call(self, exposed: str, arguments: str, timeout: float) -> tuple[str | None, str | None]:
+    async def call(
+        self, exposed: str, arguments: str, timeout: float, idempotency_key: str | None = None
+    ) -> tuple[str | None, str | None]:
         """Call a tool: ``(output, None)``, or ``(None, error)`` when it failed, timed out or was
         given bad arguments (the model reads the error like an output)."""
         tool = self.tools[exposed]
@@ -303,7 +319,12 @@ class McpToolset:
             return None, f"Invalid arguments for {tool.name}: {exc}"
         try:
             result = await asyncio.wait_for(
-                self._sessions[tool.server.label].call_tool(tool.name, kwargs), timeout
+                self._sessions[tool.server.label].call_tool(
+                    tool.name,
+                    kwargs,
+                    meta={"openresponses/idempotency_key": idempotency_key} if idempotency_key else None,  # type: ignore[typeddict-unknown-key]
+                ),
+                timeout,
             )
         except TimeoutError:
             return None, f"Tool {tool.name} timed out after {timeout:g} s"

@@ -25,6 +25,7 @@ from responses_app.ids import (
     mcp_call_id,
     mcp_list_tools_id,
 )
+from responses_app.loop.durability import Checkpoints, Superseded, idempotency_key, restored_emitter
 from responses_app.loop.fallbacks import sample_with_fallbacks
 from responses_app.loop.mcp import McpError, McpToolset
 from responses_app.loop.middleware import LoopContext, StopLoop, call_hook, loop_middleware
@@ -38,6 +39,7 @@ from responses_app.observability.tracing import traced_tool_call
 from responses_app.resource import build_resource
 from responses_app.selectors import response_context_items
 from responses_app.services.compaction import model_items
+from responses_app.services.durability import response_claim_resume
 from responses_app.services.responses import response_finish, response_start
 from responses_app.states import ResponseStatus
 
@@ -125,9 +127,18 @@ def flush_interval() -> float:
 
 
 class LoopRun:
-    """One run of one response's loop."""
+    """One run of one response's loop.
 
-    def __init__(self, response: Response, context: list[dict[str, Any]]) -> None:
+    ``resumed``: the stored events of a loop taken over from a lost worker; the run carries on
+    from its checkpoint (see ``loop/durability.py``) instead of starting afresh.
+    """
+
+    def __init__(
+        self,
+        response: Response,
+        context: list[dict[str, Any]],
+        resumed: list[tuple[int, str, str]] | None = None,
+    ) -> None:
         self.response = response
         self.context = context
         self.params = response.params
@@ -139,7 +150,13 @@ class LoopRun:
             publish_first=isinstance(bus, LocalBus),
         )
         resource = build_resource(response, [], status=ResponseStatus.IN_PROGRESS)
-        self.emitter = ResponseEmitter(resource, self.sink, provider=response.provider)
+        checkpoint = (response.checkpoint or {}) if resumed is not None else {}
+        self.resumed = resumed is not None
+        self.checkpoints = Checkpoints(response.id, response.takeovers, checkpoint)
+        if resumed is None:
+            self.emitter = ResponseEmitter(resource, self.sink, provider=response.provider)
+        else:
+            self.emitter = restored_emitter(resource, self.sink, resumed, checkpoint, response)
         self.iterations = 0
         # The tools the model is shown: the request's functions (hosted ones with their schema),
         # its other tool types as this provider takes them, and its MCP servers' tools.
@@ -156,12 +173,13 @@ class LoopRun:
     async def run(self) -> str:
         response = self.response
         emitter = self.emitter
-        emitter.emit_lifecycle("response.created")
-        if response.status == ResponseStatus.CANCELLED:
-            emitter.finish("cancelled")
-            await self.sink.drain()
-            return "cancelled"
-        emitter.emit_lifecycle("response.in_progress")
+        if not self.resumed:
+            emitter.emit_lifecycle("response.created")
+            if response.status == ResponseStatus.CANCELLED:
+                emitter.finish("cancelled")
+                await self.sink.drain()
+                return "cancelled"
+            emitter.emit_lifecycle("response.in_progress")
         cancel = activity().register(response.id)
         WIRE_LOG.set(self.wire_log)
         try:
@@ -179,6 +197,9 @@ class LoopRun:
                 )
                 await self._finish(outcome)
                 raise
+            except Superseded:
+                logger.warning("response %s was taken over by another worker; this run stops", response.id)
+                return "superseded"
             except BaseException as exc:  # noqa: BLE001 - every failure ends in a terminal state
                 logger.warning(
                     "response %s failed: %s",
@@ -287,7 +308,12 @@ class LoopRun:
             model=self.response.upstream_model or self.response.model,
             items=self.plan.model_items(
                 model_items(
-                    self.context + [emitter.stored_item(i) for i in emitter.output],
+                    self.context
+                    + [
+                        emitter.stored_item(i)
+                        for i in emitter.output
+                        if not emitter.item_meta.get(i["id"], {}).get("abandoned")
+                    ],
                     model=self.response.model,
                     upstream_model=self.response.upstream_model,
                     params=params,
@@ -369,29 +395,42 @@ class LoopRun:
             {t["name"] for t in params.get("tools") or [] if t.get("hosted") and t["name"] in hosted},
         )
         timeout = float(openresponses_settings.TOOL_TIMEOUT)
-        approved = self._approved_mcp_calls()
+        # (A taken-over loop never makes them again: made before, or possibly made, by the lost one.)
+        approved = [] if self.resumed else self._approved_mcp_calls()
         if approved:
             await self._run_calls([], approved, mcp, timeout)
         middleware = loop_middleware()
         max_iterations = int(openresponses_settings.MAX_LOOP_ITERATIONS)
         max_tool_calls = params.get("max_tool_calls")
-        tool_calls = 0
-        for iteration in range(max_iterations):
+        durable = self.checkpoints.state if self.resumed else {}
+        tool_calls = durable.get("tool_calls", 0)
+        first = durable.get("iteration", -1) + (0 if durable.get("stage") == "sampled" else 1)
+        for iteration in range(first if self.resumed else 0, max_iterations):
             self.iterations = iteration + 1
             context = LoopContext(
                 response.id, response.model, response.provider, iteration, self._model_request(self.tools)
             )
-            await call_hook(middleware, "before_sample", context)
-            self.emitter.start_sample()
-            try:
-                # The route's fallback providers answer if this one fails before its first byte.
-                completed, adapter = await sample_with_fallbacks(self, adapter, context.model_request, cancel)
-            finally:
-                self.emitter.end_sample()  # a failed or cancelled sample's usage counts too
-            if not completed:
-                return Outcome("cancelled")
-            context.sample_items = self.emitter.sample_items
-            await call_hook(middleware, "after_sample", context)
+            resuming = durable.get("stage") == "sampled" and durable.get("iteration") == iteration
+            if resuming:
+                # Taken over after this sample completed: carry on with its tool calls.
+                by_id = {item["id"]: item for item in self.emitter.output}
+                context.sample_items = [by_id[i] for i in durable.get("sample_items", []) if i in by_id]
+                self.emitter.finish_reason = durable.get("finish_reason")
+            else:
+                await call_hook(middleware, "before_sample", context)
+                self.emitter.start_sample()
+                try:
+                    # The route's fallback providers answer if this one fails before its first byte.
+                    completed, adapter = await sample_with_fallbacks(
+                        self, adapter, context.model_request, cancel
+                    )
+                finally:
+                    self.emitter.end_sample()  # a failed or cancelled sample's usage counts too
+                if not completed:
+                    return Outcome("cancelled")
+                context.sample_items = self.emitter.sample_items
+                await call_hook(middleware, "after_sample", context)
+            durable = {}
             reason = self.emitter.finish_reason
             if reason == "max_output_tokens":
                 return Outcome("incomplete", incomplete_reason="max_output_tokens")
@@ -410,13 +449,27 @@ class LoopRun:
             ]
             gated = [c for c in mcp_calls if self._needs_approval(mcp, c)]
             mcp_to_run = [c for c in mcp_calls if c not in gated]
-            for call in gated:
-                self._request_approval(call)
+            if not resuming:  # (a resumed sample's approval requests are in its output already)
+                for call in gated:
+                    self._request_approval(call)
             if to_run or mcp_to_run:
                 tool_calls += len(to_run) + len(mcp_to_run)
                 if max_tool_calls is not None and tool_calls > max_tool_calls:
                     return Outcome("incomplete", incomplete_reason="max_tool_calls")
+                if not resuming:
+                    await self._checkpoint(
+                        stage="sampled",
+                        iteration=iteration,
+                        sample_items=[item["id"] for item in context.sample_items],
+                        finish_reason=reason,
+                        tool_calls=tool_calls - len(to_run) - len(mcp_to_run),
+                        tools={},
+                    )
+                refusal = self._not_retryable(to_run + mcp_to_run, mcp)
+                if refusal is not None:
+                    return refusal
                 await self._run_calls(to_run, mcp_to_run, mcp, timeout)
+                await self._checkpoint(stage="tools_done", iteration=iteration, tool_calls=tool_calls)
             if len(to_run) < len(calls) or gated or not (to_run or mcp_to_run):
                 # Client calls and MCP calls awaiting approval end the turn.
                 return Outcome("completed")
@@ -433,15 +486,35 @@ class LoopRun:
         mcp: McpToolset,
         timeout: float,
     ) -> None:
-        """Run hosted and MCP calls concurrently; each error or timeout becomes that call's output."""
-        results = await asyncio.gather(
-            *(
-                traced_tool_call(c["name"], self.hosted[c["name"]].call(c["arguments"], timeout))
-                for c in hosted_calls
-            ),
-            *(traced_tool_call(c["name"], self._call_mcp(mcp, c, timeout)) for c in mcp_calls),
-        )
+        """Run hosted and MCP calls concurrently; each error or timeout becomes that call's output.
+
+        Each call is recorded as started, then with its result (``loop/durability.py``): a call
+        whose result is stored (or already in the output) is never run again after a takeover;
+        one that may have started runs again with the same idempotency key.
+        """
+        known = {key: entry["output"] for key, entry in self.checkpoints.tools.items() if "output" in entry}
+        pending = [
+            c for c in hosted_calls + mcp_calls if _call_key(c) not in known and not self._has_output(c)
+        ]
+        await self.checkpoints.tools_started([_call_key(c) for c in pending])
+
+        async def run_one(call: dict[str, Any]) -> None:
+            key = idempotency_key(self.response.id, _call_key(call))
+            if call["type"] == "mcp_call":
+                result: Any = await traced_tool_call(call["name"], self._call_mcp(mcp, call, timeout, key))
+            else:
+                result = await traced_tool_call(
+                    call["name"],
+                    self.hosted[call["name"]].call(call["arguments"], timeout, idempotency_key=key),
+                )
+            known[_call_key(call)] = result
+            await self.checkpoints.tool_done(_call_key(call), result)
+
+        await asyncio.gather(*(run_one(c) for c in pending))
+        results = [known.get(_call_key(c)) for c in hosted_calls + mcp_calls]
         for call, output in zip(hosted_calls, results, strict=False):
+            if self._has_output(call):
+                continue
             self.emitter.add_item(
                 {
                     "type": "function_call_output",
@@ -451,7 +524,10 @@ class LoopRun:
                     "status": "completed",
                 }
             )
-        for call, (output, error) in zip(mcp_calls, results[len(hosted_calls) :], strict=True):
+        for call, result in zip(mcp_calls, results[len(hosted_calls) :], strict=True):
+            if result is None:  # (its output item is in the log already)
+                continue
+            output, error = result
             item = {k: v for k, v in call.items() if k != "status"}
             item.update(
                 output=output,
@@ -461,12 +537,56 @@ class LoopRun:
             self.emitter.add_item(item)
 
     async def _call_mcp(
-        self, mcp: McpToolset, call: dict[str, Any], timeout: float
+        self, mcp: McpToolset, call: dict[str, Any], timeout: float, key: str | None = None
     ) -> tuple[str | None, str | None]:
         tool = mcp.tool_for(call["server_label"], call["name"])
         if tool is None:
             return None, f"The MCP server '{call['server_label']}' offers no tool '{call['name']}' here."
-        return await mcp.call(tool.exposed, call["arguments"], timeout)
+        return await mcp.call(tool.exposed, call["arguments"], timeout, idempotency_key=key)
+
+    def _has_output(self, call: dict[str, Any]) -> bool:
+        """Whether the output of a hosted call is in the output already (emitted before a takeover)."""
+        return call["type"] != "mcp_call" and any(
+            item.get("type") == "function_call_output" and item.get("call_id") == call["call_id"]
+            for item in self.emitter.output
+        )
+
+    async def _checkpoint(self, **state: Any) -> None:
+        """Record a completed step durably: its events stored first, then the checkpoint."""
+        await self.sink.drain()
+        emitter = self.emitter
+        await self.checkpoints.save(
+            items=len(emitter.output),
+            usage=emitter.usage,
+            item_meta=emitter.item_meta,
+            first_output_at=emitter.first_output_at,
+            **state,
+        )
+
+    def _not_retryable(self, calls: list[dict[str, Any]], mcp: McpToolset) -> Outcome | None:
+        """A failure when a call that may have run before the takeover must not run again."""
+        for call in calls:
+            entry = self.checkpoints.tools.get(_call_key(call))
+            if entry is None or "output" in entry or self._has_output(call):
+                continue
+            if call["type"] == "mcp_call":
+                tool = mcp.tool_for(call["server_label"], call["name"])
+                safe = tool is not None and tool.retry_safe
+            else:
+                safe = self.hosted[call["name"]].retry_safe
+            if not safe:
+                return Outcome(
+                    "failed",
+                    {
+                        "code": "tool_not_retryable",
+                        "message": f"The worker running tool {call['name']} was lost during the call, and "
+                        "the tool is not safe to run again.",
+                        "type": "server_error",
+                        "param": None,
+                        "status": 500,
+                    },
+                )
+        return None
 
     def _needs_approval(self, mcp: McpToolset, call: dict[str, Any]) -> bool:
         tool = mcp.tool_for(call["server_label"], call["name"])
@@ -526,6 +646,25 @@ class LoopRun:
                 self.emitter.item_meta[call["id"]] = request["_meta"]
             calls.append(call)
         return calls
+
+
+def _call_key(call: dict[str, Any]) -> str:
+    """A tool call's key in the checkpoint: its ``call_id`` (an MCP call: its item id)."""
+    return call.get("call_id") or call["id"]
+
+
+async def resume_response(response_id: str, *, takeover: int) -> str | None:
+    """Carry on the loop of a response taken over from a lost worker (takeover number ``takeover``).
+
+    Returns its final status, None when this takeover is stale or was claimed already.
+    """
+    loaded = await run_db(response_claim_resume, response_id=response_id, takeover=takeover)
+    if loaded is None:
+        return None
+    response, context, events = loaded
+    bind_log_context(request_id=response.request_id, response_id=response.id)
+    logger.warning("taking over response %s (takeover %d)", response.id, takeover)
+    return await LoopRun(response, context, resumed=events).run()
 
 
 async def run_response(response_id: str, *, started: Response | None = None) -> str | None:

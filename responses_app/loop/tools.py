@@ -44,14 +44,32 @@ def schema_for_annotation(annotation: Any) -> dict[str, Any]:
     return {}
 
 
+#: The keyword argument through which a hosted tool receives its call's idempotency key.
+IDEMPOTENCY_KEY_ARGUMENT = "idempotency_key"
+
+
+def not_retry_safe(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Declare a hosted tool unsafe to run again when its worker was lost during a call.
+
+    A response whose worker was lost while such a call may have been running then fails with
+    ``tool_not_retryable`` instead of running it again. (A tool that takes an
+    ``idempotency_key`` argument gets the same key on every attempt of one call, and may stay
+    retry-safe by honouring it.)
+    """
+    func.openresponses_retry_safe = False  # type: ignore[attr-defined]
+    return func
+
+
 @dataclass(frozen=True)
 class HostedTool:
     name: str
     func: Callable[..., Any]
     description: str
     parameters: dict[str, Any]
+    retry_safe: bool = True
+    takes_idempotency_key: bool = False
 
-    async def call(self, arguments: str, timeout: float) -> str:
+    async def call(self, arguments: str, timeout: float, idempotency_key: str | None = None) -> str:
         """Run the tool; errors and timeouts come back as the tool's output, for the model to read."""
         try:
             kwargs = json.loads(arguments) if arguments else {}
@@ -59,6 +77,9 @@ class HostedTool:
                 raise ValueError("arguments must be a JSON object")
         except ValueError as exc:
             return json.dumps({"error": f"Invalid arguments for {self.name}: {exc}"})
+        kwargs.pop(IDEMPOTENCY_KEY_ARGUMENT, None)  # never the model's to choose
+        if self.takes_idempotency_key:
+            kwargs[IDEMPOTENCY_KEY_ARGUMENT] = idempotency_key
         try:
             if inspect.iscoroutinefunction(self.func):
                 result = await asyncio.wait_for(self.func(**kwargs), timeout)
@@ -78,13 +99,20 @@ def hosted_tool_from_callable(func: Callable[..., Any], name: str | None = None)
     required = []
     doc = inspect.getdoc(func) or ""
     for param in signature.parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.name == IDEMPOTENCY_KEY_ARGUMENT:
             continue
         properties[param.name] = schema_for_annotation(hints.get(param.name, str))
         if param.default is inspect.Parameter.empty:
             required.append(param.name)
     schema = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
-    return HostedTool(name or func.__name__, func, doc.split("\n\n")[0].strip() or func.__name__, schema)
+    return HostedTool(
+        name or func.__name__,
+        func,
+        doc.split("\n\n")[0].strip() or func.__name__,
+        schema,
+        retry_safe=bool(getattr(func, "openresponses_retry_safe", True)),
+        takes_idempotency_key=IDEMPOTENCY_KEY_ARGUMENT in signature.parameters,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connection
+from django.db import IntegrityError, close_old_connections, connection
 
 from providers_app.registry import Route, aroute_for_model
 from responses_app import selectors
@@ -135,6 +135,8 @@ class Created:
     subscription: Subscription | None
     stored_at: float
     dispatched_at: float
+    #: An earlier create with the same ``Idempotency-Key``: nothing new was started.
+    replayed: bool = False
 
 
 async def create(
@@ -144,24 +146,49 @@ async def create(
     request_id: str,
     unstored_ids: Collection[str] = (),
     generate: bool = True,
+    idempotency_key: str = "",
 ) -> Created:
     """Create a response: route, model allow-list, admission, store, dispatch (release on error).
 
     ``unstored_ids``: ``store: false`` responses the caller may continue (a WebSocket connection's own).
     ``generate=False`` (a prewarm): the context is stored and the response completed at once
     with no output and no sample; it can be continued like any other.
+    ``idempotency_key``: a create retried with the same key (same owner) gets the response the
+    first one made (``Created.replayed``) instead of starting a second one.
     """
+    if idempotency_key:
+        if len(idempotency_key) > 255:
+            raise invalid("The Idempotency-Key header is longer than 255 characters.", "Idempotency-Key")
+        earlier = await _replay(identity, idempotency_key)
+        if earlier is not None:
+            return earlier
     route = await route_for(request.model)
     surface.apply_surface(request, route)  # fields the route's providers cannot honour: 400 or dropped
     check_model_allowed(identity, request.model)
-    return await _admit_and_start(
-        request=request,
-        identity=identity,
-        route=route,
-        request_id=request_id,
-        unstored_ids=unstored_ids,
-        generate=generate,
-    )
+    try:
+        return await _admit_and_start(
+            request=request,
+            identity=identity,
+            route=route,
+            request_id=request_id,
+            unstored_ids=unstored_ids,
+            generate=generate,
+            idempotency_key=idempotency_key,
+        )
+    except IntegrityError:
+        earlier = await _replay(identity, idempotency_key) if idempotency_key else None
+        if earlier is None:
+            raise
+        return earlier  # a concurrent create with the same key won
+
+
+async def _replay(identity: ClientIdentity, key: str) -> Created | None:
+    response = await _write(services.response_by_idempotency_key)(owner=identity.owner, key=key)
+    if response is None:
+        return None
+    subscription = None if response.background else await get_bus().subscribe(response.id)
+    now = time.perf_counter()
+    return Created(response, subscription, now, now, replayed=True)
 
 
 async def _admit_and_start(
@@ -172,6 +199,7 @@ async def _admit_and_start(
     request_id: str,
     unstored_ids: Collection[str] = (),
     generate: bool = True,
+    idempotency_key: str = "",
 ) -> Created:
     await limits.admit(owner=identity.owner, limits=limits.limits_for(identity), ticket=request_id)
     # In-process loops start right away: the response is stored already started, with its context.
@@ -184,6 +212,7 @@ async def _admit_and_start(
             unstored_ids=frozenset(unstored_ids),
             request_id=request_id,
             start=start,
+            idempotency_key=idempotency_key,
         )
     except BaseException:
         await limits.release(owner=identity.owner, ticket=request_id)
@@ -252,7 +281,7 @@ async def result(created: Created) -> dict[str, Any]:
         async for batch in follow(
             response_id,
             subscription,
-            catch_up=False,
+            catch_up=created.replayed,
             keepalive=float(openresponses_settings.KEEPALIVE_SECONDS),
         ):
             resource = terminal_response(batch)

@@ -76,10 +76,13 @@ def response_create(
     unstored_ids: Collection[str] = (),
     request_id: str = "",
     start: bool = False,
+    idempotency_key: str = "",
 ) -> Response:
     """Store a new response (status ``queued``) with its input items, ready for the loop.
 
     ``unstored_ids``: ``store: false`` responses the caller may continue (a WebSocket connection's own).
+    ``idempotency_key``: the client's ``Idempotency-Key`` (unique per owner: a second create
+    with it raises ``IntegrityError``; see ``response_by_idempotency_key``).
     ``start``: the caller runs the loop in this process at once — store it ``in_progress``
     already and attach the model's context as ``response.context_items`` (saves the loop a
     round trip to the store before its first token).
@@ -129,6 +132,7 @@ def response_create(
         heartbeat_at=now,
         search_text=_search_text(items),
         request_id=request_id,
+        idempotency_key=idempotency_key,
     )
     if start:
         response.start()
@@ -166,6 +170,11 @@ def _conversation_for(request: CreateRequest, owner: str | None) -> Conversation
             code="conversation_not_found",
         )
     return conversation
+
+
+def response_by_idempotency_key(*, owner: str | None, key: str) -> Response | None:
+    """The response an earlier create with this ``Idempotency-Key`` made for this owner, if any."""
+    return Response.objects.filter(owner=owner or "", idempotency_key=key).first()
 
 
 def _store_items(response: Response, kind: str, items: list[dict[str, Any]]) -> None:

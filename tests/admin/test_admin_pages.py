@@ -396,3 +396,12 @@ def test_the_standalone_site_brands_its_admin(admin_client):
     assert re.search(r"<title>[^<]*\| OpenResponses</title>", page), page[:500]
     assert '<div id="site-name"><a href="/admin/">OpenResponses</a></div>' in page
     assert "Django administration" not in page
+
+
+def test_transcript_shows_how_often_the_loop_was_taken_over(admin_client, make_response):
+    response = make_response(status="completed")
+    Response.objects.filter(id=response.id).update(takeovers=2)
+    page = admin_client.get(
+        reverse("admin:responses_app_response_change", args=[quote(response.id)])
+    ).content.decode()
+    assert re.search(r'id="or-takeovers"[^>]*>2</dd>', page)

@@ -1,4 +1,6 @@
-"""The reaper, in process: orphans end through ``response_finish`` with the emitter's events."""
+"""The reaper, in process: orphans end through ``response_finish`` with the emitter's events.
+
+(With ``MAX_TAKEOVERS`` 0: the takeover of orphans is tested in ``test_durability``.)"""
 
 from __future__ import annotations
 
@@ -15,6 +17,11 @@ from responses_app.resource import build_resource
 from responses_app.states import ResponseStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def no_takeovers(settings):
+    settings.OPENRESPONSES = {**settings.OPENRESPONSES, "MAX_TAKEOVERS": 0}
 
 
 class Rows:
@@ -86,16 +93,24 @@ def test_an_orphan_that_ran_keeps_its_finished_items_and_gets_terminal_events(se
     events = events_of(response)
     assert events[: len(before)] == before
     added = events[len(before) :]
-    # The unfinished message is not invented: error + failed follow the last stored event.
-    assert [e["type"] for e in added] == ["error", "response.failed"]
+    # The unfinished message ends ``incomplete`` with what was streamed; error + failed follow.
+    assert [e["type"] for e in added] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "error",
+        "response.failed",
+    ]
+    assert added[2]["item"]["status"] == "incomplete"
+    assert added[2]["item"]["content"][0]["text"] == "never finished"
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert added[-2]["error"]["code"] == "worker_lost"
     failed = added[-1]["response"]
     assert failed["status"] == "failed" and failed["error"]["code"] == "worker_lost"
-    texts = [i["content"][0]["text"] for i in failed["output"]]
-    assert texts == ["partial answer"]  # only items the loop had finished
+    texts = [(i["content"][0]["text"], i["status"]) for i in failed["output"]]
+    assert texts == [("partial answer", "completed"), ("never finished", "incomplete")]
     stored = ResponseItem.objects.filter(response=response, kind="output").order_by("position")
-    assert [row.data["content"][0]["text"] for row in stored] == ["partial answer"]
+    assert [row.data["content"][0]["text"] for row in stored] == ["partial answer", "never finished"]
     # Finished like any response: a usage record and the metrics.
     usage = UsageRecord.objects.get(response_id=response.id)
     assert (usage.status, usage.error_code, usage.owner) == ("failed", "worker_lost", "key:reaped")
@@ -120,7 +135,7 @@ def test_live_finished_and_local_responses_are_left_alone(monkeypatch):
     done = stored_response(status=ResponseStatus.COMPLETED, heartbeat_age=3600)
     recent_queue = stored_response(status=ResponseStatus.QUEUED, heartbeat_age=60)
     local = stored_response(status=ResponseStatus.IN_PROGRESS, heartbeat_age=3600)
-    assert reaper._reap(None, {local.id}) == []
+    assert reaper._reap(None, {local.id}) == ([], [])
     for response in (fresh, done, recent_queue, local):
         status = response.status
         response.refresh_from_db()

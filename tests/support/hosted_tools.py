@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from responses_app.loop.tools import not_retry_safe
+
 
 def get_weather(city: str, unit: str = "celsius") -> dict:
     """Current weather for a city."""
@@ -24,3 +26,60 @@ def slow_tool(seconds: float) -> str:
 def broken_tool(reason: str) -> str:
     """Always fails."""
     raise RuntimeError(f"broken: {reason}")
+
+
+# ---- durable loops: tools that log every run to the file named by OPENRESPONSES_TEST_TOOL_LOG
+
+
+def _log_path() -> str:
+    import os
+
+    return os.environ["OPENRESPONSES_TEST_TOOL_LOG"]
+
+
+def tool_log() -> list[str]:
+    """The lines the logging tools wrote: ``start <tool> <key>`` and ``done <tool> <key>``."""
+    try:
+        with open(_log_path()) as log:
+            return log.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _log(line: str) -> None:
+    with open(_log_path(), "a") as log:
+        log.write(line + "\n")
+
+
+def logged_tool(name: str, idempotency_key: str = "") -> str:
+    """Answer at once, logging the run."""
+    _log(f"start logged_tool {idempotency_key}")
+    _log(f"done logged_tool {idempotency_key}")
+    return f"logged {name}"
+
+
+def blocking_tool(name: str, idempotency_key: str = "") -> str:
+    """Block on the first attempt of a call (until the test kills the process running it); a
+    retry of the same call (same idempotency key) runs it to the end, once."""
+    first = f"start blocking_tool {idempotency_key}" not in tool_log()
+    _log(f"start blocking_tool {idempotency_key}")
+    if first:
+        time.sleep(60)
+    if f"done blocking_tool {idempotency_key}" not in tool_log():
+        _log(f"done blocking_tool {idempotency_key}")
+    return f"blocked {name}"
+
+
+def pause_tool(name: str, idempotency_key: str = "") -> str:
+    """Take two seconds (a tool step in flight while the test injects a fault), logging the run."""
+    _log(f"start pause_tool {idempotency_key}")
+    time.sleep(2)
+    _log(f"done pause_tool {idempotency_key}")
+    return f"paused {name}"
+
+
+@not_retry_safe
+def once_only_tool(name: str) -> str:
+    """A tool that must never run twice (declared not retry-safe)."""
+    _log(f"start once_only_tool {name}")
+    return f"once {name}"

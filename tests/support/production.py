@@ -98,9 +98,10 @@ class PostgresDatabase:
 class PrivateRedis:
     """A redis-server of our own on a free port, for tests that stop and restart Redis."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, bind: str = "127.0.0.1") -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.bind = bind  # addresses to listen on, space-separated
         self.process: subprocess.Popen | None = None
 
     @property
@@ -117,7 +118,10 @@ class PrivateRedis:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                *self.bind.split(),
+                # Reachable from the fault matrix's hosts (test namespaces only) when bound beyond loopback.
+                "--protected-mode",
+                "no" if self.bind != "127.0.0.1" else "yes",
                 "--save",
                 "",
                 "--appendonly",

@@ -54,3 +54,30 @@ def dispatch_response_sync(response_id: str) -> None:
     from responses_app.loop.supervision.host import loop_host
 
     loop_host.submit(run_response(response_id))
+
+
+async def dispatch_resume(response_id: str, takeover: int) -> None:
+    """Hand a taken-over response to a new loop (a Celery worker, or this process). Returns at once."""
+    if dispatch_mode() == "celery":
+        from responses_app.tasks import resume_response_task
+
+        resume_response_task.apply_async((response_id, takeover), ignore_result=True)
+        return
+    from responses_app.loop.runner import resume_response
+
+    task = asyncio.get_running_loop().create_task(resume_response(response_id, takeover=takeover))
+    _background.add(task)
+    task.add_done_callback(_done)
+
+
+def dispatch_resume_sync(response_id: str, takeover: int) -> None:
+    """The same from synchronous code (Celery beat, commands)."""
+    if dispatch_mode() == "celery":
+        from responses_app.tasks import resume_response_task
+
+        resume_response_task.apply_async((response_id, takeover), ignore_result=True)
+        return
+    from responses_app.loop.runner import resume_response
+    from responses_app.loop.supervision.host import loop_host
+
+    loop_host.submit(resume_response(response_id, takeover=takeover))
