@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from providers_app.adapters.openai_responses import PROVIDER_ITEM_TYPES  # noqa: F401 - re-exported: items relayed from OpenAI
+
 WEB_SEARCH_TYPES = frozenset(
     {"web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"}
 )
@@ -29,26 +31,6 @@ OMITTED_TYPES = WEB_SEARCH_TYPES | {"tool_search"}
 #: Every tool type a request may carry (``function`` and ``mcp`` are handled by the loop itself).
 TOOL_TYPES = frozenset({"function", "mcp", "namespace", "custom"}) | OMITTED_TYPES | NATIVE_ONLY_TYPES
 CUSTOM_ARGUMENT = "input"
-#: Items of OpenAI's hosted and client-executed tools (see the OpenAI Responses adapter): only a
-#: provider taking those tools natively is sent them back.
-PROVIDER_ITEM_TYPES = frozenset(
-    {
-        "web_search_call",
-        "file_search_call",
-        "code_interpreter_call",
-        "image_generation_call",
-        "computer_call",
-        "computer_call_output",
-        "local_shell_call",
-        "local_shell_call_output",
-        "shell_call",
-        "shell_call_output",
-        "apply_patch_call",
-        "apply_patch_call_output",
-        "tool_search_call",
-        "tool_search_output",
-    }
-)
 #: Output items that are a call the client (or the loop) answers.
 CALL_TYPES = frozenset({"function_call", "custom_tool_call"})
 
