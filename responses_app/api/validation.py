@@ -113,6 +113,16 @@ def _type_name(value: Any) -> str:
     }.get(type(value), "null" if value is None else type(value).__name__)
 
 
+def _required(obj: dict[str, Any], key: str, where: str) -> Any:
+    """``obj[key]``, or a 400 ``missing_required_parameter`` naming ``{where}.{key}`` when absent or null."""
+    value = obj.get(key)
+    if value is None:
+        raise invalid(
+            f"Missing required parameter: '{where}.{key}'.", f"{where}.{key}", "missing_required_parameter"
+        )
+    return value
+
+
 def _expect(value: Any, types: tuple[type, ...], param: str, what: str, *, nullable: bool = False) -> None:
     if value is None and nullable:
         return
@@ -544,19 +554,9 @@ def _message(
 
 
 def _normalize_message(item: dict[str, Any], where: str) -> dict[str, Any]:
-    role = item.get("role")
-    if role is None:
-        raise invalid(
-            f"Missing required parameter: '{where}.role'.", f"{where}.role", "missing_required_parameter"
-        )
+    role = _required(item, "role", where)
     _choice(role, ROLES, f"{where}.role")
-    content = item.get("content")
-    if content is None:
-        raise invalid(
-            f"Missing required parameter: '{where}.content'.",
-            f"{where}.content",
-            "missing_required_parameter",
-        )
+    content = _required(item, "content", where)
     default_part = "output_text" if role == "assistant" else "input_text"
     if isinstance(content, str):
         parts = [_text_part(default_part, content)]
@@ -587,11 +587,7 @@ def _normalize_part(part: Any, where: str, allowed: set[str]) -> dict[str, Any]:
             where,
             "invalid_type",
         )
-    part_type = part.get("type")
-    if part_type is None:
-        raise invalid(
-            f"Missing required parameter: '{where}.type'.", f"{where}.type", "missing_required_parameter"
-        )
+    part_type = _required(part, "type", where)
     _choice(part_type, allowed, f"{where}.type")
     if part_type in {"input_text", "output_text"}:
         text = part.get("text")
@@ -689,19 +685,9 @@ def _normalize_function_call(item: dict[str, Any], where: str) -> dict[str, Any]
 
 
 def _normalize_function_call_output(item: dict[str, Any], where: str) -> dict[str, Any]:
-    call_id = item.get("call_id")
-    if call_id is None:
-        raise invalid(
-            f"Missing required parameter: '{where}.call_id'.",
-            f"{where}.call_id",
-            "missing_required_parameter",
-        )
+    call_id = _required(item, "call_id", where)
     _expect(call_id, (str,), f"{where}.call_id", "a string")
-    output = item.get("output")
-    if output is None:
-        raise invalid(
-            f"Missing required parameter: '{where}.output'.", f"{where}.output", "missing_required_parameter"
-        )
+    output = _required(item, "output", where)
     if isinstance(output, list):
         output = [
             _normalize_part(part, f"{where}.output[{i}]", OUTPUT_PARTS) for i, part in enumerate(output)
@@ -755,11 +741,7 @@ def normalize_tools(raw: Any, hosted_tool_names: frozenset[str]) -> list[dict[st
     for index, tool in enumerate(raw):
         where = f"tools[{index}]"
         _expect(tool, (dict,), where, "a tool object")
-        tool_type = tool.get("type")
-        if tool_type is None:
-            raise invalid(
-                f"Missing required parameter: '{where}.type'.", f"{where}.type", "missing_required_parameter"
-            )
+        tool_type = _required(tool, "type", where)
         _choice(tool_type, TOOL_TYPES, f"{where}.type")  # the type first: never an unhashable value
         if tool_type == "mcp":
             tools.append(_mcp_tool(tool, where))
@@ -784,11 +766,7 @@ def normalize_tools(raw: Any, hosted_tool_names: frozenset[str]) -> list[dict[st
 
 
 def _tool_name(tool: dict[str, Any], where: str) -> str:
-    name = tool.get("name")
-    if name is None:
-        raise invalid(
-            f"Missing required parameter: '{where}.name'.", f"{where}.name", "missing_required_parameter"
-        )
+    name = _required(tool, "name", where)
     _expect(name, (str,), f"{where}.name", "a string")
     if not NAME_RE.match(name):
         raise invalid(
@@ -880,13 +858,7 @@ def _namespace_tool(tool: dict[str, Any], where: str, namespaces: set[str]) -> d
 
 def normalize_custom_tool_item(item: dict[str, Any], where: str) -> dict[str, Any]:
     """A ``custom_tool_call`` or ``custom_tool_call_output`` input item (free-form tool calls)."""
-    call_id = item.get("call_id")
-    if call_id is None:
-        raise invalid(
-            f"Missing required parameter: '{where}.call_id'.",
-            f"{where}.call_id",
-            "missing_required_parameter",
-        )
+    call_id = _required(item, "call_id", where)
     _expect(call_id, (str,), f"{where}.call_id", "a string")
     if item["type"] == "custom_tool_call_output":
         out = _normalize_function_call_output(item, where)
@@ -925,21 +897,9 @@ def normalize_mcp_item(item: dict[str, Any], where: str) -> dict[str, Any]:
     (as clients do with ``store: false``)."""
     kind = item["type"]
     if kind == "mcp_approval_response":
-        request_id = item.get("approval_request_id")
-        if request_id is None:
-            raise invalid(
-                f"Missing required parameter: '{where}.approval_request_id'.",
-                f"{where}.approval_request_id",
-                "missing_required_parameter",
-            )
+        request_id = _required(item, "approval_request_id", where)
         _expect(request_id, (str,), f"{where}.approval_request_id", "a string")
-        approve = item.get("approve")
-        if approve is None:
-            raise invalid(
-                f"Missing required parameter: '{where}.approve'.",
-                f"{where}.approve",
-                "missing_required_parameter",
-            )
+        approve = _required(item, "approve", where)
         _expect(approve, (bool,), f"{where}.approve", "a boolean")
         reason = item.get("reason")
         _expect(reason, (str,), f"{where}.reason", "a string", nullable=True)
@@ -950,11 +910,7 @@ def normalize_mcp_item(item: dict[str, Any], where: str) -> dict[str, Any]:
             "approve": approve,
             "reason": reason,
         }
-    item_id = item.get("id")
-    if item_id is None:
-        raise invalid(
-            f"Missing required parameter: '{where}.id'.", f"{where}.id", "missing_required_parameter"
-        )
+    item_id = _required(item, "id", where)
     _expect(item_id, (str,), f"{where}.id", "a string")
     for key in ("server_label",) + (("name", "arguments") if kind != "mcp_list_tools" else ()):
         _expect(item.get(key), (str,), f"{where}.{key}", "a string")
