@@ -4,7 +4,7 @@ Key material comes from ``OPENRESPONSES_ENCRYPTION_KEYS`` (a setting holding a l
 environment variable, comma-separated): the first key encrypts, every key decrypts, so a new key
 is put first and the old one kept after it until ``manage.py openresponses_rotate_keys`` has
 re-encrypted every stored row. Without it, ``SECRET_KEY`` then ``SECRET_KEY_FALLBACKS`` are used.
-Each purpose (provider keys, compaction blobs, MCP headers) gets its own Fernet key derived
+Each purpose (provider keys, compaction blobs, MCP headers, reasoning artefacts) gets its own Fernet key derived
 with HKDF, so a token made for one purpose never opens as another.
 """
 
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 PROVIDER_KEYS = "provider-keys"
 COMPACTION = "compaction"
 MCP_HEADERS = "mcp-headers"
+REASONING = "reasoning"
 
 TOKEN_PREFIX = "f1:"
 LEGACY_PREFIX = "v1:"  # the hand-made cipher before 0003; only that migration reads it

@@ -25,6 +25,7 @@ from providers_app.adapters.base import (
     ToolCallStart,
     UsageReport,
 )
+from responses_app.events import sealing
 from responses_app.ids import (
     custom_tool_call_id,
     function_call_id,
@@ -112,6 +113,9 @@ class ResponseEmitter:
         self.sink = sink
         self.seq = sequence_start
         self.provider = provider
+        # Set by the loop when ``include`` asks for ``reasoning.encrypted_content`` (see events.sealing).
+        self.seal_reasoning = False
+        self.family = ""
         self.open: _OpenItem | None = None
         self.item_meta: dict[str, dict[str, Any]] = {}
         self.usage = resource.get("usage") or empty_usage()
@@ -190,8 +194,26 @@ class ResponseEmitter:
     def end_sample(self) -> None:
         """Close anything left open and add this sample's usage to the total."""
         self.close_item()
+        if self.seal_reasoning and self.provider and self.finish_reason is not None:
+            self._seal_item_data()
         add_usage(self.usage, self.sample_usage)
         self.sample_usage = {}
+
+    def _seal_item_data(self) -> None:
+        """Opaque provider data on this sample's other items (Gemini's thought signatures on a
+        function call or an answer) rides, sealed, on one empty reasoning item after them: a
+        ``store: false`` client sends it back with them and ``sealing.open_items`` puts it back."""
+        carried: dict[str, dict[str, Any]] = {}
+        for item in self.sample_items:
+            meta = self.item_meta.get(item.get("id") or "") or {}
+            if item.get("type") == "reasoning" or item not in self.output:
+                continue
+            if any(k != "provider" for k in meta):
+                carried[sealing.item_key(item)] = meta
+        if not carried:
+            return
+        sealed = sealing.seal(self.provider, self.family, None, {"provider": self.provider}, items=carried)
+        self.add_item({"id": reasoning_id(), "type": "reasoning", "summary": [], "encrypted_content": sealed})
 
     # ---- messages
 
@@ -498,6 +520,15 @@ class ResponseEmitter:
             self._close_part(item)
         if item.kind != "reasoning":
             data["status"] = status
+        elif self.seal_reasoning and self.provider:
+            opaque = {k: v for k, v in item.meta.items() if k != "provider"}
+            if data.get("encrypted_content") is not None or opaque:
+                data["encrypted_content"] = sealing.seal(
+                    self.provider,
+                    self.family,
+                    data.get("encrypted_content"),
+                    {**item.meta, "provider": self.provider},
+                )
         self.emit("response.output_item.done", {"output_index": item.index, "item": data})
         self.output.append(data)
         self.sample_items.append(data)

@@ -16,6 +16,7 @@ from typing import Any
 from providers_app.adapters.base import WIRE_LOG, ModelRequest, UpstreamError, finished_wire_log
 from providers_app.registry import ConfigError, aget_adapter
 from responses_app.conf import openresponses_settings
+from responses_app.events import sealing
 from responses_app.events.bus import LocalBus, get_bus
 from responses_app.events.emitter import ResponseEmitter
 from responses_app.events.sink import BatchingSink
@@ -157,6 +158,7 @@ class LoopRun:
             self.emitter = ResponseEmitter(resource, self.sink, provider=response.provider)
         else:
             self.emitter = restored_emitter(resource, self.sink, resumed, checkpoint, response)
+        self.emitter.seal_reasoning = sealing.wanted((response.params or {}).get("include"))
         self.iterations = 0
         # The tools the model is shown: the request's functions (hosted ones with their schema),
         # its other tool types as this provider takes them, and its MCP servers' tools.
@@ -308,12 +310,15 @@ class LoopRun:
             model=self.response.upstream_model or self.response.model,
             items=self.plan.model_items(
                 model_items(
-                    self.context
-                    + [
-                        emitter.stored_item(i)
-                        for i in emitter.output
-                        if not emitter.item_meta.get(i["id"], {}).get("abandoned")
-                    ],
+                    sealing.open_items(
+                        self.context
+                        + [
+                            emitter.stored_item(i)
+                            for i in emitter.output
+                            if not emitter.item_meta.get(i["id"], {}).get("abandoned")
+                        ],
+                        emitter.provider,
+                    ),
                     model=self.response.model,
                     upstream_model=self.response.upstream_model,
                     params=params,
@@ -381,6 +386,7 @@ class LoopRun:
         response = self.response
         params = self.params
         adapter = await aget_adapter(response.provider)
+        self.emitter.family = adapter.family
         hosted = hosted_tools()
         self.function_tools = self._tools_for_model(hosted)
         self._plan(adapter)
