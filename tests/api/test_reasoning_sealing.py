@@ -14,6 +14,7 @@ import re
 import pytest
 
 from tests.support.api import create, stream
+from tests.support.spec import assert_valid_response
 from tests.support.upstream import Reply, fixture_json, fixture_path
 from tests.support.wire import AnthropicWire, GeminiWire, OpenAIWire
 
@@ -59,6 +60,7 @@ def test_anthropic_thinking_round_trip_sealed(http, upstream):
     reasoning = first["output"][0]
     assert reasoning["type"] == "reasoning"
     assert reasoning["encrypted_content"].startswith("orr1.")
+    assert_valid_response(first)
     assert signature not in json.dumps(first), "the signature leaves the server sealed, never in clear"
 
     upstream.queue(AnthropicWire().text("Look both ways.", stream=False))
@@ -176,6 +178,7 @@ def test_gemini_function_call_signature_round_trip_sealed(http, upstream):
     }
     upstream.queue(Reply.fixture("gemini/function_call_nonstream.json"))
     first = create(http, {**request, "input": "What's the weather in Paris?"})
+    assert_valid_response(first)
     assert [i["type"] for i in first["output"]] == ["function_call", "reasoning"]
     assert signature not in json.dumps(first)
     call = first["output"][0]
