@@ -142,6 +142,13 @@ class ProviderAdapter:
 
     #: Name of the family (``openai``, ``anthropic``…), for logs and the admin.
     family: str = "base"
+    #: Keys of the private metadata of non-reasoning items (function calls, messages) that the
+    #: provider needs back to continue a chain: sealed for ``store: false`` clients on a carrier
+    #: reasoning item (see ``responses_app.events.sealing``).
+    carried_meta: frozenset[str] = frozenset()
+    #: False where the provider's own ``encrypted_content`` is already what its clients expect
+    #: (OpenAI's Responses API): its reasoning items are then relayed unsealed.
+    sealed_reasoning: bool = True
     #: How a streamed answer is framed (see :data:`Framing`); non-streamed answers are one JSON body.
     framing: Framing = "sse"
     #: Where the call goes, below ``base_url`` (used by the default :meth:`endpoint`).

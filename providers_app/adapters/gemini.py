@@ -586,6 +586,7 @@ class GeminiAdapter(ProviderAdapter):
     """Google Gemini ``generateContent`` / ``streamGenerateContent?alt=sse``."""
 
     family = "gemini"
+    carried_meta = frozenset({"thought_signature"})
     build_body = staticmethod(build_body)
     parser_class = StreamParser
 

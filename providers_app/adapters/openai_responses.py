@@ -302,6 +302,7 @@ class OpenAIResponsesAdapter(ProviderAdapter):
     """``POST {base_url}/responses`` (streamed as server-sent events)."""
 
     family = "openai"
+    sealed_reasoning = False  # OpenAI encrypts its reasoning itself; relayed as OpenAI sent it
     native_tool_types = NATIVE_TOOL_TYPES
     path = "responses"
     build_body = staticmethod(build_body)

@@ -116,6 +116,8 @@ class ResponseEmitter:
         # Set by the loop when ``include`` asks for ``reasoning.encrypted_content`` (see events.sealing).
         self.seal_reasoning = False
         self.family = ""
+        self.carried_meta: frozenset[str] = frozenset()  # the adapter's ``carried_meta``
+        self.sealed_reasoning = True  # the adapter's ``sealed_reasoning``
         self.open: _OpenItem | None = None
         self.item_meta: dict[str, dict[str, Any]] = {}
         self.usage = resource.get("usage") or empty_usage()
@@ -194,10 +196,13 @@ class ResponseEmitter:
     def end_sample(self) -> None:
         """Close anything left open and add this sample's usage to the total."""
         self.close_item()
-        if self.seal_reasoning and self.provider and self.finish_reason is not None:
+        if self._sealing() and self.finish_reason is not None:
             self._seal_item_data()
         add_usage(self.usage, self.sample_usage)
         self.sample_usage = {}
+
+    def _sealing(self) -> bool:
+        return self.seal_reasoning and self.sealed_reasoning and bool(self.provider)
 
     def _seal_item_data(self) -> None:
         """Opaque provider data on this sample's other items (Gemini's thought signatures on a
@@ -208,8 +213,9 @@ class ResponseEmitter:
             meta = self.item_meta.get(item.get("id") or "") or {}
             if item.get("type") == "reasoning" or item not in self.output:
                 continue
-            if any(k != "provider" for k in meta):
-                carried[sealing.item_key(item)] = meta
+            data = {k: v for k, v in meta.items() if k in self.carried_meta}
+            if data:
+                carried[sealing.item_key(item)] = data
         if not carried:
             return
         sealed = sealing.seal(self.provider, self.family, None, {"provider": self.provider}, items=carried)
@@ -520,7 +526,7 @@ class ResponseEmitter:
             self._close_part(item)
         if item.kind != "reasoning":
             data["status"] = status
-        elif self.seal_reasoning and self.provider:
+        elif self._sealing():
             opaque = {k: v for k, v in item.meta.items() if k != "provider"}
             if data.get("encrypted_content") is not None or opaque:
                 data["encrypted_content"] = sealing.seal(

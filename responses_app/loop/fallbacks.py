@@ -90,6 +90,8 @@ async def sample_with_fallbacks(
             adapter = await aget_adapter(provider)
             # Before the request is rebuilt: sealed reasoning opens only for the provider that made it.
             run.emitter.provider, run.emitter.family = provider, adapter.family
+            run.emitter.carried_meta = adapter.carried_meta
+            run.emitter.sealed_reasoning = adapter.sealed_reasoning
             request = run.request_for(adapter, dataclasses.replace(request, model=model))
             await run_db(
                 response_switch_provider, response_id=response.id, provider=provider, upstream_model=model

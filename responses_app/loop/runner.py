@@ -386,7 +386,8 @@ class LoopRun:
         response = self.response
         params = self.params
         adapter = await aget_adapter(response.provider)
-        self.emitter.family = adapter.family
+        self.emitter.family, self.emitter.carried_meta = adapter.family, adapter.carried_meta
+        self.emitter.sealed_reasoning = adapter.sealed_reasoning
         hosted = hosted_tools()
         self.function_tools = self._tools_for_model(hosted)
         self._plan(adapter)
