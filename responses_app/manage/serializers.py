@@ -27,6 +27,14 @@ def _input_error(exc: provider_services.ProviderInputError) -> serializers.Valid
     return serializers.ValidationError({exc.field or "non_field_errors": [exc.message]})
 
 
+def _checked(check: Any, value: Any) -> Any:
+    """``check(value)`` (a providers service check), its refusal as a field validation error."""
+    try:
+        return check(value)
+    except provider_services.ProviderInputError as exc:
+        raise serializers.ValidationError(exc.message) from None
+
+
 @extend_schema_field(OpenApiTypes.DATETIME)
 class EpochDateTimeField(serializers.ReadOnlyField):
     """Epoch seconds (as stored on responses and usage rows) shown as an ISO 8601 UTC time."""
@@ -85,28 +93,16 @@ class ProviderSerializer(serializers.ModelSerializer):
         return bool(obj.api_key_encrypted)
 
     def validate_adapter(self, value: str) -> str:
-        try:
-            return provider_services.check_adapter(value)
-        except provider_services.ProviderInputError as exc:
-            raise serializers.ValidationError(exc.message) from None
+        return _checked(provider_services.check_adapter, value)
 
     def validate_headers(self, value: Any) -> dict[str, str]:
-        try:
-            return provider_services.check_headers(value)
-        except provider_services.ProviderInputError as exc:
-            raise serializers.ValidationError(exc.message) from None
+        return _checked(provider_services.check_headers, value)
 
     def validate_api_key_env(self, value: str) -> str:
-        try:
-            return provider_services.check_key_variable(value)
-        except provider_services.ProviderInputError as exc:
-            raise serializers.ValidationError(exc.message) from None
+        return _checked(provider_services.check_key_variable, value)
 
     def validate_options(self, value: Any) -> dict[str, Any]:
-        try:
-            return provider_services.check_options(value)
-        except provider_services.ProviderInputError as exc:
-            raise serializers.ValidationError(exc.message) from None
+        return _checked(provider_services.check_options, value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         def current(name: str) -> Any:
