@@ -280,6 +280,32 @@ FIXTURE_CASES = [
         ),
     ),
     Case(
+        "gemini/function_call_stream.sse",
+        "gemini-2.0-flash",
+        {
+            "instructions": "You are a helpful chatbot.",
+            "input": "What is the temperature of the capital of France?",
+            "tools": [
+                {
+                    "type": "function",
+                    "name": d["name"],
+                    "description": d["description"],
+                    "parameters": d["parameters_json_schema"],
+                }
+                for d in _recorded("gemini/function_call_stream.sse")["tools"][0]["functionDeclarations"]
+            ],
+        },
+        stream=True,
+        shape=HEAD + CALL + DONE,
+        check=_expect(
+            lambda r: (
+                _calls(r) == [("get_capital", {"country": "France"})]
+                and r["output"][0]["call_id"].startswith("call_")
+            )
+        ),
+        differs={"toolConfig": "we always send the (default) AUTO mode"},
+    ),
+    Case(
         "gemini/max_tokens_nonstream.json",
         "gemini-2.5-flash",
         {
@@ -394,6 +420,19 @@ FIXTURE_CASES = [
         check=_expect(lambda r: output_text(r).startswith("Why did") and r["usage"]["output_tokens"] == 50),
     ),
     Case(
+        "ollama/tool_call_nonstream.json",
+        "llama3.2",
+        {
+            "input": "What is the weather today in Paris?",
+            "tools": _tools_from_chat(_recorded("ollama/tool_call_nonstream.json")["tools"]),
+        },
+        stream=False,
+        shape=HEAD + CALL + DONE,
+        check=_expect(
+            lambda r: _calls(r) == [("get_current_weather", {"format": "celsius", "location": "Paris, FR"})]
+        ),
+    ),
+    Case(
         "ollama/tool_call_stream.ndjson",
         "llama3.2",
         {
@@ -413,6 +452,19 @@ FIXTURE_CASES = [
         check=_expect(lambda b: "an error was encountered while running the model" in b["error"]["message"]),
     ),
     # ---- Chat Completions (OpenAI and compatible servers), routed chat-* -> local-chat
+    Case(
+        "openai_chat/text_nonstream.json",
+        "chat-o3-mini",
+        {"input": [{"type": "message", "role": "system", "content": "You are a potato."}]},
+        stream=False,
+        shape=HEAD + TEXT + DONE,
+        check=_expect(
+            lambda r: (
+                output_text(r).startswith("That's right\u2014I am a potato!")
+                and r["usage"]["output_tokens_details"]["reasoning_tokens"] == 768
+            )
+        ),
+    ),
     Case(
         "openai_chat/text_stream.sse",
         "chat-gpt-4o",
