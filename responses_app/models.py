@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -9,6 +13,68 @@ from responses_app.states import ResponseStatus
 
 S = ResponseStatus
 UNFINISHED = [S.QUEUED, S.IN_PROGRESS]
+
+# ---- JSON that holds any string, on every backend
+#
+# PostgreSQL's jsonb (and text) cannot hold the NUL character, yet a tool's output or a model's
+# text may carry one (binary-ish shell output). Stored JSON swaps it for a two-character escape
+# led by U+FFFF, a noncharacter Unicode sets aside for a program's internal use (itself escaped
+# by doubling), the same way on SQLite and PostgreSQL; reading restores every string exactly.
+_ESCAPE = "\uffff"
+_TO_STORE = {"\x00": _ESCAPE + "0", _ESCAPE: _ESCAPE + _ESCAPE}
+_TO_STORE_RE = re.compile("[\x00\uffff]")
+_FROM_STORE_RE = re.compile("\uffff([0\uffff])")
+
+
+def _store_string(value: str) -> str:
+    return _TO_STORE_RE.sub(lambda m: _TO_STORE[m.group()], value)
+
+
+def _restore_string(value: str) -> str:
+    return _FROM_STORE_RE.sub(lambda m: "\x00" if m.group(1) == "0" else _ESCAPE, value)
+
+
+def _walk(value: Any, fix: Any) -> Any:
+    """``value`` with ``fix`` applied to every string in it, keys included (iterative callers need
+    no more: validation bounds the nesting depth)."""
+    if isinstance(value, str):
+        return fix(value)
+    if isinstance(value, dict):
+        return {fix(k) if isinstance(k, str) else k: _walk(v, fix) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_walk(v, fix) for v in value]
+    return value
+
+
+class StoredJSONEncoder(json.JSONEncoder):
+    """JSON for the database: NUL and U+FFFF escaped (see above). The plain encoding is kept when it
+    holds neither (one scan of the text: the usual case costs nothing more)."""
+
+    def encode(self, o: Any) -> str:
+        text = super().encode(o)
+        if "\\u0000" in text or "\\uffff" in text or _ESCAPE in text:
+            return super().encode(_walk(o, _store_string))
+        return text
+
+
+class StoredJSONDecoder(json.JSONDecoder):
+    """Reads what :class:`StoredJSONEncoder` wrote, every string restored."""
+
+    def decode(self, s: str, *args: Any, **kwargs: Any) -> Any:
+        value = super().decode(s, *args, **kwargs)
+        if _ESCAPE in s or "\\uffff" in s:
+            return _walk(value, _restore_string)
+        return value
+
+
+def stored_text(value: str) -> str:
+    """``value`` for a plain text column (search text): the NUL character dropped."""
+    return value.replace("\x00", "") if "\x00" in value else value
+
+
+def StoredJSONField(**kwargs: Any) -> models.JSONField:  # noqa: N802 - reads as a field class
+    """A JSONField whose strings may hold any character (NUL included) on every backend."""
+    return models.JSONField(encoder=StoredJSONEncoder, decoder=StoredJSONDecoder, **kwargs)
 
 
 class Response(ConcurrentTransitionMixin, models.Model):
@@ -36,7 +102,7 @@ class Response(ConcurrentTransitionMixin, models.Model):
     owner = models.CharField(
         max_length=200, blank=True, db_index=True, help_text="Client key (or host user) that created it."
     )
-    params = models.JSONField(default=dict, help_text="The request parameters echoed in the resource.")
+    params = StoredJSONField(default=dict, help_text="The request parameters echoed in the resource.")
     store = models.BooleanField(default=True)
     background = models.BooleanField(default=False)
     stream = models.BooleanField(default=False)
@@ -45,7 +111,7 @@ class Response(ConcurrentTransitionMixin, models.Model):
     first_token_at = models.FloatField(null=True, blank=True)
     completed_at = models.FloatField(null=True, blank=True)
     heartbeat_at = models.FloatField(null=True, blank=True, db_index=True)
-    error = models.JSONField(null=True, blank=True)
+    error = StoredJSONField(null=True, blank=True)
     incomplete_details = models.JSONField(null=True, blank=True)
     usage = models.JSONField(null=True, blank=True)
     iterations = models.PositiveIntegerField(default=0)
@@ -53,7 +119,7 @@ class Response(ConcurrentTransitionMixin, models.Model):
     takeovers = models.PositiveIntegerField(
         default=0, help_text="Times another worker took the loop over after its worker was lost."
     )
-    checkpoint = models.JSONField(
+    checkpoint = StoredJSONField(
         null=True, blank=True, help_text="The loop's last durable step (see loop/durability.py)."
     )
     idempotency_key = models.CharField(
@@ -62,7 +128,7 @@ class Response(ConcurrentTransitionMixin, models.Model):
     search_text = models.TextField(
         blank=True, help_text="Plain text of the conversation turn, for admin search."
     )
-    wire_log = models.JSONField(
+    wire_log = StoredJSONField(
         null=True, blank=True, help_text="Provider requests as sent (secrets removed)."
     )
     request_id = models.CharField(
@@ -125,7 +191,7 @@ class ResponseItem(models.Model):
     position = models.PositiveIntegerField()
     item_id = models.CharField(max_length=80, db_index=True)
     item_type = models.CharField(max_length=64)
-    data = models.JSONField()
+    data = StoredJSONField()
 
     class Meta:
         ordering = ["response", "kind", "position"]
@@ -144,7 +210,7 @@ class Conversation(models.Model):
     owner = models.CharField(
         max_length=200, blank=True, db_index=True, help_text="Client key (or host user) that created it."
     )
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = StoredJSONField(default=dict, blank=True)
     created_at = models.FloatField(db_index=True)
     next_position = models.PositiveBigIntegerField(
         default=0, editable=False, help_text="Position of the next item (positions are never reused)."
@@ -164,7 +230,7 @@ class ConversationItem(models.Model):
     position = models.PositiveBigIntegerField()
     item_id = models.CharField(max_length=80, db_index=True)
     item_type = models.CharField(max_length=64)
-    data = models.JSONField()
+    data = StoredJSONField()
     response_id = models.CharField(
         max_length=64, blank=True, help_text="The response whose input or output this item was."
     )

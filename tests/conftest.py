@@ -177,6 +177,7 @@ E2E_FIXTURES = frozenset(
         "quick_report",
         "failclosed_server",
         "bounded_server",
+        "nul_server",
     }
 )
 

@@ -1116,7 +1116,9 @@ def parse_json(raw: str | bytes, what: str = "request body") -> Any:
     """Strict JSON for every front end (HTTP, WebSocket, compact): a 400 ``invalid_json`` for what
     the standard library would accept or choke on but no client should send — ``NaN``/``Infinity``,
     nesting deeper than ``MAX_JSON_DEPTH``, a lone UTF-16 surrogate (``"\\ud800"``) — and a 400
-    naming the ``param`` for a NUL character in any string (PostgreSQL cannot store one).
+    naming the ``param`` for a NUL character in an identifier (a model name, a response, conversation
+    or item id: they are looked up in text columns). NUL anywhere else (a tool's output, a text) is
+    stored as sent (``responses_app.models.StoredJSONEncoder``).
     """
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
@@ -1136,6 +1138,24 @@ MAX_JSON_DEPTH = 64
 # undecodable bytes are refused by the parser): without such an escape no string needs a look.
 _MAYBE_BAD_STRING = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 _BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Top-level fields that are identifiers (looked up in text columns, which cannot hold NUL).
+_IDENTIFIERS = frozenset({"model", "previous_response_id", "conversation"})
+
+
+def _is_identifier(path: tuple[Any, ...]) -> bool:
+    """True for a string at ``model``, ``previous_response_id``, ``conversation``(``.id``) or the
+    ``id`` of a list element (an input or conversation item)."""
+    if len(path) == 1:
+        return path[0] in _IDENTIFIERS
+    if path == ("conversation", "id"):
+        return True
+    return path[-1] == "id" and isinstance(path[-2], int)
+
+
+def _refuse_if_bad(value: str, path: tuple[Any, ...]) -> None:
+    if _SURROGATE.search(value) or ("\x00" in value and _is_identifier(path)):
+        _refuse_string(value, path)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -1149,7 +1169,8 @@ def _too_deep(what: str) -> ApiError:
 
 
 def check_json_value(data: Any, what: str = "request body", *, strings: bool = True) -> None:
-    """Refuse nesting deeper than ``MAX_JSON_DEPTH`` and (``strings``) NUL or lone surrogates.
+    """Refuse nesting deeper than ``MAX_JSON_DEPTH`` and (``strings``) lone surrogates, or NUL in an
+    identifier.
 
     Iterative: a hostile document cannot exhaust the stack here.
     """
@@ -1160,7 +1181,7 @@ def check_json_value(data: Any, what: str = "request body", *, strings: bool = T
             if depth > MAX_JSON_DEPTH:
                 raise _too_deep(what)
             for key, child in value.items():
-                if strings and _BAD_CHARACTER.search(key):
+                if strings and _SURROGATE.search(key):
                     _refuse_string(key, path + (key,))
                 if isinstance(child, (dict, list)) or (strings and isinstance(child, str)):
                     stack.append((child, depth + 1, path + (key,)))
@@ -1171,7 +1192,7 @@ def check_json_value(data: Any, what: str = "request body", *, strings: bool = T
                 if isinstance(child, (dict, list)) or (strings and isinstance(child, str)):
                     stack.append((child, depth + 1, path + (index,)))
         elif isinstance(value, str) and _BAD_CHARACTER.search(value):
-            _refuse_string(value, path)
+            _refuse_if_bad(value, path)
 
 
 def _param(path: tuple[Any, ...]) -> str | None:
@@ -1189,9 +1210,9 @@ def _param(path: tuple[Any, ...]) -> str | None:
 
 def _refuse_string(value: str, path: tuple[Any, ...]) -> None:
     param = _param(path)
-    if "\x00" in value:
+    if "\x00" in value and not _SURROGATE.search(value):
         raise invalid(
-            f"Invalid '{param}': strings may not contain the NUL character (\\u0000).",
+            f"Invalid '{param}': an identifier may not contain the NUL character (\\u0000).",
             param,
             "invalid_string",
         )

@@ -14,7 +14,7 @@ from providers_app.adapters.base import message_text
 from providers_app.registry import Route
 from responses_app.errors import ApiError, invalid
 from responses_app.ids import response_id as new_response_id
-from responses_app.models import Conversation, Response, ResponseEvent, ResponseItem
+from responses_app.models import Conversation, Response, ResponseEvent, ResponseItem, stored_text
 from responses_app.selectors import (
     conversation_call_ids,
     input_with_references,
@@ -52,7 +52,7 @@ def seal_tool_headers(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _search_text(items: list[dict[str, Any]]) -> str:
-    return "\n".join(message_text(i) for i in items if i.get("type") == "message")[:20000]
+    return stored_text("\n".join(message_text(i) for i in items if i.get("type") == "message")[:20000])
 
 
 def _check_call_ids(items: list[dict[str, Any]], context_call_ids: set[str]) -> None:

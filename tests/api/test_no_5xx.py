@@ -92,12 +92,16 @@ REGRESSIONS = [
     ('"input": "x", "metadata": {"k": ' + "[" * 1000 + "]" * 1000 + "}", None),
     ('"input": "x", "tools": [' + MCP + ', "allowed_tools": 5}]', "tools[0].allowed_tools"),
     ('"input": "x", "tools": [' + MCP + ', "headers": [1]}]', "tools[0].headers"),
-    ('"input": "a\\u0000b"', "input"),
-    ('"input": "x", "instructions": "\\u0000"', "instructions"),
-    ('"input": "x", "metadata": {"k": "v\\u0000"}', "metadata.k"),
     ('"input": [{"role": "user", "content": "x", "id": "msg_\\u0000"}]', "input[0].id"),
     ('"input": "x", "previous_response_id": "resp_\\u0000"', "previous_response_id"),
     ('"input": [{"role": "user", "content": "x", "id": "' + "m" * 81 + '"}]', "input[0].id"),
+]
+# NUL in a text, an instruction or a metadata value answered 500, then a 400; now it is stored as
+# sent (an identifier with a NUL is still a 400, above).
+NUL_TEXTS = [
+    '"input": "a\\u0000b"',
+    '"input": "x", "instructions": "\\u0000"',
+    '"input": "x", "metadata": {"k": "v\\u0000"}',
 ]
 MODEL_REGRESSIONS = [
     ('{"model": "mock-1\\u0000", "input": "x"}', "model"),
@@ -124,6 +128,21 @@ def test_known_500s_are_400s_naming_the_param(fuzz_server: str, raw: str, param:
         )
         assert response.status_code == 400, response.text
         assert response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("fields", NUL_TEXTS)
+def test_nul_in_a_text_is_stored_as_sent(fuzz_server: str, fields: str) -> None:
+    raw = "{" + M + ", " + fields + "}"
+    sent = json.loads(raw)
+    with httpx.Client(base_url=fuzz_server, timeout=60) as client:
+        response = client.post("/v1/responses", content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == 200, response.text
+        for resource in (response.json(), client.get(f"/v1/responses/{response.json()['id']}").json()):
+            assert resource["status"] == "completed"
+            assert resource["instructions"] == sent.get("instructions")
+            assert resource["metadata"] == sent.get("metadata", {})
+            text = resource["output"][0]["content"][0]["text"]
+            assert text.endswith(sent["input"]), text
 
 
 def test_known_500s_are_400s_over_websocket(fuzz_server: str) -> None:
