@@ -119,4 +119,7 @@ def parse_page(query: QueryDict) -> tuple[str | None, int, str]:
     order = query.get("order", "desc")
     if order not in {"asc", "desc"}:
         raise invalid("Invalid 'order': expected 'asc' or 'desc'.", "order")
-    return query.get("after") or None, limit, order
+    after = query.get("after") or None
+    if after is not None and "\x00" in after:
+        raise invalid("Invalid 'after': an id may not contain the NUL character.", "after", "invalid_string")
+    return after, limit, order

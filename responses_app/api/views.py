@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from responses_app import selectors
+from responses_app.api.conversation_params import parse_page
 from responses_app.api.streaming import sse_response, sse_stream
 from responses_app.api.validation import parse_json_body, validate_create
 from responses_app.conf import openresponses_settings
@@ -280,16 +281,7 @@ async def cancel_response(request: HttpRequest, response_id: str) -> HttpRespons
 @api_view({"GET"})
 async def list_input_items(request: HttpRequest, response_id: str) -> HttpResponse:
     identity = await identify(request)
-    try:
-        limit = int(request.GET.get("limit", "20"))
-    except ValueError:
-        raise invalid("Invalid 'limit': expected an integer between 1 and 100.", "limit") from None
-    if not 1 <= limit <= 100:
-        raise invalid("Invalid 'limit': expected an integer between 1 and 100.", "limit")
-    order = request.GET.get("order", "desc")
-    if order not in {"asc", "desc"}:
-        raise invalid("Invalid 'order': expected 'asc' or 'desc'.", "order")
-    after = request.GET.get("after") or None
+    after, limit, order = parse_page(request.GET)
 
     def page() -> dict[str, Any]:
         response = selectors.response_get(response_id=response_id, owner=identity.owner)

@@ -214,3 +214,28 @@ def test_the_stored_rows_hold_the_escape_not_nul(nul_server, api, upstream):
     assert len(rows) == 4 and not any("\x00" in s for s in stored)
     assert TOOL_OUTPUT.replace("\uffff", "\uffff\uffff").replace("\x00", "\uffff0") in stored
     assert USER_TEXT.replace("\x00", "\uffff0") in stored
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/responses/resp_%00",
+        "/v1/responses/resp_%00/input_items",
+        "/v1/conversations/conv_%00",
+        "/v1/conversations/conv_%00/items",
+        "/v1/conversations/conv_x/items/msg_%00",
+    ],
+)
+def test_nul_in_a_path_id_is_not_found(api, path):
+    response = api.get(path)
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/responses/resp_x/input_items?after=msg_%00", "/v1/conversations/conv_x/items?after=msg_%00"]
+)
+def test_nul_in_an_after_cursor_is_a_400(api, path):
+    response = api.get(path)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "after"
