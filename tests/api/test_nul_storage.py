@@ -22,6 +22,7 @@ from tests.support.production import PostgresDatabase, require_services
 from tests.support.server import ServerProcess
 from tests.support.upstream import FakeUpstream
 from tests.support.wire import OpenAIWire
+from tests.ws.client import WsClient, assert_valid_turn
 
 WIRE = OpenAIWire()
 SHELL = {
@@ -239,3 +240,33 @@ def test_nul_in_an_after_cursor_is_a_400(api, path):
     response = api.get(path)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "after"
+
+
+@pytest.mark.parametrize("store", [True, False], ids=["stored", "unstored"])
+def test_nul_over_websocket(nul_server, upstream, store):
+    """WebSocket turns take the same path: a ``store: false`` chain lives on its connection."""
+    upstream.queue(WIRE.text(MODEL_TEXT, stream=True), WIRE.text("ok", stream=True))
+    with WsClient(nul_server.url) as ws:
+        first = assert_valid_turn(
+            ws.turn({"model": WIRE.model, "input": history(), "tools": [SHELL], "store": store})
+        )
+        assert output_text(first) == MODEL_TEXT
+        second = assert_valid_turn(
+            ws.turn(
+                {
+                    "model": WIRE.model,
+                    "previous_response_id": first["id"],
+                    "input": "and\x00then?",
+                    "tools": [SHELL],
+                    "store": store,
+                }
+            )
+        )
+    assert second["status"] == "completed"
+    assert upstream_strings(upstream.requests[1].json()) == [
+        USER_TEXT,
+        ARGUMENTS,
+        TOOL_OUTPUT,
+        MODEL_TEXT,
+        "and\x00then?",
+    ]
