@@ -22,7 +22,8 @@ field is removed from the request before any provider sees it (and logged).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from providers_app.registry import Route, adapter_class, provider_configs
@@ -56,6 +57,17 @@ class Field:
     note: str = ""
     #: A feature this server lacks (not a provider's): refused for every provider, even ``mock``.
     server_feature: bool = False
+    #: Per family, the values of a forwarded field that family cannot honour (refused, droppable).
+    refused_values: dict[str, Callable[[Any], bool]] = field(default_factory=dict)
+    refused_note: str = ""
+
+    def refuses(self, family: str, value: Any) -> bool:
+        """Whether ``family`` refuses this field set to ``value``."""
+        treatment = self.for_family(family)
+        if treatment == REFUSED:
+            return True
+        check = self.refused_values.get(family)
+        return treatment == FORWARDED and check is not None and check(value)
 
     def for_family(self, family: str) -> str:
         if self.server_feature:
@@ -69,6 +81,15 @@ class Field:
 
 def _all(treatment: str) -> dict[str, str]:
     return dict.fromkeys(FAMILIES, treatment)
+
+
+def forces_a_call(choice: Any) -> bool:
+    """``tool_choice`` that forces a call: ``required``, a named tool, or allowed tools in ``required`` mode."""
+    if choice in (None, "auto", "none"):
+        return False
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        return forces_a_call(choice.get("mode") or "auto")
+    return True
 
 
 def _openai(openai: str, others: str) -> dict[str, str]:
@@ -87,7 +108,12 @@ FIELDS: tuple[Field, ...] = (
     Field("truncation", _all(SERVER), note="`auto` drops the oldest turns to fit the context window"),
     Field("max_tool_calls", _all(SERVER), note="counted by the loop"),
     Field("tools", _all(FORWARDED), note="function and MCP tools; MCP servers are called by this server"),
-    Field("tool_choice", _all(FORWARDED)),
+    Field(
+        "tool_choice",
+        _all(FORWARDED),
+        refused_values={"ollama": forces_a_call},
+        refused_note="Ollama cannot force a call: `required` or a named tool is refused (droppable to `auto`)",
+    ),
     Field("parallel_tool_calls", _all(FORWARDED)),
     Field("temperature", _all(FORWARDED)),
     Field("top_p", _all(FORWARDED)),
@@ -216,11 +242,12 @@ def refusals(create: CreateRequest, family: str) -> list[tuple[str, str]]:
                     )
             continue
         spec = BY_NAME.get(name)
-        if spec is None or spec.for_family(family) != REFUSED or _neutral(spec, value):
+        if spec is None or not spec.refuses(family, value) or _neutral(spec, value):
             continue
+        note = spec.note if spec.for_family(family) == REFUSED else spec.refused_note
         reason = REASONS.get(name) or (
             f"'{name}' is not supported for this model's provider ({family})"
-            + (f": {spec.note}." if spec.note else ".")
+            + (f": {note}." if note else ".")
         )
         out.append((name, reason))
     return out

@@ -108,7 +108,8 @@ def test_refused_exactly_where_the_table_says(row: surface.Field, family: str) -
     value = SAMPLES[row.name]
     create = validate_create(body_with(row.name, value))
     refused = {param for param, _ in refusals(create, family)}
-    assert (row.name in refused) == (row.treatment[family] == REFUSED), (row.name, family, refused)
+    assert (row.name in refused) == row.refuses(family, value), (row.name, family, refused)
+    assert row.refuses(family, value) == (row.treatment[family] == REFUSED) or family in row.refused_values
     for neutral in row.neutral:
         create = validate_create(body_with(row.name, neutral))
         assert refusals(create, family) == [], (row.name, neutral)
@@ -196,6 +197,46 @@ def test_fallbacks_count_too() -> None:
         validate_create({"model": "gpt-test", "input": "x", "text": {"verbosity": "low"}}),
         Route("openai", "gpt-test", "gpt-*", "default"),
     )
+
+
+FUNCTION_TOOL = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
+
+
+def ollama_route() -> Route:
+    return Route("ollama", "llama-test", "llama*", "default")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "choice",
+    [
+        "required",
+        {"type": "function", "name": "f"},
+        {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "f"}]},
+    ],
+)
+def test_ollama_refuses_a_forced_call_before_anything_is_stored(choice) -> None:
+    """Ollama cannot force a call: refused at the surface, so the operator's drop setting relaxes it."""
+    body = {"model": "llama-test", "input": "x", "tools": [FUNCTION_TOOL], "tool_choice": choice}
+    with pytest.raises(ApiError) as caught:
+        apply_surface(validate_create(body), ollama_route())
+    assert (caught.value.param, caught.value.code) == ("tool_choice", "unsupported_parameter")
+    assert "cannot force" in caught.value.message
+    create = validate_create(body)
+    with override_settings(OPENRESPONSES={"DROP_UNSUPPORTED_PARAMS": True}):
+        apply_surface(create, ollama_route())
+    assert create.params["tool_choice"] is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "choice",
+    ["auto", "none", {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "f"}]}],
+)
+def test_ollama_takes_choices_that_force_nothing(choice) -> None:
+    body = {"model": "llama-test", "input": "x", "tools": [FUNCTION_TOOL], "tool_choice": choice}
+    apply_surface(validate_create(body), ollama_route())
+    assert refusals(validate_create({**body, "tool_choice": "required"}), "anthropic") == []
 
 
 # --------------------------------------------------------------------------- end to end
