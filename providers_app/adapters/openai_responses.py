@@ -24,6 +24,7 @@ from providers_app.adapters.chunks import (
     UsageReport,
 )
 from providers_app.adapters.types import ModelRequest, ProviderConfig, UpstreamError, truncated
+from providers_app.adapters.web_search import WEB_SEARCH_TYPES
 
 INPUT_KEYS = {
     "message": ("type", "role", "content", "phase"),
@@ -57,10 +58,6 @@ NATIVE_TOOL_TYPES = frozenset(
     {
         "namespace",
         "custom",
-        "web_search",
-        "web_search_2025_08_26",
-        "web_search_preview",
-        "web_search_preview_2025_03_11",
         "file_search",
         "code_interpreter",
         "image_generation",
@@ -72,7 +69,7 @@ NATIVE_TOOL_TYPES = frozenset(
         "tool_search",
         "programmatic_tool_calling",
     }
-)
+) | WEB_SEARCH_TYPES
 
 
 def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from providers_app.adapters.base import (
     UnsupportedParameter,
     UpstreamError,
     UsageReport,
+    WebSearchDone,
 )
 from tests.support.adapters import (
     adapter_for,
@@ -931,6 +932,11 @@ def test_parse_message_thinking_blocks() -> None:
         ReasoningDone(encrypted_content="RED", provider_data={"type": "redacted_thinking"}),
         TextDelta("Answer."),
         ItemEnd(),
+        WebSearchDone(
+            call_id="srvtoolu_1",
+            queries=["x"],
+            provider_data={"server_blocks": body["content"][3:5]},
+        ),
         TextDelta("More."),
         ItemEnd(),
         UsageReport(input_tokens=10, output_tokens=9, cached_tokens=7),
