@@ -144,6 +144,8 @@ def map_item(item: dict[str, Any], provider: str) -> dict[str, Any] | None:
             out["id"] = meta["id"]
         return out
     if kind in PROVIDER_ITEM_TYPES:
+        if (item.get("_meta") or {}).get("provider") not in (None, provider):
+            return None  # another provider's (a search Anthropic or Gemini ran): not OpenAI's item
         # Sent back without the item id, as OpenAI's own clients do with store: false.
         return {k: v for k, v in item.items() if k not in ("id", "_meta")}
     keys = INPUT_KEYS.get(kind)

@@ -745,7 +745,7 @@ def test_tool_choice(choice: Any, expected: dict[str, Any]) -> None:
 
 def test_unsupported_tools_and_choices() -> None:
     with pytest.raises(UnsupportedParameter) as info:
-        body_for(ModelRequest(model="m", items=[user("x")], tools=[{"type": "web_search"}]))
+        body_for(ModelRequest(model="m", items=[user("x")], tools=[{"type": "file_search"}]))
     assert info.value.param == "tools"
     with pytest.raises(UnsupportedParameter) as info:
         body_for(ModelRequest(model="m", items=[user("x")], tools=TOOLS, tool_choice={"type": "mcp"}))
