@@ -12,6 +12,7 @@ from typing import Any
 from providers_app.adapters.base import ProviderAdapter
 from providers_app.adapters.chunks import (
     Chunk,
+    Citation,
     Finish,
     ItemEnd,
     ProviderItem,
@@ -54,22 +55,25 @@ PROVIDER_ITEM_TYPES = frozenset(
 )
 #: Tool types this provider takes as they are (the loop translates the others, see
 #: ``responses_app.loop.tool_types``).
-NATIVE_TOOL_TYPES = frozenset(
-    {
-        "namespace",
-        "custom",
-        "file_search",
-        "code_interpreter",
-        "image_generation",
-        "computer_use_preview",
-        "computer",
-        "local_shell",
-        "shell",
-        "apply_patch",
-        "tool_search",
-        "programmatic_tool_calling",
-    }
-) | WEB_SEARCH_TYPES
+NATIVE_TOOL_TYPES = (
+    frozenset(
+        {
+            "namespace",
+            "custom",
+            "file_search",
+            "code_interpreter",
+            "image_generation",
+            "computer_use_preview",
+            "computer",
+            "local_shell",
+            "shell",
+            "apply_patch",
+            "tool_search",
+            "programmatic_tool_calling",
+        }
+    )
+    | WEB_SEARCH_TYPES
+)
 
 
 def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -> dict[str, Any]:
@@ -213,9 +217,15 @@ def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]
     for item in response.get("output") or []:
         kind = item.get("type")
         if kind == "message":
+            length = 0  # the parts' texts make one output_text part here: citations shift
             for part in item.get("content") or []:
                 if part.get("type") == "output_text":
                     yield TextDelta(part.get("text", ""))
+                    for annotation in part.get("annotations") or []:
+                        citation = url_citation(annotation, length)
+                        if citation is not None:
+                            yield citation
+                    length += len(part.get("text", ""))
                 elif part.get("type") == "refusal":
                     yield RefusalDelta(part.get("refusal", ""))
             if (
@@ -241,20 +251,46 @@ def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]
     yield finish_chunk(response, saw_tool_call)
 
 
+def url_citation(annotation: Any, shift: int) -> Citation | None:
+    """A ``url_citation`` annotation as a citation, its offsets moved by ``shift`` characters."""
+    if (
+        not isinstance(annotation, dict)
+        or annotation.get("type") != "url_citation"
+        or not annotation.get("url")
+    ):
+        return None
+    start, end = annotation.get("start_index"), annotation.get("end_index")
+    if not isinstance(start, int) or not isinstance(end, int):
+        return None
+    return Citation(annotation["url"], annotation.get("title") or "", start + shift, end + shift)
+
+
 class StreamParser:
     """Turns Responses stream events into chunks (one instance per upstream call)."""
 
-    __slots__ = ("name", "saw_tool_call", "done")
+    __slots__ = ("name", "saw_tool_call", "done", "lengths")
 
     def __init__(self, name: str, request: ModelRequest | None = None) -> None:
         self.name = name
         self.saw_tool_call = False
         self.done = False
+        # (item id, content index) -> characters of that text part so far: a message's parts make
+        # one output_text part here, so a later part's citations shift by the earlier parts' text.
+        self.lengths: dict[tuple[str, int], int] = {}
 
     def feed(self, event: dict[str, Any]) -> Iterator[Chunk]:
         kind = event.get("type")
         if kind == "response.output_text.delta":
-            yield TextDelta(event.get("delta", ""))
+            delta = event.get("delta", "")
+            key = (event.get("item_id") or "", event.get("content_index") or 0)
+            self.lengths[key] = self.lengths.get(key, 0) + len(delta)
+            yield TextDelta(delta)
+        elif kind == "response.output_text.annotation.added":
+            item_id, index = event.get("item_id") or "", event.get("content_index") or 0
+            shift = sum(n for (item, k), n in self.lengths.items() if item == item_id and k < index)
+            citation = url_citation(event.get("annotation"), shift)
+            if citation is not None:
+                yield citation
         elif kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
             yield ToolCallDelta(event.get("delta", ""))
         elif kind == "response.output_item.added":

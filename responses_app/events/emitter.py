@@ -638,10 +638,28 @@ class ResponseEmitter:
         if not item.get("id"):
             item["id"] = new_id(item["type"].split("_")[0][:4] or "item")
         self._mark_output()
-        self.add_item(item)
+        if item["type"] == "web_search_call":
+            self._relayed_search(item)
+        else:
+            self.add_item(item)
         self.sample_items.append(item)
         if self.provider:
             self.item_meta[item["id"]] = {"provider": self.provider}
+
+    def _relayed_search(self, item: dict[str, Any]) -> None:
+        """A search the provider relays whole (OpenAI), with the events OpenAI streams for one."""
+        self.close_item()
+        index = len(self.output)
+        self.emit(
+            "response.output_item.added", {"output_index": index, "item": {**item, "status": "in_progress"}}
+        )
+        base = {"item_id": item["id"], "output_index": index}
+        self.emit("response.web_search_call.in_progress", base)
+        self.emit("response.web_search_call.searching", base)
+        if item["status"] == "completed":
+            self.emit("response.web_search_call.completed", base)
+        self.emit("response.output_item.done", {"output_index": index, "item": item})
+        self.output.append(item)
 
     def add_item(self, item: dict[str, Any]) -> None:
         """Emit a complete item the loop made itself (e.g. a hosted tool's output)."""

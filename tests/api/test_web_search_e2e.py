@@ -425,3 +425,52 @@ def test_gemini_history_with_a_search_is_sent_without_it(openai_client, upstream
     sent = upstream.requests[1].json()
     assert [c["role"] for c in sent["contents"]] == ["user", "model", "user"]
     assert sent["contents"][1]["parts"] == [{"text": ANSWER}]
+
+
+# --------------------------------------------------------------------------- OpenAI (passed through)
+
+
+@modes
+def test_openai_search_and_citations_are_relayed(openai_client, upstream, streamed):
+    """OpenAI runs its own search: its ``web_search_call`` is relayed as it is (streamed with the
+    ``response.web_search_call.*`` events) and its ``url_citation`` annotations reach the client."""
+    from tests.support.wire import OpenAIWire
+
+    wire = OpenAIWire()
+    search = {
+        "id": "ws_0123456789abcdef",
+        "type": "web_search_call",
+        "status": "completed",
+        "action": {"type": "search", "query": QUERY},
+    }
+    message = wire._message(LEAD + CLAIM)
+    citation = {
+        "type": "url_citation",
+        "url": RESULTS[0]["url"],
+        "title": RESULTS[0]["title"],
+        "start_index": len(LEAD),
+        "end_index": len(LEAD + CLAIM),
+    }
+    message["content"][0]["annotations"] = [citation]
+    if streamed:
+        text = message["content"][0]["text"]
+        deltas = [
+            {"type": "response.output_text.delta", "content_index": 0, "delta": text[:12], "logprobs": []},
+            {"type": "response.output_text.delta", "content_index": 0, "delta": text[12:], "logprobs": []},
+            {
+                "type": "response.output_text.annotation.added",
+                "content_index": 0,
+                "annotation_index": 0,
+                "annotation": citation,
+            },
+        ]
+        upstream.queue(wire._stream([(search, []), (message, deltas)]))
+    else:
+        upstream.queue(Reply.json(wire._response([search, message])))
+    response, events = ask(openai_client, streamed, model=wire.model, input="Shannon?", tools=[SEARCH])
+    assert upstream.requests[0].json()["tools"] == [SEARCH]
+    relayed, answer = response.output
+    assert relayed.to_dict() == search
+    assert [a.to_dict() for a in answer.content[0].annotations] == [citation]
+    if streamed:
+        assert search_events(events, search["id"]) == LIFECYCLE
