@@ -474,3 +474,54 @@ def test_openai_search_and_citations_are_relayed(openai_client, upstream, stream
     assert [a.to_dict() for a in answer.content[0].annotations] == [citation]
     if streamed:
         assert search_events(events, search["id"]) == LIFECYCLE
+
+
+# --------------------------------------------------------------------------- the Agents SDK
+
+
+@pytest.mark.parametrize("model", [CLAUDE, GEMINI])
+@modes
+def test_agents_sdk_web_search_tool(server, upstream, model, streamed):
+    """The OpenAI Agents SDK's ``WebSearchTool``, unchanged, over Anthropic and Gemini."""
+    import asyncio
+
+    from tests.clients.harness import require_python
+
+    require_python("agents", "openai-agents")
+    from agents import Agent, OpenAIResponsesModel, Runner, WebSearchTool, set_tracing_disabled
+    from agents.items import MessageOutputItem, ToolCallItem
+
+    set_tracing_disabled(True)  # traces would go to OpenAI's platform
+    if model == CLAUDE:
+        upstream.queue(anthropic_answer(anthropic_blocks(), stream=streamed))
+        expected, url = LEAD + CLAIM, CITATION["url"]
+    else:
+        upstream.queue(gemini_answer(stream=streamed))
+        expected, url = ANSWER, CHUNKS[0]["web"]["uri"]
+
+    async def run() -> Any:
+        client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="test-key", max_retries=0)
+        agent = Agent(
+            name="searcher",
+            instructions="Search the web.",
+            model=OpenAIResponsesModel(model=model, openai_client=client),
+            tools=[WebSearchTool(user_location={"type": "approximate", "country": "US"})],
+        )
+        if not streamed:
+            return await Runner.run(agent, "When was it?", max_turns=2)
+        result = Runner.run_streamed(agent, "When was it?", max_turns=2)
+        async for _ in result.stream_events():
+            pass
+        return result
+
+    result = asyncio.run(run())
+    assert result.final_output == expected
+    [search] = [i.raw_item for i in result.new_items if isinstance(i, ToolCallItem)]
+    assert isinstance(search, ResponseFunctionWebSearch) and search.status == "completed"
+    messages = [i.raw_item for i in result.new_items if isinstance(i, MessageOutputItem)]
+    assert url in [a.url for m in messages for part in m.content for a in part.annotations]
+    if model == CLAUDE:
+        assert upstream.requests[0].json()["tools"][0]["user_location"] == {
+            "type": "approximate",
+            "country": "US",
+        }
