@@ -525,3 +525,35 @@ def test_agents_sdk_web_search_tool(server, upstream, model, streamed):
             "type": "approximate",
             "country": "US",
         }
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("tool", "param"),
+    [
+        ({"filters": "x.example"}, "tools[0].filters"),
+        ({"filters": {"allowed_domains": "x.example"}}, "tools[0].filters.allowed_domains"),
+        ({"filters": {"allowed_domains": [1]}}, "tools[0].filters.allowed_domains[0]"),
+        ({"user_location": ["US"]}, "tools[0].user_location"),
+        ({"user_location": {"country": 1}}, "tools[0].user_location.country"),
+        ({"search_context_size": "huge"}, "tools[0].search_context_size"),
+        ({"external_web_access": "no"}, "tools[0].external_web_access"),
+    ],
+)
+def test_web_search_options_are_validated(tool, param):
+    """What adapters translate is checked first: a 400 naming the field, never a 500."""
+    from responses_app.api.validation import validate_create
+    from responses_app.errors import ApiError
+
+    with pytest.raises(ApiError) as caught:
+        validate_create({"model": CLAUDE, "input": "x", "tools": [{"type": "web_search", **tool}]})
+    assert (caught.value.status, caught.value.param) == (400, param)
+    validate_create(
+        {
+            "model": CLAUDE,
+            "input": "x",
+            "tools": [{"type": "web_search_preview", "search_context_size": "low"}],
+        }
+    )
