@@ -232,3 +232,35 @@ def test_web_search_item_and_citations() -> None:
         ("web_search_call", "incomplete"),
         ("message", "completed"),
     ]
+
+
+def test_a_taken_over_stream_keeps_its_citations_and_closes_an_open_search() -> None:
+    """A loop lost mid-answer: the stored prefix rebuilds the open message with the citations it
+    already streamed, and a search left open closes ``incomplete`` as the search it is."""
+    from providers_app.adapters.base import Citation, WebSearchStart
+    from responses_app.events.resume import resume_emitter
+
+    class Store:
+        def __init__(self) -> None:
+            self.events: list[tuple[int, str, str]] = []
+
+        def add(self, sequence_number: int, event_type: str, payload: str) -> None:
+            self.events.append((sequence_number, event_type, payload))
+
+    for tail, closed in (
+        ([TextDelta("Paris is big."), Citation("https://a.example", "A", 0, 5)], "message"),
+        ([WebSearchStart("srv_1")], "web_search_call"),
+    ):
+        store = Store()
+        emitter = ResponseEmitter(
+            {"id": "resp_1", "status": "in_progress", "output": [], "usage": None}, store
+        )
+        emitter.start_sample()
+        for chunk in tail:
+            emitter.feed(chunk)
+        after = Store()
+        resumed = resume_emitter({"id": "resp_1", "output": []}, after, store.events)
+        [item] = resumed.output
+        assert (item["type"], item["status"]) == (closed, "incomplete")
+        if closed == "message":
+            assert item["content"][0]["annotations"][0]["url"] == "https://a.example"
