@@ -360,13 +360,35 @@ def test_a_failed_search_is_a_failed_item_and_the_answer_goes_on(openai_client, 
     assert response.output[2].content[0].annotations == []
 
 
-def test_the_search_moves_to_gemini_without_its_blocks(openai_client, upstream):
-    upstream.queue(anthropic_answer(anthropic_blocks(), stream=False), gemini_answer(stream=False))
+def test_the_search_moves_to_other_providers_without_its_blocks(openai_client, upstream):
+    """Anthropic's search, then Gemini, then OpenAI: neither gets Anthropic's blocks nor its
+    ``web_search_call`` item (OpenAI would not know its id); the answer's text goes to both."""
+    from tests.support.wire import OpenAIWire
+
+    wire = OpenAIWire()
+    upstream.queue(
+        anthropic_answer(anthropic_blocks(), stream=False),
+        gemini_answer(stream=False),
+        wire.text("Done.", stream=False),
+    )
     first, _ = ask(openai_client, False, model=CLAUDE, input="Shannon?", tools=[SEARCH])
-    ask(openai_client, False, model=GEMINI, previous_response_id=first.id, input="Euro 2024?", tools=[SEARCH])
-    sent = upstream.requests[1].json()
-    assert "server_tool_use" not in json.dumps(sent) and "EqgfCioIARgB" not in json.dumps(sent)
-    assert [c["role"] for c in sent["contents"]] == ["user", "model", "user"]
+    second, _ = ask(
+        openai_client, False, model=GEMINI, previous_response_id=first.id, input="Euro 2024?", tools=[SEARCH]
+    )
+    ask(
+        openai_client,
+        False,
+        model=wire.model,
+        previous_response_id=second.id,
+        input="Thanks.",
+        tools=[SEARCH],
+    )
+    to_gemini, to_openai = upstream.requests[1].json(), upstream.requests[2].json()
+    for sent in (to_gemini, to_openai):
+        assert "server_tool_use" not in json.dumps(sent) and "EqgfCioIARgB" not in json.dumps(sent)
+    assert [c["role"] for c in to_gemini["contents"]] == ["user", "model", "user"]
+    assert "web_search_call" not in [i.get("type") for i in to_openai["input"]]
+    assert LEAD + CLAIM in json.dumps(to_openai["input"])
 
 
 # --------------------------------------------------------------------------- Gemini
