@@ -98,7 +98,7 @@ ADAPTIVE_EFFORTS: dict[str, str] = {
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
-    "pause_turn": "stop",
+    "pause_turn": "pause_turn",  # a long server-tool turn paused: the loop sends it back to finish
     "tool_use": "tool_calls",
     "max_tokens": "max_output_tokens",
     "model_context_window_exceeded": "max_output_tokens",

@@ -118,7 +118,9 @@ class UsageReport:
     reasoning_tokens: int | None = None
 
 
-FinishReason = Literal["stop", "tool_calls", "max_output_tokens", "content_filter"]
+#: ``pause_turn``: the provider paused a long turn of its own (a server-side search) and finishes
+#: it when sent the answer so far (Anthropic): the loop samples again.
+FinishReason = Literal["stop", "tool_calls", "max_output_tokens", "content_filter", "pause_turn"]
 
 
 @dataclass(slots=True)

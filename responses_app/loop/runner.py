@@ -452,6 +452,11 @@ class LoopRun:
             calls = [i for i in context.sample_items if i.get("type") in CALL_TYPES]
             mcp_calls = [i for i in context.sample_items if i.get("type") == "mcp_call"]
             if not calls and not mcp_calls:
+                if reason == "pause_turn":
+                    # The provider paused its own long turn (a search it runs): sent what it said so
+                    # far, it carries on where it stopped.
+                    await self._checkpoint(stage="tools_done", iteration=iteration, tool_calls=tool_calls)
+                    continue
                 return Outcome("completed")
             # Only tools this request offered as hosted (or listed from its MCP servers) run here;
             # any other call, a name the request never declared included, is the client's.

@@ -85,7 +85,7 @@ def anthropic_blocks(tool_id: str = "srvtoolu_01WYG3ziw53XMcoyKL4XcZmE", error: 
     ]
 
 
-def anthropic_answer(blocks: list[dict], *, stream: bool) -> Reply:
+def anthropic_answer(blocks: list[dict], *, stream: bool, stop: str = "end_turn") -> Reply:
     usage = {"input_tokens": 6039, "output_tokens": 931, "server_tool_use": {"web_search_requests": 1}}
     message = {
         "id": "msg_a930390d3a",
@@ -93,7 +93,7 @@ def anthropic_answer(blocks: list[dict], *, stream: bool) -> Reply:
         "role": "assistant",
         "model": CLAUDE,
         "content": blocks,
-        "stop_reason": "end_turn",
+        "stop_reason": stop,
         "stop_sequence": None,
         "usage": usage,
     }
@@ -126,7 +126,7 @@ def anthropic_answer(blocks: list[dict], *, stream: bool) -> Reply:
         else:
             event("content_block_start", index=index, content_block=block)
         event("content_block_stop", index=index)
-    event("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None}, usage=usage)
+    event("message_delta", delta={"stop_reason": stop, "stop_sequence": None}, usage=usage)
     event("message_stop")
     return Reply.sse(events)
 
@@ -349,6 +349,24 @@ def test_store_false_clients_carry_the_search_sealed(openai_client, upstream):
         if include:
             assert assistant["content"][1:3] == blocks[1:3]
             assert "EqgfCioIARgB" not in json.dumps(first.to_dict()), "the results never reach the client"
+
+
+@modes
+def test_a_paused_search_turn_is_sent_back_to_finish(openai_client, upstream, streamed):
+    """``pause_turn`` (the documented stop reason of a long search turn): the loop sends the paused
+    assistant content back, unchanged, and Anthropic finishes the turn; the client gets one response."""
+    blocks = anthropic_blocks()
+    upstream.queue(
+        anthropic_answer(blocks[:3], stream=streamed, stop="pause_turn"),
+        anthropic_answer(blocks[3:], stream=streamed),
+    )
+    response, _ = ask(openai_client, streamed, model=CLAUDE, input="Shannon?", tools=[SEARCH])
+    assert response.status == "completed"
+    assert [i.type for i in response.output] == ["message", "web_search_call", "message"]
+    assert response.output[2].content[0].text == LEAD + CLAIM
+    [user, paused] = upstream.requests[1].json()["messages"]
+    assert (user["role"], paused["role"]) == ("user", "assistant")
+    assert paused["content"] == blocks[:3], "the paused turn, unchanged"
 
 
 def test_a_failed_search_is_a_failed_item_and_the_answer_goes_on(openai_client, upstream):
