@@ -39,6 +39,10 @@ def function_call_output_id() -> str:
     return new_id("fco")
 
 
+def web_search_call_id() -> str:
+    return new_id("ws")
+
+
 def reasoning_id() -> str:
     return new_id("rs")
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 
 from providers_app.adapters.openai_responses import PROVIDER_ITEM_TYPES  # noqa: F401 - re-exported: items relayed from OpenAI
+from providers_app.adapters.web_search import SEARCH_SOURCES, WEB_SEARCH_TYPES  # noqa: F401 - re-exported
 
-WEB_SEARCH_TYPES = frozenset(
-    {"web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"}
-)
 #: Types only a provider that runs them natively can honour (everything else would change the answer).
 NATIVE_ONLY_TYPES = frozenset(
     {

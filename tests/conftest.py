@@ -68,6 +68,8 @@ def server(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
                         "adapter": "anthropic",
                         "base_url": fake_upstream.base_url + "/zai/v1",
                         "api_key_env": "ZAI_API_KEY",
+                        # An Anthropic-compatible endpoint without Anthropic's web search server tool.
+                        "options": {"web_search": False},
                     },
                     {
                         "name": "anthropic-effort",

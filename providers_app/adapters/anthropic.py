@@ -14,6 +14,17 @@ Config ``options`` understood here:
 * ``structured_outputs`` (bool, True): send ``text.format`` json_schema as ``output_config.format``;
   when False such a request is refused with :class:`UnsupportedParameter`.
 * ``strict_tools`` (bool, True): forward ``strict: true`` of function tools.
+* ``web_search`` (bool, True): offer OpenAI's ``web_search`` tool as Anthropic's web search server
+  tool (``web_search_20250305``); False leaves it out of what the model sees (as for providers
+  without a search of their own).
+
+Web search: the server tool gets ``allowed_domains`` from ``filters.allowed_domains``,
+``user_location`` from the tool, and ``max_uses`` from the request's ``max_tool_calls``. Each
+``server_tool_use`` (name ``web_search``) and its ``web_search_tool_result`` become one
+``web_search_call`` (an error result: status ``failed``), both blocks kept in the item's private
+metadata (``server_blocks``, sealed for ``store: false`` clients) and sent back, as they came,
+when the chain continues here. ``web_search_result_location`` citations on a text block become
+``url_citation`` annotations spanning that block's text. Other server tools' blocks are skipped.
 
 The request mapping (:func:`build_body`), the stream parser (:class:`StreamParser`) and the
 non-streamed body parser (:func:`parse_message`) are pure functions of their input; the
@@ -29,6 +40,7 @@ from typing import Any
 from providers_app.adapters.base import ProviderAdapter
 from providers_app.adapters.chunks import (
     Chunk,
+    Citation,
     Finish,
     FinishReason,
     ItemEnd,
@@ -38,6 +50,8 @@ from providers_app.adapters.chunks import (
     ToolCallDelta,
     ToolCallStart,
     UsageReport,
+    WebSearchDone,
+    WebSearchStart,
 )
 from providers_app.adapters.content import image_url, inline_file, parse_arguments, parse_data_url
 from providers_app.adapters.types import (
@@ -50,8 +64,16 @@ from providers_app.adapters.types import (
     rate_limited,
     truncated,
 )
+from providers_app.adapters.web_search import (
+    WEB_SEARCH_TYPES,
+    allowed_domains,
+    is_search_choice,
+    user_location,
+)
 
 ANTHROPIC_VERSION = "2023-06-01"
+#: The web search server tool version OpenAI's ``web_search`` is offered as.
+WEB_SEARCH_TOOL = "web_search_20250305"
 DEFAULT_MAX_TOKENS = 4096
 
 #: ``reasoning.effort`` -> ``thinking.budget_tokens`` (Anthropic's minimum budget is 1024).
@@ -76,7 +98,7 @@ ADAPTIVE_EFFORTS: dict[str, str] = {
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
-    "pause_turn": "stop",
+    "pause_turn": "pause_turn",  # a long server-tool turn paused: the loop sends it back to finish
     "tool_use": "tool_calls",
     "max_tokens": "max_output_tokens",
     "model_context_window_exceeded": "max_output_tokens",
@@ -119,7 +141,7 @@ def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool) -
         body["top_p"] = request.top_p
 
     if request.tools:
-        body["tools"] = [_map_tool(tool, options) for tool in request.tools]
+        body["tools"] = _map_tools(request, options)
         choice = _map_tool_choice(request.tool_choice)
         if not request.parallel_tool_calls and choice["type"] != "none":
             choice["disable_parallel_tool_use"] = True
@@ -183,6 +205,33 @@ def _map_reasoning(
     body["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
+def _map_tools(request: ModelRequest, options: dict[str, Any]) -> list[dict[str, Any]]:
+    tools = []
+    searching = False
+    for tool in request.tools:
+        if tool.get("type") in WEB_SEARCH_TYPES:
+            if not searching:  # one server tool, whichever of OpenAI's names asked for it
+                tools.append(_search_tool(tool, request.extra.get("max_tool_calls")))
+                searching = True
+        else:
+            tools.append(_map_tool(tool, options))
+    return tools
+
+
+def _search_tool(tool: dict[str, Any], max_uses: Any) -> dict[str, Any]:
+    """OpenAI's ``web_search`` tool as Anthropic's web search server tool."""
+    mapped: dict[str, Any] = {"type": WEB_SEARCH_TOOL, "name": "web_search"}
+    if isinstance(max_uses, int) and max_uses > 0:
+        mapped["max_uses"] = max_uses
+    domains = allowed_domains(tool)
+    if domains:
+        mapped["allowed_domains"] = domains
+    location = user_location(tool)
+    if location:
+        mapped["user_location"] = location
+    return mapped
+
+
 def _map_tool(tool: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     if tool.get("type", "function") != "function":
         raise UnsupportedParameter(
@@ -204,6 +253,8 @@ def _map_tool_choice(choice: Any) -> dict[str, Any]:
         return {"type": "any"}
     if choice == "none":
         return {"type": "none"}
+    if is_search_choice(choice):
+        return {"type": "tool", "name": "web_search"}
     if isinstance(choice, dict):
         kind = choice.get("type")
         if kind == "function" and choice.get("name"):
@@ -276,6 +327,12 @@ def _map_items(items: list[dict[str, Any]], provider: str, system_parts: list[st
             if content:
                 block["content"] = content
             push("user", [block])
+        elif kind == "web_search_call":
+            meta = item.get("_meta") or {}
+            blocks = meta.get("server_blocks")
+            if meta.get("provider") == provider and isinstance(blocks, list):
+                push("assistant", [dict(b) for b in blocks if isinstance(b, dict)])
+            # another provider's search (or one whose blocks were not carried): its text stays
         elif kind == "reasoning":
             meta = item.get("_meta") or {}
             if meta.get("provider") != provider or not item.get("encrypted_content"):
@@ -437,20 +494,59 @@ def stream_error(payload: dict[str, Any], provider: str) -> UpstreamError:
     return UpstreamError(message, status=502, code="upstream_error", retryable=kind == "api_error")
 
 
+def search_done(use: dict[str, Any] | None, result: dict[str, Any]) -> WebSearchDone:
+    """A ``server_tool_use`` (name ``web_search``) and its ``web_search_tool_result`` as one search."""
+    content = result.get("content")
+    sources = [
+        {"url": r["url"], "title": r.get("title") or ""}
+        for r in (content if isinstance(content, list) else [])
+        if isinstance(r, dict) and r.get("url")
+    ]
+    query = ((use or {}).get("input") or {}).get("query")
+    return WebSearchDone(
+        call_id=(use or {}).get("id") or result.get("tool_use_id") or "",
+        queries=[query] if isinstance(query, str) and query else [],
+        sources=sources,
+        failed=isinstance(content, dict),  # a web_search_tool_result_error
+        provider_data={"server_blocks": [use, result] if use else [result]},
+    )
+
+
+def citations(found: list[Any], start: int, end: int) -> list[Chunk]:
+    """A text block's web search citations as ``Citation`` chunks spanning ``start``..``end``."""
+    out: list[Chunk] = []
+    seen = set()
+    for citation in found:
+        if not isinstance(citation, dict) or citation.get("type") != "web_search_result_location":
+            continue
+        url = citation.get("url")
+        if url and url not in seen and end > start:
+            seen.add(url)
+            out.append(Citation(url, citation.get("title") or url, start, end))
+    return out
+
+
+def is_search_use(block: dict[str, Any]) -> bool:
+    return block.get("type") == "server_tool_use" and block.get("name") == "web_search"
+
+
 class StreamParser:
     """Turns Anthropic stream events (parsed JSON) into chunks. One instance per sample.
 
     Text blocks that follow each other form one message; a non-text block closes it.
-    Server tool blocks (``server_tool_use``, ``*_tool_result``) are skipped entirely.
+    Web search server tool blocks become a web search (see the module docstring); other server
+    tool blocks (``server_tool_use``, ``*_tool_result``) are skipped entirely.
     """
 
-    __slots__ = ("provider", "blocks", "text_open", "stop_reason", "done")
+    __slots__ = ("provider", "blocks", "text_open", "text_len", "searches", "stop_reason", "done")
 
     def __init__(self, provider: str, request: ModelRequest | None = None) -> None:
         self.provider = provider
         # index -> [block type, accumulated signature/data or "had deltas" flag, fallback input]
         self.blocks: dict[int, list[Any]] = {}
         self.text_open = False
+        self.text_len = 0  # characters of the open message's text so far (citation offsets)
+        self.searches: dict[str, dict[str, Any]] = {}  # server_tool_use id -> block, until its result
         self.stop_reason: str | None = None
         self.done = False  # message_stop came and Finish was emitted
 
@@ -508,10 +604,16 @@ class StreamParser:
         btype = block.get("type") or ""
         index = event.get("index", 0)
         if btype == "text":
-            self.blocks[index] = ["text", None, None]
+            if not self.text_open:
+                self.text_len = 0
             self.text_open = True
             text = block.get("text")
-            return [TextDelta(text)] if text else []
+            # [type, where the block's text starts in the message, its citations]
+            self.blocks[index] = ["text", self.text_len, list(block.get("citations") or [])]
+            if text:
+                self.text_len += len(text)
+                return [TextDelta(text)]
+            return []
         out = self._close_text()
         if btype == "thinking":
             self.blocks[index] = ["thinking", block.get("signature") or "", None]
@@ -522,6 +624,14 @@ class StreamParser:
         elif btype == "tool_use":
             self.blocks[index] = ["tool_use", False, block.get("input")]
             out.append(ToolCallStart(call_id=block.get("id") or "", name=block.get("name") or ""))
+        elif is_search_use(block):
+            self.blocks[index] = ["web_search", [], block]
+            if not self.searches:  # (a search started while another waits: opened with its result)
+                out.append(WebSearchStart(block.get("id") or ""))
+            self.searches[block.get("id") or ""] = block
+        elif btype == "web_search_tool_result":
+            self.blocks[index] = ["skip", None, None]
+            out.append(search_done(self.searches.pop(block.get("tool_use_id") or "", None), block))
         else:
             self.blocks[index] = ["skip", None, None]
         return out
@@ -535,12 +645,18 @@ class StreamParser:
         if dtype == "text_delta":
             text = delta.get("text")
             if text and state[0] == "text":
+                self.text_len += len(text)
                 return [TextDelta(text)]
+        elif dtype == "citations_delta":
+            if state[0] == "text":
+                state[2].append(delta.get("citation"))
         elif dtype == "input_json_delta":
             piece = delta.get("partial_json")
             if piece and state[0] == "tool_use":
                 state[1] = True
                 return [ToolCallDelta(piece)]
+            if piece and state[0] == "web_search":
+                state[1].append(piece)
         elif dtype == "thinking_delta":
             text = delta.get("thinking")
             if text and state[0] == "thinking":
@@ -555,6 +671,17 @@ class StreamParser:
         if state is None:
             return []
         btype = state[0]
+        if btype == "text":
+            return citations(state[2], state[1], self.text_len)
+        if btype == "web_search":
+            block = state[2]
+            parsed = parse_arguments("".join(state[1])) if state[1] else block.get("input")
+            # The block as it is sent back: its streamed input put together.
+            self.searches[block.get("id") or ""] = {
+                **block,
+                "input": parsed if isinstance(parsed, dict) else {},
+            }
+            return []
         if btype == "thinking":
             return [ReasoningDone(encrypted_content=state[1] or None, provider_data={"type": "thinking"})]
         if btype == "redacted_thinking":
@@ -577,13 +704,28 @@ def parse_message(body: dict[str, Any], provider: str) -> list[Chunk]:
         raise stream_error(body, provider)
     out: list[Chunk] = []
     text_open = False
+    text_len = 0
+    searches: dict[str, dict[str, Any]] = {}
     for block in body.get("content") or []:
         btype = block.get("type")
         if btype == "text":
             if block.get("text"):
+                if not text_open:
+                    text_len = 0
                 out.append(TextDelta(block["text"]))
                 text_open = True
+                start, text_len = text_len, text_len + len(block["text"])
+                out += citations(block.get("citations") or [], start, text_len)
             continue
+        if btype == "web_search_tool_result":
+            if text_open:
+                out.append(ItemEnd())
+                text_open = False
+            out.append(search_done(searches.pop(block.get("tool_use_id") or "", None), block))
+            continue
+        if is_search_use(block):
+            searches[block.get("id") or ""] = block
+            continue  # opened with its result
         if text_open:
             out.append(ItemEnd())
             text_open = False
@@ -621,10 +763,19 @@ class AnthropicAdapter(ProviderAdapter):
     """Anthropic Messages API (and Anthropic-compatible endpoints such as z.ai)."""
 
     family = "anthropic"
+    #: OpenAI's web search tool is run by Anthropic's web search server tool.
+    native_tool_types = WEB_SEARCH_TYPES
+    #: A search's server_tool_use and web_search_tool_result blocks (encrypted results included).
+    carried_meta = frozenset({"server_blocks"})
     path = "messages"
     build_body = staticmethod(build_body)
     parser_class = StreamParser
     parse_body = staticmethod(parse_message)
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        if config.options.get("web_search") is False:
+            self.native_tool_types = frozenset()  # OpenAI's web search is left out, as elsewhere
 
     def request_headers(self) -> dict[str, str]:
         """``x-api-key`` and ``anthropic-version`` instead of a Bearer token."""

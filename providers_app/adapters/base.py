@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol
 from providers_app.adapters import transport, wirelog
 from providers_app.adapters.chunks import (
     Chunk,
+    Citation,
     Finish,
     FinishReason,
     ItemEnd,
@@ -42,6 +43,8 @@ from providers_app.adapters.chunks import (
     ToolCallDelta,
     ToolCallStart,
     UsageReport,
+    WebSearchDone,
+    WebSearchStart,
     new_call_id,
 )
 from providers_app.adapters.content import message_text, parse_arguments
@@ -71,6 +74,7 @@ __all__ = [
     "WIRE_LOG_KEPT_CHARS",
     "WIRE_LOG_MAX_CHARS",
     "Chunk",
+    "Citation",
     "Finish",
     "FinishReason",
     "Framing",
@@ -89,6 +93,8 @@ __all__ = [
     "UnsupportedParameter",
     "UpstreamError",
     "UsageReport",
+    "WebSearchDone",
+    "WebSearchStart",
     "abbreviate",
     "refused_tools",
     "drain",

@@ -8,6 +8,9 @@ Chunk grammar (what the emitter expects, in order, for one sample):
 * ``ToolCallStart`` opens a function call; ``ToolCallDelta`` appends to its arguments.
 * ``ItemEnd`` closes whatever item is open (a chunk of another kind also closes it).
 * ``ProviderItem`` is a whole item in OpenAI's own shape (hosted and client-executed tool calls).
+* ``WebSearchStart`` opens a search the provider runs itself (a ``web_search_call`` item);
+  ``WebSearchDone`` closes it (opening one first if none is open) with its queries and sources.
+* ``Citation`` adds a ``url_citation`` annotation to the open message's output text.
 * ``UsageReport`` may come several times; later non-None fields override earlier ones.
 * ``Finish`` ends the sample with a reason. A message left open (no ``ItemEnd``) before
   ``Finish("max_output_tokens")`` ends ``incomplete``.
@@ -16,7 +19,7 @@ Chunk grammar (what the emitter expects, in order, for one sample):
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
@@ -78,6 +81,36 @@ class ProviderItem:
 
 
 @dataclass(slots=True)
+class WebSearchStart:
+    """The provider began a web search it runs itself (Anthropic's web search server tool)."""
+
+    call_id: str = ""
+
+
+@dataclass(slots=True)
+class WebSearchDone:
+    """A web search the provider ran: its queries, the sources it found (``{"url", "title"}``),
+    whether it failed, and what the provider needs back to continue (private item metadata)."""
+
+    call_id: str = ""
+    queries: list[str] = field(default_factory=list)
+    sources: list[dict[str, str]] = field(default_factory=list)
+    failed: bool = False
+    provider_data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Citation:
+    """A source cited by the open message's output text: ``start``/``end`` are character offsets
+    (code points) into the text of that message's output text part (end exclusive)."""
+
+    url: str
+    title: str
+    start: int
+    end: int
+
+
+@dataclass(slots=True)
 class UsageReport:
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -85,7 +118,9 @@ class UsageReport:
     reasoning_tokens: int | None = None
 
 
-FinishReason = Literal["stop", "tool_calls", "max_output_tokens", "content_filter"]
+#: ``pause_turn``: the provider paused a long turn of its own (a server-side search) and finishes
+#: it when sent the answer so far (Anthropic): the loop samples again.
+FinishReason = Literal["stop", "tool_calls", "max_output_tokens", "content_filter", "pause_turn"]
 
 
 @dataclass(slots=True)
@@ -102,6 +137,9 @@ Chunk = (
     | ToolCallDelta
     | ItemEnd
     | ProviderItem
+    | WebSearchStart
+    | WebSearchDone
+    | Citation
     | UsageReport
     | Finish
 )

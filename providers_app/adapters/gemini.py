@@ -28,6 +28,11 @@ Request mapping (:func:`build_body`, pure):
 * tools -> one ``functionDeclarations`` tool using ``parametersJsonSchema`` (full JSON Schema;
   ``$schema`` keys removed). ``strict`` has no counterpart (Gemini validates against the schema
   anyway) and is not sent.
+* OpenAI's ``web_search`` tool -> ``{"google_search": {}}`` (Grounding with Google Search;
+  provider option ``web_search: false`` leaves it out instead). ``filters.allowed_domains`` cannot be
+  honoured (UnsupportedParameter); ``user_location`` and ``search_context_size`` have no
+  counterpart and are not sent; forcing the search with ``tool_choice`` leaves it to the model.
+  ``web_search_call`` items in the history are not sent (the answer's text carries what was found).
 * tool_choice -> ``toolConfig.functionCallingConfig``: auto AUTO, required ANY, none NONE,
   ``{"type":"function"}`` ANY + allowedFunctionNames, ``allowed_tools`` allowedFunctionNames with
   ANY (mode required) or VALIDATED (mode auto: text or a call limited to the names).
@@ -46,7 +51,12 @@ TextDelta; ``functionCall`` -> ToolCallStart (generated ``call_…`` id, signatu
 ``provider_data["thought_signature"]``) + one ToolCallDelta + ItemEnd. A signature on a thought part
 is returned in ``ReasoningDone.provider_data``, one on a text part in the message's
 ``ItemEnd.provider_data`` (both as ``{"thought_signature": ...}``). Usage comes from the last
-``usageMetadata`` seen (it is cumulative).
+``usageMetadata`` seen (it is cumulative). A candidate's ``groundingMetadata`` becomes one
+``web_search_call`` (``webSearchQueries`` as its queries, ``groundingChunks[].web`` as its sources),
+before the answer when it is known first (a whole body), after it otherwise (a stream sends it
+last), and ``groundingSupports`` become ``url_citation`` annotations: each segment's UTF-8 byte
+offsets (into the part ``partIndex`` names, or the streamed text) converted to character offsets,
+checked against the segment's ``text``.
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from typing import Any
 from providers_app.adapters.base import ProviderAdapter
 from providers_app.adapters.chunks import (
     Chunk,
+    Citation,
     Finish,
     FinishReason,
     ItemEnd,
@@ -67,6 +78,7 @@ from providers_app.adapters.chunks import (
     ToolCallDelta,
     ToolCallStart,
     UsageReport,
+    WebSearchDone,
     new_call_id,
 )
 from providers_app.adapters.content import (
@@ -85,6 +97,13 @@ from providers_app.adapters.types import (
     invalid_request,
     rate_limited,
     truncated,
+)
+from providers_app.adapters.web_search import (
+    WEB_SEARCH_TYPES,
+    allowed_domains,
+    char_span,
+    is_search_choice,
+    search_tools,
 )
 
 #: Google's documented placeholder for function calls that carry no real thought signature.
@@ -214,9 +233,16 @@ def tool_output_parts(name: str, output: Any) -> list[dict[str, Any]]:
 
 
 def tools_body(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Function tools as one Gemini tool with ``functionDeclarations``."""
+    """Function tools as one Gemini tool with ``functionDeclarations``; web search as Google Search."""
     declarations = []
     for tool in tools:
+        if tool.get("type") in WEB_SEARCH_TYPES:
+            if allowed_domains(tool):
+                raise UnsupportedParameter(
+                    "tools",
+                    "Gemini's Google Search cannot be limited to domains (web_search filters.allowed_domains).",
+                )
+            continue
         if tool.get("type", "function") != "function":
             raise UnsupportedParameter(
                 "tools", f"Gemini adapter supports function tools only, not '{tool.get('type')}'."
@@ -225,12 +251,15 @@ def tools_body(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if tool.get("parameters"):
             declaration["parametersJsonSchema"] = strip_schema(tool["parameters"])
         declarations.append(declaration)
-    return [{"functionDeclarations": declarations}] if declarations else []
+    out: list[dict[str, Any]] = [{"functionDeclarations": declarations}] if declarations else []
+    if search_tools(tools):
+        out.append({"google_search": {}})
+    return out
 
 
 def tool_config(tool_choice: Any) -> dict[str, Any] | None:
-    """``tool_choice`` as ``toolConfig``."""
-    if tool_choice is None or tool_choice == "auto":
+    """``tool_choice`` as ``toolConfig`` (forcing Google Search cannot be said: AUTO)."""
+    if tool_choice is None or tool_choice == "auto" or is_search_choice(tool_choice):
         config: dict[str, Any] = {"mode": "AUTO"}
     elif tool_choice == "required":
         config = {"mode": "ANY"}
@@ -373,6 +402,8 @@ def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool = 
             signature = (item.get("_meta") or {}).get("thought_signature") if owns(item) else None
             if signature:
                 built.carry = signature
+        elif kind == "web_search_call":
+            continue  # Google Search grounding has nothing to send back: the answer's text stays
         else:
             raise UnsupportedParameter("input", f"Gemini adapter cannot send input items of type '{kind}'.")
     contents = built.contents
@@ -391,6 +422,7 @@ def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool = 
         tools = tools_body(request.tools)
         if tools:
             body["tools"] = tools
+        if any("functionDeclarations" in t for t in tools):
             body["toolConfig"] = tool_config(request.tool_choice)
     config = generation_config(request)
     if config:
@@ -399,6 +431,64 @@ def build_body(request: ModelRequest, config: ProviderConfig, *, stream: bool = 
 
 
 # --------------------------------------------------------------------------- response parsing
+
+
+def grounding_search(grounding: list[dict[str, Any]]) -> WebSearchDone | None:
+    """The search that grounded an answer (None when no web search was made): every
+    ``groundingMetadata`` seen, merged (a stream may repeat or extend it)."""
+    queries: list[str] = []
+    sources: dict[str, dict[str, str]] = {}
+    for metadata in grounding:
+        for query in metadata.get("webSearchQueries") or []:
+            if isinstance(query, str) and query and query not in queries:
+                queries.append(query)
+        for chunk in metadata.get("groundingChunks") or []:
+            web = chunk.get("web") if isinstance(chunk, dict) else None
+            if isinstance(web, dict) and web.get("uri"):
+                sources.setdefault(web["uri"], {"url": web["uri"], "title": web.get("title") or ""})
+    if not queries and not sources:
+        return None
+    return WebSearchDone(queries=queries, sources=list(sources.values()))
+
+
+def grounding_citations(
+    grounding: list[dict[str, Any]], text: str, parts: dict[int, tuple[int, str]]
+) -> list[Citation]:
+    """``groundingSupports`` as citations of ``text`` (the answer's text so far). ``parts`` maps a
+    content part's index to where its text starts in ``text`` and that text, when known (a whole
+    body); otherwise a segment's offsets are taken as offsets into ``text`` itself."""
+    out: list[Citation] = []
+    seen: set[tuple[str, int, int]] = set()
+    for metadata in grounding:
+        chunks = metadata.get("groundingChunks") or []
+        for support in metadata.get("groundingSupports") or []:
+            span = _segment_span((support or {}).get("segment") or {}, text, parts)
+            if span is None:
+                continue
+            for index in support.get("groundingChunkIndices") or []:
+                chunk = chunks[index] if isinstance(index, int) and 0 <= index < len(chunks) else None
+                web = chunk.get("web") if isinstance(chunk, dict) else None
+                if not isinstance(web, dict) or not web.get("uri") or (web["uri"], *span) in seen:
+                    continue
+                seen.add((web["uri"], *span))
+                out.append(Citation(web["uri"], web.get("title") or web["uri"], *span))
+    return out
+
+
+def _segment_span(
+    segment: dict[str, Any], text: str, parts: dict[int, tuple[int, str]]
+) -> tuple[int, int] | None:
+    """A segment's character span in ``text``: its byte offsets converted, or where its quoted
+    ``text`` is when the offsets do not point at it."""
+    base, part = parts.get(segment.get("partIndex") or 0, (0, text)) if parts else (0, text)
+    start, end = char_span(part, segment.get("startIndex") or 0, segment.get("endIndex") or 0)
+    start, end = base + start, base + end
+    quoted = segment.get("text")
+    if isinstance(quoted, str) and quoted and text[start:end] != quoted:
+        found = text.find(quoted)
+        if found >= 0:
+            start, end = found, found + len(quoted)
+    return (start, end) if end > start else None
 
 
 class StreamParser:
@@ -418,6 +508,12 @@ class StreamParser:
         "finish_reason",
         "blocked",
         "usage",
+        "frames",
+        "grounding",
+        "searched",
+        "text",
+        "text_frames",
+        "parts",
     )
 
     def __init__(
@@ -436,12 +532,19 @@ class StreamParser:
         self.finish_reason: str | None = None
         self.blocked: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.frames = 0
+        self.grounding: list[dict[str, Any]] = []  # every groundingMetadata seen
+        self.searched = False  # the grounding search was relayed
+        self.text: list[str] = []  # the open answer's text (citation offsets)
+        self.text_frames: set[int] = set()  # the frames it came in
+        self.parts: dict[int, tuple[int, str]] = {}  # content part index -> (its start in text, its text)
 
     def _close(self) -> Iterator[Chunk]:
         data = {"thought_signature": self.signature} if self.signature else None
         if self.open == "reasoning":
             yield ReasoningDone(provider_data=data)
         elif self.open == "text":
+            yield from self._citations()
             yield ItemEnd(provider_data=data)
         self.open = None
         self.signature = None
@@ -460,7 +563,13 @@ class StreamParser:
         if not candidates:
             return
         candidate = candidates[0]
-        for part in (candidate.get("content") or {}).get("parts") or ():
+        self.frames += 1
+        metadata = candidate.get("groundingMetadata")
+        if isinstance(metadata, dict):
+            self.grounding.append(metadata)
+            if self.open is None and not self.text_frames:
+                yield from self._search()  # known before the answer: the search comes first
+        for number, part in enumerate((candidate.get("content") or {}).get("parts") or ()):
             call = part.get("functionCall")
             signature = part.get("thoughtSignature")
             if call is not None:
@@ -482,6 +591,12 @@ class StreamParser:
                 if self.open != kind:
                     yield from self._close()
                     self.open = kind
+                    if kind == "text":
+                        self.text, self.text_frames, self.parts = [], set(), {}
+                if kind == "text":
+                    self.parts[number] = (sum(map(len, self.text)), text)
+                    self.text.append(text)
+                    self.text_frames.add(self.frames)
                 yield (
                     ReasoningDelta(text=text, kind="summary") if kind == "reasoning" else TextDelta(text=text)
                 )
@@ -494,9 +609,26 @@ class StreamParser:
         if candidate.get("finishReason"):
             self.finish_reason = candidate["finishReason"]
 
+    def _citations(self) -> Iterator[Chunk]:
+        if self.grounding and self.text:
+            # Part indices mean something only when the whole answer came in one frame.
+            parts = self.parts if len(self.text_frames) == 1 else {}
+            yield from grounding_citations(self.grounding, "".join(self.text), parts)
+        self.text = []
+
+    def _search(self) -> Iterator[Chunk]:
+        if not self.searched:
+            search = grounding_search(self.grounding)
+            if search is not None:
+                self.searched = True
+                yield search
+
     def finish(self) -> Iterator[Chunk]:
         if self.finish_reason != "MAX_TOKENS":
             yield from self._close()  # a cut-off item stays open: Finish closes it as incomplete
+            yield from self._search()  # streamed: the grounding came with the last frames
+        elif self.open == "text":
+            yield from self._citations()
         if self.usage is not None:
             yield usage_report(self.usage)
         reason = self.finish_reason
@@ -587,8 +719,15 @@ class GeminiAdapter(ProviderAdapter):
 
     family = "gemini"
     carried_meta = frozenset({"thought_signature"})
+    #: OpenAI's web search tool is run as Grounding with Google Search.
+    native_tool_types = WEB_SEARCH_TYPES
     build_body = staticmethod(build_body)
     parser_class = StreamParser
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        if config.options.get("web_search") is False:
+            self.native_tool_types = frozenset()  # OpenAI's web search is left out, as elsewhere
 
     def endpoint(self, request: ModelRequest, *, stream: bool) -> str:
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"

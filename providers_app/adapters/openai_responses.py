@@ -12,6 +12,7 @@ from typing import Any
 from providers_app.adapters.base import ProviderAdapter
 from providers_app.adapters.chunks import (
     Chunk,
+    Citation,
     Finish,
     ItemEnd,
     ProviderItem,
@@ -24,6 +25,7 @@ from providers_app.adapters.chunks import (
     UsageReport,
 )
 from providers_app.adapters.types import ModelRequest, ProviderConfig, UpstreamError, truncated
+from providers_app.adapters.web_search import WEB_SEARCH_TYPES
 
 INPUT_KEYS = {
     "message": ("type", "role", "content", "phase"),
@@ -53,25 +55,24 @@ PROVIDER_ITEM_TYPES = frozenset(
 )
 #: Tool types this provider takes as they are (the loop translates the others, see
 #: ``responses_app.loop.tool_types``).
-NATIVE_TOOL_TYPES = frozenset(
-    {
-        "namespace",
-        "custom",
-        "web_search",
-        "web_search_2025_08_26",
-        "web_search_preview",
-        "web_search_preview_2025_03_11",
-        "file_search",
-        "code_interpreter",
-        "image_generation",
-        "computer_use_preview",
-        "computer",
-        "local_shell",
-        "shell",
-        "apply_patch",
-        "tool_search",
-        "programmatic_tool_calling",
-    }
+NATIVE_TOOL_TYPES = (
+    frozenset(
+        {
+            "namespace",
+            "custom",
+            "file_search",
+            "code_interpreter",
+            "image_generation",
+            "computer_use_preview",
+            "computer",
+            "local_shell",
+            "shell",
+            "apply_patch",
+            "tool_search",
+            "programmatic_tool_calling",
+        }
+    )
+    | WEB_SEARCH_TYPES
 )
 
 
@@ -147,6 +148,8 @@ def map_item(item: dict[str, Any], provider: str) -> dict[str, Any] | None:
             out["id"] = meta["id"]
         return out
     if kind in PROVIDER_ITEM_TYPES:
+        if (item.get("_meta") or {}).get("provider") not in (None, provider):
+            return None  # another provider's (a search Anthropic or Gemini ran): not OpenAI's item
         # Sent back without the item id, as OpenAI's own clients do with store: false.
         return {k: v for k, v in item.items() if k not in ("id", "_meta")}
     keys = INPUT_KEYS.get(kind)
@@ -214,9 +217,15 @@ def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]
     for item in response.get("output") or []:
         kind = item.get("type")
         if kind == "message":
+            length = 0  # the parts' texts make one output_text part here: citations shift
             for part in item.get("content") or []:
                 if part.get("type") == "output_text":
                     yield TextDelta(part.get("text", ""))
+                    for annotation in part.get("annotations") or []:
+                        citation = url_citation(annotation, length)
+                        if citation is not None:
+                            yield citation
+                    length += len(part.get("text", ""))
                 elif part.get("type") == "refusal":
                     yield RefusalDelta(part.get("refusal", ""))
             if (
@@ -242,20 +251,46 @@ def chunks_from_response(response: dict[str, Any], name: str) -> Iterator[Chunk]
     yield finish_chunk(response, saw_tool_call)
 
 
+def url_citation(annotation: Any, shift: int) -> Citation | None:
+    """A ``url_citation`` annotation as a citation, its offsets moved by ``shift`` characters."""
+    if (
+        not isinstance(annotation, dict)
+        or annotation.get("type") != "url_citation"
+        or not annotation.get("url")
+    ):
+        return None
+    start, end = annotation.get("start_index"), annotation.get("end_index")
+    if not isinstance(start, int) or not isinstance(end, int):
+        return None
+    return Citation(annotation["url"], annotation.get("title") or "", start + shift, end + shift)
+
+
 class StreamParser:
     """Turns Responses stream events into chunks (one instance per upstream call)."""
 
-    __slots__ = ("name", "saw_tool_call", "done")
+    __slots__ = ("name", "saw_tool_call", "done", "lengths")
 
     def __init__(self, name: str, request: ModelRequest | None = None) -> None:
         self.name = name
         self.saw_tool_call = False
         self.done = False
+        # (item id, content index) -> characters of that text part so far: a message's parts make
+        # one output_text part here, so a later part's citations shift by the earlier parts' text.
+        self.lengths: dict[tuple[str, int], int] = {}
 
     def feed(self, event: dict[str, Any]) -> Iterator[Chunk]:
         kind = event.get("type")
         if kind == "response.output_text.delta":
-            yield TextDelta(event.get("delta", ""))
+            delta = event.get("delta", "")
+            key = (event.get("item_id") or "", event.get("content_index") or 0)
+            self.lengths[key] = self.lengths.get(key, 0) + len(delta)
+            yield TextDelta(delta)
+        elif kind == "response.output_text.annotation.added":
+            item_id, index = event.get("item_id") or "", event.get("content_index") or 0
+            shift = sum(n for (item, k), n in self.lengths.items() if item == item_id and k < index)
+            citation = url_citation(event.get("annotation"), shift)
+            if citation is not None:
+                yield citation
         elif kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
             yield ToolCallDelta(event.get("delta", ""))
         elif kind == "response.output_item.added":

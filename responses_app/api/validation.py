@@ -17,7 +17,7 @@ from responses_app.ids import (
     new_id,
     reasoning_id,
 )
-from responses_app.openai_tools import MCP_ITEM_TYPES, PROVIDER_ITEM_TYPES, TOOL_TYPES
+from responses_app.openai_tools import MCP_ITEM_TYPES, PROVIDER_ITEM_TYPES, TOOL_TYPES, WEB_SEARCH_TYPES
 from responses_app.types import CreateRequest
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -761,8 +761,27 @@ def normalize_tools(raw: Any, hosted_tool_names: frozenset[str]) -> list[dict[st
                 f"{', '.join(repr(t) for t in sorted(TOOL_TYPES))}.",
                 f"{where}.type",
             )
+        if tool_type in WEB_SEARCH_TYPES:
+            _web_search_tool(tool, where)  # its options are translated for other providers' searches
         tools.append(dict(tool))  # a hosted type: forwarded, omitted or refused per provider
     return tools
+
+
+def _web_search_tool(tool: dict[str, Any], where: str) -> None:
+    """The options of a ``web_search`` tool that adapters read, of the types OpenAI defines."""
+    filters = tool.get("filters")
+    _expect(filters, (dict,), f"{where}.filters", "an object", nullable=True)
+    if filters is not None and filters.get("allowed_domains") is not None:
+        _string_list(filters["allowed_domains"], f"{where}.filters.allowed_domains")
+    location = tool.get("user_location")
+    _expect(location, (dict,), f"{where}.user_location", "an object", nullable=True)
+    for key in ("type", "city", "region", "country", "timezone"):
+        value = (location or {}).get(key)
+        _expect(value, (str,), f"{where}.user_location.{key}", "a string", nullable=True)
+    _choice(tool.get("search_context_size"), ("low", "medium", "high"), f"{where}.search_context_size")
+    _expect(
+        tool.get("external_web_access"), (bool,), f"{where}.external_web_access", "a boolean", nullable=True
+    )
 
 
 def _tool_name(tool: dict[str, Any], where: str) -> str:

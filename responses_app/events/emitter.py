@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from providers_app.adapters.base import (
     Chunk,
+    Citation,
     Finish,
     ItemEnd,
     ProviderItem,
@@ -24,6 +25,8 @@ from providers_app.adapters.base import (
     ToolCallDelta,
     ToolCallStart,
     UsageReport,
+    WebSearchDone,
+    WebSearchStart,
 )
 from responses_app.events import sealing
 from responses_app.ids import (
@@ -33,6 +36,7 @@ from responses_app.ids import (
     message_id,
     new_id,
     reasoning_id,
+    web_search_call_id,
 )
 from responses_app.openai_tools import custom_input
 
@@ -76,6 +80,9 @@ class _OpenItem:
         "summary_index",
         "meta",
         "raw_input",
+        "annotations",
+        "call_id",
+        "searched",
     )
 
     def __init__(self, item: dict[str, Any], index: int, kind: str) -> None:
@@ -88,6 +95,9 @@ class _OpenItem:
         self.summary_index = -1
         self.meta: dict[str, Any] = {}
         self.raw_input = False  # a custom call whose deltas are its input (not JSON arguments)
+        self.annotations: list[dict[str, Any]] = []  # the open output_text part's
+        self.call_id = ""  # a web search: the provider's id of the search
+        self.searched = False  # a web search: its WebSearchDone came
 
 
 class ToolMap(Protocol):
@@ -118,6 +128,8 @@ class ResponseEmitter:
         self.family = ""
         self.carried_meta: frozenset[str] = frozenset()  # the adapter's ``carried_meta``
         self.sealed_reasoning = True  # the adapter's ``sealed_reasoning``
+        # Set by the loop when ``include`` asks for ``web_search_call.action.sources``.
+        self.search_sources = False
         self.open: _OpenItem | None = None
         self.item_meta: dict[str, dict[str, Any]] = {}
         self.usage = resource.get("usage") or empty_usage()
@@ -184,6 +196,13 @@ class ResponseEmitter:
             self.close_item()
         elif kind is ProviderItem:
             self._provider_item(chunk.item)
+        elif kind is Citation:
+            self._citation(chunk)
+        elif kind is WebSearchStart:
+            self.close_item()
+            self._open_search(chunk.call_id)
+        elif kind is WebSearchDone:
+            self._search_done(chunk)
         elif kind is UsageReport:
             for field in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
                 value = getattr(chunk, field)
@@ -320,7 +339,8 @@ class ResponseEmitter:
                 "response.output_text.done",
                 {**base, "content_index": item.part_index, "text": text, "logprobs": []},
             )
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            part = {"type": "output_text", "text": text, "annotations": item.annotations, "logprobs": []}
+            item.annotations = []
             self.emit("response.content_part.done", {**base, "content_index": item.part_index, "part": part})
             item.item["content"].append(part)
         item.part_kind = None
@@ -366,6 +386,72 @@ class ResponseEmitter:
             self.emit(
                 "response.reasoning.delta", {**base, "content_index": item.part_index, "delta": chunk.text}
             )
+
+    # ---- web search (run by the provider) and citations
+
+    def _open_search(self, call_id: str) -> _OpenItem:
+        """A ``web_search_call`` item as OpenAI streams one: added, in progress, searching."""
+        item = {
+            "id": web_search_call_id(),
+            "type": "web_search_call",
+            "status": "in_progress",
+            "action": {"type": "search"},
+        }
+        opened = self._open(item, "web_search_call")
+        opened.call_id = call_id
+        base = {"item_id": item["id"], "output_index": opened.index}
+        self.emit("response.web_search_call.in_progress", base)
+        self.emit("response.web_search_call.searching", base)
+        self._mark_output()
+        return opened
+
+    def _search_done(self, chunk: WebSearchDone) -> None:
+        item = self.open
+        if item is None or item.kind != "web_search_call" or item.call_id != chunk.call_id:
+            self.close_item()
+            item = self._open_search(chunk.call_id)
+        action: dict[str, Any] = {"type": "search", "query": chunk.queries[0] if chunk.queries else ""}
+        if len(chunk.queries) > 1:
+            action["queries"] = list(chunk.queries)
+        if self.search_sources:
+            action["sources"] = [{"type": "url", "url": s["url"]} for s in chunk.sources if s.get("url")]
+        item.item["action"] = action
+        item.searched = True
+        if chunk.provider_data:
+            item.meta.update(chunk.provider_data)
+        if not chunk.failed:
+            self.emit(
+                "response.web_search_call.completed", {"item_id": item.item["id"], "output_index": item.index}
+            )
+        self.close_item(status="failed" if chunk.failed else "completed")
+
+    def _citation(self, chunk: Citation) -> None:
+        """A ``url_citation`` on the open output text (none open: the citation has nothing to mark)."""
+        item = self.open
+        if item is None or item.kind != "message" or item.part_kind != "output_text":
+            return
+        length = sum(map(len, item.buffer))
+        start, end = max(0, min(chunk.start, length)), max(0, min(chunk.end, length))
+        if end <= start:
+            return
+        annotation = {
+            "type": "url_citation",
+            "url": chunk.url,
+            "title": chunk.title or chunk.url,
+            "start_index": start,
+            "end_index": end,
+        }
+        item.annotations.append(annotation)
+        self.emit(
+            "response.output_text.annotation.added",
+            {
+                "item_id": item.item["id"],
+                "output_index": item.index,
+                "content_index": item.part_index,
+                "annotation_index": len(item.annotations) - 1,
+                "annotation": annotation,
+            },
+        )
 
     # ---- function calls
 
@@ -524,6 +610,8 @@ class ResponseEmitter:
             )
         else:
             self._close_part(item)
+        if item.kind == "web_search_call" and not item.searched and status == "completed":
+            status = "incomplete"  # closed before its results came (the answer went on without them)
         if item.kind != "reasoning":
             data["status"] = status
         elif self._sealing():
@@ -550,10 +638,28 @@ class ResponseEmitter:
         if not item.get("id"):
             item["id"] = new_id(item["type"].split("_")[0][:4] or "item")
         self._mark_output()
-        self.add_item(item)
+        if item["type"] == "web_search_call":
+            self._relayed_search(item)
+        else:
+            self.add_item(item)
         self.sample_items.append(item)
         if self.provider:
             self.item_meta[item["id"]] = {"provider": self.provider}
+
+    def _relayed_search(self, item: dict[str, Any]) -> None:
+        """A search the provider relays whole (OpenAI), with the events OpenAI streams for one."""
+        self.close_item()
+        index = len(self.output)
+        self.emit(
+            "response.output_item.added", {"output_index": index, "item": {**item, "status": "in_progress"}}
+        )
+        base = {"item_id": item["id"], "output_index": index}
+        self.emit("response.web_search_call.in_progress", base)
+        self.emit("response.web_search_call.searching", base)
+        if item["status"] == "completed":
+            self.emit("response.web_search_call.completed", base)
+        self.emit("response.output_item.done", {"output_index": index, "item": item})
+        self.output.append(item)
 
     def add_item(self, item: dict[str, Any]) -> None:
         """Emit a complete item the loop made itself (e.g. a hosted tool's output)."""

@@ -80,6 +80,8 @@ def resume_emitter(
             opened.item["summary"].append(event["part"])
             opened.part_kind = None
             opened.buffer = []
+        elif event_type == "response.output_text.annotation.added":
+            opened.annotations.append(event["annotation"])
         elif event_type in {
             "response.output_text.delta",
             "response.refusal.delta",
@@ -96,4 +98,4 @@ def resume_emitter(
 
 def _kind(item: dict[str, Any]) -> str:
     kind = item.get("type")
-    return kind if kind in {"message", "function_call", "reasoning"} else "message"
+    return kind if kind in {"message", "function_call", "reasoning", "web_search_call"} else "message"

@@ -37,6 +37,7 @@ from responses_app.loop.tools import HostedTool, hosted_tools
 from responses_app.models import Response
 from responses_app.observability.logs import bind as bind_log_context
 from responses_app.observability.tracing import traced_tool_call
+from responses_app.openai_tools import SEARCH_SOURCES
 from responses_app.resource import build_resource
 from responses_app.selectors import response_context_items
 from responses_app.services.compaction import model_items
@@ -158,7 +159,9 @@ class LoopRun:
             self.emitter = ResponseEmitter(resource, self.sink, provider=response.provider)
         else:
             self.emitter = restored_emitter(resource, self.sink, resumed, checkpoint, response)
-        self.emitter.seal_reasoning = sealing.wanted((response.params or {}).get("include"))
+        include = (response.params or {}).get("include") or []
+        self.emitter.seal_reasoning = sealing.wanted(include)
+        self.emitter.search_sources = SEARCH_SOURCES in include
         self.iterations = 0
         # The tools the model is shown: the request's functions (hosted ones with their schema),
         # its other tool types as this provider takes them, and its MCP servers' tools.
@@ -349,6 +352,9 @@ class LoopRun:
                     )
                 },
                 "verbosity": (params.get("text") or {}).get("verbosity"),
+                # A provider running its own search caps it with this (OpenAI counts its built-in
+                # tools' calls against it).
+                "max_tool_calls": params.get("max_tool_calls"),
             },
         )
 
@@ -446,6 +452,11 @@ class LoopRun:
             calls = [i for i in context.sample_items if i.get("type") in CALL_TYPES]
             mcp_calls = [i for i in context.sample_items if i.get("type") == "mcp_call"]
             if not calls and not mcp_calls:
+                if reason == "pause_turn":
+                    # The provider paused its own long turn (a search it runs): sent what it said so
+                    # far, it carries on where it stopped.
+                    await self._checkpoint(stage="tools_done", iteration=iteration, tool_calls=tool_calls)
+                    continue
                 return Outcome("completed")
             # Only tools this request offered as hosted (or listed from its MCP servers) run here;
             # any other call, a name the request never declared included, is the client's.

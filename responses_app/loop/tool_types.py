@@ -12,9 +12,12 @@ request is rewritten here, so adapters only ever see ``function`` tools and
 * ``custom`` (free-form input, optional grammar): a function with one string argument,
   ``input``, the grammar quoted in its description; a call comes back as a ``custom_tool_call``
   item and a ``custom_tool_call_output`` in the input goes back as the function's output.
-* ``web_search`` / ``web_search_preview`` (and their dated names), ``tool_search``: left out of
-  what the model sees (the model answers from what it knows; deferred tools are offered directly;
-  a client offering them loses nothing else).
+* ``web_search`` / ``web_search_preview`` (and their dated names): handed to adapters that run
+  the provider's own search (they list them in ``native_tool_types``: Anthropic's web search
+  server tool, Gemini's Google Search grounding), whose ``web_search_call`` items then go back to
+  them in the history; left out of what the model sees elsewhere (the model answers from what it
+  knows; a client offering it loses nothing else).
+* ``tool_search``: left out where not native (deferred tools are offered directly).
 * the OpenAI-hosted tools that need OpenAI's infrastructure or a client-side executor OpenAI
   defines (``file_search``, ``code_interpreter``, ``image_generation``, ``computer_use_preview``,
   ``computer``, ``local_shell``, ``shell``, ``apply_patch``, ``programmatic_tool_calling``):
@@ -204,8 +207,10 @@ class ToolPlan:
         out = []
         for item in items:
             kind = item.get("type")
-            if kind in PROVIDER_ITEM_TYPES:
-                continue  # another provider's own tool items mean nothing here
+            if kind in PROVIDER_ITEM_TYPES and not (
+                kind == "web_search_call" and self.native & WEB_SEARCH_TYPES
+            ):
+                continue  # another provider's own tool items mean nothing here (searches: the adapter decides)
             if kind == "function_call" and item.get("namespace") and "namespace" not in self.native:
                 flat = flat_name(item["namespace"], item["name"])
                 item = {k: v for k, v in item.items() if k != "namespace"}

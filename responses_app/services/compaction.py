@@ -180,6 +180,9 @@ def estimate_item_tokens(item: dict[str, Any]) -> int:
         )
     else:
         chars = len(json.dumps({k: v for k, v in item.items() if k != "_meta"}))
+        if kind == "web_search_call":
+            # The results of a provider's own search go back with it (Anthropic reads them as input).
+            chars += len(json.dumps((item.get("_meta") or {}).get("server_blocks") or []))
     return ITEM_OVERHEAD_TOKENS + fixed + -(-chars // CHARS_PER_TOKEN)
 
 

@@ -107,7 +107,11 @@ FIELDS: tuple[Field, ...] = (
     Field("metadata", _all(SERVER), note="stored and echoed, never sent upstream"),
     Field("truncation", _all(SERVER), note="`auto` drops the oldest turns to fit the context window"),
     Field("max_tool_calls", _all(SERVER), note="counted by the loop"),
-    Field("tools", _all(FORWARDED), note="function and MCP tools; MCP servers are called by this server"),
+    Field(
+        "tools",
+        _all(FORWARDED),
+        note="per tool type: see the tool-type table (`web_search` runs the provider's own search where it has one)",
+    ),
     Field(
         "tool_choice",
         _all(FORWARDED),
@@ -179,13 +183,50 @@ FIELDS: tuple[Field, ...] = (
 )
 BY_NAME = {f.name: f for f in FIELDS}
 
+#: Tool types: what each family does with each (``loop.tool_types`` applies it, from what each
+#: adapter runs itself, its ``native_tool_types``). ``forwarded`` is translated where the provider
+#: names it otherwise (``web_search`` -> Anthropic's web search server tool, Gemini's Google Search
+#: grounding); ``ignored`` is left out of what the model sees; ``refused`` is a 400
+#: ``unsupported_parameter`` on ``tools[i].type``. Dated names (``web_search_preview_2025_03_11``…)
+#: are treated as their type. ``docs/providers.md`` shows this table; a test keeps them in step.
+_SEARCHING = {
+    "openai": FORWARDED,
+    "anthropic": FORWARDED,
+    "gemini": FORWARDED,
+    "openai_chat": IGNORED,
+    "ollama": IGNORED,
+}
+TOOL_TYPES: dict[str, dict[str, str]] = {
+    "function": _all(FORWARDED),
+    "mcp": _all(SERVER),
+    "namespace": _all(FORWARDED),
+    "custom": _all(FORWARDED),
+    "web_search": _SEARCHING,
+    "web_search_preview": _SEARCHING,
+    "tool_search": _openai(FORWARDED, IGNORED),
+    **{
+        kind: _openai(FORWARDED, REFUSED)
+        for kind in (
+            "file_search",
+            "code_interpreter",
+            "image_generation",
+            "computer_use_preview",
+            "computer",
+            "local_shell",
+            "shell",
+            "apply_patch",
+            "programmatic_tool_calling",
+        )
+    },
+}
+
 #: ``include`` values: what each asks for, the same for every provider.
 INCLUDES: dict[str, str] = {
     "reasoning.encrypted_content": SERVER,
     "message.output_text.logprobs": REFUSED,
     "file_search_call.results": IGNORED,
     "web_search_call.results": IGNORED,
-    "web_search_call.action.sources": IGNORED,
+    "web_search_call.action.sources": SERVER,
     "message.input_image.image_url": IGNORED,
     "computer_call_output.output.image_url": IGNORED,
     "code_interpreter_call.outputs": IGNORED,
@@ -193,6 +234,7 @@ INCLUDES: dict[str, str] = {
 INCLUDE_NOTES = {
     "reasoning.encrypted_content": "reasoning items carry their provider's artefacts, sealed",
     "message.output_text.logprobs": "no adapter returns logprobs",
+    "web_search_call.action.sources": "the sources of a search the provider ran, on its `web_search_call` item",
 }
 
 REASONS = {

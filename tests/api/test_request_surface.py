@@ -19,7 +19,15 @@ from providers_app.registry import Route
 from responses_app.api.validation import KNOWN_FIELDS, validate_create
 from responses_app.errors import ApiError
 from responses_app.services import surface
-from responses_app.services.surface import FAMILIES, FIELDS, INCLUDES, REFUSED, apply_surface, refusals
+from responses_app.services.surface import (
+    FAMILIES,
+    FIELDS,
+    INCLUDES,
+    REFUSED,
+    TOOL_TYPES,
+    apply_surface,
+    refusals,
+)
 from tests.support.spec import assert_valid_error
 from tests.support.upstream import Reply
 
@@ -149,6 +157,64 @@ def test_the_docs_table_is_the_code_table() -> None:
     assert list(rows) == [f.name for f in FIELDS]
     for row in FIELDS:
         assert rows[row.name] == [row.treatment[family] for family in FAMILIES], row.name
+
+
+# --------------------------------------------------------------------------- tool types
+
+
+def _tool_table() -> dict[str, list[str]]:
+    text = (ROOT / "docs" / "providers.md").read_text()
+    block = text[text.index("<!-- tool-types -->") : text.index("<!-- /tool-types -->")]
+    rows = {}
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        match = re.fullmatch(r"`([a-z_]+)`", cells[0]) if cells else None
+        if match:
+            rows[match.group(1)] = cells[1 : 1 + len(FAMILIES)]
+    return rows
+
+
+def test_the_docs_tool_table_is_the_code_table() -> None:
+    rows = _tool_table()
+    assert list(rows) == list(TOOL_TYPES)
+    for kind, treatment in TOOL_TYPES.items():
+        assert rows[kind] == [treatment[family] for family in FAMILIES], kind
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("kind", [k for k in TOOL_TYPES if k not in ("function", "mcp")])
+def test_the_tool_table_is_what_the_loop_does(kind: str, family: str) -> None:
+    """Each family's adapter, as the loop plans its tools: forwarded (taken or translated),
+    ignored (left out) or refused exactly as the table says."""
+    from providers_app.adapters.base import UnsupportedParameter
+    from providers_app.adapters.types import ProviderConfig
+    from providers_app.registry import adapter_class
+    from responses_app.loop.tool_types import native_tool_types, plan_tools
+
+    adapter = adapter_class(family)(ProviderConfig(family, family))
+    tool: dict[str, typing.Any] = {"type": kind}
+    if kind == "namespace":
+        tool = {"type": kind, "name": "ns", "tools": [{"type": "function", "name": "f", "parameters": {}}]}
+    elif kind == "custom":
+        tool = {"type": kind, "name": "c"}
+    treatment = TOOL_TYPES[kind][family]
+    if treatment == REFUSED:
+        with pytest.raises(UnsupportedParameter):
+            plan_tools([tool], native_tool_types(adapter))
+        return
+    plan = plan_tools([tool], native_tool_types(adapter))
+    assert bool(plan.tools) == (treatment == "forwarded") and bool(plan.omitted) == (treatment == "ignored")
+
+
+@pytest.mark.parametrize("family", ["anthropic", "gemini"])
+def test_an_operator_may_turn_a_providers_search_off(family: str) -> None:
+    from providers_app.adapters.types import ProviderConfig
+    from providers_app.registry import adapter_class
+    from responses_app.loop.tool_types import native_tool_types, plan_tools
+
+    config = ProviderConfig(family, family, options={"web_search": False})
+    plan = plan_tools([{"type": "web_search"}], native_tool_types(adapter_class(family)(config)))
+    assert plan.tools == [] and plan.omitted == ["web_search"]
 
 
 # --------------------------------------------------------------------------- the operator setting

@@ -156,7 +156,12 @@ def test_codex_namespace_call_comes_back_with_its_namespace(http, upstream, wire
     if wire.provider == "openai":
         assert first["tools"][1] == NAMESPACE and first["tools"][2] == WEB_SEARCH, "passed through"
     else:
-        assert sent_tools(wire, first) == ["shell", "mcp__github__get_issue"], "flattened; web_search omitted"
+        expected = ["shell", "mcp__github__get_issue"] + (
+            ["web_search"] if wire.provider == "anthropic" else []
+        )
+        assert sent_tools(wire, first) == expected, (
+            "flattened; web_search mapped or omitted (see test_web_search)"
+        )
 
     # Codex answers with store: false, so it sends the call back itself, namespace included.
     upstream.queue(wire.text("Issue 7 is about the login page.", stream=streamed))
@@ -245,7 +250,10 @@ def test_custom_tool_call_output_in_input_is_validated(http):
 
 @pytest.mark.parametrize("kind", ["web_search", "web_search_preview"])
 @wires
-def test_web_search_is_forwarded_to_openai_and_omitted_elsewhere(http, upstream, wire, kind):
+def test_web_search_is_mapped_to_the_providers_search_or_omitted(http, upstream, wire, kind):
+    """OpenAI takes it as it is, Anthropic as its web search server tool, Gemini as Google Search
+    grounding (``tests/api/test_web_search_e2e.py`` covers their answers); Ollama, Chat Completions
+    and a provider whose ``web_search`` option is off (``zai`` here) leave it out."""
     upstream.queue(wire.text("From what I know: sunny.", stream=False))
     resource, _ = post(
         http, {"model": wire.model, "input": "Weather?", "tools": [SHELL, {"type": kind}]}, False
@@ -255,6 +263,10 @@ def test_web_search_is_forwarded_to_openai_and_omitted_elsewhere(http, upstream,
     sent = upstream.requests[0].json()
     if wire.provider == "openai":
         assert sent["tools"][1] == {"type": kind}
+    elif wire.provider == "anthropic":
+        assert sent["tools"][1] == {"type": "web_search_20250305", "name": "web_search"}
+    elif wire.provider == "gemini":
+        assert sent["tools"][1] == {"google_search": {}} and sent_tools(wire, sent) == ["shell"]
     else:
         assert sent_tools(wire, sent) == ["shell"]
 

@@ -184,3 +184,83 @@ def test_a_failure_is_an_error_event_then_response_failed(after_output):
     failed = events[-1]["response"]
     assert failed["status"] == "failed" and failed["error"] == {"code": "upstream_error", "message": "boom"}
     assert len(failed["output"]) == (1 if after_output else 0)
+
+
+# --------------------------------------------------------------------------- web search and citations
+
+
+def test_web_search_item_and_citations() -> None:
+    from providers_app.adapters.base import Citation, WebSearchDone, WebSearchStart
+
+    events = run(
+        [
+            WebSearchStart("srv_1"),
+            WebSearchDone("srv_1", ["q"], [{"url": "https://a.example", "title": "A"}]),
+            Citation("https://a.example", "A", 0, 3),  # no message open: nothing to mark
+            TextDelta("Paris is big."),
+            Citation("https://a.example", "A", 0, 5),
+            Citation("https://a.example", "", 9, 99),  # clamped to the text
+            Citation("https://a.example", "A", 4, 4),  # empty: dropped
+            ItemEnd(),
+            WebSearchStart("srv_2"),  # closed by the next item before its result came
+            TextDelta("More."),
+            Finish("stop"),
+        ]
+    )
+    types = [e["type"] for e in events]
+    search = [e for e in events if e.get("output_index") == 0]
+    assert [e["type"] for e in search] == [
+        "response.output_item.added",
+        "response.web_search_call.in_progress",
+        "response.web_search_call.searching",
+        "response.web_search_call.completed",
+        "response.output_item.done",
+    ]
+    assert search[-1]["item"]["action"] == {"type": "search", "query": "q"}, "no sources unless asked"
+    added = [e["annotation"] for e in events if e["type"] == "response.output_text.annotation.added"]
+    assert [(a["start_index"], a["end_index"], a["title"]) for a in added] == [
+        (0, 5, "A"),
+        (9, 13, "https://a.example"),
+    ]
+    [part] = [e["part"] for e in events if e["type"] == "response.content_part.done"][:1]
+    assert part["annotations"] == added
+    assert types.index("response.output_text.annotation.added") < types.index("response.output_text.done")
+    output = events[-1]["response"]["output"]
+    assert [(i["type"], i["status"]) for i in output] == [
+        ("web_search_call", "completed"),
+        ("message", "completed"),
+        ("web_search_call", "incomplete"),
+        ("message", "completed"),
+    ]
+
+
+def test_a_taken_over_stream_keeps_its_citations_and_closes_an_open_search() -> None:
+    """A loop lost mid-answer: the stored prefix rebuilds the open message with the citations it
+    already streamed, and a search left open closes ``incomplete`` as the search it is."""
+    from providers_app.adapters.base import Citation, WebSearchStart
+    from responses_app.events.resume import resume_emitter
+
+    class Store:
+        def __init__(self) -> None:
+            self.events: list[tuple[int, str, str]] = []
+
+        def add(self, sequence_number: int, event_type: str, payload: str) -> None:
+            self.events.append((sequence_number, event_type, payload))
+
+    for tail, closed in (
+        ([TextDelta("Paris is big."), Citation("https://a.example", "A", 0, 5)], "message"),
+        ([WebSearchStart("srv_1")], "web_search_call"),
+    ):
+        store = Store()
+        emitter = ResponseEmitter(
+            {"id": "resp_1", "status": "in_progress", "output": [], "usage": None}, store
+        )
+        emitter.start_sample()
+        for chunk in tail:
+            emitter.feed(chunk)
+        after = Store()
+        resumed = resume_emitter({"id": "resp_1", "output": []}, after, store.events)
+        [item] = resumed.output
+        assert (item["type"], item["status"]) == (closed, "incomplete")
+        if closed == "message":
+            assert item["content"][0]["annotations"][0]["url"] == "https://a.example"

@@ -10,6 +10,7 @@ import pytest
 
 from providers_app.adapters.anthropic import AnthropicAdapter, StreamParser, parse_message
 from providers_app.adapters.base import (
+    Citation,
     Finish,
     ItemEnd,
     ModelRequest,
@@ -22,6 +23,8 @@ from providers_app.adapters.base import (
     UnsupportedParameter,
     UpstreamError,
     UsageReport,
+    WebSearchDone,
+    WebSearchStart,
 )
 from tests.support.adapters import (
     adapter_for,
@@ -931,6 +934,11 @@ def test_parse_message_thinking_blocks() -> None:
         ReasoningDone(encrypted_content="RED", provider_data={"type": "redacted_thinking"}),
         TextDelta("Answer."),
         ItemEnd(),
+        WebSearchDone(
+            call_id="srvtoolu_1",
+            queries=["x"],
+            provider_data={"server_blocks": body["content"][3:5]},
+        ),
         TextDelta("More."),
         ItemEnd(),
         UsageReport(input_tokens=10, output_tokens=9, cached_tokens=7),
@@ -963,3 +971,149 @@ def test_file_type_from_the_filename(filename: str | None, accepted: bool) -> No
         with pytest.raises(UnsupportedParameter) as refused:
             body_for(request)
         assert refused.value.param == "input.file_data"
+
+
+# --------------------------------------------------------------------------- web search (server tool)
+# Stream events constructed from the documented format (no recording exists):
+# https://platform.claude.com/docs/en/agents-and-tools/tool-use/web-search-tool and
+# https://platform.claude.com/docs/en/build-with-claude/citations (citations_delta).
+
+RESULT = {
+    "type": "web_search_result",
+    "url": "https://example.com/q",
+    "title": "Quantum news",
+    "encrypted_content": "ENC-1",
+    "page_age": "May 1, 2025",
+}
+WEB_CITATION = {
+    "type": "web_search_result_location",
+    "url": "https://example.com/q",
+    "title": "Quantum news",
+    "encrypted_index": "IDX",
+    "cited_text": "…",
+}
+
+
+def search_events(second_search: bool = False) -> list[dict[str, Any]]:
+    def start(index: int, block: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "content_block_start", "index": index, "content_block": block}
+
+    def delta(index: int, **d: Any) -> dict[str, Any]:
+        return {"type": "content_block_delta", "index": index, "delta": d}
+
+    def stop(index: int) -> dict[str, Any]:
+        return {"type": "content_block_stop", "index": index}
+
+    query = '{"query":"quantum 2025"}'
+    events = [
+        {"type": "message_start", "message": {"usage": {"input_tokens": 5}}},
+        start(0, {"type": "server_tool_use", "id": "srv_1", "name": "web_search"}),
+        delta(0, type="input_json_delta", partial_json=query[:9]),
+        delta(0, type="input_json_delta", partial_json=query[9:]),
+        stop(0),
+    ]
+    if second_search:  # a second search before the first's result (they run in parallel)
+        events += [
+            start(
+                9, {"type": "server_tool_use", "id": "srv_2", "name": "web_search", "input": {"query": "b"}}
+            )
+        ]
+        events += [
+            stop(9),
+            start(10, {"type": "web_search_tool_result", "tool_use_id": "srv_2", "content": []}),
+        ]
+        events += [stop(10)]
+    events += [
+        start(1, {"type": "web_search_tool_result", "tool_use_id": "srv_1", "content": [RESULT]}),
+        stop(1),
+        start(2, {"type": "text", "text": "Naïve lead: "}),
+        stop(2),
+        start(3, {"type": "text", "text": ""}),
+        delta(3, type="citations_delta", citation=WEB_CITATION),
+        delta(3, type="text_delta", text="qubits "),
+        delta(3, type="text_delta", text="doubled."),
+        stop(3),
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    ]
+    return events
+
+
+def test_web_search_stream_becomes_a_search_and_a_citation() -> None:
+    parser = StreamParser("anthropic")
+    chunks = [c for event in search_events() for c in parser.feed(event)]
+    use = {"type": "server_tool_use", "id": "srv_1", "name": "web_search", "input": {"query": "quantum 2025"}}
+    result = {"type": "web_search_tool_result", "tool_use_id": "srv_1", "content": [RESULT]}
+    lead = len("Naïve lead: ")
+    assert chunks == [
+        UsageReport(input_tokens=5, cached_tokens=0),
+        WebSearchStart("srv_1"),
+        WebSearchDone(
+            call_id="srv_1",
+            queries=["quantum 2025"],
+            sources=[{"url": RESULT["url"], "title": RESULT["title"]}],
+            provider_data={"server_blocks": [use, result]},
+        ),
+        TextDelta("Naïve lead: "),
+        TextDelta("qubits "),
+        TextDelta("doubled."),
+        Citation(RESULT["url"], "Quantum news", lead, lead + len("qubits doubled.")),
+        ItemEnd(),
+        UsageReport(output_tokens=9),
+        Finish("stop"),
+    ]
+
+
+def test_a_search_started_while_another_waits_is_opened_with_its_result() -> None:
+    parser = StreamParser("anthropic")
+    chunks = [c for event in search_events(second_search=True) for c in parser.feed(event)]
+    opened = [c.call_id for c in chunks if isinstance(c, WebSearchStart)]
+    done = [(c.call_id, c.queries) for c in chunks if isinstance(c, WebSearchDone)]
+    assert opened == ["srv_1"] and done == [("srv_2", ["b"]), ("srv_1", ["quantum 2025"])]
+
+
+def test_web_search_request_mapping() -> None:
+    tool = {
+        "type": "web_search_preview",
+        "user_location": {"type": "approximate"},  # no place: not sent
+        "search_context_size": "high",
+    }
+    request = ModelRequest(
+        model="m",
+        items=[user("x")],
+        tools=[tool, {"type": "web_search"}],
+        tool_choice={"type": "web_search_preview"},
+        extra={"max_tool_calls": None},
+    )
+    body = body_for(request)
+    assert body["tools"] == [{"type": "web_search_20250305", "name": "web_search"}], "one server tool"
+    assert body["tool_choice"] == {"type": "tool", "name": "web_search"}
+
+
+def test_web_search_items_go_back_to_their_provider_only() -> None:
+    blocks = [
+        {"type": "server_tool_use", "id": "srv_1", "name": "web_search", "input": {"query": "q"}},
+        {"type": "web_search_tool_result", "tool_use_id": "srv_1", "content": [RESULT]},
+    ]
+    search = {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search"}}
+    answer = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "A."}]}
+    for meta, expected in (
+        (
+            {"provider": "anthropic", "server_blocks": blocks},
+            ["server_tool_use", "web_search_tool_result", "text"],
+        ),
+        ({"provider": "other", "server_blocks": blocks}, ["text"]),
+        (None, ["text"]),
+    ):
+        item = {**search, "_meta": meta} if meta else search
+        body = body_for(ModelRequest(model="m", items=[user("q"), item, answer]))
+        assert [b["type"] for b in body["messages"][1]["content"]] == expected
+    assert (
+        body_for(
+            ModelRequest(
+                model="m",
+                items=[user("q"), {**search, "_meta": {"provider": "anthropic", "server_blocks": blocks}}],
+            )
+        )["messages"][1]["content"]
+        == blocks
+    )

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from providers_app.adapters.base import (
+    Citation,
     Finish,
     ItemEnd,
     ModelRequest,
@@ -20,6 +21,7 @@ from providers_app.adapters.base import (
     UnsupportedParameter,
     UpstreamError,
     UsageReport,
+    WebSearchDone,
 )
 from providers_app.adapters.gemini import (
     SKIP_SIGNATURE,
@@ -745,7 +747,7 @@ def test_tool_choice(choice: Any, expected: dict[str, Any]) -> None:
 
 def test_unsupported_tools_and_choices() -> None:
     with pytest.raises(UnsupportedParameter) as info:
-        body_for(ModelRequest(model="m", items=[user("x")], tools=[{"type": "web_search"}]))
+        body_for(ModelRequest(model="m", items=[user("x")], tools=[{"type": "file_search"}]))
     assert info.value.param == "tools"
     with pytest.raises(UnsupportedParameter) as info:
         body_for(ModelRequest(model="m", items=[user("x")], tools=TOOLS, tool_choice={"type": "mcp"}))
@@ -892,3 +894,110 @@ def test_parallel_tool_calls_false_relays_first_call_only() -> None:
         request = ModelRequest(model="m", items=[user("x")], tools=TOOLS[:1], parallel_tool_calls=False)
         chunks = collect(adapter(up), request, stream=False)
     assert [type(c) for c in chunks] == [ToolCallStart, ToolCallDelta, ItemEnd, Finish]
+
+
+# --------------------------------------------------------------------------- Google Search grounding
+# groundingMetadata constructed from the documented format (no recording exists):
+# https://ai.google.dev/gemini-api/docs/google-search and https://ai.google.dev/api/generate-content#Segment
+
+
+def grounded(parts: list[dict[str, Any]], supports: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "candidates": [
+            {
+                "content": {"parts": parts, "role": "model"},
+                "finishReason": "STOP",
+                "groundingMetadata": {
+                    "webSearchQueries": ["q1", "q2", "q1"],
+                    "groundingChunks": [
+                        {"web": {"uri": "https://a.example", "title": "a.example"}},
+                        {"web": {"uri": "https://b.example", "title": "b.example"}},
+                    ],
+                    "groundingSupports": supports,
+                },
+            }
+        ]
+    }
+
+
+def test_grounding_offsets_are_bytes_into_the_named_part() -> None:
+    """A thought part, then two text parts: ``partIndex`` 2 and byte offsets past a multi-byte
+    character land on the right characters of the one answer message."""
+    first, second = "Héllo wörld. ", "Ünïcode “quotes” here."
+    cited = "“quotes”"
+    start = second.encode().index(cited.encode())
+    supports = [
+        {
+            "segment": {"partIndex": 2, "startIndex": start, "endIndex": start + len(cited.encode())},
+            "groundingChunkIndices": [1],
+        },
+        {
+            "segment": {"partIndex": 1, "startIndex": 0, "endIndex": 7, "text": "Héllo w"},
+            "groundingChunkIndices": [0, 9],
+        },
+        # Offsets that do not point at the quoted text: the text is found instead.
+        {"segment": {"startIndex": 0, "endIndex": 3, "text": "wörld"}, "groundingChunkIndices": [0]},
+    ]
+    parts = [{"text": "thinking", "thought": True}, {"text": first}, {"text": second}]
+    parser = StreamParser("gemini")
+    chunks = [*parser.feed(grounded(parts, supports)), *parser.finish()]
+    text = first + second
+    citations = [(c.url, text[c.start : c.end]) for c in chunks if isinstance(c, Citation)]
+    assert citations == [
+        ("https://b.example", cited),
+        ("https://a.example", "Héllo w"),
+        ("https://a.example", "wörld"),
+    ]
+    search = next(c for c in chunks if isinstance(c, WebSearchDone))
+    assert search.queries == ["q1", "q2"] and [s["url"] for s in search.sources] == [
+        "https://a.example",
+        "https://b.example",
+    ]
+    kinds = [type(c).__name__ for c in chunks]
+    assert kinds.index("WebSearchDone") < kinds.index("TextDelta"), "a whole body: the search first"
+    assert kinds.index("Citation") < kinds.index("ItemEnd") < kinds.index("Finish")
+
+
+def test_streamed_grounding_comes_last() -> None:
+    parser = StreamParser("gemini")
+    frames = [{"candidates": [{"content": {"parts": [{"text": "Ça va. "}]}}]}]
+    frames.append(
+        grounded(
+            [{"text": "Très bien."}],
+            [{"segment": {"startIndex": 8, "endIndex": 19}, "groundingChunkIndices": [0]}],
+        )
+    )
+    chunks = [c for f in frames for c in parser.feed(f)] + list(parser.finish())
+    kinds = [type(c).__name__ for c in chunks]
+    assert kinds == ["TextDelta", "TextDelta", "Citation", "ItemEnd", "WebSearchDone", "Finish"]
+    citation = chunks[2]
+    assert "Ça va. Très bien."[citation.start : citation.end] == "Très bien."
+
+
+def test_web_search_request_mapping() -> None:
+    search_call = {
+        "type": "web_search_call",
+        "id": "ws_1",
+        "status": "completed",
+        "action": {"type": "search"},
+    }
+    body = body_for(
+        ModelRequest(model="m", items=[user("x"), search_call], tools=[*TOOLS, {"type": "web_search"}])
+    )
+    assert body["tools"][-1] == {"google_search": {}} and "functionDeclarations" in body["tools"][0]
+    assert body["toolConfig"]["functionCallingConfig"]["mode"] == "AUTO"
+    assert [c["role"] for c in body["contents"]] == ["user"], "a search has nothing to send back"
+    only = body_for(
+        ModelRequest(
+            model="m", items=[user("x")], tools=[{"type": "web_search"}], tool_choice={"type": "web_search"}
+        )
+    )
+    assert only["tools"] == [{"google_search": {}}] and "toolConfig" not in only
+    with pytest.raises(UnsupportedParameter):
+        body_for(
+            ModelRequest(
+                model="m",
+                items=[user("x")],
+                tools=[{"type": "web_search", "filters": {"allowed_domains": ["a.example"]}}],
+            )
+        )
