@@ -67,6 +67,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="largest long-stream count also sent to LiteLLM (it is slow to drain)",
     )
     parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=_cores(),
+        help="Celery worker processes of the production topology (default: the cores; paced at the "
+        "highest concurrency is also run with one, for the scaling factor)",
+    )
+    parser.add_argument(
         "--workdir", help="where logs and databases go (default: a temporary folder under artifacts/)"
     )
     args = parser.parse_args(argv)
@@ -80,6 +87,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.compare not in ("", "litellm"):
         parser.error("--compare takes 'litellm'")
     return args
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def sizes_for(args: argparse.Namespace) -> Sizes:
@@ -180,7 +194,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     continue
             log(f"starting our server ({topology})…")
             await Bench(upstream, [], sizes).configure(ttft_ms=0, tokens=sizes.instant_tokens, gap_ms=0)
-            server = OurServer(topology, upstream, workdir, upstream_api=args.upstream_api)
+            processes = args.worker_processes if topology == "production" else 0
+            server = OurServer(
+                topology,
+                upstream,
+                workdir,
+                upstream_api=args.upstream_api,
+                worker_processes=max(1, processes),
+            )
             try:
                 targets = [upstream.target(chat=args.upstream_api == "chat"), server.target()]
                 if litellm is not None:
@@ -192,22 +213,66 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 targets[1].db_group = server.db_group
                 shapes = await run_topology(bench, args.shapes, args.long_clients_litellm_max)
                 shapes["processes"] = len(server.group.pids())
-                report["topologies"][topology] = {"shapes": shapes, "targets": evaluate(topology, shapes)}
-                if not args.json:
-                    print(table(topology, report["topologies"][topology]["targets"]), flush=True)
-                    if (shapes.get("instant") or {}).get("breakdown"):
-                        print(breakdown_table(shapes["instant"]["breakdown"]), flush=True)
-                    print(
-                        f"RSS ours: idle {shapes.get('rss_idle_mib')} MiB, after paced load {shapes.get('rss_after_load_mib')} MiB, peak with long streams {shapes.get('rss_peak_long_mib')} MiB\n",
-                        flush=True,
-                    )
+                if processes:
+                    shapes["worker_processes"] = processes
             finally:
                 server.stop()
+            if processes > 1 and "paced" in shapes:
+                shapes["paced"]["scaling"] = await _scaling(upstream, workdir, args, sizes, shapes, log)
+            report["topologies"][topology] = {"shapes": shapes, "targets": evaluate(topology, shapes)}
+            if not args.json:
+                print(table(topology, report["topologies"][topology]["targets"]), flush=True)
+                if (shapes.get("instant") or {}).get("breakdown"):
+                    print(breakdown_table(shapes["instant"]["breakdown"]), flush=True)
+                print(
+                    f"RSS ours: idle {shapes.get('rss_idle_mib')} MiB, after paced load {shapes.get('rss_after_load_mib')} MiB, peak with long streams {shapes.get('rss_peak_long_mib')} MiB\n",
+                    flush=True,
+                )
     finally:
         if litellm is not None:
             litellm.stop()
         upstream.stop()
     return report
+
+
+async def _scaling(
+    upstream: Upstream,
+    workdir: Path,
+    args: argparse.Namespace,
+    sizes: Sizes,
+    shapes: dict[str, Any],
+    log: Any,
+) -> dict[str, Any]:
+    """The paced shape at its highest concurrency again, with ONE worker process: the scaling factor."""
+    top = max(sizes.paced_concurrency)
+    log(f"starting our server (production, 1 worker process) for the scaling factor at c={top}…")
+    server = OurServer(
+        "production",
+        upstream,
+        workdir,
+        upstream_api=args.upstream_api,
+        worker_processes=1,
+        label="production-1",
+    )
+    try:
+        one = Sizes(**{**sizes.__dict__, "paced_concurrency": (top,)})
+        bench = Bench(upstream, [server.target()], one, ours=server, log=log)
+        await bench.configure(ttft_ms=0, tokens=sizes.instant_tokens, gap_ms=0)
+        await bench._warm({"ours": _conn(server.target())}, sizes.instant_tokens)
+        server.refresh_db_group()
+        level = (await bench.paced())[f"c{top}"]["ours"]
+    finally:
+        server.stop()
+    many = shapes["paced"][f"c{top}"]["ours"]["streams_per_s"]
+    single = level["streams_per_s"]
+    return {
+        "concurrency": top,
+        "worker_processes": args.worker_processes,
+        "one_process": level,
+        "one_process_streams_per_s": single,
+        "n_processes_streams_per_s": many,
+        "factor": round(many / single, 2) if many and single else None,
+    }
 
 
 def _conn(target: Any) -> Any:

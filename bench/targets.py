@@ -106,9 +106,12 @@ class OurServer:
         *,
         upstream_api: str = "responses",
         worker_concurrency: int = 2200,
+        worker_processes: int = 1,
+        label: str = "",
     ) -> None:
         self.topology = topology
-        self.workdir = workdir / topology
+        self.worker_processes = worker_processes
+        self.workdir = workdir / (label or topology)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.tag = f"bench-{secrets.token_hex(4)}"
@@ -142,6 +145,7 @@ class OurServer:
             "OPENRESPONSES_API_KEYS": "",
             "OPENRESPONSES_LOG_LEVEL": os.environ.get("OPENRESPONSES_LOG_LEVEL", "WARNING"),
             "OPENRESPONSES_WORKER_CONCURRENCY": str(worker_concurrency),
+            "OPENRESPONSES_WORKER_PROCESSES": str(worker_processes),
             "TMPDIR": str(self.workdir),
         }
         if topology == "production":

@@ -1,5 +1,10 @@
 """``make run``: the embedded default (daphne, in-process loops) or, with ``REDIS_URL``, the
 production topology on one machine (daphne + Celery workers), restarting any process that dies.
+
+daphne runs on uvloop (``openresponses_site.serve``; ``OPENRESPONSES_UVLOOP=0`` keeps asyncio's
+loop). The production topology starts ``OPENRESPONSES_WORKER_PROCESSES`` Celery worker processes
+(default: the cores this process may use), each a threads pool of
+``OPENRESPONSES_WORKER_CONCURRENCY`` loops on one event loop.
 """
 
 from __future__ import annotations
@@ -14,11 +19,22 @@ import time
 DEFAULT_WORKER_CONCURRENCY = 500
 
 
+def worker_processes() -> int:
+    """``OPENRESPONSES_WORKER_PROCESSES``, or the number of cores this process may run on."""
+    value = os.environ.get("OPENRESPONSES_WORKER_PROCESSES", "").strip()
+    if value:
+        return max(1, int(value))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def commands(host: str, port: int) -> dict[str, list[str]]:
     daphne = [
         sys.executable,
         "-m",
-        "daphne",
+        "openresponses_site.serve",
         "-b",
         host,
         "-p",
@@ -28,22 +44,26 @@ def commands(host: str, port: int) -> dict[str, list[str]]:
     procs = {"web": daphne}
     if os.environ.get("REDIS_URL"):
         concurrency = os.environ.get("OPENRESPONSES_WORKER_CONCURRENCY", str(DEFAULT_WORKER_CONCURRENCY))
-        procs["worker"] = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "openresponses_site",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            concurrency,
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ]
+        for index in range(1, worker_processes() + 1):
+            # The first keeps Celery's default node name; the others need names of their own.
+            name = ["-n", f"celery{index}@%h"] if index > 1 else []
+            procs["worker" if index == 1 else f"worker{index}"] = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "openresponses_site",
+                "worker",
+                *name,
+                "--pool",
+                "threads",
+                "--concurrency",
+                concurrency,
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ]
         procs["beat"] = [
             sys.executable,
             "-m",

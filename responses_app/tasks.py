@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="responses_app.tasks.run_response", acks_late=True, reject_on_worker_lost=True)
@@ -48,6 +51,6 @@ def purge_expired() -> int:
 @worker_ready.connect
 def start_loop_host(**_: Any) -> None:
     """Start the worker's loop host at once: its periodic reaper runs even before the first task."""
-    from responses_app.loop.supervision.host import loop_host
+    from responses_app.loop.supervision.host import loop_host, loop_implementation
 
-    loop_host.loop()
+    logger.info("worker: loop host on %s", loop_implementation(loop_host.loop()))

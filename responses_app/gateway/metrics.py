@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import sys
 import threading
 from collections import defaultdict
 from typing import Any
@@ -344,6 +345,26 @@ def _gauges(out: _Writer) -> None:
         "0 while the config file is unusable (this process serves its last good version, or refuses requests).",
     )
     out.sample("openresponses_config_file_ok", 0 if problem else 1)
+    implementation = serving_loop_implementation()
+    if implementation:
+        out.family(
+            "openresponses_event_loop_info",
+            "gauge",
+            "The event loop this web process serves on: uvloop or asyncio (OPENRESPONSES_UVLOOP=0).",
+        )
+        out.sample("openresponses_event_loop_info", 1, implementation=implementation)
+
+
+def serving_loop_implementation() -> str | None:
+    """``uvloop`` or ``asyncio``: the loop of the Twisted reactor daphne serves on (None elsewhere).
+
+    daphne reads the reactor's loop the same way (``reactor._asyncioEventloop``) to run the site.
+    """
+    reactor = sys.modules.get("twisted.internet.reactor")
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    if loop is None:
+        return None
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 def _count_unfinished(model: Any, unfinished: list[str]) -> list[tuple[str, bool, int]]:

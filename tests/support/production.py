@@ -201,6 +201,7 @@ class Topology:
             "OPENRESPONSES_CHANNEL_PREFIX": f"ortest{tag}",
             "OPENRESPONSES_CELERY_QUEUE": f"ortest-{tag}",
             "OPENRESPONSES_WORKER_CONCURRENCY": "100",
+            "OPENRESPONSES_WORKER_PROCESSES": "1",  # the tests kill and watch "the" worker
             "OPENRESPONSES_DISPATCH": "celery",
             "OPENRESPONSES_API_KEYS": "",
             "SCRIPTED_KEY": "sk-scripted-secret-0006",

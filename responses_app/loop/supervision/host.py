@@ -8,12 +8,38 @@ The host also runs the periodic reaper, so every process that runs loops looks f
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+#: Environment variable: "0" (or false/no/off) keeps asyncio's own loop where uvloop is installed.
+UVLOOP_ENV = "OPENRESPONSES_UVLOOP"
+
+
+def uvloop_enabled() -> bool:
+    """Whether event loops are uvloop's: on unless ``OPENRESPONSES_UVLOOP`` is off."""
+    return os.environ.get(UVLOOP_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop: uvloop's when it is installed and enabled, else asyncio's."""
+    if uvloop_enabled():
+        try:
+            import uvloop
+        except ImportError:  # an optional speed-up: asyncio's loop works the same
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def loop_implementation(loop: asyncio.AbstractEventLoop) -> str:
+    """``uvloop`` or ``asyncio``: what runs ``loop`` (shown in /metrics and the worker's log)."""
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 class LoopHost:
@@ -24,7 +50,7 @@ class LoopHost:
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
+                loop = new_event_loop()
                 thread = threading.Thread(
                     target=loop.run_forever, name="openresponses-loop-host", daemon=True
                 )
@@ -32,6 +58,11 @@ class LoopHost:
                 self._loop = loop
                 asyncio.run_coroutine_threadsafe(_start_services(), loop)
             return self._loop
+
+    def running(self) -> asyncio.AbstractEventLoop | None:
+        """The host's loop if this process started it, else None (never starts it)."""
+        loop = self._loop
+        return loop if loop is not None and not loop.is_closed() else None
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop())
