@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ from .upstream import raise_fd_limit
 
 SHAPES = ("instant", "paced", "long", "agentic", "store", "chain")
 TOPOLOGIES = ("embedded", "production")
+SCALING_ROUNDS = 3
 
 
 def _csv_ints(value: str) -> tuple[int, ...]:
@@ -215,10 +217,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 shapes["processes"] = len(server.group.pids())
                 if processes:
                     shapes["worker_processes"] = processes
+                if processes > 1 and "paced" in shapes:
+                    shapes["paced"]["scaling"] = await _scaling(bench, server, args, log)
             finally:
                 server.stop()
-            if processes > 1 and "paced" in shapes:
-                shapes["paced"]["scaling"] = await _scaling(upstream, workdir, args, sizes, shapes, log)
             report["topologies"][topology] = {"shapes": shapes, "targets": evaluate(topology, shapes)}
             if not args.json:
                 print(table(topology, report["topologies"][topology]["targets"]), flush=True)
@@ -235,43 +237,52 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-async def _scaling(
-    upstream: Upstream,
-    workdir: Path,
-    args: argparse.Namespace,
-    sizes: Sizes,
-    shapes: dict[str, Any],
-    log: Any,
-) -> dict[str, Any]:
-    """The paced shape at its highest concurrency again, with ONE worker process: the scaling factor."""
+async def _scaling(bench: Bench, server: OurServer, args: argparse.Namespace, log: Any) -> dict[str, Any]:
+    """The paced shape at its highest concurrency with ONE worker process and with N: the scaling factor.
+
+    A second server with one worker process runs beside the first (idle while the other is
+    measured); the two take turns for ``SCALING_ROUNDS`` rounds, so a busy moment of a shared
+    machine hits both, and the factor is the ratio of their medians.
+    """
+    sizes = bench.sizes
     top = max(sizes.paced_concurrency)
-    log(f"starting our server (production, 1 worker process) for the scaling factor at c={top}…")
-    server = OurServer(
+    log(f"  scaling: a server with 1 worker process beside the one with {server.worker_processes}, c={top}…")
+    single = OurServer(
         "production",
-        upstream,
-        workdir,
+        bench.upstream,
+        Path(bench.ours.workdir).parent if bench.ours else Path(args.workdir or "."),
         upstream_api=args.upstream_api,
         worker_processes=1,
         label="production-1",
     )
     try:
-        one = Sizes(**{**sizes.__dict__, "paced_concurrency": (top,)})
-        bench = Bench(upstream, [server.target()], one, ours=server, log=log)
-        await bench.configure(ttft_ms=0, tokens=sizes.instant_tokens, gap_ms=0)
-        await bench._warm({"ours": _conn(server.target())}, sizes.instant_tokens)
-        server.refresh_db_group()
-        level = (await bench.paced())[f"c{top}"]["ours"]
+        ttft, tokens, gap = sizes.paced
+        await bench.configure(ttft_ms=ttft, tokens=tokens, gap_ms=gap)
+        expected = bench.expected(tokens)
+        many_target, one_target = server.target(), single.target()
+        rates: dict[str, list[float]] = {"one": [], "many": []}
+        seconds = max(2.0, sizes.paced_seconds / 2)
+        for round_ in range(SCALING_ROUNDS):
+            for name, target in (("one", one_target), ("many", many_target))[:: 1 if round_ % 2 else -1]:
+                results, elapsed = await bench.closed_loop(
+                    target, top, seconds, target.body(stream=True), marker=target.marker
+                )
+                ok = [r for r in results if r.ok and r.tokens() == expected]
+                rates[name].append(round(len(ok) / elapsed, 2) if elapsed else 0.0)
+                await bench.settle(target, limit=10.0)
+            log(
+                f"    round {round_ + 1}: 1 process {rates['one'][-1]}, {server.worker_processes} processes {rates['many'][-1]} streams/s"
+            )
     finally:
-        server.stop()
-    many = shapes["paced"][f"c{top}"]["ours"]["streams_per_s"]
-    single = level["streams_per_s"]
+        single.stop()
+    one, many = statistics.median(rates["one"]), statistics.median(rates["many"])
     return {
         "concurrency": top,
-        "worker_processes": args.worker_processes,
-        "one_process": level,
-        "one_process_streams_per_s": single,
+        "worker_processes": server.worker_processes,
+        "rounds": rates,
+        "one_process_streams_per_s": one,
         "n_processes_streams_per_s": many,
-        "factor": round(many / single, 2) if many and single else None,
+        "factor": round(many / one, 2) if one else None,
     }
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client import Connection, Result
+from .procs import redis_cpu_seconds
 from .targets import HOSTED_TOOL, OurServer, Target, Upstream
 from .upstream import token
 
@@ -79,20 +80,47 @@ def server_timing(header: str) -> dict[str, float]:
 
 
 class CpuMeter:
-    """CPU seconds (and database-backend CPU) of one target's processes between two readings."""
+    """CPU seconds (and database-backend CPU) of one target's processes between two readings.
 
-    def __init__(self, target: Target) -> None:
+    ``detail``: also by process kind (web, worker, beat, supervisor) and the Redis server's own CPU
+    (``INFO cpu``: every client of that Redis, so run the benchmark on a Redis of its own for it).
+    """
+
+    def __init__(self, target: Target, detail: bool = False) -> None:
         self.target = target
+        self.detail = detail
         self.cpu = 0.0
         self.db = 0.0
+        self.kinds: dict[str, float] = {}
+        self.redis: float | None = None
 
-    def read(self) -> tuple[float, float]:
+    def read(self) -> tuple[float, float, dict[str, float], float | None]:
         t = self.target
-        return (t.group.cpu_seconds() if t.group else 0.0, t.db_group.cpu_seconds() if t.db_group else 0.0)
+        kinds = t.group.cpu_by_kind() if self.detail and t.group else {}
+        url = t.meta.get("redis_url") if self.detail else None
+        return (
+            sum(kinds.values()) if kinds else (t.group.cpu_seconds() if t.group else 0.0),
+            t.db_group.cpu_seconds() if t.db_group else 0.0,
+            kinds,
+            redis_cpu_seconds(url) if url else None,
+        )
 
-    def add(self, before: tuple[float, float], after: tuple[float, float]) -> None:
+    def add(self, before: tuple, after: tuple) -> None:
         self.cpu += after[0] - before[0]
         self.db += after[1] - before[1]
+        for kind, value in after[2].items():
+            self.kinds[kind] = self.kinds.get(kind, 0.0) + value - before[2].get(kind, 0.0)
+        if before[3] is not None and after[3] is not None:
+            self.redis = (self.redis or 0.0) + after[3] - before[3]
+
+    def per(self, count: int) -> dict[str, Any]:
+        """Milliseconds per ``count`` (streams) by process kind, with db and redis when measured."""
+        out = {kind: round(value * 1000 / max(1, count), 3) for kind, value in sorted(self.kinds.items())}
+        if self.target.db_group:
+            out["db"] = round(self.db * 1000 / max(1, count), 3)
+        if self.redis is not None:
+            out["redis"] = round(self.redis * 1000 / max(1, count), 3)
+        return out
 
 
 @dataclass
@@ -303,7 +331,7 @@ class Bench:
             for t in self.targets:
                 if t.group:
                     t.group.thaw()
-                meter = CpuMeter(t)
+                meter = CpuMeter(t, detail=t.name == "ours")
                 before = meter.read()
                 rs, elapsed = await self.closed_loop(
                     t, concurrency, self.sizes.paced_seconds, t.body(stream=True), marker=t.marker
@@ -324,7 +352,11 @@ class Bench:
                     "db_cpu_ms_per_stream": round(meter.db * 1000 / max(1, len(rs)), 3)
                     if t.db_group
                     else None,
+                    "cpu_s": round(meter.cpu, 2),
+                    "elapsed_s": round(elapsed, 2),
                 }
+                if meter.detail:
+                    level[t.name]["cpu_ms_per_stream_by_process"] = meter.per(len(rs))
                 self.log(
                     f"    paced c={concurrency} {t.name}: {level[t.name]['streams_per_s']} streams/s, ttft p50 {level[t.name]['ttft_p50_ms']} ms, errors {level[t.name]['errors']}"
                 )
@@ -359,9 +391,11 @@ class Bench:
     ) -> dict[str, Any]:
         if t.group:
             t.group.thaw()
-        idle_rss = t.group.rss_bytes() if t.group else 0
+        idle_kinds = t.group.rss_by_kind() if t.group else {}
+        idle_rss = sum(idle_kinds.values())
         peak_rss = idle_rss
-        meter = CpuMeter(t)
+        peak_kinds = dict(idle_kinds)
+        meter = CpuMeter(t, detail=t.name == "ours")
         before = meter.read()
         body = t.body(stream=True)
         results: list[Result] = []
@@ -378,7 +412,10 @@ class Bench:
             nonlocal peak_rss
             while not done.is_set():
                 if t.group:
-                    peak_rss = max(peak_rss, t.group.rss_bytes())
+                    kinds = t.group.rss_by_kind()
+                    peak_rss = max(peak_rss, sum(kinds.values()))
+                    for kind, value in kinds.items():
+                        peak_kinds[kind] = max(peak_kinds.get(kind, 0), value)
                 try:
                     await asyncio.wait_for(done.wait(), 0.5)
                 except TimeoutError:
@@ -422,6 +459,14 @@ class Bench:
             "rss_kib_per_stream": round((peak_rss - idle_rss) / 1024 / max(1, held), 1) if t.group else None,
             "cpu_ms_per_delta": round(meter.cpu * 1000 / max(1, len(results) * tokens), 4),
             "held_ok": bool(len(complete) == clients and not any(g > limit for g in gaps)),
+            **({"cpu_ms_per_stream_by_process": meter.per(len(results))} if meter.detail else {}),
+            # Each kind's own peak (they need not peak together): where the memory per stream goes.
+            "rss_kib_per_stream_by_process": {
+                kind: round((peak - idle_kinds.get(kind, 0)) / 1024 / max(1, held), 1)
+                for kind, peak in sorted(peak_kinds.items())
+            }
+            if t.group
+            else None,
         }
 
     # ------------------------------------------------------------------ agentic: three upstream turns

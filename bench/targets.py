@@ -241,7 +241,7 @@ class OurServer:
             "/v1/responses",
             self.group,
             self.db_group,
-            meta={"topology": self.topology},
+            meta={"topology": self.topology, "redis_url": self.env.get("REDIS_URL") or None},
             restart=self.restart,
         )
 

@@ -1,0 +1,116 @@
+"""The serving processes: daphne on uvloop (``openresponses_site.serve``), the loop host's loop, and
+how many Celery worker processes ``make run`` starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from openresponses_site import runserver
+from responses_app.loop.supervision.host import LoopHost, loop_implementation, new_event_loop
+from tests.support.server import ROOT, free_port, wait_for_http
+
+TOKEN = "metrics-token-for-the-serve-test"
+
+
+def _serve_and_scrape(tmp_path: Path, uvloop: str) -> tuple[str, str]:
+    """``make run``'s supervisor (embedded), then /metrics: (the exposition, the supervisor's output)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+        "OPENRESPONSES_SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+        "OPENRESPONSES_METRICS_TOKEN": TOKEN,
+        "OPENRESPONSES_UVLOOP": uvloop,
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    log = tmp_path / "runserver.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "openresponses_site.runserver", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/v1/", timeout=60, process=process)
+            answer = httpx.get(
+                f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+            )
+            assert answer.status_code == 200, answer.text
+            return answer.text, log.read_text()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("setting", "expected"), [("1", "uvloop"), ("0", "asyncio")])
+def test_runserver_serves_on_the_chosen_loop(tmp_path: Path, setting: str, expected: str) -> None:
+    """The running web process reports the loop daphne's reactor runs on; OPENRESPONSES_UVLOOP=0 turns it off."""
+    metrics, output = _serve_and_scrape(tmp_path, setting)
+    assert f'openresponses_event_loop_info{{implementation="{expected}"}} 1' in metrics, metrics
+    assert f"[openresponses] web: daphne on {expected}" in output, output
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("1", "uvloop"), ("off", "asyncio")])
+def test_loop_host_runs_on_the_chosen_loop(
+    monkeypatch: pytest.MonkeyPatch, setting: str, expected: str
+) -> None:
+    """The loop host (Celery workers, sync dispatch) makes its loop the same way."""
+    monkeypatch.setenv("OPENRESPONSES_UVLOOP", setting)
+    host = LoopHost()
+    loop = host.loop()
+    try:
+        assert loop_implementation(loop) == expected
+        assert host.running() is loop
+        assert host.run(_answer(), timeout=10) == expected
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+
+
+async def _answer() -> str:
+    import asyncio
+
+    return loop_implementation(asyncio.get_running_loop())
+
+
+def test_new_event_loop_falls_back_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENRESPONSES_UVLOOP", "1")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    loop = new_event_loop()
+    try:
+        assert loop_implementation(loop) == "asyncio"
+    finally:
+        loop.close()
+
+
+def test_worker_processes_follow_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("OPENRESPONSES_WORKER_PROCESSES", "3")
+    procs = runserver.commands("127.0.0.1", 8000)
+    assert sorted(procs) == ["beat", "web", "worker", "worker2", "worker3"]
+    assert procs["web"][1:3] == ["-m", "openresponses_site.serve"]
+    names = [
+        cmd[cmd.index("-n") + 1] if "-n" in cmd else "celery@%h" for n, cmd in procs.items() if "worker" in n
+    ]
+    assert len(set(names)) == 3, names  # every worker needs a node name of its own
+    monkeypatch.delenv("OPENRESPONSES_WORKER_PROCESSES")
+    workers = [n for n in runserver.commands("127.0.0.1", 8000) if n.startswith("worker")]
+    assert len(workers) == len(os.sched_getaffinity(0))
+    monkeypatch.delenv("REDIS_URL")
+    assert sorted(runserver.commands("127.0.0.1", 8000)) == ["web"]
