@@ -461,3 +461,13 @@ def test_redis_restarted_mid_stream(private_topology):
                 break
             assert time.monotonic() < deadline, again.text
             time.sleep(1)
+
+
+def test_web_and_worker_run_on_uvloop(production: Topology) -> None:
+    """daphne serves on uvloop and the worker's loop host runs on it (``OPENRESPONSES_UVLOOP`` unset)."""
+    deadline = time.monotonic() + 30
+    while "worker: loop host on" not in production.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log = production.log()
+    assert "[openresponses] web: daphne on uvloop" in log
+    assert "worker: loop host on uvloop" in log
