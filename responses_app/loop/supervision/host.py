@@ -38,7 +38,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def loop_implementation(loop: asyncio.AbstractEventLoop) -> str:
-    """``uvloop`` or ``asyncio``: what runs ``loop`` (shown in /metrics and the worker's log)."""
+    """``uvloop`` or ``asyncio``: what runs ``loop`` (the web banner and the worker's log)."""
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
@@ -58,11 +58,6 @@ class LoopHost:
                 self._loop = loop
                 asyncio.run_coroutine_threadsafe(_start_services(), loop)
             return self._loop
-
-    def running(self) -> asyncio.AbstractEventLoop | None:
-        """The host's loop if this process started it, else None (never starts it)."""
-        loop = self._loop
-        return loop if loop is not None and not loop.is_closed() else None
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop())
