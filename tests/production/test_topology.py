@@ -11,12 +11,15 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.production import (
+    REDIS_HOST,
+    REDIS_PORT,
     PostgresDatabase,
     PrivateRedis,
     Topology,
@@ -471,3 +474,67 @@ def test_web_and_worker_run_on_uvloop(production: Topology) -> None:
     log = production.log()
     assert "[openresponses] web: daphne on uvloop" in log
     assert "worker: loop host on uvloop" in log
+
+
+def _connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP connection to ``port`` on this machine (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                return True
+    return False
+
+
+def test_several_worker_processes_share_the_queue(scripted: ScriptedUpstream, tmp_path) -> None:
+    """``OPENRESPONSES_WORKER_PROCESSES=2``: two workers (node names of their own) both run loops."""
+    config = upstream_config(tmp_path / "openresponses.json", scripted.base_url)
+    database = PostgresDatabase("or_prod_workers")
+    topology = Topology(
+        name="two-workers",
+        database_url=database.url,
+        redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
+        workdir=tmp_path / "run",
+        env={**topology_env(str(config)), "OPENRESPONSES_WORKER_PROCESSES": "2"},
+    )
+    try:
+        topology.start()
+        deadline = time.monotonic() + 60
+        while "celery2@" not in topology.log() or topology.log().count(" ready.") < 2:
+            assert time.monotonic() < deadline, "the second worker did not become ready"
+            time.sleep(0.2)
+        pids = [topology.pid_of("worker"), topology.pid_of("worker2")]
+        port = int(scripted.base_url.rsplit(":", 1)[1].split("/")[0])
+        streamed = [False, False]  # each worker seen with a connection to the upstream
+        text = " ".join(f"w{i}" for i in range(40))  # ~2 s at the paced upstream's 50 ms a word
+        with httpx.Client(base_url=topology.url, timeout=60) as http:
+            ids = []
+            for _ in range(6):  # spaced: Redis hands queued messages to blocked workers in turn
+                body = {"model": "chat-paced", "input": text, "background": True}
+                ids.append(http.post("/v1/responses", json=body).json()["id"])
+                time.sleep(0.3)
+                streamed = [
+                    seen or _connected_to(pid, port) for seen, pid in zip(streamed, pids, strict=True)
+                ]
+            statuses: list[str] = []
+            while time.monotonic() < deadline + 60:
+                streamed = [
+                    seen or _connected_to(pid, port) for seen, pid in zip(streamed, pids, strict=True)
+                ]
+                statuses = [http.get(f"/v1/responses/{rid}").json()["status"] for rid in ids]
+                if all(s in {"completed", "failed", "incomplete"} for s in statuses):
+                    break
+                time.sleep(0.2)
+        assert statuses == ["completed"] * 6, statuses
+        assert streamed == [True, True], "one worker process ran every loop"
+    finally:
+        topology.stop()
+        database.drop()
