@@ -80,7 +80,6 @@ def main() -> int:
             env={
                 "OPENRESPONSES_CONFIG": str(config),
                 "OPENRESPONSES_WORKER_CONCURRENCY": str(args.loops + 50),
-                "OPENRESPONSES_LOG_LEVEL": "WARNING",
             },
         )
         try:
