@@ -190,6 +190,9 @@ else:
 
 # Celery: the broker is Redis in the production topology; unused in the embedded default.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+if REDIS_URL.startswith("redis://"):
+    # kombu's Redis transport, fixed to reconnect after a lost broker (see openresponses_site.broker).
+    CELERY_BROKER_TRANSPORT = "openresponses_site.broker:Transport"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -1,0 +1,28 @@
+"""The Celery broker transport: kombu's Redis transport, made to outlive a lost broker connection.
+
+When the connection to Redis breaks, Celery's consumer closes it twice (``collect()``, then
+``close()``). By the second close kombu's transport has forgotten where the broker is, and the
+channel's attempt to put its unacknowledged messages back raised ``AttributeError`` instead of a
+connection error: the worker stopped with "Unrecoverable error" instead of reconnecting. Here that
+attempt fails as the connection error it is, which kombu ignores while closing, so the worker
+reconnects. The messages stay unacknowledged in Redis and are delivered again after the visibility
+timeout, which the tasks tolerate (a response starts once; a takeover is claimed once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.transport import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+
+class Channel(redis.Channel):
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection.client is None:
+            raise RedisConnectionError("the broker connection is closed")
+        return super()._connparams(asynchronous=asynchronous)
+
+
+class Transport(redis.Transport):
+    Channel = Channel
