@@ -47,8 +47,11 @@ def tool_log() -> list[str]:
 
 
 def _log(line: str) -> None:
+    import os
+
+    host = os.environ.get("OPENRESPONSES_TEST_HOST")  # which host ran it (the fault matrix's)
     with open(_log_path(), "a") as log:
-        log.write(line + "\n")
+        log.write(line + (f" @{host}" if host else "") + "\n")
 
 
 def logged_tool(name: str, idempotency_key: str = "") -> str:
@@ -76,6 +79,19 @@ def pause_tool(name: str, idempotency_key: str = "") -> str:
     time.sleep(2)
     _log(f"done pause_tool {idempotency_key}")
     return f"paused {name}"
+
+
+def hold_tool(name: str, idempotency_key: str = "") -> str:
+    """Run until the test releases it (the file ``<tool log>.release`` exists; 60 s at most):
+    a tool step in flight for as long as the test needs to set up a fault."""
+    import os
+
+    _log(f"start hold_tool {idempotency_key}")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(_log_path() + ".release") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _log(f"done hold_tool {idempotency_key}")
+    return f"held {name}"
 
 
 @not_retry_safe

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -64,32 +65,125 @@ def require_services() -> None:
 class PostgresDatabase:
     """A uniquely named database, created now and dropped (with its connections) by ``drop``."""
 
-    def __init__(self, prefix: str = "or_loop") -> None:
+    def __init__(
+        self, prefix: str = "or_loop", *, host: str = POSTGRES_HOST, port: int = POSTGRES_PORT
+    ) -> None:
         self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        self.host = host
+        self.port = port
         self._admin("CREATE DATABASE " + self.name)
 
     @property
     def url(self) -> str:
-        return f"postgres://{POSTGRES_USER}@{POSTGRES_HOST}:{POSTGRES_PORT}/{self.name}"
+        return f"postgres://{POSTGRES_USER}@{self.host}:{self.port}/{self.name}"
 
-    def _admin(self, sql: str) -> None:
+    def _connect(self, dbname: str):  # noqa: ANN202 - a psycopg connection
         import psycopg
 
-        with psycopg.connect(
-            host=POSTGRES_HOST, port=POSTGRES_PORT, user=POSTGRES_USER, dbname="postgres", autocommit=True
-        ) as conn:
+        return psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=POSTGRES_USER,
+            dbname=dbname,
+            autocommit=True,
+            connect_timeout=10,
+        )
+
+    def _admin(self, sql: str) -> None:
+        with self._connect("postgres") as conn:
             conn.execute(sql)
 
     def query(self, sql: str, *params: Any) -> list[tuple]:
-        import psycopg
-
-        with psycopg.connect(
-            host=POSTGRES_HOST, port=POSTGRES_PORT, user=POSTGRES_USER, dbname=self.name, autocommit=True
-        ) as conn:
+        with self._connect(self.name) as conn:
             return list(conn.execute(sql, params).fetchall())
 
     def drop(self) -> None:
         self._admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of our own (``initdb`` into a temporary directory, a free port on
+    loopback), for tests that restart PostgreSQL without touching the machine's server.
+
+    PostgreSQL refuses to run as root: as root, the server runs as the ``postgres`` system user.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.datadir = Path(tempfile.mkdtemp(prefix="or-private-pg-"))
+        self.bin = self._find_bin()
+        self.log = self.datadir / "server.log"
+
+    @staticmethod
+    def _find_bin() -> Path:
+        found = shutil.which("pg_ctl")
+        if found:
+            return Path(found).parent
+        candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not candidates:
+            raise RuntimeError("PostgreSQL's server binaries (pg_ctl, initdb) are not installed")
+        return candidates[-1].parent
+
+    def _as_owner(self, argv: list[str]) -> list[str]:
+        if os.geteuid() != 0:
+            return argv
+        return ["runuser", "-u", "postgres", "--", *argv]
+
+    def _ctl(self, *args: str, timeout: float = 60) -> None:
+        subprocess.run(
+            self._as_owner([str(self.bin / "pg_ctl"), "-D", str(self.datadir / "data"), "-w", *args]),
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+    def start(self) -> PrivatePostgres:
+        if not (self.datadir / "data").exists():
+            if os.geteuid() == 0:
+                shutil.chown(self.datadir, "postgres", "postgres")
+            subprocess.run(
+                self._as_owner(
+                    [
+                        str(self.bin / "initdb"),
+                        "-D",
+                        str(self.datadir / "data"),
+                        "-U",
+                        POSTGRES_USER,
+                        "--auth=trust",
+                        "--no-sync",
+                        "-E",
+                        "UTF8",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+        options = f"-p {self.port} -k {self.datadir} -c listen_addresses={self.host} -c fsync=off"
+        self._ctl("-l", str(self.log), "-o", options, "start")
+        return self
+
+    def restart(self, down: float = 0.0) -> None:
+        """Stop (``fast``: every session is closed), stay down ``down`` seconds, start again."""
+        self._ctl("-m", "fast", "stop")
+        time.sleep(down)
+        self.start()
+
+    def stop(self) -> None:
+        if (self.datadir / "data" / "postmaster.pid").exists():
+            subprocess.run(
+                self._as_owner(
+                    [str(self.bin / "pg_ctl"), "-D", str(self.datadir / "data"), "-m", "immediate", "stop"]
+                ),
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.datadir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- a private Redis
