@@ -39,6 +39,9 @@ def database_from_url(url: str) -> dict:
             # A connection pool per process: async views run each request on its own thread, so
             # persistent per-thread connections would pile up; the pool bounds and reuses them.
             "CONN_MAX_AGE": 0,
+            # The pool checks a connection before handing it out (one round trip): after PostgreSQL
+            # restarts, its dead connections are replaced instead of failing requests.
+            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 "pool": {
                     "min_size": 1,
@@ -193,6 +196,9 @@ CELERY_BROKER_URL = REDIS_URL or "memory://"
 if REDIS_URL.startswith("redis://"):
     # kombu's Redis transport, fixed to reconnect after a lost broker (see openresponses_site.broker).
     CELERY_BROKER_TRANSPORT = "openresponses_site.broker:Transport"
+    # A worker cut off from Redis without the connection closing (a partition) drops the dead
+    # connection within ~10 s and reconnects, instead of waiting on it for a minute or more.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"health_check_interval": 5, "socket_timeout": 10}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 
 from responses_app import selectors
@@ -15,6 +14,7 @@ from responses_app.api.conversation_params import (
     parse_page,
     parse_update,
 )
+from responses_app.api.db import db_call
 from responses_app.api.validation import parse_json_body
 from responses_app.api.views import api_view, identify, json_response
 from responses_app.services import conversations as services
@@ -32,7 +32,7 @@ async def create_conversation(request: HttpRequest) -> HttpResponse:
         conversation = services.conversation_create(owner=identity.owner, metadata=metadata, items=resolved)
         return selectors.conversation_resource(conversation=conversation)
 
-    return json_response(await sync_to_async(work)())
+    return json_response(await db_call(work)())
 
 
 @api_view({"GET", "POST", "DELETE"})
@@ -49,7 +49,7 @@ async def conversation_detail(request: HttpRequest, conversation_id: str) -> Htt
             conversation = services.conversation_update(conversation=conversation, metadata=metadata)
         return selectors.conversation_resource(conversation=conversation)
 
-    return json_response(await sync_to_async(work)())
+    return json_response(await db_call(work)())
 
 
 @api_view({"GET", "POST"})
@@ -74,7 +74,7 @@ async def conversation_items(request: HttpRequest, conversation_id: str) -> Http
                 "has_more": False,
             }
 
-        return json_response(await sync_to_async(add)())
+        return json_response(await db_call(add)())
     after, limit, order = parse_page(request.GET)
 
     def page() -> dict[str, Any]:
@@ -83,7 +83,7 @@ async def conversation_items(request: HttpRequest, conversation_id: str) -> Http
             conversation=conversation, after=after, limit=limit, order=order, include=include
         )
 
-    return json_response(await sync_to_async(page)())
+    return json_response(await db_call(page)())
 
 
 @api_view({"GET", "DELETE"})
@@ -99,4 +99,4 @@ async def conversation_item(request: HttpRequest, conversation_id: str, item_id:
             return selectors.conversation_resource(conversation=conversation)
         return selectors.conversation_item_get(conversation=conversation, item_id=item_id, include=include)
 
-    return json_response(await sync_to_async(work)())
+    return json_response(await db_call(work)())

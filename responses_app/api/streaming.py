@@ -13,9 +13,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
 
+from responses_app.api.db import db_call
 from responses_app.conf import openresponses_settings
 from responses_app.events.bus import Subscription
 from responses_app.events.reader import follow
@@ -83,7 +83,7 @@ def sse_response(iterator: AsyncIterator[str]) -> StreamingHttpResponse:
     return response
 
 
-aget = sync_to_async
+aget = db_call
 
 
 # --------------------------------------------------------------------------- bounded writes

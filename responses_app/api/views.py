@@ -9,13 +9,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from responses_app import selectors
 from responses_app.api.conversation_params import parse_page
+from responses_app.api.db import db_call
 from responses_app.api.streaming import sse_response, sse_stream
 from responses_app.api.validation import parse_json_body, validate_create
 from responses_app.conf import openresponses_settings
@@ -124,7 +124,7 @@ async def identify(request: HttpRequest) -> ClientIdentity:
     try:
         return authenticate(request)
     except SynchronousOnlyOperation:
-        return await sync_to_async(authenticate)(request)
+        return await db_call(authenticate)(request)
 
 
 def _server_timing(marks: tuple[float, ...], wall: float) -> str:
@@ -168,7 +168,7 @@ async def _replayed(created: flows.Created, *, stream: bool) -> HttpResponse:
     the first create answered it (a stream replays from its first event)."""
     headers = {"Idempotent-Replayed": "true"}
     if created.subscription is None:
-        resource = await sync_to_async(selectors.response_resource)(response=created.response)
+        resource = await db_call(selectors.response_resource)(response=created.response)
         return json_response(resource, headers=headers)
     if stream:
         response = sse_response(sse_stream(created.response.id, created.subscription, after=-1))
@@ -238,10 +238,10 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
     streamed = request.GET.get("stream") in {"true", "1"}
     after = _starting_after(request) if streamed else -1
     get = flows.released(selectors.response_get) if streamed else selectors.response_get
-    response = await sync_to_async(get)(response_id=response_id, owner=identity.owner)
+    response = await db_call(get)(response_id=response_id, owner=identity.owner)
     if streamed:
         return await _replay(request, response.id, identity, after)
-    resource = await sync_to_async(selectors.response_resource)(response=response)
+    resource = await db_call(selectors.response_resource)(response=response)
     return json_response(resource)
 
 
@@ -287,7 +287,7 @@ async def list_input_items(request: HttpRequest, response_id: str) -> HttpRespon
         response = selectors.response_get(response_id=response_id, owner=identity.owner)
         return selectors.response_input_items_page(response=response, after=after, limit=limit, order=order)
 
-    return json_response(await sync_to_async(page)())
+    return json_response(await db_call(page)())
 
 
 async def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
