@@ -90,7 +90,10 @@ def hold_tool(name: str, idempotency_key: str = "") -> str:
     deadline = time.monotonic() + 60
     while not os.path.exists(_log_path() + ".release") and time.monotonic() < deadline:
         time.sleep(0.05)
-    _log(f"done hold_tool {idempotency_key}")
+    # It honours its idempotency key: a call that completed already (its result lost with its
+    # worker) is not done again.
+    if ["done", "hold_tool", idempotency_key] not in [line.split()[:3] for line in tool_log()]:
+        _log(f"done hold_tool {idempotency_key}")
     return f"held {name}"
 
 
