@@ -49,6 +49,11 @@ async def _receive(subscription: Subscription, timeout: float) -> tuple[Batch | 
 
 GAP_POLL_SECONDS = 0.05
 GAP_GIVE_UP_SECONDS = 30.0
+#: The first store read after silence, doubling up to the keep-alive: a live message lost on the
+#: way (the web's subscription dropped while Redis restarted, a PubSub client cut off for its
+#: output buffer) delays a stream by about a second, not by a whole keep-alive, while an idle
+#: stream (a long tool call, a slow upstream) costs a few cheap indexed reads per keep-alive.
+SILENCE_CHECK_SECONDS = 1.0
 
 
 async def follow(
@@ -97,14 +102,19 @@ async def follow(
                     return
             if not rows or not stored:
                 break
-    silent_rounds = 0
     finished_checks = 0
     last_yield = time.monotonic()
     gap_since: float | None = None
+    silence_check = min(SILENCE_CHECK_SECONDS, keepalive)
+    silent_since: float | None = None
     while True:
-        batch, broken = await _receive(subscription, GAP_POLL_SECONDS if ahead else keepalive)
+        # Silence is checked in growing steps, never past the next keep-alive.
+        until_keepalive = max(keepalive - (time.monotonic() - last_yield), GAP_POLL_SECONDS)
+        timeout = GAP_POLL_SECONDS if ahead else min(silence_check, until_keepalive)
+        batch, broken = await _receive(subscription, timeout)
         if batch is not None:
-            silent_rounds = 0
+            silence_check = min(SILENCE_CHECK_SECONDS, keepalive)
+            silent_since = None
             for event in batch:
                 if event[0] > last:
                     ahead[event[0]] = event
@@ -113,7 +123,8 @@ async def follow(
                 out += await from_store()
         else:
             if not broken and not ahead:
-                silent_rounds += 1
+                silent_since = silent_since or time.monotonic() - silence_check
+                silence_check = min(silence_check * 2, keepalive)
             # Silence, a gap or a broken bus: the store has the truth.
             out = await from_store()
         if ahead:
@@ -132,12 +143,15 @@ async def follow(
         if out:
             yield out
             last_yield = time.monotonic()
+            silence_check = min(SILENCE_CHECK_SECONDS, keepalive)
+            silent_since = None
             if out[-1][1] in TERMINAL_EVENT_TYPES:
                 return
             continue
         if batch is not None or ahead:
             continue
-        if (silent_rounds >= 2 or broken) and await _status(response_id) not in UNFINISHED_STATUSES:
+        silent_for = time.monotonic() - silent_since if silent_since is not None else 0.0
+        if (silent_for >= 2 * keepalive or broken) and await _status(response_id) not in UNFINISHED_STATUSES:
             # Finished, yet its terminal event is not stored: give the loop a moment to write it,
             # then stop (e.g. the response was deleted meanwhile).
             finished_checks += 1
@@ -145,7 +159,7 @@ async def follow(
                 return
         else:
             finished_checks = 0
-        if not broken or time.monotonic() - last_yield >= keepalive:
+        if time.monotonic() - last_yield >= keepalive:
             last_yield = time.monotonic()
             yield []
 

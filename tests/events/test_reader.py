@@ -1,0 +1,129 @@
+"""The reader: live batches and the store, merged without gaps or repeats, and lost messages recovered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from responses_app.events import reader
+from responses_app.events.bus import Subscription
+
+
+class FakeSubscription(Subscription):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    async def get(self, timeout: float):
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.queue.get()
+        except TimeoutError:
+            return None
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeStore:
+    """The stored log of one response, and how often the reader looked at it."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, str, str]] = []
+        self.reads = 0
+        self.status = "in_progress"
+
+    async def after(self, response_id: str, after: int):
+        self.reads += 1
+        return [e for e in self.events if e[0] > after]
+
+    async def status_of(self, response_id: str) -> str:
+        return self.status
+
+
+def event(seq: int, kind: str = "response.output_text.delta") -> tuple[int, str, str]:
+    payload = {"type": kind, "sequence_number": seq}
+    if kind == "response.completed":
+        payload["response"] = {"id": "resp_1", "status": "completed"}
+    return (seq, kind, json.dumps(payload))
+
+
+@pytest.fixture
+def store(monkeypatch) -> FakeStore:
+    fake = FakeStore()
+    monkeypatch.setattr(reader, "_events_after", fake.after)
+    monkeypatch.setattr(reader, "_page_after", fake.after)
+    monkeypatch.setattr(reader, "_status", fake.status_of)
+    return fake
+
+
+async def collect(subscription: Subscription, **kwargs) -> list:
+    out = []
+    async for batch in reader.follow("resp_1", subscription, **kwargs):
+        out.append(batch)
+    return out
+
+
+async def _test_a_lost_terminal_message_is_read_from_the_store_long_before_the_keepalive(
+    store, monkeypatch
+) -> None:
+    """The terminal event was stored but its live message never came (a dropped subscription)."""
+    monkeypatch.setattr(reader, "SILENCE_CHECK_SECONDS", 0.05)
+    subscription = FakeSubscription()
+    await subscription.queue.put([event(0), event(1)])
+    store.events = [event(0), event(1), event(2, "response.completed")]
+    batches = await asyncio.wait_for(collect(subscription, catch_up=False, keepalive=30.0), timeout=5)
+    seen = [e[0] for batch in batches for e in batch]
+    assert seen == [0, 1, 2]
+    assert [] not in batches  # no keep-alive was needed: the store answered after a moment
+
+
+async def _test_silence_reads_the_store_less_and_less_and_keeps_alive_on_time(store, monkeypatch) -> None:
+    monkeypatch.setattr(reader, "SILENCE_CHECK_SECONDS", 0.05)
+    subscription = FakeSubscription()
+    keepalive = 0.8
+    started = asyncio.get_running_loop().time()
+    agen = reader.follow("resp_1", subscription, catch_up=False, keepalive=keepalive)
+    first = await asyncio.wait_for(agen.__anext__(), timeout=5)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert first == []  # the keep-alive, once the whole interval was silent
+    assert keepalive <= elapsed < keepalive + 0.5
+    # 0.05, 0.1, 0.2, 0.4 (… then the keep-alive): a handful of reads, not one per poll tick.
+    assert 3 <= store.reads <= 6, store.reads
+    # A live batch resets the backoff and is delivered as it comes.
+    store.events = [event(0)]
+    await subscription.queue.put([event(0)])
+    assert await asyncio.wait_for(agen.__anext__(), timeout=5) == [event(0)]
+    store.events.append(event(1, "response.completed"))
+    reads = store.reads
+    assert await asyncio.wait_for(agen.__anext__(), timeout=0.5) == [event(1, "response.completed")]
+    assert store.reads == reads + 1
+    await agen.aclose()
+
+
+async def _test_live_events_beyond_a_gap_wait_for_the_store(store) -> None:
+    subscription = FakeSubscription()
+    await subscription.queue.put([event(0)])
+    await subscription.queue.put([event(2), event(3, "response.completed")])  # 1 was lost on the bus
+    store.events = [event(0)]
+    task = asyncio.ensure_future(collect(subscription, catch_up=False, keepalive=30.0))
+    await asyncio.sleep(0.2)
+    assert not task.done()  # 2 and 3 wait: 1 is neither live nor stored yet
+    store.events += [event(1), event(2), event(3, "response.completed")]
+    batches = await asyncio.wait_for(task, timeout=5)
+    assert [e[0] for batch in batches for e in batch] == [0, 1, 2, 3]
+
+
+def test_a_lost_terminal_message_is_read_from_the_store_long_before_the_keepalive(store, monkeypatch) -> None:
+    asyncio.run(
+        _test_a_lost_terminal_message_is_read_from_the_store_long_before_the_keepalive(store, monkeypatch)
+    )
+
+
+def test_silence_reads_the_store_less_and_less_and_keeps_alive_on_time(store, monkeypatch) -> None:
+    asyncio.run(_test_silence_reads_the_store_less_and_less_and_keeps_alive_on_time(store, monkeypatch))
+
+
+def test_live_events_beyond_a_gap_wait_for_the_store(store) -> None:
+    asyncio.run(_test_live_events_beyond_a_gap_wait_for_the_store(store))
