@@ -35,7 +35,12 @@ def main() -> None:
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "héllo \u2603"}]},
         {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "call_1", "output": "42"},
-        {"type": "message", "id": "msg_x", "role": "assistant", "content": [{"type": "output_text", "text": "x"}]},
+        {
+            "type": "message",
+            "id": "msg_x",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "x"}],
+        },
     ]
     cases: list[dict[str, Any]] = [
         {"items": items, "params": {"model": "mock-1", "temperature": 0.5, "metadata": {"k": "v"}}},
@@ -45,7 +50,9 @@ def main() -> None:
 
     def row(response_id: str) -> dict[str, Any]:
         stored = Response.objects.filter(id=response_id).values().get()
-        stored = {k: v for k, v in stored.items() if k not in {"id", "created_at", "heartbeat_at", "started_at"}}
+        stored = {
+            k: v for k, v in stored.items() if k not in {"id", "created_at", "heartbeat_at", "started_at"}
+        }
         stored["items"] = list(
             ResponseItem.objects.filter(response_id=response_id)
             .order_by("kind", "position")
