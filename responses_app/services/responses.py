@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Collection
@@ -187,6 +188,7 @@ def response_attach_context(*, response: Response, items: list[dict[str, Any]]) 
     )
 
 
+@functools.cache
 def _insert_statement() -> tuple[str, list[Any]]:
     """One statement storing a response and its input items (a data-modifying CTE), and the
     response fields whose values it takes, in order; the items go in as three arrays."""

@@ -131,9 +131,9 @@ def test_a_celery_worker_runs_the_pushed_task(redis_client: Any, queue: str) -> 
 def test_what_is_not_reproduced_takes_apply_async() -> None:
     app = make_app("ortest-unused")
     assert celery_redis.broker_url(app) == REDIS
-    app.conf.broker_url = "memory://"
-    assert celery_redis.broker_url(app) is None
-    app.conf.broker_url = REDIS
+    other = make_app("ortest-unused")
+    other.conf.broker_url = "memory://"
+    assert celery_redis.broker_url(other) is None
 
     def receiver(**kwargs: Any) -> None:
         pass

@@ -21,10 +21,15 @@ from bisect import bisect
 from collections.abc import Iterator
 from typing import Any
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
 logger = logging.getLogger(__name__)
 
 #: The Redis transport's separator between a queue's name and its priority (kombu's ``Channel.sep``).
 PRIORITY_SEP = "\x06\x16"
+#: The Celery configuration read once per app (it goes through Django's settings at each read).
+_broker_urls: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
@@ -145,16 +150,26 @@ def queue_key(queue: str, properties: dict[str, Any], options: dict[str, Any]) -
 
 
 def broker_url(app: Any) -> str | None:
-    """The Redis URL to push to, or None when the broker is anything else (or several URLs, TLS options)."""
+    """The Redis URL to push to, or None when the broker is anything else (or several URLs, TLS
+    options, eager mode, sent events) or publish signals have receivers (they expect the publish)."""
     from celery.signals import after_task_publish, before_task_publish
 
-    url = str(app.conf.broker_write_url or app.conf.broker_url or "")
-    if not url.startswith(("redis://", "rediss://")) or ";" in url or app.conf.broker_use_ssl:
-        return None
-    if app.conf.task_always_eager or app.conf.task_send_sent_event:
-        return None
     if before_task_publish.receivers or after_task_publish.receivers:
-        return None  # their receivers expect the publish itself
+        return None
+    try:
+        return _broker_urls[app]
+    except KeyError:
+        pass
+    url: str | None = str(app.conf.broker_write_url or app.conf.broker_url or "")
+    if (
+        not url.startswith(("redis://", "rediss://"))
+        or ";" in url
+        or app.conf.broker_use_ssl
+        or app.conf.task_always_eager
+        or app.conf.task_send_sent_event
+    ):
+        url = None
+    _broker_urls[app] = url
     return url
 
 
@@ -202,3 +217,9 @@ async def apply_async(task: Any, args: tuple[Any, ...], **options: Any) -> None:
             except Exception:  # noqa: BLE001 - Celery's own publish retries and reconnects
                 logger.warning("pushing %s to Redis failed; using apply_async", task.name, exc_info=True)
     task.apply_async(args, **options)
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith(("CELERY_", "REDIS_URL", "OPENRESPONSES")):
+        _broker_urls.clear()
