@@ -218,7 +218,9 @@ async def aresponse_insert(*, response: Response, items: list[dict[str, Any]]) -
     (PostgreSQL, see ``services.pg_async``); committed when it returns.
 
     A second create with the same ``Idempotency-Key`` raises Django's ``IntegrityError``, as
-    :func:`response_create` does.
+    :func:`response_create` does. A connection found broken (the database restarted since it
+    was last used) is replaced once; if the lost statement had committed after all, the retry
+    meets the row by its primary key and counts it as stored.
     """
     import psycopg
     from django.db import IntegrityError, connection
@@ -234,13 +236,32 @@ async def aresponse_insert(*, response: Response, items: list[dict[str, Any]]) -
         [item.get("type", "") for item in items],
         [data.get_db_prep_save(item, connection) for item in items],
     ]
-    async with (await pool()).connection() as conn:
-        try:
-            await conn.execute(sql, params)
-        except psycopg.IntegrityError as exc:
-            raise IntegrityError(*exc.args) from exc
+    connections = await pool()
+    for attempt in range(2):
+        async with connections.connection() as conn:
+            try:
+                await conn.execute(sql, params)
+                break
+            except psycopg.errors.UniqueViolation as exc:
+                if attempt and exc.diag.constraint_name == _pk_constraint():
+                    break  # the first attempt committed before its connection broke
+                raise IntegrityError(*exc.args) from exc
+            except psycopg.IntegrityError as exc:
+                raise IntegrityError(*exc.args) from exc
+            except psycopg.OperationalError as exc:
+                # Retried once: a connection that broke (no server error, or the server's
+                # "terminating connection" sent while it sat idle in the pool).
+                if attempt or not (conn.broken or exc.sqlstate is None or exc.sqlstate.startswith("57P")):
+                    raise
+        await connections.check()  # the other idle connections broke with it: replaced
     response._state.adding = False
     response._state.db = "default"
+
+
+@functools.cache
+def _pk_constraint() -> str:
+    """PostgreSQL's name of the response table's primary key constraint."""
+    return f"{Response._meta.db_table}_pkey"
 
 
 def _conversation_for(request: CreateRequest, owner: str | None) -> Conversation | None:

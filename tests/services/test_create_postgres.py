@@ -75,3 +75,7 @@ def test_a_started_response_carries_its_context(probe: dict) -> None:
 
 def test_a_repeated_idempotency_key_is_an_integrity_error(probe: dict) -> None:
     assert probe["duplicate"] == "IntegrityError"
+
+
+def test_a_connection_broken_by_a_database_restart_is_replaced(probe: dict) -> None:
+    assert probe["after_drop"] == 4  # stored, with its four input items

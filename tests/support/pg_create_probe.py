@@ -109,10 +109,30 @@ def main() -> None:
             out["duplicate"] = "stored"
         except IntegrityError:
             out["duplicate"] = "IntegrityError"
-        await pg_async.close_all()
+        # The database drops every connection (a restart): the next create replaces the broken one.
+        import psycopg
+
+        params, _ = pg_async.connection_params()
+        with psycopg.connect(**params, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            survivor = await flows._store_new(
+                request=request_of(cases[0]), owner="owner-1", route=route, request_id="after-drop"
+            )
+            out["after_drop"] = admin.execute(
+                "SELECT count(*) FROM responses_app_responseitem WHERE response_id = %s", [survivor.id]
+            ).fetchone()[0]
         return out
 
-    json.dump(asyncio.run(run()), sys.stdout, default=str)
+    async def closing() -> dict[str, Any]:
+        try:
+            return await run()
+        finally:
+            await pg_async.close_all()
+
+    json.dump(asyncio.run(closing()), sys.stdout, default=str)
 
 
 if __name__ == "__main__":
