@@ -126,25 +126,30 @@ class BatchingSink:
     async def _publish_scheduled(self) -> None:
         async with self._publish_lock:
             self._scheduled = False
+            count = len(self.to_publish)
             if (
-                not self.publish_first
+                count
+                and not self.publish_first
                 and self._persist is not None
-                and not await self._persist_loop(attempts=1)
+                # Only this batch waits for the store: events added meanwhile go in the next one.
+                and not await self._persist_loop(attempts=1, upto=self.to_publish[count - 1][0])
             ):
                 # Stored first or not at all: keep the batch and try again a little later.
                 self._scheduled = True
                 asyncio.get_running_loop().call_later(PERSIST_RETRY_SECONDS, self._spawn)
                 return
-            await self._publish_pending()
+            await self._publish_pending(count)
         if self.publish_first:
             self._start_persisting()
 
-    async def _publish_pending(self) -> None:
+    async def _publish_pending(self, count: int | None = None) -> None:
+        """Publish the first ``count`` unpublished events (all by default)."""
         if self._hold_timer is not None:  # drain() or store_with(): what was held leaves now
             self._hold_timer.cancel()
             self._hold_timer = None
             self._scheduled = False
-        batch, self.to_publish = self.to_publish, []
+        batch = self.to_publish[:count]
+        del self.to_publish[: len(batch)]
         if not batch:
             return
         if self._coalescing or any(event[1].endswith(".delta") for event in batch):
@@ -178,14 +183,15 @@ class BatchingSink:
         if self.to_persist and (self._persist_task is None or self._persist_task.done()):
             self._persist_task = asyncio.get_running_loop().create_task(self._persist_loop(attempts=3))
 
-    async def _persist_loop(self, attempts: int | None = None) -> bool:
-        """Persist until nothing is queued; False when the store kept refusing (one runner at a time)."""
+    async def _persist_loop(self, attempts: int | None = None, upto: int | None = None) -> bool:
+        """Persist until nothing is queued (or nothing up to sequence number ``upto``); False when
+        the store kept refusing (one runner at a time)."""
         async with self._persist_lock:
-            return await self._persist_queued(attempts)
+            return await self._persist_queued(attempts, upto)
 
-    async def _persist_queued(self, attempts: int | None) -> bool:
+    async def _persist_queued(self, attempts: int | None, upto: int | None = None) -> bool:
         failures = 0
-        while self.to_persist:
+        while self.to_persist and (upto is None or self.to_persist[0][0] <= upto):
             batch = self.to_persist[:]
             try:
                 await self._persist(batch)  # type: ignore[misc]

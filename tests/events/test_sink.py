@@ -93,3 +93,24 @@ def test_publish_first_sinks_do_not_hold() -> None:
         return recorder.log
 
     assert asyncio.run(run())[0] == ("published", [0])
+
+
+def test_the_first_output_waits_for_its_own_store_only() -> None:
+    """Events added while the first batch is being stored go in the next store and message."""
+
+    async def run() -> list:
+        recorder = Recorder()
+        sink = sink_for(recorder, publish_first=False)
+        sink.add(0, "response.created", "{}")
+        sink.add(1, "response.output_text.delta", "{}")
+        await asyncio.sleep(0)  # its store is under way
+        sink.add(2, "response.output_text.delta", "{}")
+        await asyncio.sleep(0.2)
+        return recorder.log
+
+    assert asyncio.run(run()) == [
+        ("stored", [0, 1]),
+        ("published", [0, 1]),
+        ("stored", [2]),
+        ("published", [2]),
+    ]
