@@ -145,3 +145,17 @@ def test_what_is_not_reproduced_takes_apply_async() -> None:
         before_task_publish.disconnect(receiver)
     with pytest.raises(celery_redis.Unsupported):
         celery_redis.CapturingProducer({}).publish({}, routing_key="q", exchange="named")
+
+
+def test_a_queue_with_x_expires_is_published_by_kombu_once(redis_client: Any, queue: str) -> None:
+    from kombu import Queue
+
+    app = make_app(queue)
+    app.conf.task_queues = [Queue(queue, expires=60)]
+    task = app.tasks[TASK]
+    with pytest.raises(celery_redis.Unsupported):
+        celery_redis.capture(task, ("resp_expiring",), ignore_result=True)
+    asyncio.run(celery_redis.apply_async(task, ("resp_expiring",), ignore_result=True))
+    assert redis_client.llen(queue) == 1
+    assert 0 < redis_client.pttl(queue) <= 60_000  # kombu's own publish refreshed the expiry
+    assert pop(redis_client, queue)["headers"]["argsrepr"] == "('resp_expiring',)"

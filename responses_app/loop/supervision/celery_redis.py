@@ -208,8 +208,8 @@ async def apply_async(task: Any, args: tuple[Any, ...], **options: Any) -> None:
     if url is not None:
         try:
             key, payload = capture(task, args, **options)
-        except Unsupported as exc:
-            logger.debug("publishing %s through apply_async: %s", task.name, exc)
+        except Exception as exc:  # noqa: BLE001 - nothing was sent: Celery's own publish instead
+            logger.debug("publishing %s through apply_async: %r", task.name, exc)
         else:
             try:
                 await _client(url).lpush(key, payload)
