@@ -14,7 +14,11 @@ drains before it publishes a terminal event — so a client that has seen ``resp
 finds the whole log and the final state stored.
 
 Coalescing: when the stream is idle an event is published at once (no added latency), and so
-is the first output of a response; while a publish is under way or an output publish happened
+is the first output of a response; its lifecycle events (``response.created``,
+``response.in_progress``) wait for it, at most ``lifecycle_hold`` seconds, when batches are stored
+before they are published (a worker's loop): they leave in the first output's message, stored
+by the same INSERT, instead of costing a round trip to the store and a channel message of their
+own that the first token could have to wait behind; while a publish is under way or an output publish happened
 less than ``interval`` ago, further events wait and go out together — several events per
 channel message under load, never reordered. A batch the store
 refuses stays queued and is retried, so the stored log never has a hole.
@@ -38,6 +42,9 @@ Batch = list[Event]
 PERSIST_RETRY_SECONDS = 0.5
 PERSIST_DELAY_SECONDS = 0.05
 PUBLISH_WARN_EVERY = 10.0
+#: How long a stored-first sink holds a response's lifecycle events for its first output.
+LIFECYCLE_HOLD_SECONDS = 0.25
+LIFECYCLE_TYPES = frozenset({"response.created", "response.queued", "response.in_progress"})
 
 
 class BatchingSink:
@@ -48,6 +55,7 @@ class BatchingSink:
         publish: Callable[[Batch], Awaitable[None]],
         interval: float | Callable[[], float] = 0.02,
         publish_first: bool = True,
+        lifecycle_hold: float = LIFECYCLE_HOLD_SECONDS,
     ) -> None:
         self._persist = persist
         self.publish_first = publish_first
@@ -68,6 +76,10 @@ class BatchingSink:
         self._error: BaseException | None = None
         self._publish_warned = 0.0
         self.publish_failures = 0
+        # Stored first: lifecycle events wait for the first output (see the module docstring).
+        self._lifecycle_hold = lifecycle_hold if persist is not None and not publish_first else 0.0
+        self._seen_output = False
+        self._hold_timer: asyncio.TimerHandle | None = None
 
     @property
     def interval(self) -> float:
@@ -82,15 +94,29 @@ class BatchingSink:
                 self._held.append(event)
                 return
         self.to_publish.append(event)
+        if not self._seen_output and event_type not in LIFECYCLE_TYPES:
+            self._seen_output = True
+            if self._hold_timer is not None:  # the held lifecycle events leave with it, now
+                self._hold_timer.cancel()
+                self._hold_timer = None
+                self._spawn()
+                return
         if self._scheduled:
             return
         self._scheduled = True
         loop = asyncio.get_running_loop()
+        if self._lifecycle_hold and not self._seen_output:
+            self._hold_timer = loop.call_later(self._lifecycle_hold, self._release_held_lifecycle)
+            return
         delay = self._last_publish + self.interval - loop.time()
         if delay <= 0:
             self._spawn()
         else:
             loop.call_later(delay, self._spawn)
+
+    def _release_held_lifecycle(self) -> None:
+        self._hold_timer = None
+        self._spawn()
 
     def _spawn(self) -> None:
         task = asyncio.get_running_loop().create_task(self._publish_scheduled())
@@ -100,21 +126,30 @@ class BatchingSink:
     async def _publish_scheduled(self) -> None:
         async with self._publish_lock:
             self._scheduled = False
+            count = len(self.to_publish)
             if (
-                not self.publish_first
+                count
+                and not self.publish_first
                 and self._persist is not None
-                and not await self._persist_loop(attempts=1)
+                # Only this batch waits for the store: events added meanwhile go in the next one.
+                and not await self._persist_loop(attempts=1, upto=self.to_publish[count - 1][0])
             ):
                 # Stored first or not at all: keep the batch and try again a little later.
                 self._scheduled = True
                 asyncio.get_running_loop().call_later(PERSIST_RETRY_SECONDS, self._spawn)
                 return
-            await self._publish_pending()
+            await self._publish_pending(count)
         if self.publish_first:
             self._start_persisting()
 
-    async def _publish_pending(self) -> None:
-        batch, self.to_publish = self.to_publish, []
+    async def _publish_pending(self, count: int | None = None) -> None:
+        """Publish the first ``count`` unpublished events (all by default)."""
+        if self._hold_timer is not None:  # drain() or store_with(): what was held leaves now
+            self._hold_timer.cancel()
+            self._hold_timer = None
+            self._scheduled = False
+        batch = self.to_publish[:count]
+        del self.to_publish[: len(batch)]
         if not batch:
             return
         if self._coalescing or any(event[1].endswith(".delta") for event in batch):
@@ -148,14 +183,15 @@ class BatchingSink:
         if self.to_persist and (self._persist_task is None or self._persist_task.done()):
             self._persist_task = asyncio.get_running_loop().create_task(self._persist_loop(attempts=3))
 
-    async def _persist_loop(self, attempts: int | None = None) -> bool:
-        """Persist until nothing is queued; False when the store kept refusing (one runner at a time)."""
+    async def _persist_loop(self, attempts: int | None = None, upto: int | None = None) -> bool:
+        """Persist until nothing is queued (or nothing up to sequence number ``upto``); False when
+        the store kept refusing (one runner at a time)."""
         async with self._persist_lock:
-            return await self._persist_queued(attempts)
+            return await self._persist_queued(attempts, upto)
 
-    async def _persist_queued(self, attempts: int | None) -> bool:
+    async def _persist_queued(self, attempts: int | None, upto: int | None = None) -> bool:
         failures = 0
-        while self.to_persist:
+        while self.to_persist and (upto is None or self.to_persist[0][0] <= upto):
             batch = self.to_persist[:]
             try:
                 await self._persist(batch)  # type: ignore[misc]
@@ -209,15 +245,17 @@ class BatchingSink:
         """Publish and persist everything added so far, then publish held terminal events.
 
         A persist failure (after retries) is re-raised — after the held events are published
-        anyway, so that live readers still see the end of the stream.
+        anyway, so that live readers still see the end of the stream. A stored-first sink
+        stores before it publishes anything.
         """
-        async with self._publish_lock:
-            await self._publish_pending()
+        if self.publish_first or self._persist is None:
+            async with self._publish_lock:
+                await self._publish_pending()
         if self._persist is None:
             return
         stored = await self._persist_loop(attempts)
         self._holding = False
-        if self._held:
+        if self._held or self.to_publish:
             async with self._publish_lock:
                 self.to_publish.extend(self._held)
                 self._held = []

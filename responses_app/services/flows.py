@@ -33,7 +33,7 @@ from responses_app.loop.tools import hosted_tools
 from responses_app.models import Response
 from responses_app.observability.logs import log_prompt
 from responses_app.resource import build_resource
-from responses_app.services import compaction, surface
+from responses_app.services import compaction, pg_async, surface
 from responses_app.services import responses as services
 from responses_app.states import ResponseStatus
 from responses_app.types import CompactRequest, CreateRequest
@@ -72,6 +72,28 @@ def _write(func: Callable[..., Any]) -> Callable[..., Any]:
     if connection.vendor == "sqlite":
         return functools.partial(run_db, func)
     return sync_to_async(released(func))
+
+
+async def _store_new(**kwargs: Any) -> Response:
+    """Store a new response and its input items (``services.response_create``'s arguments).
+
+    On PostgreSQL in one statement from this event loop (``services.pg_async``): no thread hop,
+    no transaction round trips; the reads a chain or a conversation needs first take the
+    request's thread. Elsewhere :func:`services.response_create` as :func:`_write` runs it.
+    """
+    if not pg_async.available():
+        return await _write(services.response_create)(**kwargs)
+    if services.create_reads_store(kwargs["request"]):
+        response, items = await sync_to_async(released(services.response_prepare))(**kwargs)
+    else:
+        response, items = services.response_prepare(**kwargs)
+    await services.aresponse_insert(response=response, items=items)
+    if kwargs.get("start"):
+        if response.ancestor_ids or response.conversation_id:
+            await sync_to_async(released(services.response_attach_context))(response=response, items=items)
+        else:
+            services.response_attach_context(response=response, items=items)
+    return response
 
 
 async def route_for(model: str, *, what: str = "model") -> Route:
@@ -205,7 +227,7 @@ async def _admit_and_start(
     # In-process loops start right away: the response is stored already started, with its context.
     start = generate and dispatch_mode() == "inline" and not request.background
     try:
-        response = await _write(services.response_create)(
+        response = await _store_new(
             request=request,
             owner=identity.owner,
             route=route,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Collection
@@ -87,6 +88,43 @@ def response_create(
     already and attach the model's context as ``response.context_items`` (saves the loop a
     round trip to the store before its first token).
     """
+    response, items = response_prepare(
+        request=request,
+        owner=owner,
+        route=route,
+        unstored_ids=unstored_ids,
+        request_id=request_id,
+        start=start,
+        idempotency_key=idempotency_key,
+    )
+    with transaction.atomic():
+        response.save(force_insert=True)
+        _store_items(response, ResponseItem.Kind.INPUT, items)
+    if start:
+        response_attach_context(response=response, items=items)
+    return response
+
+
+def create_reads_store(request: CreateRequest) -> bool:
+    """Whether preparing ``request`` reads the store (a chain, a conversation, item references);
+    without them :func:`response_prepare` is pure computation."""
+    return bool(request.previous_response_id or request.conversation_id or request.item_references)
+
+
+def response_prepare(
+    *,
+    request: CreateRequest,
+    owner: str | None,
+    route: Route,
+    unstored_ids: Collection[str] = (),
+    request_id: str = "",
+    start: bool = False,
+    idempotency_key: str = "",
+) -> tuple[Response, list[dict[str, Any]]]:
+    """The unsaved response of a create and its input items, checked (404s, unknown call ids).
+
+    Reads the store only when :func:`create_reads_store` says so.
+    """
     check_compaction_items(request.input_items)
     previous = None
     if request.previous_response_id:
@@ -138,14 +176,92 @@ def response_create(
         response.start()
         response.started_at = now
         response.attempts = 1
-    with transaction.atomic():
-        response.save(force_insert=True)
-        _store_items(response, ResponseItem.Kind.INPUT, items)
-    if start:
-        response.context_items = (  # type: ignore[attr-defined]
-            response_context_items(response=response) if ancestors or conversation else list(items)
-        )
-    return response
+    return response, items
+
+
+def response_attach_context(*, response: Response, items: list[dict[str, Any]]) -> None:
+    """``response.context_items``: what the model sees (a started create's loop reads no store)."""
+    response.context_items = (  # type: ignore[attr-defined]
+        response_context_items(response=response)
+        if response.ancestor_ids or response.conversation_id
+        else list(items)
+    )
+
+
+@functools.cache
+def _insert_statement() -> tuple[str, list[Any]]:
+    """One statement storing a response and its input items (a data-modifying CTE), and the
+    response fields whose values it takes, in order; the items go in as three arrays."""
+    from django.db import connection
+
+    quote = connection.ops.quote_name
+    fields = list(Response._meta.concrete_fields)
+    item = ResponseItem._meta
+    columns = ", ".join(quote(f.column) for f in fields)
+    values = ", ".join(["%s"] * len(fields))
+    item_columns = ", ".join(
+        quote(item.get_field(name).column)
+        for name in ("response", "kind", "position", "item_id", "item_type", "data")
+    )
+    sql = (
+        f"WITH r AS (INSERT INTO {quote(Response._meta.db_table)} ({columns}) VALUES ({values}) "
+        f"RETURNING {quote(Response._meta.pk.column)} AS id) "
+        f"INSERT INTO {quote(item.db_table)} ({item_columns}) "
+        "SELECT r.id, %s, x.ord - 1, x.item_id, x.item_type, x.data FROM r, "
+        "unnest(%s::text[], %s::text[], %s::jsonb[]) WITH ORDINALITY AS x(item_id, item_type, data, ord)"
+    )
+    return sql, fields
+
+
+async def aresponse_insert(*, response: Response, items: list[dict[str, Any]]) -> None:
+    """Store a prepared response and its input items in one round trip from the event loop
+    (PostgreSQL, see ``services.pg_async``); committed when it returns.
+
+    A second create with the same ``Idempotency-Key`` raises Django's ``IntegrityError``, as
+    :func:`response_create` does. A connection found broken (the database restarted since it
+    was last used) is replaced once; if the lost statement had committed after all, the retry
+    meets the row by its primary key and counts it as stored.
+    """
+    import psycopg
+    from django.db import IntegrityError, connection
+
+    from responses_app.services.pg_async import pool
+
+    sql, fields = _insert_statement()
+    data = ResponseItem._meta.get_field("data")
+    params = [field.get_db_prep_save(field.pre_save(response, True), connection) for field in fields]
+    params += [
+        ResponseItem.Kind.INPUT.value,
+        [item.get("id") or "" for item in items],
+        [item.get("type", "") for item in items],
+        [data.get_db_prep_save(item, connection) for item in items],
+    ]
+    connections = await pool()
+    for attempt in range(2):
+        async with connections.connection() as conn:
+            try:
+                await conn.execute(sql, params)
+                break
+            except psycopg.errors.UniqueViolation as exc:
+                if attempt and exc.diag.constraint_name == _pk_constraint():
+                    break  # the first attempt committed before its connection broke
+                raise IntegrityError(*exc.args) from exc
+            except psycopg.IntegrityError as exc:
+                raise IntegrityError(*exc.args) from exc
+            except psycopg.OperationalError as exc:
+                # Retried once: a connection that broke (no server error, or the server's
+                # "terminating connection" sent while it sat idle in the pool).
+                if attempt or not (conn.broken or exc.sqlstate is None or exc.sqlstate.startswith("57P")):
+                    raise
+        await connections.check()  # the other idle connections broke with it: replaced
+    response._state.adding = False
+    response._state.db = "default"
+
+
+@functools.cache
+def _pk_constraint() -> str:
+    """PostgreSQL's name of the response table's primary key constraint."""
+    return f"{Response._meta.db_table}_pkey"
 
 
 def _conversation_for(request: CreateRequest, owner: str | None) -> Conversation | None:

@@ -26,9 +26,10 @@ async def dispatch_response(response_id: str, *, started: Any = None) -> None:
 
     ensure_reaper()  # the serving process also looks for orphans (a worker may be gone)
     if dispatch_mode() == "celery":
+        from responses_app.loop.supervision import celery_redis
         from responses_app.tasks import run_response_task
 
-        run_response_task.apply_async((response_id,), ignore_result=True)
+        await celery_redis.apply_async(run_response_task, (response_id,), ignore_result=True)
         return
     from responses_app.loop.runner import run_response
 
@@ -59,9 +60,10 @@ def dispatch_response_sync(response_id: str) -> None:
 async def dispatch_resume(response_id: str, takeover: int) -> None:
     """Hand a taken-over response to a new loop (a Celery worker, or this process). Returns at once."""
     if dispatch_mode() == "celery":
+        from responses_app.loop.supervision import celery_redis
         from responses_app.tasks import resume_response_task
 
-        resume_response_task.apply_async((response_id, takeover), ignore_result=True)
+        await celery_redis.apply_async(resume_response_task, (response_id, takeover), ignore_result=True)
         return
     from responses_app.loop.runner import resume_response
 

@@ -1,0 +1,116 @@
+"""The batching sink's publishing policy: stored first, lifecycle events ride with the first output."""
+
+from __future__ import annotations
+
+import asyncio
+
+from responses_app.events.sink import BatchingSink
+
+Batch = list[tuple[int, str, str]]
+
+
+class Recorder:
+    """Stores and publishes into lists, in the order they happened."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, list[int]]] = []
+
+    async def persist(self, batch: Batch) -> None:
+        await asyncio.sleep(0)
+        self.log.append(("stored", [event[0] for event in batch]))
+
+    async def publish(self, batch: Batch) -> None:
+        self.log.append(("published", [event[0] for event in batch]))
+
+
+def sink_for(recorder: Recorder, *, publish_first: bool, hold: float = 0.25) -> BatchingSink:
+    return BatchingSink(
+        persist=recorder.persist,
+        publish=recorder.publish,
+        interval=0.05,
+        publish_first=publish_first,
+        lifecycle_hold=hold,
+    )
+
+
+def test_stored_first_lifecycle_events_leave_with_the_first_output() -> None:
+    async def run() -> list:
+        recorder = Recorder()
+        sink = sink_for(recorder, publish_first=False)
+        sink.add(0, "response.created", "{}")
+        sink.add(1, "response.in_progress", "{}")
+        await asyncio.sleep(0.02)  # the upstream thinks: nothing is stored or published meanwhile
+        assert recorder.log == []
+        sink.add(2, "response.output_item.added", "{}")
+        sink.add(3, "response.output_text.delta", "{}")
+        await asyncio.sleep(0.01)
+        return recorder.log
+
+    assert asyncio.run(run()) == [("stored", [0, 1, 2, 3]), ("published", [0, 1, 2, 3])]
+
+
+def test_held_lifecycle_events_leave_alone_after_the_hold() -> None:
+    async def run() -> list:
+        recorder = Recorder()
+        sink = sink_for(recorder, publish_first=False, hold=0.03)
+        sink.add(0, "response.created", "{}")
+        sink.add(1, "response.in_progress", "{}")
+        await asyncio.sleep(0.01)
+        assert recorder.log == []
+        await asyncio.sleep(0.05)
+        sink.add(2, "response.output_text.delta", "{}")
+        await asyncio.sleep(0.01)
+        return recorder.log
+
+    assert asyncio.run(run()) == [
+        ("stored", [0, 1]),
+        ("published", [0, 1]),
+        ("stored", [2]),
+        ("published", [2]),
+    ]
+
+
+def test_drain_stores_then_publishes_held_lifecycle_events_with_the_terminal() -> None:
+    async def run() -> list:
+        recorder = Recorder()
+        sink = sink_for(recorder, publish_first=False)
+        sink.add(0, "response.created", "{}")
+        sink.add(1, "response.in_progress", "{}")
+        sink.add(2, "response.failed", "{}")
+        await sink.drain()
+        await asyncio.sleep(0.3)  # the hold's timer, cancelled, publishes nothing more
+        return recorder.log
+
+    assert asyncio.run(run()) == [("stored", [0, 1, 2]), ("published", [0, 1, 2])]
+
+
+def test_publish_first_sinks_do_not_hold() -> None:
+    async def run() -> list:
+        recorder = Recorder()
+        sink = sink_for(recorder, publish_first=True)
+        sink.add(0, "response.created", "{}")
+        await asyncio.sleep(0.005)
+        return recorder.log
+
+    assert asyncio.run(run())[0] == ("published", [0])
+
+
+def test_the_first_output_waits_for_its_own_store_only() -> None:
+    """Events added while the first batch is being stored go in the next store and message."""
+
+    async def run() -> list:
+        recorder = Recorder()
+        sink = sink_for(recorder, publish_first=False)
+        sink.add(0, "response.created", "{}")
+        sink.add(1, "response.output_text.delta", "{}")
+        await asyncio.sleep(0)  # its store is under way
+        sink.add(2, "response.output_text.delta", "{}")
+        await asyncio.sleep(0.2)
+        return recorder.log
+
+    assert asyncio.run(run()) == [
+        ("stored", [0, 1]),
+        ("published", [0, 1]),
+        ("stored", [2]),
+        ("published", [2]),
+    ]
