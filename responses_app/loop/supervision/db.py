@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from django.db import close_old_connections, connections
 from django.db.utils import InterfaceError, OperationalError
 
+from responses_app.loop.supervision import pg
 from responses_app.services.responses import events_insert
 
 T = TypeVar("T")
@@ -100,7 +101,10 @@ class EventWriter:
                 work, self._pending = self._pending, []
                 rows = [(rid, seq, etype, payload) for rid, batch, _ in work for seq, etype, payload in batch]
                 try:
-                    await run_db(events_insert, rows)
+                    if pg.enabled():  # prepared, on this event loop's own connections
+                        await pg.insert_events(rows)
+                    else:
+                        await run_db(events_insert, rows)
                 except Exception as exc:  # noqa: BLE001 - handed to every waiter
                     for _, _, future in work:
                         if not future.done():
