@@ -5,7 +5,7 @@ Starting a response, its event batches and its finish run here, on a small pool 
 thread hop per write, which under load also waits for the GIL. Each step is one round trip:
 
 - start: the state machine's conditional UPDATE (``queued → in_progress``) with the loop's
-  context read in the same pipeline;
+  context read in the same statement;
 - events: one INSERT per batch (the rows as one JSON parameter, as on the thread path);
 - finish: one statement — the final status through the state machine's conditional UPDATE, and
   only if it applied, the last events, the output items and the usage row — then the limiter and
@@ -124,56 +124,53 @@ def _response_columns() -> tuple[list[str], str]:
 
 
 @functools.cache
-def _start_statements() -> tuple[str, str, str]:
+def _start_statement() -> str:
     responses, items = _table(Response), _table(ResponseItem)
     _, columns = _response_columns()
-    start = (
-        f"UPDATE {responses} SET status = %(target)s, started_at = %(now)s, heartbeat_at = %(now)s, "
-        "attempts = attempts + 1 "
-        f"WHERE id = %(id)s AND status = ANY(%(sources)s::text[]) RETURNING {columns}"
+    # The transition, then from the row it returns: the items of the response and of every
+    # earlier response of its chain, and whether the chain began in a conversation (whose items
+    # then come first: the ORM reads those).
+    return (
+        f"WITH started AS (UPDATE {responses} SET status = %(target)s, started_at = %(now)s, "
+        "heartbeat_at = %(now)s, attempts = attempts + 1 "
+        f"WHERE id = %(id)s AND status = ANY(%(sources)s::text[]) RETURNING {columns}) "
+        "SELECT started.*, "
+        "(SELECT json_agg(json_build_array(i.response_id, i.kind, i.position, i.data)) "
+        f"FROM {items} AS i WHERE i.response_id = started.id "
+        "OR i.response_id IN (SELECT jsonb_array_elements_text(started.ancestor_ids))), "
+        f"(SELECT root.conversation_id FROM {responses} AS root "
+        "WHERE root.id = coalesce(started.ancestor_ids->>0, started.id)) "
+        "FROM started"
     )
-    # The items of the response and of every earlier response of its chain.
-    chain_items = (
-        f"SELECT response_id, kind, position, data FROM {items} WHERE response_id = %(id)s "
-        f"OR response_id IN (SELECT jsonb_array_elements_text(ancestor_ids) FROM {responses} WHERE id = %(id)s)"
-    )
-    # Whether the chain began in a conversation (whose items then come first: the ORM way).
-    root_conversation = (
-        f"SELECT conversation_id FROM {responses} WHERE id = "
-        f"coalesce((SELECT ancestor_ids->>0 FROM {responses} WHERE id = %(id)s), %(id)s)"
-    )
-    return start, chain_items, root_conversation
 
 
 async def start(response_id: str) -> tuple[Response, list[dict[str, Any]]] | None:
-    """queued → in_progress and the loop's context, in one round trip.
+    """queued → in_progress and the loop's context, in one statement.
 
     None when this call did not start it: the caller then goes the ORM way, which reads the
     response again and knows what to do (a cancelled one still gets its terminal event).
     """
-    start_sql, chain_sql, root_sql = _start_statements()
     sources, target = transition_sources("start")
     params = {"id": response_id, "target": target, "now": time.time(), "sources": sources}
+    sql = _start_statement()
 
-    async def work(conn: Any) -> tuple[Any, list[Any], Any]:
-        async with conn.pipeline():
-            started = await conn.execute(start_sql, params, prepare=True)
-            chain = await conn.execute(chain_sql, params, prepare=True)
-            root = await conn.execute(root_sql, params, prepare=True)
-        return await started.fetchone(), await chain.fetchall(), await root.fetchone()
+    async def work(conn: Any) -> Any:
+        cursor = await conn.execute(sql, params, prepare=True)
+        return await cursor.fetchone()
 
-    row, rows, root = await run(work)
+    row = await run(work)
     if row is None:
         return None
     names, _ = _response_columns()
-    response = Response.from_db("default", names, row)
-    if root is not None and root[0]:
+    *values, rows, root_conversation = row
+    response = Response.from_db("default", names, values)
+    if root_conversation:
         # Started: the conversation's items come first (rare on this path: the ORM reads them).
         from responses_app.loop.supervision.db import run_db
 
         return response, await run_db(response_context_items, response=response)
     ids = [*(response.ancestor_ids or []), response.id]
-    return response, context_from_rows(response_id=response.id, ids=ids, rows=rows)
+    return response, context_from_rows(response_id=response.id, ids=ids, rows=rows or [])
 
 
 async def insert_events(rows: list[tuple[str, int, str, str]]) -> None:
