@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Collection
@@ -203,6 +204,7 @@ FINISH_TRANSITIONS = {
 }
 
 
+@functools.cache
 def transition_sources(name: str) -> tuple[list[str], str]:
     """``(source statuses, target status)`` of the state machine's transition ``name``.
 

@@ -36,6 +36,18 @@ from tests.support.server import ROOT
 TRANSITIONS = ("start", *FINISH_TRANSITIONS.values())
 
 
+def run(coro: Any) -> Any:
+    """Run ``coro`` on a new event loop, whose pool is closed before the loop is."""
+
+    async def main() -> Any:
+        try:
+            return await coro
+        finally:
+            await pg.close_pool()
+
+    return asyncio.run(main())
+
+
 @pytest.mark.parametrize("name", TRANSITIONS)
 @pytest.mark.parametrize("state", ResponseStatus.values)
 def test_sql_transitions_allow_what_the_state_machine_allows(name: str, state: str) -> None:
@@ -161,7 +173,7 @@ def test_start_applies_only_from_the_states_the_state_machine_allows(
     response = new_response(state)
     store(on_pg, response, [("input", message("hello"))])
 
-    loaded = asyncio.run(pg.start(response.id))
+    loaded = run(pg.start(response.id))
 
     if state == ResponseStatus.QUEUED:
         assert loaded is not None
@@ -192,7 +204,7 @@ def test_start_loads_the_chain_in_the_model_order(on_pg: PostgresDatabase) -> No
     third = new_response(previous_response_id=second.id, ancestor_ids=[first.id, second.id])
     store(on_pg, third, [("input", message("five")), ("input", message("six"))])
 
-    started, context = asyncio.run(pg.start(third.id))
+    started, context = run(pg.start(third.id))
 
     assert [item["id"] for item in context] == [
         "msg_one",
@@ -219,7 +231,7 @@ def test_events_are_stored_once_with_their_payload_verbatim(on_pg: PostgresDatab
             ]
         )
 
-    asyncio.run(write())
+    run(write())
 
     rows = on_pg.query(
         "SELECT sequence_number, type, payload FROM responses_app_responseevent WHERE response_id = %s "
@@ -249,7 +261,7 @@ def test_finish_stores_everything_in_one_statement(on_pg: PostgresDatabase, stat
     response = new_response(ResponseStatus.IN_PROGRESS)
     store(on_pg, response)
 
-    won = asyncio.run(pg.finish(**finish_args(response, status)))
+    won = run(pg.finish(**finish_args(response, status)))
 
     assert won == status and response.status == status and response.is_finished
     row = on_pg.query(
@@ -288,7 +300,7 @@ def test_finish_writes_nothing_when_another_final_state_won(on_pg: PostgresDatab
     store(on_pg, response)
     loop_copy = new_response(ResponseStatus.IN_PROGRESS, id=response.id, created_at=response.created_at)
 
-    won = asyncio.run(pg.finish(**finish_args(loop_copy, ResponseStatus.COMPLETED)))
+    won = run(pg.finish(**finish_args(loop_copy, ResponseStatus.COMPLETED)))
 
     assert won is None and loop_copy.status == ResponseStatus.IN_PROGRESS
     assert status_of(on_pg, response.id) == stored
@@ -300,7 +312,7 @@ def test_finish_writes_nothing_when_another_final_state_won(on_pg: PostgresDatab
 
 def test_a_conversation_response_finishes_the_orm_way(on_pg: PostgresDatabase) -> None:
     response = new_response(ResponseStatus.IN_PROGRESS, conversation_id="conv_x")
-    assert asyncio.run(pg.finish(**finish_args(response, ResponseStatus.COMPLETED))) is None
+    assert run(pg.finish(**finish_args(response, ResponseStatus.COMPLETED))) is None
 
 
 def test_statements_reconnect_after_the_connections_dropped(on_pg: PostgresDatabase) -> None:
@@ -316,7 +328,7 @@ def test_statements_reconnect_after_the_connections_dropped(on_pg: PostgresDatab
         )
         await pg.insert_events([(response.id, 1, "response.in_progress", "{}")])
 
-    asyncio.run(write_drop_write())
+    run(write_drop_write())
 
     assert on_pg.query(
         "SELECT sequence_number FROM responses_app_responseevent WHERE response_id = %s ORDER BY 1",

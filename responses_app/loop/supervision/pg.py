@@ -30,7 +30,6 @@ import functools
 import json
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -53,7 +52,8 @@ T = TypeVar("T")
 #: Connections per event loop: event INSERTs in flight (``db.CONCURRENT_EVENT_WRITES``) plus starts
 #: and finishes of other loops meanwhile.
 POOL_SIZE = 6
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future] = weakref.WeakKeyDictionary()
+APPLICATION_NAME = "openresponses-loop"
+_pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
 
 @functools.cache
@@ -67,6 +67,7 @@ def connection_kwargs() -> dict[str, Any]:
     params = dict(connections["default"].get_connection_params())
     for django_only in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(django_only, None)
+    params.setdefault("application_name", APPLICATION_NAME)  # (how pg_stat_activity names them)
     return {**params, "autocommit": True}
 
 
@@ -85,8 +86,17 @@ async def pool() -> Any:
     loop = asyncio.get_running_loop()
     opening = _pools.get(loop)
     if opening is None or (opening.done() and opening.exception() is not None):
+        for gone in [other for other in _pools if other.is_closed()]:
+            del _pools[gone]  # (its connections close as they are collected)
         opening = _pools[loop] = loop.create_task(_open_pool(connection_kwargs()))
     return await asyncio.shield(opening)
+
+
+async def close_pool() -> None:
+    """Close this event loop's pool, if it has one (its connections are closed)."""
+    opening = _pools.pop(asyncio.get_running_loop(), None)
+    if opening is not None and opening.done() and opening.exception() is None:
+        await opening.result().close()
 
 
 async def run(work: Callable[[Any], Awaitable[T]]) -> T:
