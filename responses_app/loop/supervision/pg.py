@@ -50,8 +50,10 @@ from responses_app.states import ResponseStatus
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Connections per event loop: event INSERTs in flight (``db.CONCURRENT_EVENT_WRITES``) plus starts
-#: and finishes of other loops meanwhile.
+#: and finishes of other loops meanwhile; a few stay open even when idle (a new connection costs
+#: milliseconds, which the first event of a stream would wait for).
 POOL_SIZE = 6
+POOL_MIN_SIZE = 3
 APPLICATION_NAME = "openresponses-loop"
 _pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
@@ -75,7 +77,7 @@ async def _open_pool(kwargs: dict[str, Any]) -> Any:
     from psycopg_pool import AsyncConnectionPool
 
     pool = AsyncConnectionPool(
-        kwargs=kwargs, min_size=1, max_size=POOL_SIZE, open=False, name="openresponses-loop"
+        kwargs=kwargs, min_size=POOL_MIN_SIZE, max_size=POOL_SIZE, open=False, name="openresponses-loop"
     )
     await pool.open(wait=True, timeout=10.0)
     return pool
