@@ -421,11 +421,12 @@ def pg_events_insert(rows: list[tuple[str, int, str, str]]) -> tuple[str, str]:
     """PostgreSQL: the INSERT of event rows (parameters: created_at, then the batch) and its batch."""
     batch, payload_column = pg_events_rows(rows)
     return (
-        f"INSERT INTO {_quoted(ResponseEvent)} (response_id, sequence_number, type, payload, created_at) "
+        f"INSERT INTO {pg_table(ResponseEvent)} (response_id, sequence_number, type, payload, created_at) "
         f"{pg_events_select(payload_column, '%s', '%s')} ON CONFLICT DO NOTHING",
         batch,
     )
 
 
-def _quoted(model: Any) -> str:
+def pg_table(model: Any) -> str:
+    """The model's table name, quoted for PostgreSQL."""
     return '"' + model._meta.db_table.replace('"', '""') + '"'

@@ -3,7 +3,9 @@
 Event rows from every running loop are written together (one INSERT for many streams), so
 the store keeps up with hundreds of concurrent streams. On SQLite one thread does all the
 writing (one writer, no lock waits); on PostgreSQL a few threads overlap their round trips, so
-the starts and ends of many loops never queue behind each other.
+the starts and ends of many loops never queue behind each other. (On PostgreSQL the hot writes —
+a loop's start, its event batches and its finish — run on the event loop's own async connections
+instead, see :mod:`responses_app.loop.supervision.pg`; these threads keep what those leave to the ORM.)
 """
 
 from __future__ import annotations

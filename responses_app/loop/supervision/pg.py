@@ -43,6 +43,7 @@ from responses_app.services.responses import (
     pg_events_insert,
     pg_events_rows,
     pg_events_select,
+    pg_table,
     transition_sources,
 )
 from responses_app.states import ResponseStatus
@@ -111,22 +112,13 @@ async def run(work: Callable[[Any], Awaitable[T]]) -> T:
             async with connections_pool.connection() as conn:
                 return await work(conn)
         except psycopg.OperationalError:
-            if attempt or not await _lost_connections(connections_pool):
+            if attempt:
                 raise
+            await connections_pool.check()  # drops the broken connections, opens new ones
     raise AssertionError("unreachable")
 
 
-async def _lost_connections(connections_pool: Any) -> bool:
-    """After a failed statement: drop the pool's broken connections; True if a retry may help."""
-    await connections_pool.check()
-    return True
-
-
 # --------------------------------------------------------------------------- the statements
-
-
-def _table(model: Any) -> str:
-    return '"' + model._meta.db_table.replace('"', '""') + '"'
 
 
 @functools.cache
@@ -137,7 +129,7 @@ def _response_columns() -> tuple[list[str], str]:
 
 @functools.cache
 def _start_statement() -> str:
-    responses, items = _table(Response), _table(ResponseItem)
+    responses, items = pg_table(Response), pg_table(ResponseItem)
     _, columns = _response_columns()
     # The transition, then from the row it returns: the items of the response and of every
     # earlier response of its chain, and whether the chain began in a conversation (whose items
@@ -198,8 +190,8 @@ async def insert_events(rows: list[tuple[str, int, str, str]]) -> None:
 
 @functools.cache
 def _finish_statement(payload_column: str) -> str:
-    responses, events, items = _table(Response), _table(ResponseEvent), _table(ResponseItem)
-    usage = _table(UsageRecord)
+    responses, events, items = pg_table(Response), pg_table(ResponseEvent), pg_table(ResponseItem)
+    usage = pg_table(UsageRecord)
     usage_columns = list(_usage_fields())
     usage_values = ", ".join(f"%(u_{c})s" for c in usage_columns)
     usage_updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in usage_columns if c != "response_id")
