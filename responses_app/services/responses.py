@@ -213,9 +213,10 @@ def transition_sources(name: str) -> tuple[list[str], str]:
     """
     meta = getattr(Response, name)._django_fsm
     sources = [state for state in ResponseStatus.values if meta.has_transition(state)]
-    targets = {meta.get_transition(state).target for state in sources}
-    if len(targets) != 1:
-        raise ValueError(f"transition {name} has no single target status: {targets}")
+    found = [meta.get_transition(state) for state in sources]
+    targets = {transition.target for transition in found}
+    if len(targets) != 1 or any(transition.conditions for transition in found):
+        raise ValueError(f"transition {name} is not a plain status change (targets {targets}, or conditions)")
     return sources, str(targets.pop())
 
 
