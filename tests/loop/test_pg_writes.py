@@ -334,3 +334,59 @@ def test_statements_reconnect_after_the_connections_dropped(on_pg: PostgresDatab
         "SELECT sequence_number FROM responses_app_responseevent WHERE response_id = %s ORDER BY 1",
         response.id,
     ) == [(0,), (1,)]
+
+
+@pytest.mark.e2e
+def test_chains_and_conversations_on_postgresql(database: PostgresDatabase) -> None:
+    """The embedded server on PostgreSQL: the model sees the whole chain (one statement at start)
+    and a conversation's earlier turns (read the ORM way); every turn finishes stored."""
+    import httpx
+
+    from tests.support.server import ServerProcess
+
+    server = ServerProcess(
+        {
+            "DATABASE_URL": database.url,
+            "DJANGO_SECRET_KEY": "tests-pg-writes-secret-key-not-for-production",
+            "OPENRESPONSES_DISPATCH": "inline",
+            "OPENRESPONSES_API_KEYS": "",
+            "OPENRESPONSES_CONFIG": "",
+            "REDIS_URL": "",
+        },
+        name="pg-writes-server",
+    ).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            previous = None
+            for turn in (1, 2, 3):
+                body = {"model": "mock-1", "input": f"chain {turn}", "previous_response_id": previous}
+                answer = http.post("/v1/responses", json=body).json()
+                assert answer["status"] == "completed", answer
+                prefix = f"(turn {turn}) " if turn > 1 else ""
+                assert answer["output"][0]["content"][0]["text"] == f"{prefix}You said: chain {turn}"
+                previous = answer["id"]
+            conversation = http.post("/v1/conversations", json={}).json()["id"]
+            for turn in (1, 2):
+                body = {
+                    "model": "mock-1",
+                    "input": f"talk {turn}",
+                    "conversation": conversation,
+                    "stream": True,
+                }
+                with http.stream("POST", "/v1/responses", json=body) as stream:
+                    lines = [line[6:].strip() for line in stream.iter_lines() if line.startswith("data: ")]
+                events = [json.loads(data) for data in lines if data != "[DONE]"]
+                final = events[-1]
+                assert final["type"] == "response.completed", final
+                prefix = "(turn 2) " if turn == 2 else ""
+                assert (
+                    final["response"]["output"][0]["content"][0]["text"] == f"{prefix}You said: talk {turn}"
+                )
+            items = http.get(f"/v1/conversations/{conversation}/items?order=asc").json()["data"]
+            assert len(items) == 4
+        status = database.query(
+            "SELECT count(*) FROM responses_app_response WHERE status = 'completed' AND model = 'mock-1'"
+        )
+        assert status[0][0] >= 5
+    finally:
+        server.stop()
