@@ -390,3 +390,29 @@ def test_chains_and_conversations_on_postgresql(database: PostgresDatabase) -> N
         assert status[0][0] >= 5
     finally:
         server.stop()
+
+
+def test_finish_without_output_events_or_first_token(on_pg: PostgresDatabase) -> None:
+    """A response that failed before its first token: no output, no events left, no wire log."""
+    response = new_response(ResponseStatus.IN_PROGRESS, owner="key:someone")
+    store(on_pg, response)
+    args = {
+        **finish_args(response, ResponseStatus.FAILED),
+        "output": [],
+        "usage": None,
+        "first_token_at": None,
+        "wire_log": None,
+        "events": [],
+    }
+
+    assert run(pg.finish(**args)) == ResponseStatus.FAILED
+
+    assert on_pg.query(
+        "SELECT status, usage, first_token_at, wire_log FROM responses_app_response WHERE id = %s",
+        response.id,
+    ) == [(ResponseStatus.FAILED, None, None, None)]
+    assert on_pg.query(
+        "SELECT owner, input_tokens, first_token_seconds, error_code FROM responses_app_usagerecord "
+        "WHERE response_id = %s",
+        response.id,
+    ) == [("key:someone", 0, None, "server_error")]
