@@ -126,17 +126,25 @@ def response_context_items(*, response: Response) -> list[dict[str, Any]]:
     rows = ResponseItem.objects.filter(response_id__in=ids).values_list(
         "response_id", "kind", "position", "data"
     )
+    return prefix + context_from_rows(response_id=response.id, ids=ids, rows=rows)
+
+
+def context_from_rows(
+    *, response_id: str, ids: list[str], rows: Collection[tuple[str, str, int, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """The chain's items in the model's order, from rows ``(response_id, kind, position, data)`` of
+    the responses ``ids`` (oldest first, ending with ``response_id``): see :func:`response_context_items`."""
     order = {rid: i for i, rid in enumerate(ids)}
     own_output = []
     context = []
     for rid, kind, _position, data in sorted(rows, key=lambda r: (order[r[0]], r[1] != "input", r[2])):
         if (data.get("_meta") or {}).get("abandoned"):
             continue
-        if rid == response.id and kind == "output":
+        if rid == response_id and kind == "output":
             own_output.append(data)
         else:
             context.append(data)
-    return prefix + context + own_output
+    return context + own_output
 
 
 def conversation_context_items(*, response: Response) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 aiohttp does the HTTP/1.1 (its C parser is strict about chunk sizes and bounded in what it
 buffers), keep-alive, ``gzip``/``deflate``, proxies from the environment (``HTTPS_PROXY``,
-``HTTP_PROXY``, ``NO_PROXY``; ``trust_env``) and TLS. This module adds what provider streams
+``HTTP_PROXY``, ``NO_PROXY``, as ``trust_env`` finds them) and TLS. This module adds what provider streams
 need on top: the body as lists of complete lines, one list per network read (a busy stream's
 reader wakes once per read, not once per token), errors of three kinds (:class:`ConnectError`,
 :class:`RemoteProtocolError`, timeouts left to the caller), and one silent retry when a reused
@@ -45,6 +45,27 @@ class ConnectError(HTTPError):
 
 class RemoteProtocolError(HTTPError):
     """The peer closed the connection or broke HTTP/1.1 (before or during the answer)."""
+
+
+_PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "ws_proxy", "wss_proxy"})
+
+
+async def _env_proxy(url: str) -> tuple[Any, Any]:
+    """The proxy (and its credentials) the environment names for ``url``, as aiohttp's
+    ``trust_env`` finds it (``HTTP(S)_PROXY``, ``NO_PROXY``, netrc for the proxy's login).
+
+    Without any proxy variable (checked on the event loop: a scan of the environment) there is
+    nothing to look up; with one, the lookup reads netrc, so it runs off the event loop.
+    """
+    if not any(name.lower() in _PROXY_VARIABLES for name in os.environ):
+        return None, None
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        return await asyncio.to_thread(get_env_proxy_for_url, URL(url))
+    except LookupError:
+        return None, None
 
 
 @lru_cache(maxsize=16)
@@ -187,7 +208,10 @@ class Client:
             )
             session = self._sessions[loop] = aiohttp.ClientSession(
                 connector=connector,
-                trust_env=True,
+                # Proxies from the environment are looked up per request by send() itself:
+                # aiohttp's trust_env costs two thread hops per request (a netrc lookup and the
+                # proxy lookup), paid on every provider call even when no proxy is set.
+                trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None),
                 trace_configs=[trace],
                 max_line_size=MAX_LINE_BYTES,
@@ -217,6 +241,7 @@ class Client:
             raise ConnectError(f"unsupported URL {url!r}")
         session = self.session()
         timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
+        proxy, proxy_auth = await _env_proxy(url)
         for attempt in (1, 2):
             trace: dict[str, bool] = {}
             try:
@@ -228,6 +253,8 @@ class Client:
                     timeout=timeout,
                     allow_redirects=False,
                     trace_request_ctx=trace,
+                    proxy=proxy,
+                    proxy_auth=proxy_auth,
                 )
             except aiohttp.ConnectionTimeoutError:
                 raise ConnectError(f"connect timeout after {connect_timeout:g}s") from None

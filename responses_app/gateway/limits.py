@@ -365,10 +365,15 @@ def settle(*, owner: str | None, ticket: str, tokens: int) -> None:
         if client is None:
             local_limiter.settle(who, ticket, max(0, int(tokens)), now)
             return
-        keys = _keys(who)
-        client.eval(_SETTLE, 3, keys[1], keys[2], keys[3], now, ticket, max(0, int(tokens)), WINDOW)
+        client.eval(*settle_eval(owner=owner, ticket=ticket, tokens=tokens, now=now))
     except Exception:  # noqa: BLE001 - the slot is reclaimed later; the finish must not fail
         logger.warning("could not settle the limits of request %s", ticket, exc_info=True)
+
+
+def settle_eval(*, owner: str | None, ticket: str, tokens: int, now: float) -> tuple[Any, ...]:
+    """The arguments of the Redis ``EVAL`` that settles ``ticket`` (for a pipeline of several commands)."""
+    keys = _keys(subject(owner))
+    return (_SETTLE, 3, keys[1], keys[2], keys[3], now, ticket, max(0, int(tokens)), WINDOW)
 
 
 async def release(*, owner: str | None, ticket: str) -> None:

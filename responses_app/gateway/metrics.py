@@ -61,21 +61,31 @@ def _add(increments: dict[str, float]) -> None:
     """Add to several counters at once (one round trip)."""
     client = sync_redis()
     if client is None:
-        with _lock:
-            for field, value in increments.items():
-                _local[field] += value
+        add_local(increments)
         return
     try:
         pipe = client.pipeline(transaction=False)
-        key = _hash_key()
-        for field, value in increments.items():
-            if float(value).is_integer():
-                pipe.hincrby(key, field, int(value))
-            else:
-                pipe.hincrbyfloat(key, field, value)
+        queue_increments(pipe, increments)
         pipe.execute()
     except Exception:  # noqa: BLE001 - metrics never break a response
         logger.warning("could not record metrics", exc_info=True)
+
+
+def add_local(increments: dict[str, float]) -> None:
+    """Add to the counters of this process (no Redis)."""
+    with _lock:
+        for field, value in increments.items():
+            _local[field] += value
+
+
+def queue_increments(pipe: Any, increments: dict[str, float]) -> None:
+    """Queue the commands that add ``increments`` on a Redis pipeline (sync or asyncio)."""
+    key = _hash_key()
+    for field, value in increments.items():
+        if float(value).is_integer():
+            pipe.hincrby(key, field, int(value))
+        else:
+            pipe.hincrbyfloat(key, field, value)
 
 
 def _max_labels() -> int:
@@ -181,8 +191,43 @@ def record_response(
     first_token_seconds: float | None,
     total_seconds: float | None,
     error: dict[str, Any] | None,
+    pipeline: Any = None,
 ) -> None:
-    """Everything one finished response adds to the counters (labels from bounded sets only)."""
+    """Everything one finished response adds to the counters (labels from bounded sets only).
+
+    ``pipeline``: a Redis pipeline (sync or asyncio) the caller executes, with other commands
+    of the same round trip; without it the counters are added at once.
+    """
+    increments = response_increments(
+        model=model,
+        provider=provider,
+        status=status,
+        tokens=tokens,
+        cost=cost,
+        iterations=iterations,
+        first_token_seconds=first_token_seconds,
+        total_seconds=total_seconds,
+        error=error,
+    )
+    if pipeline is not None:
+        queue_increments(pipeline, increments)
+    else:
+        _add(increments)
+
+
+def response_increments(
+    *,
+    model: str,
+    provider: str,
+    status: str,
+    tokens: dict[str, int],
+    cost: float,
+    iterations: int,
+    first_token_seconds: float | None,
+    total_seconds: float | None,
+    error: dict[str, Any] | None,
+) -> dict[str, float]:
+    """The counters one finished response adds to, and by how much (see :func:`record_response`)."""
     model = model_label(model)
     inc: dict[str, float] = {
         _field("r", model, provider, status): 1,
@@ -202,7 +247,7 @@ def record_response(
             inc[_field(name + "_sum", model, provider)] = value
     if status == "failed" and is_upstream_error(error):
         inc[_field("uerr", provider, code_label((error or {}).get("code") or "upstream_error"))] = 1
-    _add(inc)
+    return inc
 
 
 def record_upstream_error(*, provider: str, code: str) -> None:

@@ -30,6 +30,7 @@ from responses_app.loop.durability import Checkpoints, Superseded, idempotency_k
 from responses_app.loop.fallbacks import sample_with_fallbacks
 from responses_app.loop.mcp import McpError, McpToolset
 from responses_app.loop.middleware import LoopContext, StopLoop, call_hook, loop_middleware
+from responses_app.loop.supervision import pg
 from responses_app.loop.supervision.activity import activity
 from responses_app.loop.supervision.db import event_writer, run_db
 from responses_app.loop.tool_types import CALL_TYPES, ToolPlan, mcp_error, native_tool_types, plan_tools
@@ -68,6 +69,20 @@ def _load(response_id: str) -> tuple[Response, list[dict[str, Any]]] | None:
     if response.status == ResponseStatus.CANCELLED and not response.events.exists():
         return response, []
     return None
+
+
+async def _start(response_id: str) -> tuple[Response, list[dict[str, Any]]] | None:
+    """:func:`_load`: on PostgreSQL one prepared round trip on this event loop's connection when
+    this call starts the response, else (or on SQLite) the ORM way on a loop-database thread."""
+    if pg.enabled():
+        try:
+            loaded = await pg.start(response_id)
+        except Exception:  # noqa: BLE001 - the ORM way below reads the response again
+            logger.exception("starting %s on the loop's connection failed", response_id)
+            loaded = None
+        if loaded is not None:
+            return loaded
+    return await run_db(_load, response_id)
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -235,23 +250,33 @@ class LoopRun:
         self._emit_terminal(outcome.status, outcome)
 
         async def store(events: list[tuple[int, str, str]]) -> str:
-            won = await run_db(
-                response_finish,
-                response_id=self.response.id,
-                status=outcome.status,
-                output=output,
-                usage=emitter.usage,
-                error=outcome.error,
-                incomplete_details={"reason": outcome.incomplete_reason}
+            final = {
+                "status": outcome.status,
+                "output": output,
+                "usage": emitter.usage,
+                "error": outcome.error,
+                "incomplete_details": {"reason": outcome.incomplete_reason}
                 if outcome.incomplete_reason
                 else None,
-                first_token_at=emitter.first_output_at,
-                iterations=self.iterations,
-                wire_log=finished_wire_log(self.wire_log) or None,
-                response=self.response,
-                events=events,
-                terminal_from=terminal_from,
-            )
+                "first_token_at": emitter.first_output_at,
+                "iterations": self.iterations,
+                "wire_log": finished_wire_log(self.wire_log) or None,
+                "events": events,
+            }
+            won = None
+            if pg.enabled():  # one prepared statement on this event loop's connection
+                try:
+                    won = await pg.finish(response=self.response, **final)
+                except Exception:  # noqa: BLE001 - nothing was stored: the ORM way below
+                    logger.exception("finishing %s on the loop's connection failed", self.response.id)
+            if won is None:  # (or another final state won meanwhile: the ORM way reads it)
+                won = await run_db(
+                    response_finish,
+                    response_id=self.response.id,
+                    response=self.response,
+                    terminal_from=terminal_from,
+                    **final,
+                )
             if won != outcome.status:
                 sink.discard_from(terminal_from)
             return won
@@ -694,7 +719,7 @@ async def run_response(response_id: str, *, started: Response | None = None) -> 
     if started is not None and hasattr(started, "context_items"):
         response, context = started, started.context_items
     else:
-        loaded = await run_db(_load, response_id)
+        loaded = await _start(response_id)
         if loaded is None:
             return None
         response, context = loaded

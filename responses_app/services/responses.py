@@ -310,6 +310,31 @@ def _store_items(response: Response, kind: str, items: list[dict[str, Any]]) -> 
     )
 
 
+#: The state machine's transition (a method of ``Response``) that ends a response in each final status.
+FINISH_TRANSITIONS = {
+    ResponseStatus.COMPLETED: "complete",
+    ResponseStatus.INCOMPLETE: "mark_incomplete",
+    ResponseStatus.FAILED: "fail",
+    ResponseStatus.CANCELLED: "cancel",
+}
+
+
+@functools.cache
+def transition_sources(name: str) -> tuple[list[str], str]:
+    """``(source statuses, target status)`` of the state machine's transition ``name``.
+
+    Read from the django-fsm definitions, so a conditional UPDATE written in SQL
+    (``... WHERE status = ANY(sources)``) allows exactly the transitions the model allows.
+    """
+    meta = getattr(Response, name)._django_fsm
+    sources = [state for state in ResponseStatus.values if meta.has_transition(state)]
+    found = [meta.get_transition(state) for state in sources]
+    targets = {transition.target for transition in found}
+    if len(targets) != 1 or any(transition.conditions for transition in found):
+        raise ValueError(f"transition {name} is not a plain status change (targets {targets}, or conditions)")
+    return sources, str(targets.pop())
+
+
 def response_start(*, response_id: str) -> tuple[Response | None, bool]:
     """queued → in_progress. Returns the response and whether this call started it.
 
@@ -362,14 +387,8 @@ def response_finish(
             was_finished = response.is_finished  # (only then can output rows exist: the reaper's)
             stored_status = response.status
             if not was_finished:
-                transition = {
-                    ResponseStatus.COMPLETED: response.complete,
-                    ResponseStatus.INCOMPLETE: response.mark_incomplete,
-                    ResponseStatus.FAILED: response.fail,
-                    ResponseStatus.CANCELLED: response.cancel,
-                }[ResponseStatus(status)]
                 try:
-                    transition()
+                    getattr(response, FINISH_TRANSITIONS[ResponseStatus(status)])()
                 except TransitionNotAllowed:
                     pass
             response.completed_at = completed_at
@@ -459,31 +478,12 @@ def events_insert(rows: list[tuple[str, int, str, str]]) -> None:
 
     now = time.time()
     if connection.vendor == "postgresql":
-        # One statement for the whole batch, its rows as one JSON parameter bound server-side
-        # (no quoting of the text by the driver, no model instance per row). The payloads are
-        # JSON already: they go in as values and come out verbatim (the json type keeps its text).
         import psycopg
 
-        table = connection.ops.quote_name(ResponseEvent._meta.db_table)
-        batch = (
-            "["
-            + ",".join(
-                f"[{json.dumps(rid)},{int(seq)},{json.dumps(etype)},{payload}]"
-                for rid, seq, etype, payload in rows
-            )
-            + "]"
-        )
-        payload_column = "(e->3)::text"
-        if "\\u0000" in batch:  # PostgreSQL's JSON parser refuses an escaped NUL: payloads as strings then
-            batch, payload_column = json.dumps(rows, ensure_ascii=False, separators=(",", ":")), "e->>3"
+        sql, batch = pg_events_insert(rows)
         connection.ensure_connection()
         with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} (response_id, sequence_number, type, payload, created_at) "
-                f"SELECT e->>0, (e->>1)::int, e->>2, {payload_column}, %s FROM json_array_elements(%s::json) AS e "
-                "ON CONFLICT DO NOTHING",
-                [now, batch],
-            )
+            cursor.execute(sql, [now, batch])
         return
     if connection.vendor == "sqlite":
         # One statement (one step of the SQLite engine) for the whole batch: executemany steps
@@ -503,3 +503,46 @@ def events_insert(rows: list[tuple[str, int, str, str]]) -> None:
         ],
         ignore_conflicts=True,
     )
+
+
+def pg_events_rows(rows: list[tuple[str, int, str, str]]) -> tuple[str, str]:
+    """PostgreSQL: event rows as one JSON parameter, and the SQL expression of a row's payload.
+
+    One parameter for the whole batch, bound server-side (no quoting of the text by the driver,
+    no model instance per row). The payloads are JSON already: they go in as values and come out
+    verbatim (the json type keeps its text).
+    """
+    batch = (
+        "["
+        + ",".join(
+            f"[{json.dumps(rid)},{int(seq)},{json.dumps(etype)},{payload}]"
+            for rid, seq, etype, payload in rows
+        )
+        + "]"
+    )
+    if "\\u0000" in batch:  # PostgreSQL's JSON parser refuses an escaped NUL: payloads as strings then
+        return json.dumps(rows, ensure_ascii=False, separators=(",", ":")), "e->>3"
+    return batch, "(e->3)::text"
+
+
+def pg_events_select(payload_column: str, created_at: str, batch: str) -> str:
+    """The SELECT that turns :func:`pg_events_rows`' parameter into event rows (a list of columns)."""
+    return (
+        f"SELECT e->>0, (e->>1)::int, e->>2, {payload_column}, {created_at} "
+        f"FROM json_array_elements({batch}::json) AS e"
+    )
+
+
+def pg_events_insert(rows: list[tuple[str, int, str, str]]) -> tuple[str, str]:
+    """PostgreSQL: the INSERT of event rows (parameters: created_at, then the batch) and its batch."""
+    batch, payload_column = pg_events_rows(rows)
+    return (
+        f"INSERT INTO {pg_table(ResponseEvent)} (response_id, sequence_number, type, payload, created_at) "
+        f"{pg_events_select(payload_column, '%s', '%s')} ON CONFLICT DO NOTHING",
+        batch,
+    )
+
+
+def pg_table(model: Any) -> str:
+    """The model's table name, quoted for PostgreSQL."""
+    return '"' + model._meta.db_table.replace('"', '""') + '"'

@@ -112,3 +112,77 @@ def test_tokens_and_slots_in_redis(redis_prefix):
     assert asyncio.run(admit("key:c", "s4", max_concurrent=2)) == "ok"
     assert {m.decode() for m in client.zrange(slots, 0, -1)} == {"s4"}
     assert limits.active_slots()["key:c"] == 1
+
+
+def _finished(owner: str, ticket: str) -> object:
+    """A response as it stands at its terminal state (only what the finish bookkeeping reads)."""
+    from responses_app.models import Response
+
+    now = time.time()
+    return Response(
+        id=f"resp_{ticket}",
+        status="completed",
+        model="mock-1",
+        provider="mock",
+        owner=owner,
+        request_id=ticket,
+        created_at=now - 1,
+        first_token_at=now - 0.5,
+        completed_at=now,
+        usage={"input_tokens": 60, "output_tokens": 50},
+        iterations=1,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_the_finish_settles_limits_and_counts_metrics_in_one_round_trip(redis_prefix, monkeypatch, side):
+    """At a terminal state the limiter's settle and the metrics go to Redis in one pipeline."""
+    import asyncio
+
+    import redis
+    import redis.asyncio
+
+    from responses_app.gateway import limits, metrics, usage
+
+    async def admit(ticket: str) -> str:
+        try:
+            await limits.admit(
+                owner="key:fin", limits=limits.Limits(tpm=100, max_concurrent=1), ticket=ticket
+            )
+            return "ok"
+        except Exception as exc:  # noqa: BLE001 - the refusal's code is the answer
+            return str(getattr(exc, "code", exc))
+
+    assert asyncio.run(admit("f1")) == "ok"
+    assert asyncio.run(admit("f2")) == "concurrency_limit_exceeded"
+    metrics.model_label("mock-1")  # (a label seen before: admitting a new one is a round trip of its own)
+    before = metrics.snapshot()
+    calls: list[str] = []
+    for module in (redis, redis.asyncio):
+        for name in ("execute_command",):
+            original = getattr(module.Redis, name)
+            monkeypatch.setattr(
+                module.Redis, name, lambda self, *a, _o=original, **k: calls.append(a[0]) or _o(self, *a, **k)
+            )
+        original_execute = module.client.Pipeline.execute
+        monkeypatch.setattr(
+            module.client.Pipeline,
+            "execute",
+            lambda self, *a, _o=original_execute, **k: calls.append("PIPELINE") or _o(self, *a, **k),
+        )
+    response = _finished("key:fin", "f1")
+    if side == "sync":
+        usage.response_finished(response=response)
+    else:
+        tokens, cost = usage.priced(response)
+        asyncio.run(usage.aresponse_settled(response=response, tokens=tokens, cost=cost))
+
+    assert calls == ["PIPELINE"]
+    monkeypatch.undo()
+    after = metrics.snapshot()
+    counted = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert counted[metrics._field("r", "mock-1", "mock", "completed")] == 1
+    assert counted[metrics._field("tok", "mock-1", "mock", "output")] == 50
+    # The slot is free again, and the 110 tokens used fill the key's token window.
+    assert asyncio.run(admit("f3")) == "token_limit_exceeded"

@@ -3,7 +3,9 @@
 Event rows from every running loop are written together (one INSERT for many streams), so
 the store keeps up with hundreds of concurrent streams. On SQLite one thread does all the
 writing (one writer, no lock waits); on PostgreSQL a few threads overlap their round trips, so
-the starts and ends of many loops never queue behind each other.
+the starts and ends of many loops never queue behind each other. (On PostgreSQL the hot writes —
+a loop's start, its event batches and its finish — run on the event loop's own async connections
+instead, see :mod:`responses_app.loop.supervision.pg`; these threads keep what those leave to the ORM.)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, TypeVar
 from django.db import close_old_connections, connections
 from django.db.utils import InterfaceError, OperationalError
 
+from responses_app.loop.supervision import pg
 from responses_app.services.responses import events_insert
 
 T = TypeVar("T")
@@ -100,7 +103,10 @@ class EventWriter:
                 work, self._pending = self._pending, []
                 rows = [(rid, seq, etype, payload) for rid, batch, _ in work for seq, etype, payload in batch]
                 try:
-                    await run_db(events_insert, rows)
+                    if pg.enabled():  # prepared, on this event loop's own connections
+                        await pg.insert_events(rows)
+                    else:
+                        await run_db(events_insert, rows)
                 except Exception as exc:  # noqa: BLE001 - handed to every waiter
                     for _, _, future in work:
                         if not future.done():

@@ -1,0 +1,296 @@
+"""The loop's hot writes on PostgreSQL: prepared statements on async connections of its own event loop.
+
+Starting a response, its event batches and its finish run here, on a small pool of psycopg
+``AsyncConnection`` per event loop (the worker's loop host, or the serving process's loop): no
+thread hop per write, which under load also waits for the GIL. Each step is one round trip:
+
+- start: the state machine's conditional UPDATE (``queued → in_progress``) with the loop's
+  context read in the same statement;
+- events: one INSERT per batch (the rows as one JSON parameter, as on the thread path);
+- finish: one statement — the final status through the state machine's conditional UPDATE, and
+  only if it applied, the last events, the output items and the usage row — then the limiter and
+  the metrics in one pipelined Redis round trip.
+
+The SQL of every transition takes its allowed source statuses from the django-fsm definitions
+(``services.responses.transition_sources``). Whatever these statements do not cover goes the
+ORM way on the loop-database threads (``db.run_db``), with the same semantics as before: a start
+that did not apply (cancelled before it started, taken by another worker), a finish that lost to
+a cancel or the reaper (the status is read again and kept), a conversation to append to, a
+context with a conversation prefix. SQLite (the embedded default) always goes that way.
+
+A dropped connection (PostgreSQL restarted) is noticed by the failing statement: the pool checks
+its idle connections and the statement runs once more on a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from django.db import connections
+
+from responses_app.gateway.usage import aresponse_settled, cached_key_name, key_name, priced, usage_row
+from responses_app.models import Response, ResponseEvent, ResponseItem, UsageRecord
+from responses_app.selectors import context_from_rows, response_context_items
+from responses_app.services.responses import (
+    FINISH_TRANSITIONS,
+    pg_events_insert,
+    pg_events_rows,
+    pg_events_select,
+    pg_table,
+    transition_sources,
+)
+from responses_app.states import ResponseStatus
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Connections per event loop: event INSERTs in flight (``db.CONCURRENT_EVENT_WRITES``) plus starts
+#: and finishes of other loops meanwhile; a few stay open even when idle (a new connection costs
+#: milliseconds, which the first event of a stream would wait for).
+POOL_SIZE = 6
+POOL_MIN_SIZE = 3
+APPLICATION_NAME = "openresponses-loop"
+_pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+
+@functools.cache
+def enabled() -> bool:
+    """True when the database is PostgreSQL: the loop's hot writes then go through this module."""
+    return connections["default"].vendor == "postgresql"
+
+
+def connection_kwargs() -> dict[str, Any]:
+    """psycopg connection arguments of the site's default database (Django's own, minus its extras)."""
+    params = dict(connections["default"].get_connection_params())
+    for django_only in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(django_only, None)
+    params.setdefault("application_name", APPLICATION_NAME)  # (how pg_stat_activity names them)
+    return {**params, "autocommit": True}
+
+
+async def _open_pool(kwargs: dict[str, Any]) -> Any:
+    from psycopg_pool import AsyncConnectionPool
+
+    pool = AsyncConnectionPool(
+        kwargs=kwargs, min_size=POOL_MIN_SIZE, max_size=POOL_SIZE, open=False, name="openresponses-loop"
+    )
+    await pool.open(wait=True, timeout=10.0)
+    return pool
+
+
+async def pool() -> Any:
+    """This event loop's connection pool (opened on first use)."""
+    loop = asyncio.get_running_loop()
+    opening = _pools.get(loop)
+    if opening is None or (opening.done() and opening.exception() is not None):
+        for gone in [other for other in _pools if other.is_closed()]:
+            del _pools[gone]  # (its connections close as they are collected)
+        opening = _pools[loop] = loop.create_task(_open_pool(connection_kwargs()))
+    return await asyncio.shield(opening)
+
+
+async def close_pool() -> None:
+    """Close this event loop's pool, if it has one (its connections are closed)."""
+    opening = _pools.pop(asyncio.get_running_loop(), None)
+    if opening is not None and opening.done() and opening.exception() is None:
+        await opening.result().close()
+
+
+async def run(work: Callable[[Any], Awaitable[T]]) -> T:
+    """``work(connection)`` on a pooled connection; once more on a fresh one if the first dropped."""
+    import psycopg
+
+    connections_pool = await pool()
+    for attempt in range(2):
+        try:
+            async with connections_pool.connection() as conn:
+                return await work(conn)
+        except psycopg.OperationalError:
+            if attempt:
+                raise
+            await connections_pool.check()  # drops the broken connections, opens new ones
+    raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------- the statements
+
+
+@functools.cache
+def _response_columns() -> tuple[list[str], str]:
+    fields = Response._meta.concrete_fields
+    return [f.attname for f in fields], ", ".join(f'"{f.column}"' for f in fields)
+
+
+@functools.cache
+def _start_statement() -> str:
+    responses, items = pg_table(Response), pg_table(ResponseItem)
+    _, columns = _response_columns()
+    # The transition, then from the row it returns: the items of the response and of every
+    # earlier response of its chain, and whether the chain began in a conversation (whose items
+    # then come first: the ORM reads those).
+    return (
+        f"WITH started AS (UPDATE {responses} SET status = %(target)s, started_at = %(now)s, "
+        "heartbeat_at = %(now)s, attempts = attempts + 1 "
+        f"WHERE id = %(id)s AND status = ANY(%(sources)s::text[]) RETURNING {columns}) "
+        "SELECT started.*, "
+        "(SELECT json_agg(json_build_array(i.response_id, i.kind, i.position, i.data)) "
+        f"FROM {items} AS i WHERE i.response_id = started.id "
+        "OR i.response_id IN (SELECT jsonb_array_elements_text(started.ancestor_ids))), "
+        f"(SELECT root.conversation_id FROM {responses} AS root "
+        "WHERE root.id = coalesce(started.ancestor_ids->>0, started.id)) "
+        "FROM started"
+    )
+
+
+async def start(response_id: str) -> tuple[Response, list[dict[str, Any]]] | None:
+    """queued → in_progress and the loop's context, in one statement.
+
+    None when this call did not start it: the caller then goes the ORM way, which reads the
+    response again and knows what to do (a cancelled one still gets its terminal event).
+    """
+    sources, target = transition_sources("start")
+    params = {"id": response_id, "target": target, "now": time.time(), "sources": sources}
+    sql = _start_statement()
+
+    async def work(conn: Any) -> Any:
+        cursor = await conn.execute(sql, params, prepare=True)
+        return await cursor.fetchone()
+
+    row = await run(work)
+    if row is None:
+        return None
+    names, _ = _response_columns()
+    *values, rows, root_conversation = row
+    response = Response.from_db("default", names, values)
+    if root_conversation:
+        # Started: the conversation's items come first (rare on this path: the ORM reads them).
+        from responses_app.loop.supervision.db import run_db
+
+        return response, await run_db(response_context_items, response=response)
+    ids = [*(response.ancestor_ids or []), response.id]
+    return response, context_from_rows(response_id=response.id, ids=ids, rows=rows or [])
+
+
+async def insert_events(rows: list[tuple[str, int, str, str]]) -> None:
+    """Store event rows ``(response_id, sequence_number, type, payload)`` (rows stored already are skipped)."""
+    sql, batch = pg_events_insert(rows)
+    now = time.time()
+
+    async def work(conn: Any) -> None:
+        await conn.execute(sql, (now, batch), prepare=True)
+
+    await run(work)
+
+
+@functools.cache
+def _finish_statement(payload_column: str) -> str:
+    responses, events, items = pg_table(Response), pg_table(ResponseEvent), pg_table(ResponseItem)
+    usage = pg_table(UsageRecord)
+    usage_columns = list(_usage_fields())
+    usage_values = ", ".join(f"%(u_{c})s" for c in usage_columns)
+    usage_updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in usage_columns if c != "response_id")
+    applied = "WHERE EXISTS (SELECT 1 FROM finished)"
+    return (
+        f"WITH finished AS (UPDATE {responses} SET status = %(target)s, completed_at = %(completed_at)s, "
+        "usage = %(usage)s::jsonb, error = %(error)s::jsonb, incomplete_details = %(incomplete)s::jsonb, "
+        "first_token_at = %(first_token_at)s, iterations = %(iterations)s, "
+        "wire_log = CASE WHEN %(set_wire_log)s THEN %(wire_log)s::jsonb ELSE wire_log END "
+        "WHERE id = %(id)s AND status = ANY(%(sources)s::text[]) RETURNING id), "
+        f"last_events AS (INSERT INTO {events} (response_id, sequence_number, type, payload, created_at) "
+        f"SELECT * FROM ({pg_events_select(payload_column, '%(completed_at)s', '%(events)s')}) AS e "
+        f"{applied} ON CONFLICT DO NOTHING), "
+        f"output AS (INSERT INTO {items} (response_id, kind, position, item_id, item_type, data) "
+        f"SELECT %(id)s, '{ResponseItem.Kind.OUTPUT}', o.n - 1, coalesce(o.item->>'id', ''), "
+        "coalesce(o.item->>'type', ''), o.item "
+        f"FROM jsonb_array_elements(%(output)s::jsonb) WITH ORDINALITY AS o(item, n) {applied}), "
+        f"usage_row AS (INSERT INTO {usage} ({', '.join(usage_columns)}) SELECT {usage_values} {applied} "
+        f"ON CONFLICT (response_id) DO UPDATE SET {usage_updates}) "
+        "SELECT count(*) FROM finished"
+    )
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+async def finish(
+    *,
+    response: Response,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    error: dict[str, Any] | None = None,
+    incomplete_details: dict[str, Any] | None = None,
+    first_token_at: float | None = None,
+    iterations: int = 0,
+    wire_log: list[dict[str, Any]] | None = None,
+    events: list[tuple[int, str, str]] | None = None,
+) -> str | None:
+    """``services.response_finish`` for the loop's own running response, in one statement.
+
+    Returns the status stored, or None when the statement did not apply (cancelled or reaped
+    meanwhile) or cannot (a conversation to append to, a response finished already): nothing
+    was written, and the caller finishes it the ORM way, which reads the status that won.
+    """
+    if response.is_finished or response.conversation_id:
+        return None
+    transition = FINISH_TRANSITIONS[ResponseStatus(status)]
+    sources, target = transition_sources(transition)
+    final = copy.copy(response)
+    getattr(final, transition)()  # the state machine, on a copy until the database agrees
+    final.completed_at = time.time()
+    final.usage = usage
+    final.error = error if final.status == ResponseStatus.FAILED else None
+    final.incomplete_details = incomplete_details if final.status == ResponseStatus.INCOMPLETE else None
+    final.first_token_at = first_token_at
+    final.iterations = iterations
+    if wire_log is not None:
+        final.wire_log = wire_log
+    tokens, cost = priced(final)
+    name = cached_key_name(final.owner or "")
+    if name is None:  # (once a minute per key: its name from the database)
+        from responses_app.loop.supervision.db import run_db
+
+        name = await run_db(key_name, final.owner or "")
+    row = usage_row(response=final, cost=cost, tokens=tokens, name=name)
+    batch, payload_column = pg_events_rows(
+        [(final.id, seq, kind, payload) for seq, kind, payload in events or []]
+    )
+    params = {
+        "id": final.id,
+        "target": target,
+        "sources": sources,
+        "completed_at": final.completed_at,
+        "usage": _json(final.usage),
+        "error": _json(final.error),
+        "incomplete": _json(final.incomplete_details),
+        "first_token_at": first_token_at,
+        "iterations": iterations,
+        "set_wire_log": wire_log is not None,
+        "wire_log": _json(wire_log),
+        "events": batch,
+        "output": json.dumps(output),
+        **{f"u_{column}": row[field] for column, field in _usage_fields().items()},
+    }
+    sql = _finish_statement(payload_column)
+
+    async def work(conn: Any) -> int:
+        cursor = await conn.execute(sql, params, prepare=True)
+        return (await cursor.fetchone())[0]
+
+    if not await run(work):
+        return None
+    response.__dict__.update(final.__dict__)
+    await aresponse_settled(response=response, tokens=tokens, cost=cost)
+    return str(response.status)
+
+
+@functools.cache
+def _usage_fields() -> dict[str, str]:
+    return {f.column: f.name for f in UsageRecord._meta.concrete_fields if f.name != "id"}

@@ -1,0 +1,418 @@
+"""The loop's hot writes on PostgreSQL (``loop/supervision/pg.py``) against a real database.
+
+The statements run on the module's own async connections; a database of this module's own is
+migrated by ``manage.py``, and rows are written and read here with psycopg directly. Without
+PostgreSQL these tests skip (under ``CI=true`` they fail). The state machine test needs no database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import models
+from django_fsm import TransitionNotAllowed, can_proceed
+
+from responses_app.loop.supervision import pg
+from responses_app.models import Response, ResponseItem
+from responses_app.services.responses import FINISH_TRANSITIONS, transition_sources
+from responses_app.states import TERMINAL_STATUSES, ResponseStatus
+from tests.support.production import (
+    POSTGRES_HOST,
+    POSTGRES_PORT,
+    POSTGRES_USER,
+    PostgresDatabase,
+    require_services,
+)
+from tests.support.server import ROOT
+
+TRANSITIONS = ("start", *FINISH_TRANSITIONS.values())
+
+
+def run(coro: Any) -> Any:
+    """Run ``coro`` on a new event loop, whose pool is closed before the loop is."""
+
+    async def main() -> Any:
+        try:
+            return await coro
+        finally:
+            await pg.close_pool()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("name", TRANSITIONS)
+@pytest.mark.parametrize("state", ResponseStatus.values)
+def test_sql_transitions_allow_what_the_state_machine_allows(name: str, state: str) -> None:
+    sources, target = transition_sources(name)
+    response = Response(id="resp_x", status=state)
+    method = getattr(response, name)
+    assert can_proceed(method) == (state in sources)
+    if state in sources:
+        method()
+        assert response.status == target
+    else:
+        with pytest.raises(TransitionNotAllowed):
+            method()
+
+
+def test_the_transitions_read_from_the_state_machine() -> None:
+    assert transition_sources("start") == ([ResponseStatus.QUEUED], ResponseStatus.IN_PROGRESS)
+    for status, name in FINISH_TRANSITIONS.items():
+        assert transition_sources(name) == ([ResponseStatus.QUEUED, ResponseStatus.IN_PROGRESS], status)
+
+
+# --------------------------------------------------------------------------- on PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[PostgresDatabase]:
+    require_services()
+    db = PostgresDatabase("or_pgw")
+    try:
+        env = {
+            **os.environ,
+            "DATABASE_URL": db.url,
+            "REDIS_URL": "",
+            "DJANGO_SETTINGS_MODULE": "openresponses_site.settings",
+            "DJANGO_SECRET_KEY": "tests-pg-writes-secret-key-not-for-production",
+            "PYTHONPATH": str(ROOT),
+        }
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
+        )
+        yield db
+    finally:
+        db.drop()
+
+
+@pytest.fixture
+def on_pg(database: PostgresDatabase, monkeypatch: pytest.MonkeyPatch) -> PostgresDatabase:
+    """The module's statements go to the test database (the site's own is SQLite)."""
+    monkeypatch.setattr(
+        pg,
+        "connection_kwargs",
+        lambda: {
+            "host": POSTGRES_HOST,
+            "port": POSTGRES_PORT,
+            "user": POSTGRES_USER,
+            "dbname": database.name,
+            "autocommit": True,
+        },
+    )
+    return database
+
+
+def store(db: PostgresDatabase, response: Response, items: list[tuple[str, dict[str, Any]]] = ()) -> None:
+    """Insert ``response`` (and its ``(kind, data)`` items) as the ORM would."""
+    from psycopg.types.json import Jsonb
+
+    fields = Response._meta.concrete_fields
+    values = []
+    for field in fields:
+        value = getattr(response, field.attname)
+        values.append(Jsonb(value) if isinstance(field, models.JSONField) and value is not None else value)
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    db.query(f"INSERT INTO responses_app_response ({columns}) VALUES ({marks}) RETURNING id", *values)
+    for position, (kind, data) in enumerate(items):
+        db.query(
+            "INSERT INTO responses_app_responseitem (response_id, kind, position, item_id, item_type, data) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            response.id,
+            kind,
+            position,
+            data.get("id") or "",
+            data["type"],
+            Jsonb(data),
+        )
+
+
+def new_response(status: str = ResponseStatus.QUEUED, **fields: Any) -> Response:
+    now = time.time()
+    values = {
+        "id": f"resp_pgw{time.time_ns()}",
+        "model": "mock-1",
+        "provider": "mock",
+        "params": {"input": "hi"},
+        "created_at": now - 1,
+        "heartbeat_at": now - 1,
+        "request_id": "req_pgw",
+        **fields,
+    }
+    return Response(status=status, **values)
+
+
+def message(text: str, **meta: Any) -> dict[str, Any]:
+    item = {
+        "type": "message",
+        "id": f"msg_{text}",
+        "role": "user",
+        "content": [{"type": "input_text", "text": text}],
+    }
+    if meta:
+        item["_meta"] = meta
+    return item
+
+
+def status_of(db: PostgresDatabase, response_id: str) -> str:
+    return db.query("SELECT status FROM responses_app_response WHERE id = %s", response_id)[0][0]
+
+
+@pytest.mark.parametrize("state", ResponseStatus.values)
+def test_start_applies_only_from_the_states_the_state_machine_allows(
+    on_pg: PostgresDatabase, state: str
+) -> None:
+    response = new_response(state)
+    store(on_pg, response, [("input", message("hello"))])
+
+    loaded = run(pg.start(response.id))
+
+    if state == ResponseStatus.QUEUED:
+        assert loaded is not None
+        started, context = loaded
+        assert started.status == ResponseStatus.IN_PROGRESS and started.attempts == 1
+        assert started.params == {"input": "hi"} and started.started_at >= response.created_at
+        assert context == [message("hello")]
+        assert status_of(on_pg, response.id) == ResponseStatus.IN_PROGRESS
+    else:
+        assert loaded is None
+        assert status_of(on_pg, response.id) == state
+        assert on_pg.query("SELECT attempts FROM responses_app_response WHERE id = %s", response.id) == [(0,)]
+
+
+def test_start_loads_the_chain_in_the_model_order(on_pg: PostgresDatabase) -> None:
+    first = new_response(ResponseStatus.COMPLETED)
+    store(on_pg, first, [("input", message("one")), ("output", message("two"))])
+    second = new_response(ResponseStatus.COMPLETED, previous_response_id=first.id, ancestor_ids=[first.id])
+    store(
+        on_pg,
+        second,
+        [
+            ("input", message("three")),
+            ("output", message("lost", abandoned=True)),
+            ("output", message("four")),
+        ],
+    )
+    third = new_response(previous_response_id=second.id, ancestor_ids=[first.id, second.id])
+    store(on_pg, third, [("input", message("five")), ("input", message("six"))])
+
+    started, context = run(pg.start(third.id))
+
+    assert [item["id"] for item in context] == [
+        "msg_one",
+        "msg_two",
+        "msg_three",
+        "msg_four",
+        "msg_five",
+        "msg_six",
+    ]
+    assert started.ancestor_ids == [first.id, second.id]
+
+
+def test_events_are_stored_once_with_their_payload_verbatim(on_pg: PostgresDatabase) -> None:
+    response = new_response(ResponseStatus.IN_PROGRESS)
+    store(on_pg, response)
+    nul = json.dumps({"type": "response.output_text.delta", "delta": "a\x00b"})
+
+    async def write() -> None:
+        await pg.insert_events([(response.id, 0, "response.created", '{"a": 1,  "b":"é"}')])
+        await pg.insert_events(
+            [
+                (response.id, 0, "response.created", '{"other": true}'),
+                (response.id, 1, "response.output_text.delta", nul),
+            ]
+        )
+
+    run(write())
+
+    rows = on_pg.query(
+        "SELECT sequence_number, type, payload FROM responses_app_responseevent WHERE response_id = %s "
+        "ORDER BY sequence_number",
+        response.id,
+    )
+    assert rows == [(0, "response.created", '{"a": 1,  "b":"é"}'), (1, "response.output_text.delta", nul)]
+
+
+def finish_args(response: Response, status: str) -> dict[str, Any]:
+    return {
+        "response": response,
+        "status": status,
+        "output": [{"type": "message", "id": "msg_out", "role": "assistant", "content": []}],
+        "usage": {"input_tokens": 3, "output_tokens": 5, "total_tokens": 8},
+        "error": {"code": "server_error", "message": "x"},
+        "incomplete_details": {"reason": "max_output_tokens"},
+        "first_token_at": response.created_at + 0.5,
+        "iterations": 1,
+        "wire_log": [{"request": {}}],
+        "events": [(2, "response.output_text.delta", '{"d":1}'), (3, "response.completed", '{"t":2}')],
+    }
+
+
+@pytest.mark.parametrize("status", sorted(FINISH_TRANSITIONS))
+def test_finish_stores_everything_in_one_statement(on_pg: PostgresDatabase, status: str) -> None:
+    response = new_response(ResponseStatus.IN_PROGRESS)
+    store(on_pg, response)
+
+    won = run(pg.finish(**finish_args(response, status)))
+
+    assert won == status and response.status == status and response.is_finished
+    row = on_pg.query(
+        "SELECT status, usage, error, incomplete_details, iterations, wire_log, completed_at "
+        "FROM responses_app_response WHERE id = %s",
+        response.id,
+    )[0]
+    assert row[:3] == (
+        status,
+        {"input_tokens": 3, "output_tokens": 5, "total_tokens": 8},
+        {"code": "server_error", "message": "x"} if status == "failed" else None,
+    )
+    assert row[3] == ({"reason": "max_output_tokens"} if status == "incomplete" else None)
+    assert row[4:6] == (1, [{"request": {}}]) and row[6] == response.completed_at
+    assert on_pg.query(
+        "SELECT kind, position, item_id, item_type FROM responses_app_responseitem WHERE response_id = %s",
+        response.id,
+    ) == [(ResponseItem.Kind.OUTPUT, 0, "msg_out", "message")]
+    assert on_pg.query(
+        "SELECT sequence_number, payload FROM responses_app_responseevent WHERE response_id = %s ORDER BY 1",
+        response.id,
+    ) == [(2, '{"d":1}'), (3, '{"t":2}')]
+    usage = on_pg.query(
+        "SELECT status, input_tokens, output_tokens, key_name, iterations, first_token_seconds, error_code "
+        "FROM responses_app_usagerecord WHERE response_id = %s",
+        response.id,
+    )
+    assert usage == [
+        (status, 3, 5, "anonymous", 1, pytest.approx(0.5), "server_error" if status == "failed" else "")
+    ]
+
+
+@pytest.mark.parametrize("stored", sorted(TERMINAL_STATUSES))
+def test_finish_writes_nothing_when_another_final_state_won(on_pg: PostgresDatabase, stored: str) -> None:
+    response = new_response(stored)
+    store(on_pg, response)
+    loop_copy = new_response(ResponseStatus.IN_PROGRESS, id=response.id, created_at=response.created_at)
+
+    won = run(pg.finish(**finish_args(loop_copy, ResponseStatus.COMPLETED)))
+
+    assert won is None and loop_copy.status == ResponseStatus.IN_PROGRESS
+    assert status_of(on_pg, response.id) == stored
+    for table in ("responseitem", "responseevent", "usagerecord"):
+        assert on_pg.query(
+            f"SELECT count(*) FROM responses_app_{table} WHERE response_id = %s", response.id
+        ) == [(0,)]
+
+
+def test_a_conversation_response_finishes_the_orm_way(on_pg: PostgresDatabase) -> None:
+    response = new_response(ResponseStatus.IN_PROGRESS, conversation_id="conv_x")
+    assert run(pg.finish(**finish_args(response, ResponseStatus.COMPLETED))) is None
+
+
+def test_statements_reconnect_after_the_connections_dropped(on_pg: PostgresDatabase) -> None:
+    response = new_response(ResponseStatus.IN_PROGRESS)
+    store(on_pg, response)
+
+    async def write_drop_write() -> None:
+        await pg.insert_events([(response.id, 0, "response.created", "{}")])
+        on_pg.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            on_pg.name,
+        )
+        await pg.insert_events([(response.id, 1, "response.in_progress", "{}")])
+
+    run(write_drop_write())
+
+    assert on_pg.query(
+        "SELECT sequence_number FROM responses_app_responseevent WHERE response_id = %s ORDER BY 1",
+        response.id,
+    ) == [(0,), (1,)]
+
+
+@pytest.mark.e2e
+def test_chains_and_conversations_on_postgresql(database: PostgresDatabase) -> None:
+    """The embedded server on PostgreSQL: the model sees the whole chain (one statement at start)
+    and a conversation's earlier turns (read the ORM way); every turn finishes stored."""
+    import httpx
+
+    from tests.support.server import ServerProcess
+
+    server = ServerProcess(
+        {
+            "DATABASE_URL": database.url,
+            "DJANGO_SECRET_KEY": "tests-pg-writes-secret-key-not-for-production",
+            "OPENRESPONSES_DISPATCH": "inline",
+            "OPENRESPONSES_API_KEYS": "",
+            "OPENRESPONSES_CONFIG": "",
+            "REDIS_URL": "",
+        },
+        name="pg-writes-server",
+    ).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            previous = None
+            for turn in (1, 2, 3):
+                body = {"model": "mock-1", "input": f"chain {turn}", "previous_response_id": previous}
+                answer = http.post("/v1/responses", json=body).json()
+                assert answer["status"] == "completed", answer
+                prefix = f"(turn {turn}) " if turn > 1 else ""
+                assert answer["output"][0]["content"][0]["text"] == f"{prefix}You said: chain {turn}"
+                previous = answer["id"]
+            conversation = http.post("/v1/conversations", json={}).json()["id"]
+            for turn in (1, 2):
+                body = {
+                    "model": "mock-1",
+                    "input": f"talk {turn}",
+                    "conversation": conversation,
+                    "stream": True,
+                }
+                with http.stream("POST", "/v1/responses", json=body) as stream:
+                    lines = [line[6:].strip() for line in stream.iter_lines() if line.startswith("data: ")]
+                events = [json.loads(data) for data in lines if data != "[DONE]"]
+                final = events[-1]
+                assert final["type"] == "response.completed", final
+                prefix = "(turn 2) " if turn == 2 else ""
+                assert (
+                    final["response"]["output"][0]["content"][0]["text"] == f"{prefix}You said: talk {turn}"
+                )
+            items = http.get(f"/v1/conversations/{conversation}/items?order=asc").json()["data"]
+            assert len(items) == 4
+        status = database.query(
+            "SELECT count(*) FROM responses_app_response WHERE status = 'completed' AND model = 'mock-1'"
+        )
+        assert status[0][0] >= 5
+    finally:
+        server.stop()
+
+
+def test_finish_without_output_events_or_first_token(on_pg: PostgresDatabase) -> None:
+    """A response that failed before its first token: no output, no events left, no wire log."""
+    response = new_response(ResponseStatus.IN_PROGRESS, owner="key:someone")
+    store(on_pg, response)
+    args = {
+        **finish_args(response, ResponseStatus.FAILED),
+        "output": [],
+        "usage": None,
+        "first_token_at": None,
+        "wire_log": None,
+        "events": [],
+    }
+
+    assert run(pg.finish(**args)) == ResponseStatus.FAILED
+
+    assert on_pg.query(
+        "SELECT status, usage, first_token_at, wire_log FROM responses_app_response WHERE id = %s",
+        response.id,
+    ) == [(ResponseStatus.FAILED, None, None, None)]
+    assert on_pg.query(
+        "SELECT owner, input_tokens, first_token_seconds, error_code FROM responses_app_usagerecord "
+        "WHERE response_id = %s",
+        response.id,
+    ) == [("key:someone", 0, None, "server_error")]
