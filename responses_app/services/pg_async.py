@@ -1,25 +1,33 @@
 """PostgreSQL from the event loop itself: psycopg's async connections, one small pool per event loop.
 
-The serving path's hot write (a create: the response and its input items) goes out as one
-statement on one of these connections, in the event loop that serves the request: no thread hop,
-no transaction round trips (autocommit: the statement is its own transaction, committed when it
-returns). The connection settings are Django's own (``DATABASES["default"]``, its ``OPTIONS`` and
-``pool`` sizes), so a test database or a changed setting is followed.
+The hot writes go out as single statements on these connections, in the event loop that needs
+them: the create (the response and its input items) in the serving process, and the loop's start,
+event batches and finish (``loop/supervision/pg.py``) wherever loops run. No thread hop, no
+transaction round trips (autocommit: a statement is its own transaction, committed when it
+returns), and statements prepared once per connection. The connection settings are Django's own
+(``DATABASES["default"]``, its ``OPTIONS`` and ``pool`` sizes), so a test database or a changed
+setting is followed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import weakref
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from django.core.signals import setting_changed
 from django.db import connections
 from django.dispatch import receiver
 
-#: Connections a pool keeps open at least (it grows to the site's pool ``max_size``).
-MIN_SIZE = 1
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+T = TypeVar("T")
+#: Connections a pool keeps open even when idle (a new connection costs milliseconds, which the
+#: first event of a stream would wait for), and at most unless the site's pool ``max_size`` is larger:
+#: event INSERTs in flight plus starts, finishes and creates meanwhile.
+MIN_SIZE = 3
+MAX_SIZE = 6
+#: How ``pg_stat_activity`` names these connections.
+APPLICATION_NAME = "openresponses-async"
+_pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
 
 def available(alias: str = "default") -> bool:
@@ -34,44 +42,74 @@ def available(alias: str = "default") -> bool:
 
 
 def connection_params(alias: str = "default") -> tuple[dict[str, Any], dict[str, Any]]:
-    """psycopg ``connect()`` keyword arguments for ``alias`` (Django's, minus its sync cursor
-    class), and the pool sizes of its ``OPTIONS["pool"]``."""
+    """psycopg ``connect()`` keyword arguments for ``alias`` (Django's, minus what only its sync
+    connections use: the cursor class, its adapters context and its "never prepare" threshold),
+    and the pool sizes of its ``OPTIONS["pool"]``."""
     connection = connections[alias]
     params = dict(connection.get_connection_params())
-    params.pop("cursor_factory", None)
-    pool = connection.settings_dict.get("OPTIONS", {}).get("pool")
-    sizes = dict(pool) if isinstance(pool, dict) else {}
+    for django_only in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(django_only, None)
+    params.setdefault("application_name", APPLICATION_NAME)
+    pool_option = connection.settings_dict.get("OPTIONS", {}).get("pool")
+    sizes = dict(pool_option) if isinstance(pool_option, dict) else {}
     return params, sizes
 
 
-async def pool(alias: str = "default") -> Any:
-    """The open async pool of this event loop for ``alias`` (opened on first use)."""
-    loop = asyncio.get_running_loop()
-    found = _pools.get(loop)
-    if found is not None:
-        return found
+def connection_kwargs() -> dict[str, Any]:
+    """What each pooled connection is opened with (the default database, autocommit)."""
+    params, _ = connection_params()
+    return {**params, "autocommit": True}
+
+
+async def _open_pool(kwargs: dict[str, Any]) -> Any:
     from psycopg_pool import AsyncConnectionPool
 
-    params, sizes = connection_params(alias)
-    max_size = int(sizes.get("max_size") or 10)
+    _, sizes = connection_params()
+    max_size = max(MAX_SIZE, int(sizes.get("max_size") or 0))
     created = AsyncConnectionPool(
-        kwargs={**params, "autocommit": True},
-        min_size=min(MIN_SIZE, max_size),
+        kwargs=kwargs,
+        min_size=MIN_SIZE,
         max_size=max_size,
         timeout=float(sizes.get("timeout") or 30),
         open=False,
-        name="openresponses-async",
+        name=APPLICATION_NAME,
     )
-    _pools[loop] = created
-    await created.open(wait=False)
+    await created.open(wait=True, timeout=10.0)
     return created
 
 
-async def close_all() -> None:
-    """Close the pool of the running event loop (tests; a process shutting down)."""
-    found = _pools.pop(asyncio.get_running_loop(), None)
-    if found is not None:
-        await found.close()
+async def pool() -> Any:
+    """This event loop's connection pool (opened on first use)."""
+    loop = asyncio.get_running_loop()
+    opening = _pools.get(loop)
+    if opening is None or (opening.done() and opening.exception() is not None):
+        for gone in [other for other in _pools if other.is_closed()]:
+            del _pools[gone]  # (its connections close as they are collected)
+        opening = _pools[loop] = loop.create_task(_open_pool(connection_kwargs()))
+    return await asyncio.shield(opening)
+
+
+async def close_pool() -> None:
+    """Close this event loop's pool, if it has one (tests; a process shutting down)."""
+    opening = _pools.pop(asyncio.get_running_loop(), None)
+    if opening is not None and opening.done() and opening.exception() is None:
+        await opening.result().close()
+
+
+async def run(work: Callable[[Any], Awaitable[T]]) -> T:
+    """``work(connection)`` on a pooled connection; once more on a fresh one if the first dropped."""
+    import psycopg
+
+    connections_pool = await pool()
+    for attempt in range(2):
+        try:
+            async with connections_pool.connection() as conn:
+                return await work(conn)
+        except psycopg.OperationalError:
+            if attempt:
+                raise
+            await connections_pool.check()  # drops the broken connections, opens new ones
+    raise AssertionError("unreachable")
 
 
 @receiver(setting_changed)

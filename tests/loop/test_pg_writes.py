@@ -22,6 +22,7 @@ from django_fsm import TransitionNotAllowed, can_proceed
 
 from responses_app.loop.supervision import pg
 from responses_app.models import Response, ResponseItem
+from responses_app.services import pg_async
 from responses_app.services.responses import FINISH_TRANSITIONS, transition_sources
 from responses_app.states import TERMINAL_STATUSES, ResponseStatus
 from tests.support.production import (
@@ -43,7 +44,7 @@ def run(coro: Any) -> Any:
         try:
             return await coro
         finally:
-            await pg.close_pool()
+            await pg_async.close_pool()
 
     return asyncio.run(main())
 
@@ -97,7 +98,7 @@ def database() -> Iterator[PostgresDatabase]:
 def on_pg(database: PostgresDatabase, monkeypatch: pytest.MonkeyPatch) -> PostgresDatabase:
     """The module's statements go to the test database (the site's own is SQLite)."""
     monkeypatch.setattr(
-        pg,
+        pg_async,
         "connection_kwargs",
         lambda: {
             "host": POSTGRES_HOST,

@@ -130,7 +130,7 @@ def main() -> None:
         try:
             return await run()
         finally:
-            await pg_async.close_all()
+            await pg_async.close_pool()
 
     json.dump(asyncio.run(closing()), sys.stdout, default=str)
 

@@ -1,7 +1,7 @@
 """The loop's hot writes on PostgreSQL: prepared statements on async connections of its own event loop.
 
-Starting a response, its event batches and its finish run here, on a small pool of psycopg
-``AsyncConnection`` per event loop (the worker's loop host, or the serving process's loop): no
+Starting a response, its event batches and its finish run here, on the event loop's pool of psycopg
+``AsyncConnection`` (``services.pg_async``; the worker's loop host, or the serving process's loop): no
 thread hop per write, which under load also waits for the GIL. Each step is one round trip:
 
 - start: the state machine's conditional UPDATE (``queued → in_progress``) with the loop's
@@ -24,13 +24,11 @@ its idle connections and the statement runs once more on a fresh one.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from django.db import connections
@@ -38,6 +36,7 @@ from django.db import connections
 from responses_app.gateway.usage import aresponse_settled, cached_key_name, key_name, priced, usage_row
 from responses_app.models import Response, ResponseEvent, ResponseItem, UsageRecord
 from responses_app.selectors import context_from_rows, response_context_items
+from responses_app.services.pg_async import run
 from responses_app.services.responses import (
     FINISH_TRANSITIONS,
     pg_events_insert,
@@ -50,72 +49,12 @@ from responses_app.states import ResponseStatus
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-#: Connections per event loop: event INSERTs in flight (``db.CONCURRENT_EVENT_WRITES``) plus starts
-#: and finishes of other loops meanwhile; a few stay open even when idle (a new connection costs
-#: milliseconds, which the first event of a stream would wait for).
-POOL_SIZE = 6
-POOL_MIN_SIZE = 3
-APPLICATION_NAME = "openresponses-loop"
-_pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
 
 @functools.cache
 def enabled() -> bool:
     """True when the database is PostgreSQL: the loop's hot writes then go through this module."""
     return connections["default"].vendor == "postgresql"
-
-
-def connection_kwargs() -> dict[str, Any]:
-    """psycopg connection arguments of the site's default database (Django's own, minus its extras)."""
-    params = dict(connections["default"].get_connection_params())
-    for django_only in ("cursor_factory", "context", "prepare_threshold"):
-        params.pop(django_only, None)
-    params.setdefault("application_name", APPLICATION_NAME)  # (how pg_stat_activity names them)
-    return {**params, "autocommit": True}
-
-
-async def _open_pool(kwargs: dict[str, Any]) -> Any:
-    from psycopg_pool import AsyncConnectionPool
-
-    pool = AsyncConnectionPool(
-        kwargs=kwargs, min_size=POOL_MIN_SIZE, max_size=POOL_SIZE, open=False, name="openresponses-loop"
-    )
-    await pool.open(wait=True, timeout=10.0)
-    return pool
-
-
-async def pool() -> Any:
-    """This event loop's connection pool (opened on first use)."""
-    loop = asyncio.get_running_loop()
-    opening = _pools.get(loop)
-    if opening is None or (opening.done() and opening.exception() is not None):
-        for gone in [other for other in _pools if other.is_closed()]:
-            del _pools[gone]  # (its connections close as they are collected)
-        opening = _pools[loop] = loop.create_task(_open_pool(connection_kwargs()))
-    return await asyncio.shield(opening)
-
-
-async def close_pool() -> None:
-    """Close this event loop's pool, if it has one (its connections are closed)."""
-    opening = _pools.pop(asyncio.get_running_loop(), None)
-    if opening is not None and opening.done() and opening.exception() is None:
-        await opening.result().close()
-
-
-async def run(work: Callable[[Any], Awaitable[T]]) -> T:
-    """``work(connection)`` on a pooled connection; once more on a fresh one if the first dropped."""
-    import psycopg
-
-    connections_pool = await pool()
-    for attempt in range(2):
-        try:
-            async with connections_pool.connection() as conn:
-                return await work(conn)
-        except psycopg.OperationalError:
-            if attempt:
-                raise
-            await connections_pool.check()  # drops the broken connections, opens new ones
-    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------- the statements
