@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, close_old_connections, connection
+from django.db import IntegrityError, close_old_connections
 
 from providers_app.registry import Route, aroute_for_model
 from responses_app import selectors
@@ -69,7 +69,7 @@ def released(func: Callable[..., Any]) -> Callable[..., Any]:
 def _write(func: Callable[..., Any]) -> Callable[..., Any]:
     """Where a write runs: on SQLite, the loops' database thread (one writer, no lock waits —
     SQLite's busy handler sleeps); elsewhere a request thread whose connection goes back to the pool."""
-    if connection.vendor == "sqlite":
+    if pg_async.vendor() == "sqlite":
         return functools.partial(run_db, func)
     return sync_to_async(released(func))
 

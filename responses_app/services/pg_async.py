@@ -28,17 +28,38 @@ MAX_SIZE = 6
 #: How ``pg_stat_activity`` names these connections.
 APPLICATION_NAME = "openresponses-async"
 _pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+_vendors: dict[str, str] = {}
+
+
+def vendor(alias: str = "default") -> str:
+    """The ``vendor`` of database ``alias`` ("postgresql", "sqlite"...), without touching ``connections[alias]``.
+
+    On an event loop Django keeps one connection object per async context (``connections`` is
+    thread-critical: a context variable in async code), so ``connections[alias]`` there builds a
+    ``DatabaseWrapper`` for every request task, kept as long as the task (a stream) lives. This
+    reads it from a throwaway wrapper, once per alias (again after ``DATABASES`` changes).
+    """
+    found = _vendors.get(alias)
+    if found is None:
+        wrapper = connections.create_connection(alias)
+        found = _vendors[alias] = wrapper.vendor
+    return found
 
 
 def available(alias: str = "default") -> bool:
     """True when ``alias`` is PostgreSQL on psycopg 3 and Django is not inside a transaction there
-    (statements on another connection would not see its uncommitted rows, nor roll back with it)."""
-    connection = connections[alias]
-    if connection.vendor != "postgresql":
+    (statements on another connection would not see its uncommitted rows, nor roll back with it).
+
+    Only connection objects this context has already made are looked at (a context that never
+    opened one is in no transaction), so no ``DatabaseWrapper`` is made per request task."""
+    if vendor(alias) != "postgresql":
         return False
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
-    return is_psycopg3 and not connection.in_atomic_block
+    in_transaction = any(
+        made.alias == alias and made.in_atomic_block for made in connections.all(initialized_only=True)
+    )
+    return is_psycopg3 and not in_transaction
 
 
 def connection_params(alias: str = "default") -> tuple[dict[str, Any], dict[str, Any]]:
@@ -116,3 +137,4 @@ async def run(work: Callable[[Any], Awaitable[T]]) -> T:
 def _reset(*, setting: str, **kwargs: Any) -> None:
     if setting == "DATABASES":
         _pools.clear()
+        _vendors.clear()
