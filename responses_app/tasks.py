@@ -6,18 +6,25 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
 
 logger = logging.getLogger(__name__)
+
+# The loop tasks return once their loop has started: its start (and heartbeat) is stored, so
+# from then on a lost worker's loop is the reaper's to take over (``loop/durability.py``), and
+# the message is acked then (late ack still covers a worker lost before the start). The loop
+# goes on on the worker's loop host, which holds no pool thread for it; the host keeps the
+# worker's loops to its concurrency, and the consumer's prefetch shrinks by the loops running
+# (``start_loop_host``), so a full worker leaves new messages to the others.
 
 
 @shared_task(name="responses_app.tasks.run_response", acks_late=True, reject_on_worker_lost=True)
 def run_response_task(response_id: str) -> str | None:
-    """Run one response's loop on this worker's shared event loop (many loops per process)."""
+    """Start one response's loop on this worker's shared event loop (many loops per process)."""
     from responses_app.loop.runner import run_response
     from responses_app.loop.supervision.host import loop_host
 
-    return loop_host.run(run_response(response_id))
+    return loop_host.start(lambda started: run_response(response_id, on_start=started))
 
 
 @shared_task(name="responses_app.tasks.resume_response", acks_late=True, reject_on_worker_lost=True)
@@ -26,7 +33,7 @@ def resume_response_task(response_id: str, takeover: int) -> str | None:
     from responses_app.loop.runner import resume_response
     from responses_app.loop.supervision.host import loop_host
 
-    return loop_host.run(resume_response(response_id, takeover=takeover))
+    return loop_host.start(lambda started: resume_response(response_id, takeover=takeover, on_start=started))
 
 
 @shared_task(name="responses_app.tasks.reap_orphans")
@@ -48,9 +55,38 @@ def purge_expired() -> int:
     return deleted
 
 
+def prefetch_follows_loops(consumer: Any) -> Any:
+    """``on_running`` for the loop host: the consumer's prefetch count, less the loops running
+    (at least one), applied by the consumer's own loop as it applies Celery's own changes."""
+    full = int(consumer.initial_prefetch_count or 0)
+
+    def on_running(running: int) -> None:
+        qos = getattr(consumer, "qos", None)
+        if qos is not None and full:
+            qos.value = max(1, full - running)
+
+    return on_running
+
+
 @worker_ready.connect
-def start_loop_host(**_: Any) -> None:
-    """Start the worker's loop host at once: its periodic reaper runs even before the first task."""
+def start_loop_host(sender: Any = None, **_: Any) -> None:
+    """Start the worker's loop host at once (its periodic reaper runs even before the first task),
+    its loops capped at the worker's concurrency."""
     from responses_app.loop.supervision.host import loop_host, loop_implementation
 
-    logger.info("worker: loop host on %s", loop_implementation(loop_host.loop()))
+    concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
+    if concurrency:
+        loop_host.limit(int(concurrency), prefetch_follows_loops(sender))
+    logger.info(
+        "worker: loop host on %s, at most %s loops", loop_implementation(loop_host.loop()), concurrency
+    )
+
+
+@worker_shutdown.connect
+def drain_loop_host(**_: Any) -> None:
+    """A warm shutdown waits for the loops running here, as it waits for running tasks."""
+    from responses_app.loop.supervision.host import loop_host
+
+    if loop_host.running:
+        logger.info("worker: waiting for %d loops to finish", loop_host.running)
+        loop_host.wait_idle()

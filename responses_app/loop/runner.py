@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -696,25 +697,34 @@ def _call_key(call: dict[str, Any]) -> str:
     return call.get("call_id") or call["id"]
 
 
-async def resume_response(response_id: str, *, takeover: int) -> str | None:
+async def resume_response(
+    response_id: str, *, takeover: int, on_start: Callable[[], None] | None = None
+) -> str | None:
     """Carry on the loop of a response taken over from a lost worker (takeover number ``takeover``).
 
     Returns its final status, None when this takeover is stale or was claimed already.
+    ``on_start``: called once the claim is stored (its heartbeat with it).
     """
     loaded = await run_db(response_claim_resume, response_id=response_id, takeover=takeover)
     if loaded is None:
         return None
+    if on_start is not None:
+        on_start()
     response, context, events = loaded
     bind_log_context(request_id=response.request_id, response_id=response.id)
     logger.warning("taking over response %s (takeover %d)", response.id, takeover)
     return await LoopRun(response, context, resumed=events).run()
 
 
-async def run_response(response_id: str, *, started: Response | None = None) -> str | None:
+async def run_response(
+    response_id: str, *, started: Response | None = None, on_start: Callable[[], None] | None = None
+) -> str | None:
     """Run a queued response's loop to a terminal state; returns that status (None if not runnable).
 
     ``started``: the response as stored already started, with its ``context_items`` (in-process
-    dispatch: the loop needs no round trip to the store before sampling).
+    dispatch: the loop needs no round trip to the store before sampling). ``on_start``: called
+    once the start is stored (from then on the reaper takes the response over if this process
+    is lost), just before the loop begins.
     """
     if started is not None and hasattr(started, "context_items"):
         response, context = started, started.context_items
@@ -723,6 +733,8 @@ async def run_response(response_id: str, *, started: Response | None = None) -> 
         if loaded is None:
             return None
         response, context = loaded
+    if on_start is not None:
+        on_start()
     # This loop's log lines carry its ids, in any process.
     bind_log_context(request_id=response.request_id, response_id=response.id)
     return await LoopRun(response, context).run()

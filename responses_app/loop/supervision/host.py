@@ -1,8 +1,9 @@
 """A long-lived event loop on a background thread: where a process runs many loops at once.
 
-Celery tasks (threads pool) hand their coroutine to this loop and wait for it, so one worker
-process holds hundreds of concurrent loops on one event loop instead of one loop per process.
-The host also runs the periodic reaper, so every process that runs loops looks for orphans.
+Celery tasks (threads pool) hand their loop to this event loop and return once it has started
+(:meth:`LoopHost.start`), so one worker process holds hundreds of concurrent loops on one event
+loop, with a pool thread only while a loop starts. The host also runs the periodic reaper, so
+every process that runs loops looks for orphans.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -46,6 +47,12 @@ class LoopHost:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        # Loops started with start(): at most ``capacity`` at once; ``on_running`` hears the count.
+        self._capacity: int | None = None
+        self._slots: threading.Semaphore | None = None
+        self._running = 0
+        self._idle = threading.Condition()
+        self._on_running: Callable[[int], None] | None = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -65,6 +72,64 @@ class LoopHost:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coro`` on the host loop and block the calling thread until it is done."""
         return self.submit(coro).result(timeout)
+
+    def limit(self, capacity: int, on_running: Callable[[int], None] | None = None) -> None:
+        """Run at most ``capacity`` loops of :meth:`start` at once; ``on_running(n)`` is called
+        (on the calling thread of a start, or the host's as a loop ends) whenever ``n`` changes."""
+        with self._idle:
+            self._capacity = capacity
+            self._slots = threading.Semaphore(capacity)
+            self._on_running = on_running
+
+    @property
+    def running(self) -> int:
+        """Loops of :meth:`start` running now."""
+        return self._running
+
+    def start(self, make: Callable[[Callable[[], None]], Coroutine[Any, Any, T]]) -> T | None:
+        """Run ``make(started)`` on the host loop; block only until it calls ``started()`` (None
+        is returned; the loop carries on) or ends first (its result, or its exception).
+
+        With :meth:`limit`, waits first for one of the ``capacity`` slots, which the loop holds
+        until it ends.
+        """
+        slots = self._slots
+        if slots is not None:
+            slots.acquire()
+        started = threading.Event()
+        try:
+            future = self.submit(make(started.set))
+        except BaseException:
+            if slots is not None:
+                slots.release()
+            raise
+        self._count(+1)
+
+        def ended(_: Future[T]) -> None:
+            if slots is not None:
+                slots.release()
+            self._count(-1)
+            started.set()
+
+        future.add_done_callback(ended)
+        started.wait()
+        if future.done():
+            return future.result()
+        return None
+
+    def _count(self, change: int) -> None:
+        with self._idle:
+            self._running += change
+            running, on_running = self._running, self._on_running
+            if not running:
+                self._idle.notify_all()
+        if on_running is not None:
+            on_running(running)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no loop of :meth:`start` runs (a worker's warm shutdown); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._running, timeout)
 
 
 async def _start_services() -> None:

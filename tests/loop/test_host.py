@@ -1,0 +1,100 @@
+"""The loop host: a task's thread is held only until its loop starts; loops are capped per process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import pytest
+
+from responses_app.loop.supervision.host import LoopHost
+from responses_app.tasks import prefetch_follows_loops
+
+
+class Gate:
+    """Loops that start at once and end when released (from any thread)."""
+
+    def __init__(self, host: LoopHost) -> None:
+        self.host = host
+        self.release = threading.Event()
+
+    def loop(self, *, start: bool = True, result: str = "done") -> Callable:
+        async def run(started: Callable[[], None]) -> str:
+            if start:
+                started()
+            while not self.release.is_set():
+                await asyncio.sleep(0.005)
+            return result
+
+        return run
+
+
+@pytest.fixture
+def host():
+    made = LoopHost()
+    yield made
+    loop = made.loop()
+    loop.call_soon_threadsafe(loop.stop)
+
+
+def test_start_returns_once_started_while_the_loop_goes_on(host: LoopHost) -> None:
+    gate = Gate(host)
+    assert host.start(gate.loop()) is None
+    assert host.running == 1
+    gate.release.set()
+    assert host.wait_idle(timeout=5)
+    assert host.running == 0
+
+
+def test_a_loop_that_ends_before_starting_returns_its_result_or_error(host: LoopHost) -> None:
+    async def nothing(started: Callable[[], None]) -> str:
+        return "not runnable"
+
+    async def broken(started: Callable[[], None]) -> str:
+        raise ValueError("no such response")
+
+    assert host.start(nothing) == "not runnable"
+    with pytest.raises(ValueError, match="no such response"):
+        host.start(broken)
+    assert host.running == 0
+
+
+def test_capacity_holds_the_next_start_until_a_loop_ends(host: LoopHost) -> None:
+    seen: list[int] = []
+    host.limit(2, seen.append)
+    first, later = Gate(host), Gate(host)
+    host.start(first.loop())
+    host.start(first.loop())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        third = pool.submit(host.start, later.loop())
+        with pytest.raises(TimeoutError):
+            third.result(timeout=0.3)
+        assert host.running == 2
+        first.release.set()  # the first two end: the third starts
+        assert third.result(timeout=5) is None
+        assert host.running == 1
+    later.release.set()
+    assert host.wait_idle(timeout=5)
+    assert max(seen) == 2 and seen[-1] == 0
+
+
+def test_wait_idle_times_out_while_a_loop_runs(host: LoopHost) -> None:
+    gate = Gate(host)
+    host.start(gate.loop())
+    assert host.wait_idle(timeout=0.2) is False
+    gate.release.set()
+    assert host.wait_idle(timeout=5) is True
+
+
+def test_prefetch_shrinks_by_the_loops_running_down_to_one() -> None:
+    consumer = SimpleNamespace(initial_prefetch_count=3, qos=SimpleNamespace(value=3))
+    on_running = prefetch_follows_loops(consumer)
+    on_running(1)
+    assert consumer.qos.value == 2
+    on_running(5)
+    assert consumer.qos.value == 1
+    on_running(0)
+    assert consumer.qos.value == 3
