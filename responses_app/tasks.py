@@ -55,24 +55,11 @@ def purge_expired() -> int:
     return deleted
 
 
-def prefetch_follows_loops(consumer: Any) -> Any:
-    """``on_running`` for the loop host: the consumer's prefetch count, less the loops running
-    (at least one), applied by the consumer's own loop as it applies Celery's own changes."""
-    full = int(consumer.initial_prefetch_count or 0)
-
-    def on_running(running: int) -> None:
-        qos = getattr(consumer, "qos", None)
-        if qos is not None and full:
-            qos.value = max(1, full - running)
-
-    return on_running
-
-
 @worker_ready.connect
 def start_loop_host(sender: Any = None, **_: Any) -> None:
     """Start the worker's loop host at once (its periodic reaper runs even before the first task),
     its loops capped at the worker's concurrency."""
-    from responses_app.loop.supervision.host import loop_host, loop_implementation
+    from responses_app.loop.supervision.host import loop_host, loop_implementation, prefetch_follows_loops
 
     concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
     if concurrency:

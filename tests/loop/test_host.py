@@ -10,8 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from responses_app.loop.supervision.host import LoopHost
-from responses_app.tasks import prefetch_follows_loops
+from responses_app.loop.supervision.host import LoopHost, prefetch_follows_loops
 
 
 class Gate:

@@ -132,6 +132,20 @@ class LoopHost:
             return self._idle.wait_for(lambda: not self._running, timeout)
 
 
+def prefetch_follows_loops(consumer: Any) -> Callable[[int], None]:
+    """``on_running`` for a Celery worker's loop host: the prefetch count of ``consumer`` (the
+    worker's), less the loops running, at least one; the consumer's own loop applies it as it
+    applies Celery's own changes (``kombu.common.QoS``: ``value`` against ``prev``)."""
+    full = int(consumer.initial_prefetch_count or 0)
+
+    def on_running(running: int) -> None:
+        qos = getattr(consumer, "qos", None)
+        if qos is not None and full:
+            qos.value = max(1, full - running)
+
+    return on_running
+
+
 async def _start_services() -> None:
     from responses_app.loop.supervision.reaper import ensure_reaper
 
