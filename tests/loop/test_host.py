@@ -97,3 +97,10 @@ def test_prefetch_shrinks_by_the_loops_running_down_to_one() -> None:
     assert consumer.qos.value == 1
     on_running(0)
     assert consumer.qos.value == 3
+
+
+def test_prefetch_follows_the_full_count_after_a_reduced_one() -> None:
+    """After a broker reconnect Celery lowers ``initial_prefetch_count``; the full count stays the base."""
+    consumer = SimpleNamespace(max_prefetch_count=4, initial_prefetch_count=2, qos=SimpleNamespace(value=2))
+    prefetch_follows_loops(consumer)(1)
+    assert consumer.qos.value == 3

@@ -135,8 +135,10 @@ class LoopHost:
 def prefetch_follows_loops(consumer: Any) -> Callable[[int], None]:
     """``on_running`` for a Celery worker's loop host: the prefetch count of ``consumer`` (the
     worker's), less the loops running, at least one; the consumer's own loop applies it as it
-    applies Celery's own changes (``kombu.common.QoS``: ``value`` against ``prev``)."""
-    full = int(consumer.initial_prefetch_count or 0)
+    applies Celery's own changes (``kombu.common.QoS``: ``value`` against ``prev``). Celery may
+    set it otherwise after a broker reconnect until the next loop starts or ends; the host's
+    cap holds meanwhile (a message fetched beyond it waits in its task for a slot)."""
+    full = int(getattr(consumer, "max_prefetch_count", 0) or consumer.initial_prefetch_count or 0)
 
     def on_running(running: int) -> None:
         qos = getattr(consumer, "qos", None)
