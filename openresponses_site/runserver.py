@@ -3,8 +3,9 @@ production topology on one machine (daphne + Celery workers), restarting any pro
 
 daphne runs on uvloop (``openresponses_site.serve``; ``OPENRESPONSES_UVLOOP=0`` keeps asyncio's
 loop). The production topology starts ``OPENRESPONSES_WORKER_PROCESSES`` Celery worker processes
-(default: the cores this process may use), each a threads pool of
-``OPENRESPONSES_WORKER_CONCURRENCY`` loops on one event loop.
+(default: the cores this process may use), each running up to ``OPENRESPONSES_WORKER_CONCURRENCY``
+loops on one event loop, started by a threads pool of ``WORKER_START_THREADS`` (a task's thread
+is held only until its loop has started).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sys
 import time
 
 DEFAULT_WORKER_CONCURRENCY = 500
+#: Celery threads per worker process: they only start loops (each returns once its loop runs).
+WORKER_START_THREADS = 16
 
 
 def worker_processes() -> int:
@@ -43,7 +46,10 @@ def commands(host: str, port: int) -> dict[str, list[str]]:
     ]
     procs = {"web": daphne}
     if os.environ.get("REDIS_URL"):
-        concurrency = os.environ.get("OPENRESPONSES_WORKER_CONCURRENCY", str(DEFAULT_WORKER_CONCURRENCY))
+        # The loops per process reach the workers as OPENRESPONSES_WORKER_CONCURRENCY (main() sets
+        # the default); Celery's own concurrency is the threads that start them.
+        loops = int(os.environ.get("OPENRESPONSES_WORKER_CONCURRENCY") or DEFAULT_WORKER_CONCURRENCY)
+        concurrency = str(min(loops, WORKER_START_THREADS))
         for index in range(1, worker_processes() + 1):
             # The first keeps Celery's default node name; the others need names of their own.
             name = ["-n", f"celery{index}@%h"] if index > 1 else []
@@ -117,6 +123,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openresponses_site.settings")
+    os.environ.setdefault("OPENRESPONSES_WORKER_CONCURRENCY", str(DEFAULT_WORKER_CONCURRENCY))
     topology = (
         "production (daphne + Celery, Redis, "
         + ("PostgreSQL" if os.environ.get("DATABASE_URL") else "SQLite")

@@ -14,8 +14,9 @@ logger = logging.getLogger(__name__)
 # from then on a lost worker's loop is the reaper's to take over (``loop/durability.py``), and
 # the message is acked then (late ack still covers a worker lost before the start). The loop
 # goes on on the worker's loop host, which holds no pool thread for it; the host keeps the
-# worker's loops to its concurrency, and the consumer's prefetch shrinks by the loops running
-# (``start_loop_host``), so a full worker leaves new messages to the others.
+# worker's loops to ``OPENRESPONSES_WORKER_CONCURRENCY`` (default: its concurrency), and the consumer's
+# prefetch shrinks to the free slots (``start_loop_host``), so a full worker leaves new messages
+# to the others.
 
 
 @shared_task(name="responses_app.tasks.run_response", acks_late=True, reject_on_worker_lost=True)

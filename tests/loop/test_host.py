@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from responses_app.loop.supervision.host import LoopHost, prefetch_follows_loops
+from responses_app.loop.supervision.host import LoopHost, prefetch_follows_loops, worker_loops
 
 
 class Gate:
@@ -90,7 +90,7 @@ def test_wait_idle_times_out_while_a_loop_runs(host: LoopHost) -> None:
 
 def test_prefetch_shrinks_by_the_loops_running_down_to_one() -> None:
     consumer = SimpleNamespace(initial_prefetch_count=3, qos=SimpleNamespace(value=3))
-    on_running = prefetch_follows_loops(consumer)
+    on_running = prefetch_follows_loops(consumer, 3)
     on_running(1)
     assert consumer.qos.value == 2
     on_running(5)
@@ -99,8 +99,27 @@ def test_prefetch_shrinks_by_the_loops_running_down_to_one() -> None:
     assert consumer.qos.value == 3
 
 
+def test_prefetch_is_the_threads_until_the_free_slots_are_fewer() -> None:
+    """16 threads start loops for 500 slots: prefetch 16 until fewer than 16 slots are free."""
+    consumer = SimpleNamespace(initial_prefetch_count=16, qos=SimpleNamespace(value=16))
+    on_running = prefetch_follows_loops(consumer, 500)
+    on_running(400)
+    assert consumer.qos.value == 16
+    on_running(490)
+    assert consumer.qos.value == 10
+    on_running(500)
+    assert consumer.qos.value == 1
+
+
+def test_worker_loops_default_to_the_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENRESPONSES_WORKER_CONCURRENCY", raising=False)
+    assert worker_loops(16) == 16
+    monkeypatch.setenv("OPENRESPONSES_WORKER_CONCURRENCY", "500")
+    assert worker_loops(16) == 500
+
+
 def test_prefetch_follows_the_full_count_after_a_reduced_one() -> None:
     """After a broker reconnect Celery lowers ``initial_prefetch_count``; the full count stays the base."""
     consumer = SimpleNamespace(max_prefetch_count=4, initial_prefetch_count=2, qos=SimpleNamespace(value=2))
-    prefetch_follows_loops(consumer)(1)
+    prefetch_follows_loops(consumer, 4)(1)
     assert consumer.qos.value == 3

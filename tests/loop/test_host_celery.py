@@ -87,7 +87,7 @@ def test_loops_outlive_their_tasks_capped_and_a_full_worker_leaves_messages_queu
             loglevel="WARNING",
             shutdown_timeout=10,
         ) as worker:
-            host.limit(CONCURRENCY, prefetch_follows_loops(worker.consumer))
+            host.limit(CONCURRENCY, prefetch_follows_loops(worker.consumer, CONCURRENCY))
             # Two loops run and their tasks returned (acked): no pool thread is held for them.
             assert wait_for(lambda: len(ran) == CONCURRENCY and len(tasks_returned) == CONCURRENCY)
             time.sleep(1.0)  # a consumer that kept fetching would take the rest now

@@ -19,6 +19,15 @@ T = TypeVar("T")
 
 #: Environment variable: "0" (or false/no/off) keeps asyncio's own loop where uvloop is installed.
 UVLOOP_ENV = "OPENRESPONSES_UVLOOP"
+#: Environment variable: the loops one Celery worker process runs at once (default: its
+#: ``--concurrency``). The pool's threads only start loops: a few are enough (``make run``: 16).
+WORKER_LOOPS_ENV = "OPENRESPONSES_WORKER_CONCURRENCY"
+
+
+def worker_loops(concurrency: int) -> int:
+    """The loops a worker process of Celery ``concurrency`` runs at once (``OPENRESPONSES_WORKER_CONCURRENCY``)."""
+    value = os.environ.get(WORKER_LOOPS_ENV, "").strip()
+    return max(1, int(value)) if value else concurrency
 
 
 def uvloop_enabled() -> bool:
@@ -132,18 +141,19 @@ class LoopHost:
             return self._idle.wait_for(lambda: not self._running, timeout)
 
 
-def prefetch_follows_loops(consumer: Any) -> Callable[[int], None]:
-    """``on_running`` for a Celery worker's loop host: the prefetch count of ``consumer`` (the
-    worker's), less the loops running, at least one; the consumer's own loop applies it as it
-    applies Celery's own changes (``kombu.common.QoS``: ``value`` against ``prev``). Celery may
-    set it otherwise after a broker reconnect until the next loop starts or ends; the host's
-    cap holds meanwhile (a message fetched beyond it waits in its task for a slot)."""
+def prefetch_follows_loops(consumer: Any, capacity: int) -> Callable[[int], None]:
+    """``on_running`` for a Celery worker's loop host of ``capacity`` loops: the prefetch count of
+    ``consumer`` (the worker's): its own, but no more than the free slots, and at least one. The
+    consumer's own loop applies it as it applies Celery's own changes (``kombu.common.QoS``:
+    ``value`` against ``prev``). Celery may set it otherwise after a broker reconnect until the
+    next loop starts or ends; the host's cap holds meanwhile (a message fetched beyond it waits
+    in its task for a slot)."""
     full = int(getattr(consumer, "max_prefetch_count", 0) or consumer.initial_prefetch_count or 0)
 
     def on_running(running: int) -> None:
         qos = getattr(consumer, "qos", None)
         if qos is not None and full:
-            qos.value = max(1, full - running)
+            qos.value = max(1, min(full, capacity - running))
 
     return on_running
 
