@@ -59,15 +59,19 @@ def purge_expired() -> int:
 @worker_ready.connect
 def start_loop_host(sender: Any = None, **_: Any) -> None:
     """Start the worker's loop host at once (its periodic reaper runs even before the first task),
-    its loops capped at the worker's concurrency."""
-    from responses_app.loop.supervision.host import loop_host, loop_implementation, prefetch_follows_loops
+    its loops capped at ``OPENRESPONSES_WORKER_CONCURRENCY`` (default: the worker's concurrency)."""
+    from responses_app.loop.supervision.host import (
+        loop_host,
+        loop_implementation,
+        prefetch_follows_loops,
+        worker_loops,
+    )
 
     concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
-    if concurrency:
-        loop_host.limit(int(concurrency), prefetch_follows_loops(sender))
-    logger.info(
-        "worker: loop host on %s, at most %s loops", loop_implementation(loop_host.loop()), concurrency
-    )
+    loops = worker_loops(int(concurrency)) if concurrency else None
+    if loops:
+        loop_host.limit(loops, prefetch_follows_loops(sender, loops))
+    logger.info("worker: loop host on %s, at most %s loops", loop_implementation(loop_host.loop()), loops)
 
 
 @worker_shutdown.connect

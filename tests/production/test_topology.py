@@ -474,6 +474,10 @@ def test_web_and_worker_run_on_uvloop(production: Topology) -> None:
     log = production.log()
     assert "[openresponses] web: daphne on uvloop" in log
     assert "worker: loop host on uvloop" in log
+    # make run's threads only start loops; the host caps them at OPENRESPONSES_WORKER_CONCURRENCY
+    assert "worker: loop host on uvloop, at most 100 loops" in log
+    argv = Path(f"/proc/{production.pid_of('worker')}/cmdline").read_text().split("\0")
+    assert argv[argv.index("--concurrency") + 1] == "16"
 
 
 def _connected_to(pid: int, port: int) -> bool:
