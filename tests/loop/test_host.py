@@ -123,3 +123,19 @@ def test_prefetch_follows_the_full_count_after_a_reduced_one() -> None:
     consumer = SimpleNamespace(max_prefetch_count=4, initial_prefetch_count=2, qos=SimpleNamespace(value=2))
     prefetch_follows_loops(consumer, 4)(1)
     assert consumer.qos.value == 3
+
+
+def test_a_loop_failing_after_it_started_is_logged(host: LoopHost, caplog: pytest.LogCaptureFixture) -> None:
+    gate = threading.Event()
+
+    async def fails_later(started: Callable[[], None]) -> str:
+        started()
+        while not gate.is_set():
+            await asyncio.sleep(0.005)
+        raise RuntimeError("lost the upstream")
+
+    with caplog.at_level("ERROR", logger="responses_app.loop.supervision.host"):
+        assert host.start(fails_later) is None
+        gate.set()
+        assert host.wait_idle(timeout=5)
+    assert any("failed after it started" in r.message and r.exc_info for r in caplog.records)

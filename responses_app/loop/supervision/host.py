@@ -9,6 +9,7 @@ every process that runs loops looks for orphans.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Callable, Coroutine
@@ -16,6 +17,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 #: Environment variable: "0" (or false/no/off) keeps asyncio's own loop where uvloop is installed.
 UVLOOP_ENV = "OPENRESPONSES_UVLOOP"
@@ -114,7 +116,10 @@ class LoopHost:
             raise
         self._count(+1)
 
-        def ended(_: Future[T]) -> None:
+        def ended(done: Future[T]) -> None:
+            if started.is_set() and not done.cancelled() and done.exception() is not None:
+                # after start() returned, nobody else sees it (a task would have logged it)
+                logger.error("a loop failed after it started", exc_info=done.exception())
             if slots is not None:
                 slots.release()
             self._count(-1)
