@@ -507,3 +507,39 @@ def test_web_process_sigkill_and_reconnect(matrix: Matrix):
         run_cell(matrix, "web process SIGKILL, client reconnects", fault, reconnect=True)
     finally:
         matrix.url, matrix.web = matrix.start_web()
+
+
+def test_create_while_redis_is_down(matrix: Matrix):
+    """A create while Redis (broker and bus) is down: a clear 503 at once, nothing left stored;
+    served again once Redis is back."""
+    matrix.wait_workers()
+    body = {"model": "chat-fast", "input": "while Redis is down"}
+    before = matrix.database.query("SELECT count(*) FROM responses_app_response")[0][0]
+    matrix.redis.stop()
+    try:
+        answers = {}
+        with httpx.Client(base_url=matrix.url, timeout=60) as http:
+            for kind, extra in (("background", {"background": True}), ("streaming", {"stream": True})):
+                started = time.time()
+                answers[kind] = (http.post("/v1/responses", json={**body, **extra}), time.time() - started)
+    finally:
+        matrix.redis.start()
+    for kind, (answer, took) in answers.items():
+        assert answer.status_code == 503, (kind, answer.status_code, answer.text[:300])
+        assert answer.json()["error"]["code"] == "service_unavailable"
+        assert answer.headers["Retry-After"] == "1"
+        assert took < 10, (kind, took)
+    # Nothing stored that no loop would ever run (it would stay queued until the reaper's 10 min).
+    assert matrix.database.query("SELECT count(*) FROM responses_app_response")[0][0] == before
+    healed = time.time()
+    with httpx.Client(base_url=matrix.url, timeout=120) as http:
+        again = http.post("/v1/responses", json=body)
+    assert again.status_code == 200 and again.json()["status"] == "completed", again.text[:300]
+    RESULTS.append(
+        (
+            "create while Redis is down",
+            "503 service_unavailable in "
+            + ", ".join(f"{kind} {took:.2f} s" for kind, (_, took) in answers.items())
+            + f", nothing stored; a create completed {time.time() - healed:.1f} s after Redis restarted",
+        )
+    )
