@@ -95,16 +95,21 @@ class DatabaseGate(bootsteps.StartStopStep):
         """On the consumer's thread: follow the probe's verdict."""
         if c.task_consumer is None:
             return
-        if not health.reachable and not self.paused:
-            self.paused = [queue.name for queue in c.task_consumer.queues]
-            logger.warning("PostgreSQL unreachable: not taking tasks from %s", ", ".join(self.paused))
-            for name in self.paused:
-                c.cancel_task_queue(name)
-        elif health.reachable and self.paused:
-            logger.warning("PostgreSQL reachable: taking tasks from %s again", ", ".join(self.paused))
-            for name in self.paused:
-                c.add_task_queue(name)
-            self.paused = []
+        # (A step that fails half-way, the broker lost too, is finished by the consumer's restart:
+        # it consumes the queues selected then, and the selection changes first.)
+        try:
+            if not health.reachable and not self.paused:
+                self.paused = [queue.name for queue in c.task_consumer.queues]
+                logger.warning("PostgreSQL unreachable: not taking tasks from %s", ", ".join(self.paused))
+                for name in self.paused:
+                    c.cancel_task_queue(name)
+            elif health.reachable and self.paused:
+                paused, self.paused = self.paused, []
+                logger.warning("PostgreSQL reachable: taking tasks from %s again", ", ".join(paused))
+                for name in paused:
+                    c.add_task_queue(name)
+        except Exception:  # noqa: BLE001 - the broker is away as well: its reconnect follows the selection
+            logger.warning("could not change the consumed queues", exc_info=True)
 
     def stop(self, c: Any) -> None:
         if self.entry is not None:
