@@ -523,13 +523,40 @@ def test_web_process_partitioned_from_redis(matrix: Matrix):
     url, web = matrix.start_web("w")
     matrix.extra.append(web)
     host = matrix.hosts["w"]
+    created: list[tuple[httpx.Response, float]] = []
+
+    def create_there() -> None:
+        """A create on the cut-off web process: a prompt 503, or queued once its publish gets through."""
+        started = time.time()
+        with httpx.Client(base_url=url, timeout=120) as http:
+            answer = http.post(
+                "/v1/responses", json={"model": "chat-fast", "input": "cut off", "background": True}
+            )
+        created.append((answer, time.time() - started))
+
+    @contextlib.contextmanager
+    def fault(_: list[Namespace]) -> Iterator[None]:
+        creating = threading.Thread(target=create_there, daemon=True)
+        with _partition([host], _redis(matrix), 10.0):
+            creating.start()
+            yield
+        creating.join(120)
+
     try:
-        run_cell(
-            matrix,
-            "web process partitioned from Redis 10 s",
-            lambda _: _partition([host], _redis(matrix), 10.0),
-            stream_url=url,
-        )
+        run_cell(matrix, "web process partitioned from Redis 10 s", fault, stream_url=url)
+        assert created, "the create on the cut-off web process answered within 120 s"
+        answer, took = created[0]
+        if answer.status_code == 503:
+            assert answer.json()["error"]["code"] == "service_unavailable"
+            outcome = "503"
+        else:
+            assert answer.status_code == 200 and answer.json()["status"] == "queued", answer.text[:300]
+            response_id = answer.json()["id"]
+            _wait(
+                lambda: _status(matrix.other_url, response_id) == "completed", 60, "the create's completion"
+            )
+            outcome = "queued, then completed"
+        RESULTS.append(("  a create there during the partition", f"{outcome}, answered in {took:.1f} s"))
         healed = time.time()
         reader = StreamReader(url, {"model": "chat-fast", "input": "after the partition", "stream": True})
         reader.start()
