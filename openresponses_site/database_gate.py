@@ -27,7 +27,12 @@ PROBE_TIMEOUT = 2
 
 
 def probe() -> bool:
-    """True when PostgreSQL answers ``SELECT 1`` on a fresh connection within ``PROBE_TIMEOUT`` s."""
+    """True when PostgreSQL answers on a fresh connection within ``PROBE_TIMEOUT`` s.
+
+    A server that answers with an error (``FATAL: sorry, too many clients already``, starting up)
+    counts as reachable: pausing would not help, and a full server must not stop every worker.
+    Only a link that is silent, refused or broken counts as unreachable.
+    """
     import psycopg
 
     from responses_app.services.pg_async import connection_kwargs
@@ -39,7 +44,9 @@ def probe() -> bool:
         ) as conn:
             conn.execute("SELECT 1")
         return True
-    except Exception:  # noqa: BLE001 - any failure to answer is "unreachable"
+    except psycopg.Error as exc:
+        return "FATAL:" in str(exc) or getattr(exc, "sqlstate", None) is not None
+    except Exception:  # noqa: BLE001 - anything else is "unreachable"
         return False
 
 

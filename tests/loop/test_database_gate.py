@@ -70,3 +70,22 @@ def test_the_probe_fails_fast_on_an_unreachable_server(monkeypatch):
     started = time.monotonic()
     assert database_gate.probe() is False
     assert time.monotonic() - started < 5
+
+
+def test_a_server_that_answers_with_an_error_is_reachable(monkeypatch):
+    """A full server (too many clients) must not stop every worker: it answered."""
+    import psycopg
+
+    from responses_app.services import pg_async
+
+    monkeypatch.setattr(
+        pg_async, "connection_kwargs", lambda: {"host": "127.0.0.1", "port": 1, "dbname": "x"}
+    )
+
+    def full(**kwargs):
+        raise psycopg.OperationalError(
+            'connection to server at "10.0.0.1", port 5432 failed: FATAL:  sorry, too many clients already'
+        )
+
+    monkeypatch.setattr(psycopg, "connect", full)
+    assert database_gate.probe() is True
