@@ -62,7 +62,8 @@ async def _try_store(read: Callable[..., Awaitable[T]], *args: Any, default: T) 
     try:
         return await read(*args), True
     except DatabaseError:
-        logger.warning("the event store is unreachable; reading it again shortly", exc_info=True)
+        # (debug: every open stream retries twice a second; the pool logs the outage itself)
+        logger.debug("the event store is unreachable; reading it again shortly", exc_info=True)
         await asyncio.sleep(BROKEN_STORE_POLL_SECONDS)
         return default, False
 
