@@ -197,8 +197,13 @@ if REDIS_URL.startswith("redis://"):
     # kombu's Redis transport, fixed to reconnect after a lost broker (see openresponses_site.broker).
     CELERY_BROKER_TRANSPORT = "openresponses_site.broker:Transport"
     # A worker cut off from Redis without the connection closing (a partition) drops the dead
-    # connection within ~10 s and reconnects, instead of waiting on it for a minute or more.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"health_check_interval": 5, "socket_timeout": 10}
+    # connection within ~10 s and reconnects, instead of waiting on it for a minute or more; a
+    # connect to an unreachable Redis (a web process's publish while cut off) gives up after 5 s.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "health_check_interval": 5,
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+    }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -11,6 +11,8 @@ handler and everything else (the admin) to ``django_app`` unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +22,7 @@ from django.urls import set_script_prefix
 
 from responses_app.api.streaming import ClientTooSlow, bounded_send
 
+logger = logging.getLogger(__name__)
 Scope = dict[str, Any]
 App = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
@@ -52,6 +55,12 @@ class LeanASGIHandler(ASGIHandler):
                 await self.send_response(response, send)
             except (asyncio.CancelledError, ClientTooSlow):
                 pass
+            except Exception:
+                # A stream whose body failed half-way: logged, and ended (left open, daphne would
+                # keep the client waiting forever); the client reconnects with starting_after.
+                logger.exception("sending the response to %s failed", request.path)
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body"})
             return response
 
         tasks = [asyncio.ensure_future(self.listen_for_disconnect(receive)), asyncio.ensure_future(process())]

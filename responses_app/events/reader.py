@@ -1,7 +1,8 @@
 """Follow a response's events: stored ones after a sequence number, then live ones, no gaps, no repeats.
 
 The store is the truth and the bus only a shortcut: after silence, on a gap, or while the
-channel layer is unreachable (Redis restarting) the reader reads the store instead.
+channel layer is unreachable (Redis restarting) the reader reads the store instead. While the
+store is unreachable (PostgreSQL restarting) its reads are tried again; the stream goes on.
 """
 
 from __future__ import annotations
@@ -10,20 +11,38 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.db import DatabaseError, close_old_connections
 
 from responses_app.events.bus import Subscription
 from responses_app.events.sink import Batch
 from responses_app.selectors import response_events_after, response_status
-from responses_app.states import TERMINAL_EVENT_TYPES, UNFINISHED_STATUSES
+from responses_app.states import TERMINAL_EVENT_TYPES, UNFINISHED_STATUSES, ResponseStatus
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 BROKEN_BUS_POLL_SECONDS = 0.5
 
-_events_after = sync_to_async(lambda rid, after: response_events_after(response_id=rid, after=after))
-_page_after = sync_to_async(
+
+def _store_read(read: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``read`` on Django's sync thread; its dead connection closed when it fails (PostgreSQL
+    restarted), so that the next read takes a fresh one."""
+
+    def run(*args: Any) -> T:
+        try:
+            return read(*args)
+        except DatabaseError:
+            close_old_connections()
+            raise
+
+    return sync_to_async(run)
+
+
+_events_after = _store_read(lambda rid, after: response_events_after(response_id=rid, after=after))
+_page_after = _store_read(
     lambda rid, after: response_events_after(
         response_id=rid, after=after, limit=CATCH_UP_PAGE, max_chars=CATCH_UP_PAGE_CHARS
     )
@@ -32,7 +51,21 @@ _page_after = sync_to_async(
 #: at least one event), never the whole log, while its client reads.
 CATCH_UP_PAGE = 256
 CATCH_UP_PAGE_CHARS = 1 << 18
-_status = sync_to_async(lambda rid: response_status(response_id=rid))
+_status = _store_read(lambda rid: response_status(response_id=rid))
+#: While the store is unreachable (PostgreSQL restarting, cut off), a failed read is tried again
+#: after this long; the stream goes on from the bus meanwhile and from the store once it is back.
+BROKEN_STORE_POLL_SECONDS = 0.5
+
+
+async def _try_store(read: Callable[..., Awaitable[T]], *args: Any, default: T) -> tuple[T, bool]:
+    """``await read(*args)`` and True; ``default`` and False when the database failed."""
+    try:
+        return await read(*args), True
+    except DatabaseError:
+        # (debug: every open stream retries twice a second; the pool logs the outage itself)
+        logger.debug("the event store is unreachable; reading it again shortly", exc_info=True)
+        await asyncio.sleep(BROKEN_STORE_POLL_SECONDS)
+        return default, False
 
 
 async def _receive(subscription: Subscription, timeout: float) -> tuple[Batch | None, bool]:
@@ -83,15 +116,19 @@ async def follow(
             last = event[0]
         return out
 
+    store_ok = True
+
     async def from_store() -> Batch:
-        for event in await _events_after(response_id, last):
+        nonlocal store_ok
+        rows, store_ok = await _try_store(_events_after, response_id, last, default=[])
+        for event in rows:
             if event[0] > last:
                 ahead.setdefault(event[0], event)
         return contiguous()
 
     if catch_up:
         while True:
-            rows = await _page_after(response_id, last)
+            rows, _ = await _try_store(_page_after, response_id, last, default=[])
             for event in rows:
                 if event[0] > last:
                     ahead.setdefault(event[0], event)
@@ -127,7 +164,7 @@ async def follow(
                 silence_check = min(silence_check * 2, keepalive)
             # Silence, a gap or a broken bus: the store has the truth.
             out = await from_store()
-        if ahead:
+        if ahead and store_ok:
             gap_since = gap_since or time.monotonic()
             if time.monotonic() - gap_since > GAP_GIVE_UP_SECONDS:
                 logger.warning(
@@ -151,7 +188,9 @@ async def follow(
         if batch is not None or ahead:
             continue
         silent_for = time.monotonic() - silent_since if silent_since is not None else 0.0
-        if (silent_for >= 2 * keepalive or broken) and await _status(response_id) not in UNFINISHED_STATUSES:
+        if (silent_for >= 2 * keepalive or broken) and (
+            await _try_store(_status, response_id, default=ResponseStatus.IN_PROGRESS)
+        )[0] not in UNFINISHED_STATUSES:
             # Finished, yet its terminal event is not stored: give the loop a moment to write it,
             # then stop (e.g. the response was deleted meanwhile).
             finished_checks += 1

@@ -248,20 +248,56 @@ async def _admit_and_start(
         identity.name or "anonymous",
     )
     log_prompt(logger, response.id, response.search_text)
-    if request.background:
-        await dispatch_response(response.id)
-        return Created(response, None, stored_at, time.perf_counter())
-    subscription = await get_bus().subscribe(response.id)
+    try:
+        if request.background:
+            await dispatch_response(response.id)
+            return Created(response, None, stored_at, time.perf_counter())
+        subscription = await get_bus().subscribe(response.id)
+    except UNAVAILABLE as exc:
+        raise await _not_started(response, identity, request_id, exc) from exc
     try:
         if generate:
             await dispatch_response(response.id, started=response if start else None)
         else:
             batch = await _write(_complete_unsampled)(response=response)
             await get_bus().publish(response.id, batch)
-    except BaseException:
+    except BaseException as exc:
         await subscription.close()
+        if generate and isinstance(exc, UNAVAILABLE):
+            raise await _not_started(response, identity, request_id, exc) from exc
         raise
     return Created(response, subscription, stored_at, time.perf_counter())
+
+
+def _unavailable_errors() -> tuple[type[BaseException], ...]:
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import RedisError
+
+    return (OSError, RedisError, OperationalError)
+
+
+#: What a lost Redis (broker or bus) raises from a dispatch or a subscription.
+UNAVAILABLE = _unavailable_errors()
+
+
+async def _not_started(
+    response: Response, identity: ClientIdentity, request_id: str, exc: BaseException
+) -> ApiError:
+    """A stored response that could not be handed to a loop (Redis unreachable): removed unless
+    something started it after all, its limiter slot freed; the client gets a 503 to retry."""
+    logger.warning("could not start %s (Redis unreachable): %r", response.id, exc)
+    try:
+        await _write(services.response_discard_unstarted)(response_id=response.id)
+    except Exception:  # noqa: BLE001 - the reaper ends it as never started
+        logger.warning("could not remove the unstarted response %s", response.id, exc_info=True)
+    await limits.release(owner=identity.owner, ticket=request_id)
+    return ApiError(
+        503,
+        "The server could not hand the response to a worker (its queue is unreachable); "
+        "nothing was created. Retry shortly.",
+        code="service_unavailable",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _complete_unsampled(*, response: Response) -> list[tuple[int, str, str]]:

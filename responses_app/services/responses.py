@@ -448,6 +448,12 @@ def response_delete(*, response: Response) -> None:
     response.delete()
 
 
+def response_discard_unstarted(*, response_id: str) -> bool:
+    """Delete a response no loop has started (still ``queued``) with its items; False if one has."""
+    deleted, _ = Response.objects.filter(id=response_id, status=ResponseStatus.QUEUED).delete()
+    return bool(deleted)
+
+
 def responses_heartbeat(*, response_ids: list[str]) -> list[str]:
     """Mark running loops alive; return the ids among them that were cancelled meanwhile."""
     if not response_ids:

@@ -127,3 +127,40 @@ def test_silence_reads_the_store_less_and_less_and_keeps_alive_on_time(store, mo
 
 def test_live_events_beyond_a_gap_wait_for_the_store(store) -> None:
     asyncio.run(_test_live_events_beyond_a_gap_wait_for_the_store(store))
+
+
+async def _test_an_unreachable_store_is_read_again_and_the_stream_goes_on(store, monkeypatch) -> None:
+    """PostgreSQL restarting: store reads fail for a while; the stream neither ends nor skips."""
+    from django.db import OperationalError
+
+    monkeypatch.setattr(reader, "SILENCE_CHECK_SECONDS", 0.02)
+    monkeypatch.setattr(reader, "BROKEN_STORE_POLL_SECONDS", 0.01)
+    monkeypatch.setattr(reader, "GAP_GIVE_UP_SECONDS", 0.05)  # the outage outlasts it: no skip
+    failures = {"left": 8}
+    healthy = store.after
+
+    async def after(response_id: str, after: int):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("terminating connection due to administrator command")
+        return await healthy(response_id, after)
+
+    async def status_of(response_id: str) -> str:
+        if failures["left"]:
+            raise OperationalError("the server closed the connection")
+        return store.status
+
+    monkeypatch.setattr(reader, "_events_after", after)
+    monkeypatch.setattr(reader, "_page_after", after)
+    monkeypatch.setattr(reader, "_status", status_of)
+    subscription = FakeSubscription()
+    await subscription.queue.put([event(0)])
+    await subscription.queue.put([event(2)])  # event 1's live message was lost: a gap
+    store.events = [event(0), event(1), event(2), event(3, "response.completed")]
+    batches = await asyncio.wait_for(collect(subscription, catch_up=True, keepalive=30.0), timeout=5)
+    assert [e[0] for batch in batches for e in batch] == [0, 1, 2, 3]
+    assert failures["left"] == 0
+
+
+def test_an_unreachable_store_is_read_again_and_the_stream_goes_on(store, monkeypatch) -> None:
+    asyncio.run(_test_an_unreachable_store_is_read_again_and_the_stream_goes_on(store, monkeypatch))

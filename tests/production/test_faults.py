@@ -55,7 +55,12 @@ class Matrix:
     def __init__(self, scripted: ScriptedUpstream, tmp: Path) -> None:
         self.tmp = tmp
         index = os.getpid() % 50
-        self.hosts = {"a": Namespace(index=index), "b": Namespace(index=index + 50)}
+        # ``w``: a web process on a host of its own, for the cell that cuts a web process off Redis.
+        self.hosts = {
+            "a": Namespace(index=index),
+            "b": Namespace(index=index + 50),
+            "w": Namespace(index=index + 100),
+        }
         self.pg = PrivatePostgres()
         self.redis = PrivateRedis(
             tmp, bind=" ".join(["127.0.0.1", *(h.service_ip for h in self.hosts.values())])
@@ -74,6 +79,7 @@ class Matrix:
         self.lock = threading.Lock()
         self.supervisor: threading.Thread | None = None
         self.web = self.other_web = None
+        self.extra: list[subprocess.Popen] = []  # other web processes a cell started
 
     def start(self) -> Matrix:
         for host in self.hosts.values():
@@ -164,10 +170,17 @@ class Matrix:
                 worker.kill()
                 worker.wait(10)
 
-    def start_web(self) -> tuple[str, subprocess.Popen]:
+    def start_web(self, host: str | None = None) -> tuple[str, subprocess.Popen]:
+        """A web process here, or on host ``host`` (reaching PostgreSQL and Redis across its link)."""
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        web = self._spawn("web", commands("127.0.0.1", port)["web"], self.env)
+        if host is None:
+            url = f"http://127.0.0.1:{port}"
+            web = self._spawn("web", commands("127.0.0.1", port)["web"], self.env)
+        else:
+            where = self.hosts[host]
+            url = f"http://{where.ip}:{port}"
+            argv = where.command(commands(where.ip, port)["web"])
+            web = self._spawn(f"web-{host}", argv, self.worker_env[host])
         wait_for_http(url + "/v1/", timeout=60, process=web)
         return url, web
 
@@ -222,7 +235,7 @@ class Matrix:
         self.stopping = True
         if self.supervisor is not None:
             self.supervisor.join(70)  # (it may be waiting for a worker it just started)
-        for process in (*self.workers.values(), self.web, self.other_web):
+        for process in (*self.workers.values(), self.web, self.other_web, *self.extra):
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait(10)
@@ -268,8 +281,14 @@ def _hosts_running(matrix: Matrix, response_id: str) -> set[str]:
 
 
 def run_cell(
-    matrix: Matrix, name: str, fault: Fault, *, reconnect: bool = False, spare: bool = False
-) -> None:
+    matrix: Matrix,
+    name: str,
+    fault: Fault,
+    *,
+    reconnect: bool = False,
+    spare: bool = False,
+    stream_url: str | None = None,
+) -> dict[str, tuple[int, list[str]]]:
     """A streaming and a background response, their tool steps held; inject ``fault``; check both.
 
     ``fault(hosts)`` is a context manager given the hosts running the held steps: it injects the
@@ -277,6 +296,8 @@ def run_cell(
     (host ``b``) is started once the steps are running on ``a``, to take them over.
     ``reconnect``: the fault ends the client's stream; it reconnects to the other web process
     with ``starting_after`` (its last ``sequence_number``) and reads the rest there.
+    ``stream_url``: the web process the client streams from (default: ``matrix.url``).
+    Returns, for each of the two responses, its takeovers and the hosts its held tool started on.
     """
     if spare:
         matrix.drop_worker("b")
@@ -288,7 +309,7 @@ def run_cell(
         "input": 'CALL logged_tool {"name": "a"} ; hold_tool {"name": "b"}',
         "tools": [{"type": "function", "name": n} for n in TOOLS],
     }
-    reader = StreamReader(matrix.url, {**body, "stream": True})
+    reader = StreamReader(stream_url or matrix.url, {**body, "stream": True})
     reader.start()
     with httpx.Client(base_url=matrix.url, timeout=60) as http:
         background = http.post("/v1/responses", json={**body, "background": True}).json()
@@ -337,6 +358,7 @@ def run_cell(
     assert events[-1]["type"] == "response.completed", events[-2:]
     lines = matrix.tools()
     outcome = []
+    found: dict[str, tuple[int, list[str]]] = {}
     with httpx.Client(base_url=matrix.other_url, timeout=60) as http:
         for kind, response_id in ids.items():
             stored, done = _read(http, response_id, None)
@@ -358,6 +380,7 @@ def run_cell(
             takeovers = matrix.database.query(
                 "SELECT takeovers FROM responses_app_response WHERE id = %s", response_id
             )[0][0]
+            found[kind] = (takeovers, runs)
             outcome.append(
                 f"{kind}: {len(stored)} events, takeovers {takeovers}, held tool started on {','.join(runs)}"
             )
@@ -372,13 +395,18 @@ def run_cell(
     )
     if spare:
         matrix.drop_worker("b")
+    return found
 
 
 @contextlib.contextmanager
-def _partition(hosts: list[Namespace], address: Callable[[Namespace], tuple[str, int]], seconds: float):
+def _partition(
+    hosts: list[Namespace], address: Callable[[Namespace], tuple[str, int]], seconds: float, *more: Callable
+):
+    """Cut ``hosts`` off the service at ``address(host)`` (and at each of ``more``) for ``seconds``."""
     try:
         for host in hosts:
-            host.block(*address(host))
+            for where in (address, *more):
+                host.block(*where(host))
         yield
         time.sleep(seconds)
     finally:
@@ -463,12 +491,86 @@ def test_worker_partitioned_from_postgres_for_5_s(matrix: Matrix):
 
 @pytest.mark.timeout(300)
 def test_worker_partitioned_from_postgres_for_60_s(matrix: Matrix):
-    run_cell(
+    found = run_cell(
         matrix,
         "worker partitioned from PostgreSQL 60 s",
         lambda h: _partition(h, _postgres(matrix), 60.0),
         spare=True,
     )
+    # The cut-off worker takes no task while it cannot reach PostgreSQL (openresponses_site.database_gate):
+    # each response is taken over once, by the spare.
+    for kind, (takeovers, runs) in found.items():
+        assert takeovers == 1 and runs[-1] == "@b", (kind, takeovers, runs)
+
+
+@pytest.mark.timeout(300)
+def test_worker_partitioned_from_redis_and_postgres(matrix: Matrix):
+    """The worker's host loses its whole link to the services for 20 s; a spare takes over."""
+    found = run_cell(
+        matrix,
+        "worker partitioned from Redis and PostgreSQL 20 s",
+        lambda h: _partition(h, _postgres(matrix), 20.0, _redis(matrix)),
+        spare=True,
+    )
+    for kind, (takeovers, runs) in found.items():
+        assert takeovers == 1 and runs[-1] == "@b", (kind, takeovers, runs)
+
+
+@pytest.mark.timeout(300)
+def test_web_process_partitioned_from_redis(matrix: Matrix):
+    """The web process a client streams from loses Redis for 10 s: the stream goes on from the
+    store, and the process streams live again once the link is back."""
+    url, web = matrix.start_web("w")
+    matrix.extra.append(web)
+    host = matrix.hosts["w"]
+    created: list[tuple[httpx.Response, float]] = []
+
+    def create_there() -> None:
+        """A create on the cut-off web process: a prompt 503, or queued once its publish gets through."""
+        started = time.time()
+        with httpx.Client(base_url=url, timeout=120) as http:
+            answer = http.post(
+                "/v1/responses", json={"model": "chat-fast", "input": "cut off", "background": True}
+            )
+        created.append((answer, time.time() - started))
+
+    @contextlib.contextmanager
+    def fault(_: list[Namespace]) -> Iterator[None]:
+        creating = threading.Thread(target=create_there, daemon=True)
+        with _partition([host], _redis(matrix), 10.0):
+            creating.start()
+            yield
+        creating.join(120)
+
+    try:
+        run_cell(matrix, "web process partitioned from Redis 10 s", fault, stream_url=url)
+        assert created, "the create on the cut-off web process answered within 120 s"
+        answer, took = created[0]
+        if answer.status_code == 503:
+            assert answer.json()["error"]["code"] == "service_unavailable"
+            outcome = "503"
+        else:
+            assert answer.status_code == 200 and answer.json()["status"] == "queued", answer.text[:300]
+            response_id = answer.json()["id"]
+            _wait(
+                lambda: _status(matrix.other_url, response_id) == "completed", 60, "the create's completion"
+            )
+            outcome = "queued, then completed"
+        RESULTS.append(("  a create there during the partition", f"{outcome}, answered in {took:.1f} s"))
+        healed = time.time()
+        reader = StreamReader(url, {"model": "chat-fast", "input": "after the partition", "stream": True})
+        reader.start()
+        reader.join(120)
+        assert not reader.is_alive() and reader.error is None, reader.error
+        assert_valid_stream(reader.events)
+        assert reader.events[-1]["type"] == "response.completed"
+        RESULTS.append(
+            ("  then a new stream there", f"completed {time.time() - healed:.1f} s after the heal")
+        )
+    finally:
+        host.heal()
+        web.kill()
+        web.wait(10)
 
 
 def test_slow_link(matrix: Matrix):
@@ -507,3 +609,39 @@ def test_web_process_sigkill_and_reconnect(matrix: Matrix):
         run_cell(matrix, "web process SIGKILL, client reconnects", fault, reconnect=True)
     finally:
         matrix.url, matrix.web = matrix.start_web()
+
+
+def test_create_while_redis_is_down(matrix: Matrix):
+    """A create while Redis (broker and bus) is down: a clear 503 at once, nothing left stored;
+    served again once Redis is back."""
+    matrix.wait_workers()
+    body = {"model": "chat-fast", "input": "while Redis is down"}
+    before = matrix.database.query("SELECT count(*) FROM responses_app_response")[0][0]
+    matrix.redis.stop()
+    try:
+        answers = {}
+        with httpx.Client(base_url=matrix.url, timeout=60) as http:
+            for kind, extra in (("background", {"background": True}), ("streaming", {"stream": True})):
+                started = time.time()
+                answers[kind] = (http.post("/v1/responses", json={**body, **extra}), time.time() - started)
+    finally:
+        matrix.redis.start()
+    for kind, (answer, took) in answers.items():
+        assert answer.status_code == 503, (kind, answer.status_code, answer.text[:300])
+        assert answer.json()["error"]["code"] == "service_unavailable"
+        assert answer.headers["Retry-After"] == "1"
+        assert took < 10, (kind, took)
+    # Nothing stored that no loop would ever run (it would stay queued until the reaper's 10 min).
+    assert matrix.database.query("SELECT count(*) FROM responses_app_response")[0][0] == before
+    healed = time.time()
+    with httpx.Client(base_url=matrix.url, timeout=120) as http:
+        again = http.post("/v1/responses", json=body)
+    assert again.status_code == 200 and again.json()["status"] == "completed", again.text[:300]
+    RESULTS.append(
+        (
+            "create while Redis is down",
+            "503 service_unavailable in "
+            + ", ".join(f"{kind} {took:.2f} s" for kind, (_, took) in answers.items())
+            + f", nothing stored; a create completed {time.time() - healed:.1f} s after Redis restarted",
+        )
+    )

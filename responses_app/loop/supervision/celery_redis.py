@@ -201,8 +201,9 @@ def _client(url: str) -> Any:
 async def apply_async(task: Any, args: tuple[Any, ...], **options: Any) -> None:
     """``task.apply_async(args, **options)`` as one ``LPUSH`` on a Redis broker; else Celery's own.
 
-    A failed push (Redis away) falls back to ``apply_async`` with its retry policy; a message
-    pushed twice that way starts one loop (a response is started once, by a conditional UPDATE).
+    A failed push (Redis away) falls back to ``apply_async`` with its retry policy, on a thread;
+    its error (``kombu.exceptions.OperationalError``) is the caller's. A message pushed twice that
+    way starts one loop (a response is started once, by a conditional UPDATE).
     """
     url = broker_url(task.app)
     if url is not None:
@@ -216,6 +217,10 @@ async def apply_async(task: Any, args: tuple[Any, ...], **options: Any) -> None:
                 return
             except Exception:  # noqa: BLE001 - Celery's own publish retries and reconnects
                 logger.warning("pushing %s to Redis failed; using apply_async", task.name, exc_info=True)
+                # On a thread: its retries (and a connect to an unreachable broker) would
+                # otherwise hold every request of this event loop meanwhile.
+                await asyncio.to_thread(task.apply_async, args, **options)
+                return
     task.apply_async(args, **options)
 
 

@@ -1,0 +1,57 @@
+"""The API's lean ASGI front: a stream whose body fails half-way is ended, never left open."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from django.http import StreamingHttpResponse
+
+from responses_app.api.asgi import LeanASGIHandler
+
+
+async def _test_a_failing_stream_is_ended(monkeypatch) -> list[dict[str, Any]]:
+    async def body():
+        yield "data: first\n\n"
+        raise ConnectionError("the store went away")  # (what a failed read raised before)
+
+    async def respond(request):
+        return StreamingHttpResponse(body(), content_type="text/event-stream")
+
+    handler = LeanASGIHandler()
+    monkeypatch.setattr(handler, "get_response_async", respond)
+    sent: list[dict[str, Any]] = []
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(3600)  # the client stays connected
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/responses/resp_1",
+        "query_string": b"stream=true",
+        "headers": [],
+        "root_path": "",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 5000),
+    }
+    await asyncio.wait_for(handler(scope, receive, send), timeout=10)
+    return sent
+
+
+def test_a_stream_whose_body_fails_is_ended(monkeypatch, caplog) -> None:
+    sent = asyncio.run(_test_a_failing_stream_is_ended(monkeypatch))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+    assert sent[1]["body"] == b"data: first\n\n" and sent[1]["more_body"] is True
+    # The response is ended (no more_body), so the server closes it and the client reconnects.
+    assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body", False)
+    assert "sending the response to /v1/responses/resp_1 failed" in caplog.text
