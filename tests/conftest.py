@@ -187,6 +187,7 @@ E2E_FIXTURES = frozenset(
 #: Modules whose tests start servers, clients or browsers of their own (beside the fixtures above).
 E2E_MODULES = (
     "tests/clients/",
+    "tests/production/",
     "tests/test_drfhost.py",
     "tests/manage/test_operator.py",
     "tests/admin/test_dashboard_browser.py",
