@@ -82,10 +82,13 @@ async def _receive(subscription: Subscription, timeout: float) -> tuple[Batch | 
 
 GAP_POLL_SECONDS = 0.05
 GAP_GIVE_UP_SECONDS = 30.0
-#: The first store read after silence, doubling up to the keep-alive: a live message lost on the
-#: way (the web's subscription dropped while Redis restarted, a PubSub client cut off for its
-#: output buffer) delays a stream by about a second, not by a whole keep-alive, while an idle
-#: stream (a long tool call, a slow upstream) costs a few cheap indexed reads per keep-alive.
+#: The first store read after a stream that was flowing falls silent, doubling up to the keep-alive:
+#: a live message lost on the way (the web's subscription dropped while Redis restarted, a PubSub
+#: client cut off for its output buffer) delays a stream by about a second, not by a whole
+#: keep-alive, while a pause (a long tool call) costs a few indexed reads. A stream that has not
+#: delivered anything yet (waiting for its loop to start, or for the upstream's first token) reads
+#: the store at the keep-alive only: thousands of streams queued behind a busy worker would
+#: otherwise poll the store together, on the web process's database thread, for nothing.
 SILENCE_CHECK_SECONDS = 1.0
 
 
@@ -142,7 +145,8 @@ async def follow(
     finished_checks = 0
     last_yield = time.monotonic()
     gap_since: float | None = None
-    silence_check = min(SILENCE_CHECK_SECONDS, keepalive)
+    flowing = min(SILENCE_CHECK_SECONDS, keepalive)
+    silence_check = flowing if last >= 0 else keepalive
     silent_since: float | None = None
     while True:
         # Silence is checked in growing steps, never past the next keep-alive.
@@ -150,7 +154,7 @@ async def follow(
         timeout = GAP_POLL_SECONDS if ahead else min(silence_check, until_keepalive)
         batch, broken = await _receive(subscription, timeout)
         if batch is not None:
-            silence_check = min(SILENCE_CHECK_SECONDS, keepalive)
+            silence_check = flowing
             silent_since = None
             for event in batch:
                 if event[0] > last:
@@ -180,7 +184,7 @@ async def follow(
         if out:
             yield out
             last_yield = time.monotonic()
-            silence_check = min(SILENCE_CHECK_SECONDS, keepalive)
+            silence_check = flowing
             silent_since = None
             if out[-1][1] in TERMINAL_EVENT_TYPES:
                 return

@@ -83,22 +83,26 @@ async def _test_silence_reads_the_store_less_and_less_and_keeps_alive_on_time(st
     monkeypatch.setattr(reader, "SILENCE_CHECK_SECONDS", 0.05)
     subscription = FakeSubscription()
     keepalive = 0.8
-    started = asyncio.get_running_loop().time()
+    loop = asyncio.get_running_loop()
     agen = reader.follow("resp_1", subscription, catch_up=False, keepalive=keepalive)
-    first = await asyncio.wait_for(agen.__anext__(), timeout=5)
-    elapsed = asyncio.get_running_loop().time() - started
-    assert first == []  # the keep-alive, once the whole interval was silent
-    assert keepalive <= elapsed < keepalive + 0.5
-    # 0.05, 0.1, 0.2, 0.4 (… then the keep-alive): a handful of reads, not one per poll tick.
-    assert 3 <= store.reads <= 6, store.reads
-    # A live batch resets the backoff and is delivered as it comes.
+    # Nothing delivered yet (the loop has not started): the store is read at the keep-alive only.
+    started = loop.time()
+    assert await asyncio.wait_for(agen.__anext__(), timeout=5) == []
+    assert keepalive <= loop.time() - started < keepalive + 0.5
+    assert store.reads == 1, store.reads
+    # Once the stream flows, silence is checked soon, then less and less, and the keep-alive keeps time.
     store.events = [event(0)]
     await subscription.queue.put([event(0)])
     assert await asyncio.wait_for(agen.__anext__(), timeout=5) == [event(0)]
+    reads, started = store.reads, loop.time()
+    assert await asyncio.wait_for(agen.__anext__(), timeout=5) == []
+    assert keepalive <= loop.time() - started < keepalive + 0.5
+    # 0.05, 0.1, 0.2, 0.4 (… then the keep-alive): a handful of reads, not one per poll tick.
+    assert 3 <= store.reads - reads <= 6, store.reads - reads
+    # A terminal event stored without its live message arrives after the first short check.
     store.events.append(event(1, "response.completed"))
-    reads = store.reads
+    await subscription.queue.put([])  # (a live, empty batch: the stream flows again)
     assert await asyncio.wait_for(agen.__anext__(), timeout=0.5) == [event(1, "response.completed")]
-    assert store.reads == reads + 1
     await agen.aclose()
 
 
