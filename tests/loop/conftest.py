@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.mcp_server import McpTestServer
-from tests.support.production import upstream_config
+from tests.support.production import REDIS_HOST, REDIS_PORT, require_services, upstream_config
 from tests.support.server import ServerProcess
 from tests.support.upstream import ScriptedUpstream
 
@@ -79,3 +81,23 @@ def lhttp(loop_server: ServerProcess) -> Iterator[httpx.Client]:
 def mcp_server() -> Iterator[McpTestServer]:
     with McpTestServer() as server:
         yield server
+
+
+@pytest.fixture
+def redis_client() -> Iterator[Any]:
+    """A client of the real Redis (the Celery tests' broker); fails under CI=true without it."""
+    require_services()
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def queue(redis_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A Celery queue name of the test's own; its keys are removed afterwards."""
+    name = f"ortest-{request.module.__name__.rsplit('_', 1)[-1]}-{uuid.uuid4().hex[:10]}"
+    yield name
+    for key in redis_client.scan_iter(f"*{name}*"):
+        redis_client.delete(key)

@@ -11,7 +11,6 @@ import base64
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from celery import Celery
 from celery.signals import before_task_publish
 
 from responses_app.loop.supervision import celery_redis
-from tests.support.production import REDIS_HOST, REDIS_PORT, require_services
+from tests.support.production import REDIS_HOST, REDIS_PORT
 
 REDIS = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 TASK = "responses_app.tasks.run_response"
@@ -43,24 +42,6 @@ def make_app(queue: str, **transport_options: Any) -> Celery:
     )
     app.task(name=TASK, acks_late=True, reject_on_worker_lost=True)(_record)
     return app
-
-
-@pytest.fixture
-def redis_client() -> Iterator[Any]:
-    require_services()
-    import redis
-
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def queue(redis_client: Any) -> Iterator[str]:
-    name = f"ortest-publish-{uuid.uuid4().hex[:10]}"
-    yield name
-    for key in redis_client.scan_iter(f"*{name}*"):
-        redis_client.delete(key)
 
 
 def pop(redis_client: Any, key: str) -> dict[str, Any]:

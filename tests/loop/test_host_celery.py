@@ -9,15 +9,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from celery import Celery
 
 from responses_app.loop.supervision.host import LoopHost, prefetch_follows_loops
-from tests.support.production import REDIS_HOST, REDIS_PORT, require_services
+from tests.support.production import REDIS_HOST, REDIS_PORT
 
 REDIS = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 CONCURRENCY = 2
@@ -30,24 +28,6 @@ def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.02)
     return check()
-
-
-@pytest.fixture
-def redis_client() -> Iterator[Any]:
-    require_services()
-    import redis
-
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def queue(redis_client: Any) -> Iterator[str]:
-    name = f"ortest-host-{uuid.uuid4().hex[:10]}"
-    yield name
-    for key in redis_client.scan_iter(f"*{name}*"):
-        redis_client.delete(key)
 
 
 def test_loops_outlive_their_tasks_capped_and_a_full_worker_leaves_messages_queued(
