@@ -218,6 +218,34 @@ def test_start_loads_the_chain_in_the_model_order(on_pg: PostgresDatabase) -> No
     assert started.ancestor_ids == [first.id, second.id]
 
 
+def test_start_reads_the_chain_by_index_not_the_whole_items_table(on_pg: PostgresDatabase) -> None:
+    response = new_response()
+    store(on_pg, response, [("input", message("hello"))])
+    others = new_response(ResponseStatus.COMPLETED)
+    store(on_pg, others)
+    on_pg.query(  # 2,000 other responses (copies of one), with two items each
+        "INSERT INTO responses_app_response SELECT (jsonb_populate_record(NULL::responses_app_response, "
+        "to_jsonb(r) || jsonb_build_object('id', r.id || '_' || n))).* "
+        "FROM responses_app_response AS r, generate_series(1, 2000) AS n WHERE r.id = %s RETURNING 1",
+        others.id,
+    )
+    on_pg.query(
+        "INSERT INTO responses_app_responseitem (response_id, kind, position, item_id, item_type, data) "
+        "SELECT r.id, 'output', p, '', 'message', '{}'::jsonb FROM responses_app_response AS r, "
+        "generate_series(0, 1) AS p WHERE r.id LIKE %s RETURNING 1",
+        others.id + "_%",
+    )
+    sources, target = transition_sources("start")
+    params = {"id": "resp_absent", "target": target, "now": time.time(), "sources": sources}
+
+    with on_pg._connect(on_pg.name) as conn:
+        conn.execute("ANALYZE responses_app_responseitem")
+        plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + pg._start_statement(), params))
+
+    assert "responses_app_responseitem" in plan
+    assert "Seq Scan on responses_app_responseitem" not in plan, plan
+
+
 def test_events_are_stored_once_with_their_payload_verbatim(on_pg: PostgresDatabase) -> None:
     response = new_response(ResponseStatus.IN_PROGRESS)
     store(on_pg, response)
