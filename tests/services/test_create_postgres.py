@@ -62,7 +62,9 @@ def test_rows_match_what_the_orm_stores(probe: dict) -> None:
         (2, "", "function_call_output"),
         (3, "msg_x", "message"),
     ]
-    assert first["items"][0]["data"]["content"][0]["text"] == "héllo \u2603"
+    assert (
+        first["items"][0]["data"]["content"][0]["text"] == "héllo \u2603 a\x00b \uffff"
+    )  # NUL and U+FFFF too (the stored JSON escapes)
     assert probe["async"][1]["items"] == [] and probe["async"][1]["store"] is False
     assert (probe["async"][2]["status"], probe["async"][2]["attempts"]) == ("in_progress", 1)
     assert (probe["async"][3]["previous_response_id"], probe["async"][3]["ancestor_ids"]) == (True, 1)

@@ -32,7 +32,11 @@ def main() -> None:
 
     route = Route(provider="mock", upstream_model="mock-upstream", pattern="mock-*", source="default")
     items = [
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "héllo \u2603"}]},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "héllo \u2603 a\x00b \uffff"}],
+        },
         {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "call_1", "output": "42"},
         {
