@@ -103,6 +103,8 @@ async def pool() -> Any:
     """This event loop's connection pool (opened on first use)."""
     loop = asyncio.get_running_loop()
     opening = _pools.get(loop)
+    if opening is not None and opening.done() and not opening.cancelled() and opening.exception() is None:
+        return opening.result()
     if opening is None or (opening.done() and opening.exception() is not None):
         for gone in [other for other in _pools if other.is_closed()]:
             del _pools[gone]  # (its connections close as they are collected)
@@ -118,18 +120,26 @@ async def close_pool() -> None:
 
 
 async def run(work: Callable[[Any], Awaitable[T]]) -> T:
-    """``work(connection)`` on a pooled connection; once more on a fresh one if the first dropped."""
+    """``work(connection)`` on a pooled connection; once more on a fresh one if the first dropped.
+
+    The connection is taken with ``getconn`` and given back with ``putconn`` (which rolls back,
+    or closes, one left in a transaction or mid-statement), not with ``pool.connection()``: that
+    one also enters the connection's own context, whose exit "commits" an autocommit connection
+    (a lock and a wait for nothing), a tenth of a trivial statement's CPU.
+    """
     import psycopg
 
     connections_pool = await pool()
     for attempt in range(2):
+        conn = await connections_pool.getconn()
         try:
-            async with connections_pool.connection() as conn:
-                return await work(conn)
+            return await work(conn)
         except psycopg.OperationalError:
             if attempt:
                 raise
-            await connections_pool.check()  # drops the broken connections, opens new ones
+        finally:
+            await connections_pool.putconn(conn)
+        await connections_pool.check()  # drops the broken connections, opens new ones
     raise AssertionError("unreachable")
 
 

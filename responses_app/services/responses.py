@@ -248,21 +248,23 @@ async def aresponse_insert(*, response: Response, items: list[dict[str, Any]]) -
     params += [ResponseItem.Kind.INPUT.value, _items_parameter(items)]
     connections = await pool()
     for attempt in range(2):
-        async with connections.connection() as conn:
-            try:
-                await conn.execute(sql, params)
-                break
-            except psycopg.errors.UniqueViolation as exc:
-                if attempt and exc.diag.constraint_name == _pk_constraint():
-                    break  # the first attempt committed before its connection broke
-                raise IntegrityError(*exc.args) from exc
-            except psycopg.IntegrityError as exc:
-                raise IntegrityError(*exc.args) from exc
-            except psycopg.OperationalError as exc:
-                # Retried once: a connection that broke (no server error, or the server's
-                # "terminating connection" sent while it sat idle in the pool).
-                if attempt or not (conn.broken or exc.sqlstate is None or exc.sqlstate.startswith("57P")):
-                    raise
+        conn = await connections.getconn()  # (and putconn: see ``pg_async.run``)
+        try:
+            await conn.execute(sql, params)
+            break
+        except psycopg.errors.UniqueViolation as exc:
+            if attempt and exc.diag.constraint_name == _pk_constraint():
+                break  # the first attempt committed before its connection broke
+            raise IntegrityError(*exc.args) from exc
+        except psycopg.IntegrityError as exc:
+            raise IntegrityError(*exc.args) from exc
+        except psycopg.OperationalError as exc:
+            # Retried once: a connection that broke (no server error, or the server's
+            # "terminating connection" sent while it sat idle in the pool).
+            if attempt or not (conn.broken or exc.sqlstate is None or exc.sqlstate.startswith("57P")):
+                raise
+        finally:
+            await connections.putconn(conn)
         await connections.check()  # the other idle connections broke with it: replaced
     response._state.adding = False
     response._state.db = "default"
