@@ -241,7 +241,7 @@ async def aresponse_insert(*, response: Response, items: list[dict[str, Any]]) -
     import psycopg
     from django.db import IntegrityError, connection
 
-    from responses_app.services.pg_async import pool
+    from responses_app.services.pg_async import cursor_of, pool
 
     sql, fields = _insert_statement()
     params = [field.get_db_prep_save(field.pre_save(response, True), connection) for field in fields]
@@ -250,7 +250,7 @@ async def aresponse_insert(*, response: Response, items: list[dict[str, Any]]) -
     for attempt in range(2):
         conn = await connections.getconn()  # (and putconn: see ``pg_async.run``)
         try:
-            await conn.execute(sql, params)
+            await cursor_of(conn).execute(sql, params)
             break
         except psycopg.errors.UniqueViolation as exc:
             if attempt and exc.diag.constraint_name == _pk_constraint():

@@ -98,8 +98,8 @@ async def start(response_id: str) -> tuple[Response, list[dict[str, Any]]] | Non
     params = {"id": response_id, "target": target, "now": time.time(), "sources": sources}
     sql = _start_statement()
 
-    async def work(conn: Any) -> Any:
-        cursor = await conn.execute(sql, params, prepare=True)
+    async def work(cursor: Any) -> Any:
+        await cursor.execute(sql, params, prepare=True)
         return await cursor.fetchone()
 
     row = await run(work)
@@ -122,8 +122,8 @@ async def insert_events(rows: list[tuple[str, int, str, str]]) -> None:
     sql, batch = pg_events_insert(rows)
     now = time.time()
 
-    async def work(conn: Any) -> None:
-        await conn.execute(sql, (now, batch), prepare=True)
+    async def work(cursor: Any) -> None:
+        await cursor.execute(sql, (now, batch), prepare=True)
 
     await run(work)
 
@@ -220,8 +220,8 @@ async def finish(
     }
     sql = _finish_statement(payload_column)
 
-    async def work(conn: Any) -> int:
-        cursor = await conn.execute(sql, params, prepare=True)
+    async def work(cursor: Any) -> int:
+        await cursor.execute(sql, params, prepare=True)
         return (await cursor.fetchone())[0]
 
     if not await run(work):
