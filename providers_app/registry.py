@@ -131,6 +131,12 @@ def load_config_file(path: str) -> dict[str, Any]:
     return copy.deepcopy(_parse_config_file(path, stat.st_mtime_ns, stat.st_size))
 
 
+def config_file_value(path: str, key: str) -> Any:
+    """One top-level value of the config file (a copy of it alone: hot paths read one key)."""
+    stat = Path(path).stat()
+    return copy.deepcopy(_parse_config_file(path, stat.st_mtime_ns, stat.st_size).get(key))
+
+
 @lru_cache(maxsize=8)
 def _parse_config_file(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     text = Path(path).read_text()

@@ -139,9 +139,12 @@ class OpenResponsesSettings:
             if name in IMPORT_STRINGS and isinstance(value, str):
                 value = import_string(value)
             self._cache[name] = value
+            self.__dict__[name] = value  # later reads are plain attribute reads (hot paths)
         return self._cache[name]
 
     def reload(self) -> None:
+        for name in self._cache:
+            self.__dict__.pop(name, None)
         self._cache.clear()
 
 

@@ -113,3 +113,29 @@ def test_worker_processes_follow_the_setting(monkeypatch: pytest.MonkeyPatch) ->
     assert len(workers) == len(os.sched_getaffinity(0))
     monkeypatch.delenv("REDIS_URL")
     assert sorted(runserver.commands("127.0.0.1", 8000)) == ["web"]
+
+
+def test_daphne_requests_skip_twisted_form_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A POST's Content-Type is not parsed into form arguments (daphne passes the raw body on)."""
+    from types import SimpleNamespace
+
+    from daphne.http_protocol import WebRequest
+
+    from openresponses_site.serve import skip_form_parsing
+
+    monkeypatch.setattr(WebRequest, "__init__", WebRequest.__init__)
+    connected: list[object] = []
+    channel = SimpleNamespace(
+        factory=SimpleNamespace(server=SimpleNamespace(protocol_connected=connected.append)),
+        getPeer=lambda: None,
+        getHost=lambda: None,
+        transport=None,
+    )
+    assert WebRequest(channel)._parsePOSTFormSubmission is True
+    skip_form_parsing()
+    request = WebRequest(channel)
+    assert request._parsePOSTFormSubmission is False
+    assert connected[-1] is request  # daphne's own start still ran
+    wrapped = WebRequest.__init__
+    skip_form_parsing()  # once only, however often called
+    assert WebRequest.__init__ is wrapped

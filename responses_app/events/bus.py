@@ -2,11 +2,17 @@
 
 A subscription yields batches of ``(sequence_number, type, json)``. Readers dedupe by sequence
 number and catch up from the store on a gap, so a dropped message is never a lost event.
+
+On channels_redis's PubSub layer a subscription subscribes Redis to its response's group only:
+the layer's "specific" channel that Channels' API adds per consumer (a SUBSCRIBE when opened, an
+UNSUBSCRIBE when closed, and a receiver task per stream here) is never sent to, so it stays a
+queue of this process that the group's messages land in, read directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -119,6 +125,44 @@ class _ChannelSubscription(Subscription):
             pass
 
 
+class _PubSubSubscription(Subscription):
+    """A response's group on channels_redis's PubSub layer, read from the layer's own queue."""
+
+    __slots__ = ("layer", "loop_layer", "group", "channel", "queue")
+
+    def __init__(self, layer: Any, loop_layer: Any, group: str, channel: str, queue: asyncio.Queue) -> None:
+        self.layer = layer
+        self.loop_layer = loop_layer
+        self.group = group
+        self.channel = channel
+        self.queue = queue
+
+    async def get(self, timeout: float) -> Batch | None:
+        raw = await _get_with_timeout(self.queue, timeout)
+        if raw is None:
+            return None
+        return [tuple(event) for event in self.layer.deserialize(raw).get("events", [])]
+
+    async def close(self) -> None:
+        self.loop_layer.channels.pop(self.channel, None)
+        try:
+            await self.loop_layer.group_discard(self.group, self.channel)
+        except Exception:  # noqa: BLE001 - best effort on a broken layer
+            pass
+
+
+def _pubsub_loop_layer(layer: Any) -> Any:
+    """The running loop's channels_redis PubSub layer behind ``layer``, or None for other layers."""
+    try:
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+    except ImportError:  # pragma: no cover - channels_redis is a dependency
+        return None
+    if type(layer) is not RedisPubSubChannelLayer:
+        return None
+    loop_layer = layer._get_layer()
+    return loop_layer if isinstance(getattr(loop_layer, "channels", None), dict) else None
+
+
 _keepers: dict[int, str] = {}
 
 
@@ -151,8 +195,19 @@ class ChannelsBus:
     async def subscribe(self, response_id: str) -> Subscription:
         layer = self._layer()
         await _keep_receiver_subscribed(layer)
-        channel = await layer.new_channel()
         group = group_name(response_id)
+        loop_layer = _pubsub_loop_layer(layer)
+        if loop_layer is not None:
+            channel = f"{loop_layer.prefix}specific.{uuid.uuid4().hex}"
+            queue: asyncio.Queue = asyncio.Queue()
+            loop_layer.channels[channel] = queue  # what new_channel() does, without the SUBSCRIBE
+            try:
+                await loop_layer.group_add(group, channel)
+            except BaseException:
+                loop_layer.channels.pop(channel, None)
+                raise
+            return _PubSubSubscription(layer, loop_layer, group, channel, queue)
+        channel = await layer.new_channel()
         await layer.group_add(group, channel)
         return _ChannelSubscription(layer, group, channel)
 

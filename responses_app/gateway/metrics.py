@@ -53,6 +53,20 @@ return 1
 """
 
 
+# Add to several counters of the hash KEYS[1]: ARGV holds (field, 'i' or 'f', amount) triples.
+# One command instead of one HINCRBY per counter (fewer replies to parse, one for Redis to run).
+_INCREMENT = """
+for i = 1, #ARGV, 3 do
+  if ARGV[i + 1] == 'f' then
+    redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 2])
+  else
+    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 2])
+  end
+end
+return #ARGV / 3
+"""
+
+
 def _hash_key() -> str:
     return f"{key_prefix()}:metrics"
 
@@ -79,13 +93,16 @@ def add_local(increments: dict[str, float]) -> None:
 
 
 def queue_increments(pipe: Any, increments: dict[str, float]) -> None:
-    """Queue the commands that add ``increments`` on a Redis pipeline (sync or asyncio)."""
-    key = _hash_key()
+    """Queue the command that adds ``increments`` on a Redis pipeline (sync or asyncio)."""
+    if not increments:
+        return
+    args: list[Any] = []
     for field, value in increments.items():
         if float(value).is_integer():
-            pipe.hincrby(key, field, int(value))
+            args += (field, "i", int(value))
         else:
-            pipe.hincrbyfloat(key, field, value)
+            args += (field, "f", repr(float(value)))
+    pipe.eval(_INCREMENT, 1, _hash_key(), *args)
 
 
 def _max_labels() -> int:

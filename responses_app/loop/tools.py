@@ -125,12 +125,12 @@ def _hosted_tools_cached(paths: tuple[str, ...]) -> dict[str, HostedTool]:
 
 
 def hosted_tool_paths() -> tuple[str, ...]:
-    from providers_app.registry import load_config_file
+    from providers_app.registry import config_file_value
     from responses_app.conf import openresponses_settings
 
     paths = list(openresponses_settings.HOSTED_TOOLS or [])
     if openresponses_settings.CONFIG_FILE:
-        paths += list(load_config_file(openresponses_settings.CONFIG_FILE).get("hosted_tools") or [])
+        paths += list(config_file_value(openresponses_settings.CONFIG_FILE, "hosted_tools") or [])
     return tuple(dict.fromkeys(paths))
 
 

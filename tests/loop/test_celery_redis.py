@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -94,6 +95,62 @@ def test_the_pushed_message_is_the_one_kombu_pushes(
     assert ours["properties"]["delivery_info"] == {"exchange": "", "routing_key": queue}
 
 
+@pytest.mark.parametrize(
+    ("options", "transport_options", "suffix"),
+    [
+        ({}, {}, ""),
+        ({"priority": 5}, {}, "\x06\x163"),
+        ({}, {"global_keyprefix": "orprefix:"}, ""),
+    ],
+    ids=["default", "priority", "global-keyprefix"],
+)
+def test_a_message_from_the_template_is_the_one_kombu_pushes(
+    redis_client: Any, queue: str, options: dict, transport_options: dict, suffix: str
+) -> None:
+    """After Celery built one message of a task, the next ones are filled in from it: the same
+    message kombu pushes for their own arguments, each with a new task id and delivery tag."""
+    app = make_app(queue, **transport_options)
+    task = app.tasks[TASK]
+    prefix = transport_options.get("global_keyprefix", "")
+    first_key, first = celery_redis.message(task, ("resp_first",), ignore_result=True, **options)
+    assert list(celery_redis._templates[app].values()) != [None]  # the first became a template
+    seen = {json.loads(first)["headers"]["id"]}
+    for args in (("resp_second",), ("resp_third",)):
+        task.apply_async(args, ignore_result=True, **options)  # kombu's own publish
+        kombu_message = pop(redis_client, prefix + queue + suffix)
+        key, payload = celery_redis.message(task, args, ignore_result=True, **options)
+        assert key == first_key == prefix + queue + suffix
+        ours = json.loads(payload)
+        assert list(ours) == list(kombu_message)
+        assert list(ours["properties"]) == list(kombu_message["properties"])
+        assert list(ours["headers"]) == list(kombu_message["headers"])
+        assert normalized(ours) == normalized(kombu_message)
+        assert ours["headers"]["id"] not in seen
+        seen.add(ours["headers"]["id"])
+        assert ours["properties"]["delivery_tag"] != kombu_message["properties"]["delivery_tag"]
+
+
+def test_what_a_template_cannot_fill_is_built_by_celery(queue: str) -> None:
+    """Time-dependent options (an expiry), arguments Celery would repr otherwise, a changed
+    configuration: Celery builds the message."""
+    app = make_app(queue)
+    task = app.tasks[TASK]
+    _, first = celery_redis.message(task, ("resp_a",), ignore_result=True, expires=60)
+    _, second = celery_redis.message(task, ("resp_b",), ignore_result=True, expires=60)
+    assert json.loads(first)["headers"]["expires"] and json.loads(second)["headers"]["expires"]
+    assert celery_redis._templates.get(app, {}) == {}
+    _, odd = celery_redis.message(task, ("résumé",), ignore_result=True)
+    assert json.loads(odd)["headers"]["argsrepr"] == "('résumé',)"
+    assert celery_redis._templates.get(app, {}) == {}
+    celery_redis.message(task, ("resp_c",), ignore_result=True)
+    assert celery_redis._templates[app]
+    app.conf.task_default_queue = f"{queue}-other"  # Celery reads its configuration anew…
+    from django.test.signals import setting_changed
+
+    setting_changed.send(sender=None, setting="CELERY_TASK_DEFAULT_QUEUE", value=None, enter=True)
+    assert app not in celery_redis._templates  # …and so do the templates
+
+
 def test_a_celery_worker_runs_the_pushed_task(redis_client: Any, queue: str) -> None:
     from celery.contrib.testing.worker import start_worker
 
@@ -102,10 +159,13 @@ def test_a_celery_worker_runs_the_pushed_task(redis_client: Any, queue: str) -> 
     received.clear()
     arrived.clear()
     asyncio.run(celery_redis.apply_async(task, ("resp_pushed",), ignore_result=True))
-    assert redis_client.llen(queue) == 1  # pushed, not yet consumed
+    asyncio.run(celery_redis.apply_async(task, ("resp_templated",), ignore_result=True))
+    assert redis_client.llen(queue) == 2  # pushed (the second from the template), not yet consumed
     with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
-        assert arrived.wait(20), "the worker never ran the task"
-    assert received == [("resp_pushed",)]
+        deadline = time.monotonic() + 20
+        while len(received) < 2 and time.monotonic() < deadline:
+            arrived.wait(0.5)
+    assert sorted(received) == [("resp_pushed",), ("resp_templated",)]
     assert redis_client.llen(queue) == 0
 
 

@@ -184,5 +184,9 @@ def test_the_finish_settles_limits_and_counts_metrics_in_one_round_trip(redis_pr
     counted = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
     assert counted[metrics._field("r", "mock-1", "mock", "completed")] == 1
     assert counted[metrics._field("tok", "mock-1", "mock", "output")] == 50
+    # Whole and fractional counters alike (HINCRBY and HINCRBYFLOAT inside the one script).
+    assert counted[metrics._field("ttft", "mock-1", "mock", "0.5")] == 1
+    assert counted[metrics._field("ttft_sum", "mock-1", "mock")] == pytest.approx(0.5, abs=1e-3)
+    assert counted[metrics._field("dur_sum", "mock-1", "mock")] == pytest.approx(1.0, abs=1e-3)
     # The slot is free again, and the 110 tokens used fill the key's token window.
     assert asyncio.run(admit("f3")) == "token_limit_exceeded"

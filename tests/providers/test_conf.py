@@ -48,6 +48,20 @@ def test_responses_settings_read_provider_keys_through_this_module(settings) -> 
     )
 
 
+def test_responses_settings_kept_as_attributes_follow_setting_changes(settings) -> None:
+    """A value read once is a plain attribute afterwards, and a settings change still replaces it."""
+    from responses_app.conf import openresponses_settings
+
+    settings.OPENRESPONSES = {"KEEPALIVE_SECONDS": 7}
+    assert openresponses_settings.KEEPALIVE_SECONDS == 7
+    assert openresponses_settings.__dict__["KEEPALIVE_SECONDS"] == 7
+    settings.OPENRESPONSES = {"KEEPALIVE_SECONDS": 9}
+    assert openresponses_settings.KEEPALIVE_SECONDS == 9
+    settings.OPENRESPONSES = {}
+    assert "KEEPALIVE_SECONDS" not in openresponses_settings.__dict__
+    assert openresponses_settings.KEEPALIVE_SECONDS != 9
+
+
 def test_unknown_name_is_an_attribute_error() -> None:
     try:
         providers_settings.DISPATCH  # noqa: B018 - a responses_app key, not ours

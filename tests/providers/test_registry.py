@@ -319,3 +319,17 @@ def test_undeclared_tool_under_allowed_tools_passes_but_a_declared_one_is_refuse
         scripted(ToolCallStart("c1", "get_weather"), Finish("tool_calls")), request
     )
     assert error.code == "tool_not_allowed" and error.status == 502, "a model error, not a server bug"
+
+
+def test_config_file_value_is_one_key_copied_and_follows_the_file(tmp_path):
+    from providers_app.registry import config_file_value
+
+    path = tmp_path / "openresponses.json"
+    path.write_text(json.dumps({"hosted_tools": ["a.b"], "providers": []}))
+    first = config_file_value(str(path), "hosted_tools")
+    assert first == ["a.b"]
+    first.append("changed.by.caller")
+    assert config_file_value(str(path), "hosted_tools") == ["a.b"]  # a copy: the cache is intact
+    assert config_file_value(str(path), "missing") is None
+    path.write_text(json.dumps({"hosted_tools": ["a.b", "c.d"]}))
+    assert config_file_value(str(path), "hosted_tools") == ["a.b", "c.d"]
