@@ -3,7 +3,8 @@
 Runs the create (``services.responses.aresponse_insert``), the loop's start, event batch and
 finish (``loop/supervision/pg.py``) ``--n`` times each against ``DATABASE_URL`` (a scratch
 database, migrated first), and the pool's checkout/return alone. Client CPU is this process's
-``time.process_time`` per call (PostgreSQL's own CPU is not in it); wall is the p50 of each call.
+``time.process_time`` per call; PostgreSQL's is its backends' (``/proc``, when it runs on this
+machine; a backend dropped and replaced meanwhile is not counted); wall is the p50 of each call.
 The finish's Redis part (limiter settle, metrics) is left out: only its statement is measured.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/scratch python -m bench.pg_statements --n 2000
@@ -25,11 +26,45 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "bench-pg-statements-not-a-production
 os.environ.setdefault("REDIS_URL", "")
 
 
+def server_cpu() -> float | None:
+    """CPU seconds of the PostgreSQL backends serving this process's async pool, read from
+    ``/proc`` (None when PostgreSQL is not on this machine)."""
+    import psycopg
+    from django.db import connection
+
+    from responses_app.services.pg_async import APPLICATION_NAME
+
+    try:
+        with psycopg.connect(
+            **{**connection.get_connection_params(), "context": None}, autocommit=True
+        ) as conn:
+            pids = [
+                pid
+                for (pid,) in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = %s",
+                    (APPLICATION_NAME,),
+                )
+            ]
+    except psycopg.OperationalError:  # (a shared server out of connection slots)
+        return None
+    total = 0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    except OSError:
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(name: str, n: int, step: Callable[[int], Awaitable[Any]]) -> dict[str, float]:
     """``step(i)`` for i in 0..n-1, one after the other; CPU per call and wall p50 (ms)."""
     for i in range(min(20, n)):  # warm: prepared statements, pool connections
         await step(-1 - i)
     walls = []
+    server0 = server_cpu()
     times0 = os.times()
     cpu0 = time.process_time()
     for i in range(n):
@@ -38,10 +73,15 @@ async def measure(name: str, n: int, step: Callable[[int], Awaitable[Any]]) -> d
         walls.append(time.perf_counter() - t0)
     cpu = (time.process_time() - cpu0) / n * 1000
     times1 = os.times()
+    server1 = server_cpu()
     system = (times1.system - times0.system) / n * 1000
     result = {"cpu_ms": cpu, "system_ms": system, "wall_p50_ms": statistics.median(walls) * 1000}
+    server = ""
+    if server0 is not None and server1 is not None:
+        result["server_cpu_ms"] = (server1 - server0) / n * 1000
+        server = f"   PostgreSQL {result['server_cpu_ms']:.3f} ms"
     print(
-        f"{name:<22} cpu {cpu:.3f} ms (system {system:.3f})   wall p50 {result['wall_p50_ms']:.3f} ms",
+        f"{name:<22} cpu {cpu:.3f} ms (system {system:.3f})   wall p50 {result['wall_p50_ms']:.3f} ms{server}",
         flush=True,
     )
     return result
