@@ -6,13 +6,17 @@ number and catch up from the store on a gap, so a dropped message is never a los
 On channels_redis's PubSub layer a subscription subscribes Redis to its response's group only:
 the layer's "specific" channel that Channels' API adds per consumer (a SUBSCRIBE when opened, an
 UNSUBSCRIBE when closed, and a receiver task per stream here) is never sent to, so it stays a
-queue of this process that the group's messages land in, read directly.
+queue of this process that the group's messages land in, read directly. Publishing there goes
+through :class:`_Publisher`: the PUBLISHes that come while one round trip is in flight leave
+together in the next pipeline (one write and one read for many streams under load; an idle
+process sends each at once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -163,6 +167,69 @@ def _pubsub_loop_layer(layer: Any) -> Any:
     return loop_layer if isinstance(getattr(loop_layer, "channels", None), dict) else None
 
 
+class _Publisher:
+    """The PUBLISHes of one event loop's PubSub layer, pipelined: one round trip at a time,
+    carrying everything queued while the previous one was in flight (in order)."""
+
+    def __init__(self, loop_layer: Any) -> None:
+        self.loop_layer = loop_layer
+        self.queued: list[tuple[str, bytes, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.queued.append((channel, payload, future))
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        await future
+
+    async def _run(self) -> None:
+        try:
+            while self.queued:
+                work, self.queued = self.queued, []
+                try:
+                    by_shard: dict[Any, list[tuple[str, bytes]]] = {}
+                    for channel, payload, _ in work:
+                        by_shard.setdefault(self.loop_layer._get_shard(channel), []).append(
+                            (channel, payload)
+                        )
+                    for shard, messages in by_shard.items():
+                        shard._ensure_redis()
+                        pipe = shard._redis.pipeline(transaction=False)
+                        for channel, payload in messages:
+                            pipe.publish(channel, payload)
+                        await pipe.execute()
+                except asyncio.CancelledError:
+                    for _, _, future in work + self.queued:
+                        future.cancel()
+                    self.queued = []
+                    raise
+                except Exception as exc:  # noqa: BLE001 - each publisher gets the failure
+                    for _, _, future in work:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for _, _, future in work:
+                    if not future.done():
+                        future.set_result(None)
+        finally:
+            self.task = None
+
+
+_publishers: weakref.WeakKeyDictionary[Any, _Publisher] = weakref.WeakKeyDictionary()
+
+
+def _publisher(loop_layer: Any) -> _Publisher | None:
+    """The pipelining publisher of a channels_redis PubSub loop layer (None if it lacks what we use)."""
+    publisher = _publishers.get(loop_layer)
+    if publisher is None:
+        shards = getattr(loop_layer, "_shards", None)
+        if not shards or not all(hasattr(s, "_ensure_redis") for s in shards):
+            return None
+        publisher = _publishers[loop_layer] = _Publisher(loop_layer)
+    return publisher
+
+
 _keepers: dict[int, str] = {}
 
 
@@ -190,7 +257,16 @@ class ChannelsBus:
         return get_channel_layer(self.alias)
 
     async def publish(self, response_id: str, batch: Batch) -> None:
-        await self._layer().group_send(group_name(response_id), {"type": "events", "events": batch})
+        layer = self._layer()
+        message = {"type": "events", "events": batch}
+        loop_layer = _pubsub_loop_layer(layer)
+        publisher = None if loop_layer is None else _publisher(loop_layer)
+        if publisher is None:
+            await layer.group_send(group_name(response_id), message)
+            return
+        # What the layer's group_send sends, through the pipelining publisher.
+        channel = loop_layer._get_group_channel_name(group_name(response_id))
+        await publisher.publish(channel, layer.serialize(message))
 
     async def subscribe(self, response_id: str) -> Subscription:
         layer = self._layer()

@@ -73,3 +73,71 @@ def test_a_failed_group_subscribe_leaves_no_channel_behind(
         await pubsub_bus.flush()
 
     asyncio.run(scenario())
+
+
+def test_publishes_that_meet_leave_in_one_pipeline_in_order(
+    pubsub_bus: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PUBLISHes made while a round trip is in flight share the next one; each response's batches
+    still arrive in the order they were published, and every publish returns once sent."""
+    import redis.asyncio.client
+
+    rounds: list[int] = []
+    original = redis.asyncio.client.Pipeline.execute
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        rounds.append(len(self.command_stack))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.asyncio.client.Pipeline, "execute", counted)
+
+    async def scenario() -> None:
+        channels_bus = bus.ChannelsBus()
+        ids = [f"resp_pipe{i}" for i in range(5)]
+        subscriptions = [await channels_bus.subscribe(i) for i in ids]
+
+        async def publish_all(response_id: str) -> None:
+            for seq in range(4):
+                await channels_bus.publish(response_id, [(seq, "x", "{}")])
+
+        await asyncio.gather(*(publish_all(i) for i in ids))
+        for subscription in subscriptions:
+            got = []
+            while len(got) < 4:
+                batch = await subscription.get(5)
+                assert batch is not None, "a published batch never arrived"
+                got += [event[0] for event in batch]
+            assert got == [0, 1, 2, 3]
+            await subscription.close()
+        await pubsub_bus.flush()
+
+    asyncio.run(scenario())
+    assert sum(rounds) == 20  # every publish was sent…
+    assert len(rounds) < 20 and max(rounds) > 1  # …several in one round trip
+
+
+def test_a_failed_publish_reaches_its_publisher(pubsub_bus: Any) -> None:
+    import redis.asyncio.client
+
+    original = redis.asyncio.client.Pipeline.execute
+
+    async def broken(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("Redis is away")
+
+    async def scenario() -> None:
+        channels_bus = bus.ChannelsBus()
+        subscription = await channels_bus.subscribe("resp_ok")
+        await channels_bus.publish("resp_ok", [(0, "x", "{}")])
+        redis.asyncio.client.Pipeline.execute = broken  # type: ignore[method-assign]
+        try:
+            with pytest.raises(ConnectionError):
+                await channels_bus.publish("resp_lost", [(0, "x", "{}")])
+        finally:
+            redis.asyncio.client.Pipeline.execute = original  # type: ignore[method-assign]
+        await channels_bus.publish("resp_ok", [(1, "x", "{}")])  # the publisher goes on
+        assert await subscription.get(5) == [(0, "x", "{}")]
+        assert await subscription.get(5) == [(1, "x", "{}")]
+        await subscription.close()
+        await pubsub_bus.flush()
+
+    asyncio.run(scenario())
