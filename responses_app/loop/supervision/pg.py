@@ -24,6 +24,7 @@ its idle connections and the statement runs once more on a fresh one.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import json
@@ -77,7 +78,7 @@ def _start_statement() -> str:
     return (
         f"WITH started AS (UPDATE {responses} SET status = %(target)s, started_at = %(now)s, "
         "heartbeat_at = %(now)s, attempts = attempts + 1 "
-        f"WHERE id = %(id)s AND status = ANY(%(sources)s::text[]) RETURNING {columns}) "
+        f"WHERE id = ANY(%(ids)s::text[]) AND status = ANY(%(sources)s::text[]) RETURNING {columns}) "
         "SELECT started.*, "
         "(SELECT json_agg(json_build_array(i.response_id, i.kind, i.position, i.data)) "
         f"FROM {items} AS i WHERE i.response_id = ANY(array_prepend(started.id::text, "
@@ -88,21 +89,80 @@ def _start_statement() -> str:
     )
 
 
+class _Starts:
+    """The starts waiting on one event loop, sent together: one statement for all of them.
+
+    A burst of responses (thousands of streams opened at once) otherwise costs a round trip and
+    a pooled connection per start, queued behind the loops' event INSERTs and finishes: starts
+    then trickled at a few per second while the queue grew. Starts that arrive while a statement
+    is under way go into the next one.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[str, list[asyncio.Future]] = {}
+        self.task: asyncio.Task | None = None
+
+    def row(self, response_id: str) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.pending.setdefault(response_id, []).append(future)
+        if self.task is None:
+            self.task = loop.create_task(self._run())
+        return future
+
+    async def _run(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, {}
+                try:
+                    rows = await _start_rows(list(batch))
+                except BaseException as exc:
+                    for futures in batch.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for response_id, futures in batch.items():
+                    for future in futures:  # (the same id twice: only one call started it)
+                        if not future.done():
+                            future.set_result(rows.pop(response_id, None))
+        finally:
+            self.task = None
+
+
+_starts: dict[asyncio.AbstractEventLoop, _Starts] = {}
+
+
+async def _start_rows(ids: list[str]) -> dict[str, tuple]:
+    """queued → in_progress for every response of ``ids`` that is queued: its row, by id."""
+    sources, target = transition_sources("start")
+    params = {"ids": ids, "target": target, "now": time.time(), "sources": sources}
+    sql = _start_statement()
+    position = _response_columns()[0].index("id")
+
+    async def work(cursor: Any) -> list[tuple]:
+        await cursor.execute(sql, params, prepare=True)
+        return await cursor.fetchall()
+
+    return {row[position]: row for row in await run(work)}
+
+
 async def start(response_id: str) -> tuple[Response, list[dict[str, Any]]] | None:
-    """queued → in_progress and the loop's context, in one statement.
+    """queued → in_progress and the loop's context, in one statement (shared by the starts of
+    the moment on this event loop, see :class:`_Starts`).
 
     None when this call did not start it: the caller then goes the ORM way, which reads the
     response again and knows what to do (a cancelled one still gets its terminal event).
     """
-    sources, target = transition_sources("start")
-    params = {"id": response_id, "target": target, "now": time.time(), "sources": sources}
-    sql = _start_statement()
-
-    async def work(cursor: Any) -> Any:
-        await cursor.execute(sql, params, prepare=True)
-        return await cursor.fetchone()
-
-    row = await run(work)
+    loop = asyncio.get_running_loop()
+    starts = _starts.get(loop)
+    if starts is None:
+        for gone in [other for other in _starts if other.is_closed()]:
+            del _starts[gone]
+        starts = _starts[loop] = _Starts()
+    row = await starts.row(response_id)
     if row is None:
         return None
     names, _ = _response_columns()
@@ -224,11 +284,32 @@ async def finish(
         await cursor.execute(sql, params, prepare=True)
         return (await cursor.fetchone())[0]
 
-    if not await run(work):
+    async with _finish_slots():
+        applied = await run(work)
+    if not applied:
         return None
     response.__dict__.update(final.__dict__)
     await aresponse_settled(response=response, tokens=tokens, cost=cost)
     return str(response.status)
+
+
+#: Finish statements in flight at once per event loop. Thousands of streams that began together
+#: also end together: unbounded, their finishes took every pooled connection, and the event
+#: INSERTs (which every live token waits for: stored before published) and the starts of new
+#: responses queued behind them for seconds. A finish waits here instead; the rest of the pool
+#: stays free for them.
+FINISHES_IN_FLIGHT = 4
+_finishes: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+def _finish_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _finishes.get(loop)
+    if slots is None:
+        for gone in [other for other in _finishes if other.is_closed()]:
+            del _finishes[gone]
+        slots = _finishes[loop] = asyncio.Semaphore(FINISHES_IN_FLIGHT)
+    return slots
 
 
 @functools.cache
