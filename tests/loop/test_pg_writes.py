@@ -236,7 +236,7 @@ def test_start_reads_the_chain_by_index_not_the_whole_items_table(on_pg: Postgre
         others.id + "_%",
     )
     sources, target = transition_sources("start")
-    params = {"id": "resp_absent", "target": target, "now": time.time(), "sources": sources}
+    params = {"ids": ["resp_absent"], "target": target, "now": time.time(), "sources": sources}
 
     with on_pg._connect(on_pg.name) as conn:
         conn.execute("ANALYZE responses_app_responseitem")
@@ -244,6 +244,67 @@ def test_start_reads_the_chain_by_index_not_the_whole_items_table(on_pg: Postgre
 
     assert "responses_app_responseitem" in plan
     assert "Seq Scan on responses_app_responseitem" not in plan, plan
+
+
+def test_starts_of_one_moment_go_in_one_statement(
+    on_pg: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starts waiting together share a statement; each gets its own response and context, an id
+    started twice is started once, and one that is not queued is left alone."""
+    queued = [new_response(), new_response(), new_response()]
+    for number, response in enumerate(queued):
+        store(on_pg, response, [("input", message(f"m{number}"))])
+    cancelled = new_response(ResponseStatus.CANCELLED)
+    store(on_pg, cancelled)
+    statements: list[list[str]] = []
+    real = pg._start_rows
+
+    async def counted(ids: list[str]) -> dict[str, tuple]:
+        statements.append(ids)
+        return await real(ids)
+
+    async def all_at_once() -> list[Any]:
+        ids = [r.id for r in queued] + [queued[0].id, cancelled.id]
+        return await asyncio.gather(*(pg.start(i) for i in ids))
+
+    monkeypatch.setattr(pg, "_start_rows", counted)
+    results = run(all_at_once())
+
+    assert len(statements) == 1 and sorted(statements[0]) == sorted({r.id for r in queued} | {cancelled.id})
+    for number, (response, loaded) in enumerate(zip(queued, results, strict=False)):
+        started, context = loaded
+        assert started.id == response.id and started.status == ResponseStatus.IN_PROGRESS
+        assert context == [message(f"m{number}")]
+        assert status_of(on_pg, response.id) == ResponseStatus.IN_PROGRESS
+    assert results[3] is None and results[4] is None  # the second start of an id; a cancelled one
+    assert status_of(on_pg, cancelled.id) == ResponseStatus.CANCELLED
+    assert on_pg.query("SELECT attempts FROM responses_app_response WHERE id = %s", queued[0].id) == [(1,)]
+
+
+def test_the_reader_reads_stored_events_on_the_event_loops_connections(
+    on_pg: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader's store read goes to this event loop's PostgreSQL connections, not the ORM's
+    sync thread, and returns the events after the given one, in order, payloads verbatim."""
+    from responses_app.events import reader
+
+    response = new_response(ResponseStatus.IN_PROGRESS)
+    store(on_pg, response)
+    events = [(response.id, n, f"type.{n}", '{"n": %d,  "x":"é"}' % n) for n in (2, 0, 3, 1)]
+    run(pg.insert_events(events))
+    monkeypatch.setattr(pg_async, "available", lambda alias="default": True)
+
+    async def orm(*args: Any) -> list:
+        raise AssertionError("the ORM path was taken")
+
+    monkeypatch.setattr(reader, "_events_after_orm", orm)
+
+    assert run(reader._events_after(response.id, 0)) == [
+        (1, "type.1", '{"n": 1,  "x":"é"}'),
+        (2, "type.2", '{"n": 2,  "x":"é"}'),
+        (3, "type.3", '{"n": 3,  "x":"é"}'),
+    ]
+    assert run(reader._events_after(response.id, 3)) == []
 
 
 def test_events_are_stored_once_with_their_payload_verbatim(on_pg: PostgresDatabase) -> None:
