@@ -8,6 +8,7 @@ store is unreachable (PostgreSQL restarting) its reads are tried again; the stre
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from django.db import DatabaseError, close_old_connections
 from responses_app.events.bus import Subscription
 from responses_app.events.sink import Batch
 from responses_app.selectors import response_events_after, response_status
+from responses_app.services import pg_async
 from responses_app.states import TERMINAL_EVENT_TYPES, UNFINISHED_STATUSES, ResponseStatus
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,45 @@ def _store_read(read: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     return sync_to_async(run)
 
 
-_events_after = _store_read(lambda rid, after: response_events_after(response_id=rid, after=after))
+_events_after_orm = _store_read(lambda rid, after: response_events_after(response_id=rid, after=after))
+
+
+@functools.cache
+def _events_after_sql() -> str:
+    from responses_app.models import ResponseEvent
+    from responses_app.services.responses import pg_table
+
+    return (
+        f"SELECT sequence_number, type, payload FROM {pg_table(ResponseEvent)} "
+        "WHERE response_id = %s AND sequence_number > %s ORDER BY sequence_number"
+    )
+
+
+async def _events_after(response_id: str, after: int) -> list[tuple[int, str, str]]:
+    """Stored events after ``after``: on PostgreSQL one prepared statement on this event loop's
+    own connections (``services.pg_async``), else the ORM on Django's sync thread.
+
+    Every silent or gapped stream reads here. On the sync thread (one per process, shared with
+    every other sync call of the serving process) thousands of open streams queued their reads
+    behind each other under load, and a stream whose read waited delivered nothing meanwhile,
+    however many live events had reached it.
+    """
+    if not pg_async.available():
+        return await _events_after_orm(response_id, after)
+    import psycopg
+
+    sql = _events_after_sql()
+
+    async def work(conn: Any) -> list[tuple[int, str, str]]:
+        cursor = await conn.execute(sql, (response_id, after), prepare=True)
+        return await cursor.fetchall()
+
+    try:
+        return await pg_async.run(work)
+    except psycopg.Error as exc:  # the store is unreachable: as the ORM path reports it
+        raise DatabaseError(str(exc)) from exc
+
+
 _page_after = _store_read(
     lambda rid, after: response_events_after(
         response_id=rid, after=after, limit=CATCH_UP_PAGE, max_chars=CATCH_UP_PAGE_CHARS
