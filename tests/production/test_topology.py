@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from openresponses_site.runserver import WORKER_START_THREADS
 from tests.support.production import (
     REDIS_HOST,
     REDIS_PORT,
@@ -477,7 +478,7 @@ def test_web_and_worker_run_on_uvloop(production: Topology) -> None:
     # make run's threads only start loops; the host caps them at OPENRESPONSES_WORKER_CONCURRENCY
     assert "worker: loop host on uvloop, at most 100 loops" in log
     argv = Path(f"/proc/{production.pid_of('worker')}/cmdline").read_text().split("\0")
-    assert argv[argv.index("--concurrency") + 1] == "16"
+    assert argv[argv.index("--concurrency") + 1] == str(WORKER_START_THREADS)
 
 
 def _connected_to(pid: int, port: int) -> bool:
