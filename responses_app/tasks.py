@@ -21,11 +21,25 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="responses_app.tasks.run_response", acks_late=True, reject_on_worker_lost=True)
 def run_response_task(response_id: str) -> str | None:
-    """Start one response's loop on this worker's shared event loop (many loops per process)."""
-    from responses_app.loop.runner import run_response
+    """Start one response's loop on this worker's shared event loop (many loops per process).
+
+    The start is stored here, on the task's thread, before the loop goes to the host: a host
+    busy with hundreds of streams takes a while for each of the several turns a start on it
+    needs, and a burst of thousands of responses then started a few per second while its
+    streams waited."""
+    from responses_app.loop.runner import run_response, start_now
     from responses_app.loop.supervision.host import loop_host
 
-    return loop_host.start(lambda started: run_response(response_id, on_start=started))
+    response = None
+
+    def ready() -> bool:  # once the host has a slot for the loop
+        nonlocal response
+        response = start_now(response_id)
+        return response is not None
+
+    return loop_host.start(
+        lambda started: run_response(response_id, started=response, on_start=started), ready=ready
+    )
 
 
 @shared_task(name="responses_app.tasks.resume_response", acks_late=True, reject_on_worker_lost=True)

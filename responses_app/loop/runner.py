@@ -86,6 +86,25 @@ async def _start(response_id: str) -> tuple[Response, list[dict[str, Any]]] | No
     return await run_db(_load, response_id)
 
 
+def start_now(response_id: str) -> Response | None:
+    """Start a queued response on the calling thread (a worker's task thread): :func:`_load`, on
+    PostgreSQL as one statement. Returns it with its ``context_items`` for ``run_response(started=...)``,
+    or None when there is nothing to run."""
+    loaded = None
+    if pg.enabled():
+        try:
+            loaded = pg.start_sync(response_id)
+        except Exception:  # noqa: BLE001 - the ORM way below reads the response again
+            logger.exception("starting %s in one statement failed", response_id)
+    if loaded is None:
+        loaded = _load(response_id)
+    if loaded is None:
+        return None
+    response, context = loaded
+    response.context_items = context
+    return response
+
+
 def _error(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, UpstreamError):
         return {

@@ -80,6 +80,43 @@ def test_capacity_holds_the_next_start_until_a_loop_ends(host: LoopHost) -> None
     assert max(seen) == 2 and seen[-1] == 0
 
 
+def test_ready_runs_on_the_calling_thread_once_a_slot_is_held(host: LoopHost) -> None:
+    """``ready`` (a task storing its response's start) runs only with a slot held, on the task's
+    thread; when it finds nothing to run, no loop is made and the slot is free again."""
+    host.limit(1)
+    calls: list[tuple[str, int]] = []
+
+    def ready(answer: bool) -> Callable[[], bool]:
+        def check() -> bool:
+            calls.append((threading.current_thread().name, host.running))
+            return answer
+
+        return check
+
+    made: list[str] = []
+
+    def make(started: Callable[[], None]) -> object:
+        made.append("made")
+        return Gate(host).loop()(started)
+
+    assert host.start(make, ready=ready(False)) is None
+    assert made == [] and host.running == 0
+    gate = Gate(host)
+    assert host.start(gate.loop(), ready=ready(True)) is None
+    assert host.running == 1
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="task") as pool:
+        waiting = pool.submit(host.start, gate.loop(), ready(True))
+        with pytest.raises(TimeoutError):
+            waiting.result(timeout=0.3)
+        assert len(calls) == 2  # the full host has not let the third one store its start
+        gate.release.set()
+        assert waiting.result(timeout=5) is None
+    assert calls[0] == (threading.current_thread().name, 0)
+    assert calls[2][0].startswith("task")
+    gate.release.set()
+    assert host.wait_idle(timeout=5)
+
+
 def test_wait_idle_times_out_while_a_loop_runs(host: LoopHost) -> None:
     gate = Gate(host)
     host.start(gate.loop())

@@ -97,18 +97,27 @@ class LoopHost:
         """Loops of :meth:`start` running now."""
         return self._running
 
-    def start(self, make: Callable[[Callable[[], None]], Coroutine[Any, Any, T]]) -> T | None:
+    def start(
+        self,
+        make: Callable[[Callable[[], None]], Coroutine[Any, Any, T]],
+        ready: Callable[[], bool] | None = None,
+    ) -> T | None:
         """Run ``make(started)`` on the host loop; block only until it calls ``started()`` (None
         is returned; the loop carries on) or ends first (its result, or its exception).
 
         With :meth:`limit`, waits first for one of the ``capacity`` slots, which the loop holds
-        until it ends.
+        until it ends. ``ready``: called on the calling thread once the slot is held, before
+        ``make``; when it returns False nothing runs (None is returned, the slot is free again).
         """
         slots = self._slots
         if slots is not None:
             slots.acquire()
         started = threading.Event()
         try:
+            if ready is not None and not ready():
+                if slots is not None:
+                    slots.release()
+                return None
             future = self.submit(make(started.set))
         except BaseException:
             if slots is not None:

@@ -165,14 +165,48 @@ async def start(response_id: str) -> tuple[Response, list[dict[str, Any]]] | Non
     row = await starts.row(response_id)
     if row is None:
         return None
-    names, _ = _response_columns()
-    *values, rows, root_conversation = row
-    response = Response.from_db("default", names, values)
-    if root_conversation:
+    response, context = _loaded(row)
+    if context is None:
         # Started: the conversation's items come first (rare on this path: the ORM reads them).
         from responses_app.loop.supervision.db import run_db
 
         return response, await run_db(response_context_items, response=response)
+    return response, context
+
+
+def start_sync(response_id: str) -> tuple[Response, list[dict[str, Any]]] | None:
+    """:func:`start` on the calling thread, on Django's connection: the same statement and result.
+
+    A Celery task starts its response this way before it hands the loop to the worker's loop
+    host, so a start never waits for the turns of a host busy with hundreds of streams.
+    """
+    sources, target = transition_sources("start")
+    params = {"ids": [response_id], "target": target, "now": time.time(), "sources": sources}
+    from psycopg.types.json import JsonbLoader, JsonLoader
+
+    with connections["default"].cursor() as cursor:
+        # JSON as Python values, as on this module's own connections (Django's connection loads
+        # it as text for its fields to parse; ``from_db`` below does not parse).
+        cursor.cursor.adapters.register_loader("jsonb", JsonbLoader)
+        cursor.cursor.adapters.register_loader("json", JsonLoader)
+        cursor.execute(_start_statement(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    response, context = _loaded(row)
+    if context is None:
+        return response, response_context_items(response=response)
+    return response, context
+
+
+def _loaded(row: tuple) -> tuple[Response, list[dict[str, Any]] | None]:
+    """The started response of a start statement's row and its context (None: the chain began
+    in a conversation, whose items the ORM reads)."""
+    names, _ = _response_columns()
+    *values, rows, root_conversation = row
+    response = Response.from_db("default", names, values)
+    if root_conversation:
+        return response, None
     ids = [*(response.ancestor_ids or []), response.id]
     return response, context_from_rows(response_id=response.id, ids=ids, rows=rows or [])
 
