@@ -48,3 +48,44 @@ def test_not_available_inside_a_transaction_of_this_context(monkeypatch: pytest.
     with transaction.atomic():
         assert pg_async.available() is False
     assert pg_async.available() is True
+
+
+def test_the_create_statements_values_are_prepared_without_a_connection_object_in_the_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``aresponse_insert`` prepares its JSON values on a shared connection object, not on
+    ``django.db.connection`` (which made one ``DatabaseWrapper`` per open stream)."""
+    import contextlib
+
+    from responses_app.models import Response
+    from responses_app.services import responses
+
+    sent: list[list] = []
+
+    class Connection:
+        async def execute(self, sql: str, params: list) -> None:
+            sent.append(params)
+
+    class Pool:
+        @contextlib.asynccontextmanager
+        async def connection(self):  # noqa: ANN202 - psycopg_pool's shape
+            yield Connection()
+
+    async def pool() -> Pool:
+        return Pool()
+
+    monkeypatch.setattr(pg_async, "pool", pool)
+    response = Response(id="resp_ctx", model="m", provider="p", params={"input": "hi"}, created_at=1.0)
+    item = {"type": "message", "role": "user", "content": "hi"}
+
+    responses._insert_statement()  # built once per process (its first caller may make one)
+
+    async def task() -> list[str]:
+        await responses.aresponse_insert(response=response, items=[item])
+        return [made.alias for made in connections.all(initialized_only=True)]
+
+    async def main() -> list[str]:
+        return await asyncio.create_task(task())
+
+    assert asyncio.run(main()) == []
+    assert len(sent) == 1
