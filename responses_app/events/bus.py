@@ -42,14 +42,52 @@ class Subscription:
         await self.close()
 
 
-async def _get_with_timeout(queue: asyncio.Queue, timeout: float) -> Batch | None:
-    if not queue.empty():
-        return queue.get_nowait()
-    try:
-        async with asyncio.timeout(timeout):
-            return await queue.get()
-    except TimeoutError:
-        return None
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class Inbox:
+    """The batches waiting for one reader: what a subscription holds per open stream.
+
+    Lighter than ``asyncio.Queue`` with ``asyncio.timeout`` (three deques of a 64-slot block
+    each, and on every silent wait a cancellation whose exception, traceback and frames stay
+    behind as a reference cycle until the collector runs): a list, at most one waiting future
+    and a timer. One reader per inbox.
+    """
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self) -> None:
+        self.items: list[Batch | None] = []
+        self.waiter: asyncio.Future | None = None
+
+    def put_nowait(self, batch: Batch | None) -> None:
+        self.items.append(batch)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def get_nowait(self) -> Batch | None:
+        return self.items.pop(0)
+
+    async def get(self, timeout: float) -> Batch | None:
+        """The next batch, or None after ``timeout`` seconds without one."""
+        if not self.items:
+            loop = asyncio.get_running_loop()
+            waiter = self.waiter = loop.create_future()
+            timer = loop.call_later(timeout, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self.waiter = None
+            if not self.items:
+                return None
+        return self.items.pop(0)
 
 
 class _LocalSubscription(Subscription):
@@ -58,10 +96,10 @@ class _LocalSubscription(Subscription):
     def __init__(self, bus: LocalBus, response_id: str) -> None:
         self.bus = bus
         self.response_id = response_id
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue = Inbox()
 
     async def get(self, timeout: float) -> Batch | None:
-        return await _get_with_timeout(self.queue, timeout)
+        return await self.queue.get(timeout)
 
     async def close(self) -> None:
         queues = self.bus._queues.get(self.response_id)
@@ -75,7 +113,7 @@ class LocalBus:
     """Fan-out inside one process: the loop and its readers share an event loop."""
 
     def __init__(self) -> None:
-        self._queues: dict[str, set[asyncio.Queue]] = defaultdict(set)
+        self._queues: dict[str, set[Inbox]] = defaultdict(set)
 
     async def publish(self, response_id: str, batch: Batch) -> None:
         for queue in self._queues.get(response_id, ()):
@@ -98,7 +136,7 @@ class _ChannelSubscription(Subscription):
         self.layer = layer
         self.group = group
         self.channel = channel
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue = Inbox()
         self.failure: BaseException | None = None
         self.task = asyncio.get_running_loop().create_task(self._pump())
 
@@ -114,7 +152,7 @@ class _ChannelSubscription(Subscription):
             self.queue.put_nowait(None)
 
     async def get(self, timeout: float) -> Batch | None:
-        batch = await _get_with_timeout(self.queue, timeout)
+        batch = await self.queue.get(timeout)
         if batch is None and self.failure is not None:
             failure, self.failure = self.failure, None
             self.task = asyncio.get_running_loop().create_task(self._pump())
