@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -151,16 +152,29 @@ def _error(exc: BaseException) -> dict[str, Any]:
 MAX_FLUSH_INTERVAL = 0.1
 
 
+@functools.cache
+def _processes() -> int:
+    """The worker processes sharing the load (``OPENRESPONSES_WORKER_PROCESSES``, default 1)."""
+    try:
+        return max(1, int(os.environ.get("OPENRESPONSES_WORKER_PROCESSES") or 1))
+    except ValueError:
+        return 1
+
+
 def flush_interval() -> float:
     """How long output events may wait to be sent together: the base interval, longer under load.
 
     A stream's first output leaves at once (see the sink); after it, its events go out at most
-    every ``EVENT_FLUSH_INTERVAL``, and with more than 25 streams in one process over up to
-    100 ms (well under the gaps clients notice). Every batch is a channel message (a Redis
-    PUBLISH and its receipt in production), so this bounds their number per second.
+    every ``EVENT_FLUSH_INTERVAL``, and with more than 25 streams over up to 100 ms (well under
+    the gaps clients notice). Every batch is a channel message (a Redis PUBLISH and its receipt
+    in production), so this bounds their number per second. The load is the streams of this
+    process times ``OPENRESPONSES_WORKER_PROCESSES`` (an estimate of the deployment's: the
+    web process that receives every batch and the database that stores them serve them all; by
+    one process's own count, spreading 50 streams over two processes halved the interval and
+    sent smaller, more numerous batches).
     """
     base = float(openresponses_settings.EVENT_FLUSH_INTERVAL)
-    return min(MAX_FLUSH_INTERVAL, base * max(1.0, len(activity().active) / 25))
+    return min(MAX_FLUSH_INTERVAL, base * max(1.0, len(activity().active) * _processes() / 25))
 
 
 class LoopRun:

@@ -76,3 +76,21 @@ def test_without_an_event_loop_each_delta_leaves_at_once() -> None:
     emitter.feed(TextDelta("a"))
     emitter.feed(TextDelta("b"))
     assert deltas(sink) == ["a", "b"]
+
+
+def test_the_flush_interval_follows_the_streams_of_every_worker_process(monkeypatch) -> None:
+    """40 streams in this process: 80 ms with one worker process, the 100 ms cap with two (80 in all)."""
+    from responses_app.loop import runner
+
+    class Activity:
+        active = {f"resp_{n}": None for n in range(40)}
+
+    monkeypatch.setattr(runner, "activity", lambda: Activity())
+    monkeypatch.setattr(runner.openresponses_settings, "EVENT_FLUSH_INTERVAL", 0.05, raising=False)
+    intervals = []
+    for processes in ("1", "2"):
+        monkeypatch.setenv("OPENRESPONSES_WORKER_PROCESSES", processes)
+        runner._processes.cache_clear()
+        intervals.append(runner.flush_interval())
+    runner._processes.cache_clear()
+    assert [round(i, 6) for i in intervals] == [0.08, 0.1]
