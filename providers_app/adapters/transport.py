@@ -31,8 +31,11 @@ import aiohttp
 KEEPALIVE_SECONDS = 30.0
 #: Largest status line or header line accepted (aiohttp's parser enforces it).
 MAX_LINE_BYTES = 16 * 1024
-#: Reading pauses while about twice this much is buffered and not yet consumed.
-HIGH_WATER = 256 * 1024
+#: Reading pauses while about twice this much is buffered and not yet consumed. Small: a loop
+#: behind its upstream (a worker process busy with thousands of streams) otherwise buffered up
+#: to twice 256 KiB per stream, in practice the whole answer, and the bytes left queued in the
+#: socket cost no process memory. The reader still gets all that is buffered at once.
+HIGH_WATER = 16 * 1024
 
 
 class HTTPError(Exception):
