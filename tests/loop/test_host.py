@@ -101,11 +101,11 @@ def test_ready_runs_on_the_calling_thread_once_a_slot_is_held(host: LoopHost) ->
 
     assert host.start(make, ready=ready(False)) is None
     assert made == [] and host.running == 0
-    gate = Gate(host)
+    gate, later = Gate(host), Gate(host)
     assert host.start(gate.loop(), ready=ready(True)) is None
     assert host.running == 1
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="task") as pool:
-        waiting = pool.submit(host.start, gate.loop(), ready(True))
+        waiting = pool.submit(host.start, later.loop(), ready(True))
         with pytest.raises(TimeoutError):
             waiting.result(timeout=0.3)
         assert len(calls) == 2  # the full host has not let the third one store its start
@@ -113,7 +113,7 @@ def test_ready_runs_on_the_calling_thread_once_a_slot_is_held(host: LoopHost) ->
         assert waiting.result(timeout=5) is None
     assert calls[0] == (threading.current_thread().name, 0)
     assert calls[2][0].startswith("task")
-    gate.release.set()
+    later.release.set()
     assert host.wait_idle(timeout=5)
 
 
