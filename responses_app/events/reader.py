@@ -72,8 +72,8 @@ async def _events_after(response_id: str, after: int) -> list[tuple[int, str, st
 
     sql = _events_after_sql()
 
-    async def work(conn: Any) -> list[tuple[int, str, str]]:
-        cursor = await conn.execute(sql, (response_id, after), prepare=True)
+    async def work(cursor: Any) -> list[tuple[int, str, str]]:
+        await cursor.execute(sql, (response_id, after), prepare=True)
         return await cursor.fetchall()
 
     try:

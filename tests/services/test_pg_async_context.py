@@ -55,21 +55,27 @@ def test_the_create_statements_values_are_prepared_without_a_connection_object_i
 ) -> None:
     """``aresponse_insert`` prepares its JSON values on a shared connection object, not on
     ``django.db.connection`` (which made one ``DatabaseWrapper`` per open stream)."""
-    import contextlib
-
     from responses_app.models import Response
     from responses_app.services import responses
 
     sent: list[list] = []
 
-    class Connection:
+    class Cursor:
+        closed = False
+
         async def execute(self, sql: str, params: list) -> None:
             sent.append(params)
 
-    class Pool:
-        @contextlib.asynccontextmanager
-        async def connection(self):  # noqa: ANN202 - psycopg_pool's shape
-            yield Connection()
+    class Connection:
+        def cursor(self) -> Cursor:
+            return Cursor()
+
+    class Pool:  # psycopg_pool's shape, as aresponse_insert uses it
+        async def getconn(self) -> Connection:
+            return Connection()
+
+        async def putconn(self, conn: Connection) -> None:
+            pass
 
     async def pool() -> Pool:
         return Pool()
