@@ -172,7 +172,7 @@ class _PubSubSubscription(Subscription):
 
     __slots__ = ("layer", "loop_layer", "group", "channel", "queue")
 
-    def __init__(self, layer: Any, loop_layer: Any, group: str, channel: str, queue: asyncio.Queue) -> None:
+    def __init__(self, layer: Any, loop_layer: Any, group: str, channel: str, queue: Inbox) -> None:
         self.layer = layer
         self.loop_layer = loop_layer
         self.group = group
@@ -180,7 +180,7 @@ class _PubSubSubscription(Subscription):
         self.queue = queue
 
     async def get(self, timeout: float) -> Batch | None:
-        raw = await _get_with_timeout(self.queue, timeout)
+        raw = await self.queue.get(timeout)
         if raw is None:
             return None
         return [tuple(event) for event in self.layer.deserialize(raw).get("events", [])]
@@ -313,8 +313,9 @@ class ChannelsBus:
         loop_layer = _pubsub_loop_layer(layer)
         if loop_layer is not None:
             channel = f"{loop_layer.prefix}specific.{uuid.uuid4().hex}"
-            queue: asyncio.Queue = asyncio.Queue()
-            loop_layer.channels[channel] = queue  # what new_channel() does, without the SUBSCRIBE
+            # What new_channel() does, without the SUBSCRIBE; the layer only put_nowait()s here.
+            queue = Inbox()
+            loop_layer.channels[channel] = queue
             try:
                 await loop_layer.group_add(group, channel)
             except BaseException:
