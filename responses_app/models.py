@@ -81,18 +81,29 @@ class Response(ConcurrentTransitionMixin, models.Model):
     """One Open Responses response. Its status only changes through the transition methods."""
 
     id = models.CharField(primary_key=True, max_length=64, editable=False)
-    status = FSMField(default=S.QUEUED, choices=S.choices, protected=True, db_index=True)
-    model = models.CharField(max_length=200, db_index=True)
-    provider = models.CharField(max_length=100, blank=True, db_index=True)
+    # Indexed by (status, heartbeat_at) below: its leading column serves status lookups.
+    status = FSMField(default=S.QUEUED, choices=S.choices, protected=True)
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=100, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
     previous_response = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next_responses"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="next_responses",
+        db_index=False,  # Meta.indexes
     )
     ancestor_ids = models.JSONField(
         default=list, blank=True, help_text="Earlier responses of the chain, oldest first."
     )
     conversation = models.ForeignKey(
-        "Conversation", null=True, blank=True, on_delete=models.SET_NULL, related_name="responses"
+        "Conversation",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="responses",
+        db_index=False,  # Meta.indexes
     )
     conversation_position = models.PositiveBigIntegerField(
         null=True,
@@ -100,7 +111,7 @@ class Response(ConcurrentTransitionMixin, models.Model):
         help_text="The conversation's items before this position are the response's context.",
     )
     owner = models.CharField(
-        max_length=200, blank=True, db_index=True, help_text="Client key (or host user) that created it."
+        max_length=200, blank=True, help_text="Client key (or host user) that created it."
     )
     params = StoredJSONField(default=dict, help_text="The request parameters echoed in the resource.")
     store = models.BooleanField(default=True)
@@ -110,7 +121,7 @@ class Response(ConcurrentTransitionMixin, models.Model):
     started_at = models.FloatField(null=True, blank=True)
     first_token_at = models.FloatField(null=True, blank=True)
     completed_at = models.FloatField(null=True, blank=True)
-    heartbeat_at = models.FloatField(null=True, blank=True, db_index=True)
+    heartbeat_at = models.FloatField(null=True, blank=True)
     error = StoredJSONField(null=True, blank=True)
     incomplete_details = models.JSONField(null=True, blank=True)
     usage = models.JSONField(null=True, blank=True)
@@ -134,13 +145,23 @@ class Response(ConcurrentTransitionMixin, models.Model):
     request_id = models.CharField(
         max_length=64,
         blank=True,
-        db_index=True,
         help_text="The X-Request-Id of the request that created it (for logs).",
     )
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        # Indexes in Meta rather than db_index=True on the CharFields: PostgreSQL then gets no second
+        # ``varchar_pattern_ops`` index (``_like``) per field, which only LIKE 'prefix%' would use
+        # (no query does) and every INSERT and UPDATE of a row would maintain (see migration 0008).
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),  # the reaper; also status lookups
+            models.Index(fields=["model"], name="response_model_idx"),
+            models.Index(fields=["provider"], name="response_provider_idx"),
+            models.Index(fields=["owner"], name="response_owner_idx"),
+            models.Index(fields=["request_id"], name="response_request_id_idx"),
+            models.Index(fields=["previous_response"], name="response_previous_idx"),
+            models.Index(fields=["conversation"], name="response_conversation_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "idempotency_key"],
@@ -186,15 +207,17 @@ class ResponseItem(models.Model):
         INPUT = "input", "Input"
         OUTPUT = "output", "Output"
 
-    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="items")
+    # Not indexed alone: unique_item_position leads with it.
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="items", db_index=False)
     kind = models.CharField(max_length=6, choices=Kind.choices)
     position = models.PositiveIntegerField()
-    item_id = models.CharField(max_length=80, db_index=True)
+    item_id = models.CharField(max_length=80)
     item_type = models.CharField(max_length=64)
     data = StoredJSONField()
 
     class Meta:
         ordering = ["response", "kind", "position"]
+        indexes = [models.Index(fields=["item_id"], name="response_item_item_id_idx")]
         constraints = [
             models.UniqueConstraint(fields=["response", "kind", "position"], name="unique_item_position")
         ]
@@ -208,7 +231,7 @@ class Conversation(models.Model):
 
     id = models.CharField(primary_key=True, max_length=64, editable=False)
     owner = models.CharField(
-        max_length=200, blank=True, db_index=True, help_text="Client key (or host user) that created it."
+        max_length=200, blank=True, help_text="Client key (or host user) that created it."
     )
     metadata = StoredJSONField(default=dict, blank=True)
     created_at = models.FloatField(db_index=True)
@@ -218,6 +241,7 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner"], name="conversation_owner_idx")]
 
     def __str__(self) -> str:
         return self.id
@@ -226,9 +250,12 @@ class Conversation(models.Model):
 class ConversationItem(models.Model):
     """An item of a conversation, in order. ``data`` is the spec item (+ private ``_meta``)."""
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="items")
+    # Not indexed alone: unique_conversation_item_position leads with it.
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     position = models.PositiveBigIntegerField()
-    item_id = models.CharField(max_length=80, db_index=True)
+    item_id = models.CharField(max_length=80)
     item_type = models.CharField(max_length=64)
     data = StoredJSONField()
     response_id = models.CharField(
@@ -238,6 +265,7 @@ class ConversationItem(models.Model):
 
     class Meta:
         ordering = ["conversation", "position"]
+        indexes = [models.Index(fields=["item_id"], name="conversation_item_item_id_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["conversation", "position"], name="unique_conversation_item_position"
@@ -251,7 +279,8 @@ class ConversationItem(models.Model):
 class ResponseEvent(models.Model):
     """One streamed event exactly as sent (``payload`` is its JSON), for replay, resume and the admin."""
 
-    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="events")
+    # Not indexed alone: unique_event_sequence leads with it.
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="events", db_index=False)
     sequence_number = models.PositiveIntegerField()
     type = models.CharField(max_length=80)
     payload = models.TextField()
@@ -327,11 +356,11 @@ class UsageRecord(models.Model):
     the response (retention purges responses, not usage) and feeds the usage pages and metrics."""
 
     response_id = models.CharField(max_length=64, unique=True)
-    owner = models.CharField(max_length=200, blank=True, db_index=True)
+    owner = models.CharField(max_length=200, blank=True)  # indexed by (owner, day)
     key_name = models.CharField(
         max_length=200, blank=True, help_text="Name of the client key (or 'anonymous')."
     )
-    model = models.CharField(max_length=200, db_index=True)
+    model = models.CharField(max_length=200)
     provider = models.CharField(max_length=100, blank=True)
     status = models.CharField(max_length=20)
     day = models.DateField(db_index=True, help_text="UTC day the response was created.")
@@ -351,7 +380,10 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "day"])]
+        indexes = [
+            models.Index(fields=["owner", "day"]),
+            models.Index(fields=["model"], name="usage_model_idx"),
+        ]
         # /metrics shows every team's models, volumes and costs: a permission of its own, not "any staff".
         permissions = [("view_metrics", "Can read the Prometheus metrics at /metrics")]
 
