@@ -506,3 +506,54 @@ def test_finish_without_output_events_or_first_token(on_pg: PostgresDatabase) ->
         "WHERE response_id = %s",
         response.id,
     ) == [("key:someone", 0, None, "server_error")]
+
+
+HOT_TABLES = [
+    "responses_app_response",
+    "responses_app_responseitem",
+    "responses_app_responseevent",
+    "responses_app_usagerecord",
+    "responses_app_conversation",
+    "responses_app_conversationitem",
+]
+
+
+def test_every_response_write_maintains_only_indexes_queries_use(database: PostgresDatabase) -> None:
+    """Each index costs every INSERT (and every UPDATE of an indexed column, so every start and
+    finish): no ``_like`` index (varchar_pattern_ops, for LIKE 'prefix%', which no query makes;
+    Django adds one beside a CharField with db_index=True: index those in Meta.indexes) and no
+    single-column index on a column another index of the table leads with."""
+    rows = database.query(
+        "SELECT t.relname, i.relname, pg_get_indexdef(i.oid), "
+        "ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) "
+        "JOIN pg_attribute AS a ON a.attrelid = t.oid AND a.attnum = k.attnum ORDER BY k.n)::text[], "
+        "x.indpred IS NOT NULL "
+        "FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid "
+        "JOIN pg_class AS t ON t.oid = x.indrelid WHERE t.relname = ANY(%s)",
+        HOT_TABLES,
+    )
+    assert {table for table, *_ in rows} == set(HOT_TABLES)
+    assert [name for _, name, definition, _, _ in rows if "pattern_ops" in definition] == []
+    # (A partial index serves only its own condition's queries: (owner, idempotency_key) does not
+    # replace the index on owner.)
+    leading = {
+        (table, columns[0]) for table, _, _, columns, partial in rows if len(columns) > 1 and not partial
+    }
+    redundant = [
+        name
+        for table, name, definition, columns, _ in rows
+        if columns and len(columns) == 1 and (table, columns[0]) in leading and "UNIQUE" not in definition
+    ]
+    assert redundant == []
+    # The kept ones queries use: the reaper's scan, owner-scoped listings, chains, item lookups.
+    columns_indexed = {(table, tuple(columns)) for table, _, _, columns, _ in rows}
+    for needed in [
+        ("responses_app_response", ("status", "heartbeat_at")),
+        ("responses_app_response", ("owner",)),
+        ("responses_app_response", ("previous_response_id",)),
+        ("responses_app_response", ("request_id",)),
+        ("responses_app_responseitem", ("item_id",)),
+        ("responses_app_responseevent", ("response_id", "sequence_number")),
+        ("responses_app_usagerecord", ("owner", "day")),
+    ]:
+        assert needed in columns_indexed
