@@ -7,6 +7,7 @@ cancel signals, compaction as a sample like any other) happens here, once.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -28,7 +29,7 @@ from responses_app.gateway import limits
 from responses_app.gateway.auth import ClientIdentity, check_model_allowed
 from responses_app.loop.supervision.activity import cancel_everywhere_local
 from responses_app.loop.supervision.db import run_db
-from responses_app.loop.supervision.dispatch import dispatch_mode, dispatch_response
+from responses_app.loop.supervision.dispatch import dispatch_mode, dispatch_response, prepare_dispatch
 from responses_app.loop.tools import hosted_tools
 from responses_app.models import Response
 from responses_app.observability.logs import log_prompt
@@ -74,20 +75,38 @@ def _write(func: Callable[..., Any]) -> Callable[..., Any]:
     return sync_to_async(released(func))
 
 
-async def _store_new(**kwargs: Any) -> Response:
+async def _store_new(
+    *, meanwhile: Callable[[Response], Awaitable[None]] | None = None, **kwargs: Any
+) -> Response:
     """Store a new response and its input items (``services.response_create``'s arguments).
 
     On PostgreSQL in one statement from this event loop (``services.pg_async``): no thread hop,
     no transaction round trips; the reads a chain or a conversation needs first take the
     request's thread. Elsewhere :func:`services.response_create` as :func:`_write` runs it.
+
+    ``meanwhile(response)``: work that needs only the response's id (it must not raise), run
+    while that statement is on its way to and in PostgreSQL, else once the response is stored.
     """
     if not pg_async.available():
-        return await _write(services.response_create)(**kwargs)
+        response = await _write(services.response_create)(**kwargs)
+        if meanwhile is not None:
+            await meanwhile(response)
+        return response
     if services.create_reads_store(kwargs["request"]):
         response, items = await sync_to_async(released(services.response_prepare))(**kwargs)
     else:
         response, items = services.response_prepare(**kwargs)
-    await services.aresponse_insert(response=response, items=items)
+    if meanwhile is None:
+        await services.aresponse_insert(response=response, items=items)
+    else:
+        insert = asyncio.ensure_future(services.aresponse_insert(response=response, items=items))
+        await asyncio.sleep(0)  # the statement goes out first
+        try:
+            await meanwhile(response)
+        except BaseException:
+            insert.cancel()
+            raise
+        await insert
     if kwargs.get("start"):
         if response.ancestor_ids or response.conversation_id:
             await sync_to_async(released(services.response_attach_context))(response=response, items=items)
@@ -226,6 +245,24 @@ async def _admit_and_start(
     await limits.admit(owner=identity.owner, limits=limits.limits_for(identity), ticket=request_id)
     # In-process loops start right away: the response is stored already started, with its context.
     start = generate and dispatch_mode() == "inline" and not request.background
+    # A worker's loop: the subscription and the Celery message need only the response's id, so
+    # they are made while the statement storing it runs; the message is sent once it is stored.
+    early: dict[str, Any] = {}
+
+    async def meanwhile(response: Response) -> None:
+        try:
+            subscription = early["subscription"] = await get_bus().subscribe(response.id)
+        except Exception as exc:  # noqa: BLE001 - raised below, once the response is stored
+            early["error"] = exc
+            return
+        try:
+            early["push"] = prepare_dispatch(response.id)
+        except Exception as exc:  # noqa: BLE001 - raised below, once the response is stored
+            del early["subscription"]
+            await subscription.close()
+            early["error"] = exc
+
+    overlap = generate and not request.background and dispatch_mode() == "celery"
     try:
         response = await _store_new(
             request=request,
@@ -235,8 +272,11 @@ async def _admit_and_start(
             request_id=request_id,
             start=start,
             idempotency_key=idempotency_key,
+            meanwhile=meanwhile if overlap else None,
         )
     except BaseException:
+        if "subscription" in early:
+            await early["subscription"].close()
         await limits.release(owner=identity.owner, ticket=request_id)
         raise
     stored_at = time.perf_counter()
@@ -252,11 +292,18 @@ async def _admit_and_start(
         if request.background:
             await dispatch_response(response.id)
             return Created(response, None, stored_at, time.perf_counter())
-        subscription = await get_bus().subscribe(response.id)
+        if not overlap:
+            subscription = await get_bus().subscribe(response.id)
+        elif "error" in early:
+            raise early["error"]
+        else:
+            subscription = early["subscription"]
     except UNAVAILABLE as exc:
         raise await _not_started(response, identity, request_id, exc) from exc
     try:
-        if generate:
+        if overlap and early.get("push") is not None:
+            await early["push"]()
+        elif generate:
             await dispatch_response(response.id, started=response if start else None)
         else:
             batch = await _write(_complete_unsampled)(response=response)

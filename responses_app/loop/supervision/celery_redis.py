@@ -304,22 +304,32 @@ def _client(url: str) -> Any:
     return client
 
 
-async def apply_async(task: Any, args: tuple[Any, ...], **options: Any) -> None:
-    """``task.apply_async(args, **options)`` as one ``LPUSH`` on a Redis broker; else Celery's own.
+class Prepared:
+    """A task message built ahead of its :meth:`push` (say, while the row it names is being
+    committed): the push is then one ``LPUSH`` and nothing else."""
 
-    A failed push (Redis away) falls back to ``apply_async`` with its retry policy, on a thread;
-    its error (``kombu.exceptions.OperationalError``) is the caller's. A message pushed twice that
-    way starts one loop (a response is started once, by a conditional UPDATE).
-    """
-    url = broker_url(task.app)
-    if url is not None:
-        try:
-            key, payload = message(task, args, **options)
-        except Exception as exc:  # noqa: BLE001 - nothing was sent: Celery's own publish instead
-            logger.debug("publishing %s through apply_async: %r", task.name, exc)
-        else:
+    __slots__ = ("task", "args", "options", "url", "captured")
+
+    def __init__(self, task: Any, args: tuple[Any, ...], options: dict[str, Any]) -> None:
+        self.task, self.args, self.options = task, args, options
+        self.url = broker_url(task.app)
+        self.captured: tuple[str, str] | None = None
+        if self.url is not None:
             try:
-                await _client(url).lpush(key, payload)
+                self.captured = message(task, args, **options)
+            except Exception as exc:  # noqa: BLE001 - nothing was sent: Celery's own publish instead
+                logger.debug("publishing %s through apply_async: %r", task.name, exc)
+
+    async def push(self) -> None:
+        """Send the message (once). A failed push (Redis away) falls back to ``apply_async`` with
+        its retry policy, on a thread; its error (``kombu.exceptions.OperationalError``) is the
+        caller's. A message pushed twice that way starts one loop (a response is started once,
+        by a conditional UPDATE)."""
+        task, args, options = self.task, self.args, self.options
+        if self.url is not None and self.captured is not None:
+            key, payload = self.captured
+            try:
+                await _client(self.url).lpush(key, payload)
                 return
             except Exception:  # noqa: BLE001 - Celery's own publish retries and reconnects
                 logger.warning("pushing %s to Redis failed; using apply_async", task.name, exc_info=True)
@@ -327,7 +337,18 @@ async def apply_async(task: Any, args: tuple[Any, ...], **options: Any) -> None:
                 # otherwise hold every request of this event loop meanwhile.
                 await asyncio.to_thread(task.apply_async, args, **options)
                 return
-    task.apply_async(args, **options)
+        task.apply_async(args, **options)
+
+
+def prepare(task: Any, args: tuple[Any, ...], **options: Any) -> Prepared:
+    """The message of ``task.apply_async(args, **options)``, built now and sent by ``push()``."""
+    return Prepared(task, args, options)
+
+
+async def apply_async(task: Any, args: tuple[Any, ...], **options: Any) -> None:
+    """``task.apply_async(args, **options)`` as one ``LPUSH`` on a Redis broker; else Celery's own
+    (see :meth:`Prepared.push`)."""
+    await prepare(task, args, **options).push()
 
 
 @receiver(setting_changed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from responses_app.conf import openresponses_settings
@@ -36,6 +37,20 @@ async def dispatch_response(response_id: str, *, started: Any = None) -> None:
     task = asyncio.get_running_loop().create_task(run_response(response_id, started=started))
     _background.add(task)
     task.add_done_callback(_done)
+
+
+def prepare_dispatch(response_id: str) -> Callable[[], Awaitable[None]] | None:
+    """With Celery: the message that starts ``response_id``'s loop, built now (it needs only the
+    id), and the coroutine function that sends it once the response is committed. None when loops
+    run in this process (:func:`dispatch_response` then)."""
+    if dispatch_mode() != "celery":
+        return None
+    from responses_app.loop.supervision import celery_redis
+    from responses_app.loop.supervision.reaper import ensure_reaper
+    from responses_app.tasks import run_response_task
+
+    ensure_reaper()
+    return celery_redis.prepare(run_response_task, (response_id,), ignore_result=True).push
 
 
 def _done(task: asyncio.Task) -> None:
