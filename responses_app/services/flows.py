@@ -99,14 +99,12 @@ async def _store_new(
     if meanwhile is None:
         await services.aresponse_insert(response=response, items=items)
     else:
-        insert = asyncio.ensure_future(services.aresponse_insert(response=response, items=items))
-        await asyncio.sleep(0)  # the statement goes out first
+        # This task sends the statement before it first waits; the side task runs meanwhile.
+        side = asyncio.ensure_future(meanwhile(response))
         try:
-            await meanwhile(response)
-        except BaseException:
-            insert.cancel()
-            raise
-        await insert
+            await services.aresponse_insert(response=response, items=items)
+        finally:
+            await asyncio.wait((side,))  # (it does not raise; a cancel of this task leaves it be)
     if kwargs.get("start"):
         if response.ancestor_ids or response.conversation_id:
             await sync_to_async(released(services.response_attach_context))(response=response, items=items)
@@ -255,6 +253,9 @@ async def _admit_and_start(
         except Exception as exc:  # noqa: BLE001 - raised below, once the response is stored
             early["error"] = exc
             return
+        if early.get("abandoned"):  # the create failed (or was cancelled) meanwhile
+            await subscription.close()
+            return
         try:
             early["push"] = prepare_dispatch(response.id)
         except Exception as exc:  # noqa: BLE001 - raised below, once the response is stored
@@ -275,6 +276,7 @@ async def _admit_and_start(
             meanwhile=meanwhile if overlap else None,
         )
     except BaseException:
+        early["abandoned"] = True
         if "subscription" in early:
             await early["subscription"].close()
         await limits.release(owner=identity.owner, ticket=request_id)
