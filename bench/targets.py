@@ -108,8 +108,11 @@ class OurServer:
         worker_concurrency: int = 2200,
         worker_processes: int = 1,
         label: str = "",
+        root: Path | None = None,
     ) -> None:
         self.topology = topology
+        # The checkout whose code this server runs (another tree of the project: ``bench.ab``).
+        self.root = root or ROOT
         self.worker_processes = worker_processes
         self.workdir = workdir / (label or topology)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +140,7 @@ class OurServer:
         )
         env = {
             **os.environ,
+            **({"PYTHONPATH": str(self.root)} if root else {}),
             "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "bench.settings",
             "OPENRESPONSES_BENCH_TAG": self.tag,
@@ -169,7 +173,7 @@ class OurServer:
                 }
             )
         self.env = env
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=self.root, env=env, check=True)
         self.group = ProcessGroup()
         self.db_group: ProcessGroup | None = None
         try:
@@ -191,7 +195,7 @@ class OurServer:
                 str(self.port),
             ],
             env=self.env,
-            cwd=ROOT,
+            cwd=self.root,
             log_path=self.workdir / "server.log",
         )
         wait_port(self.port, 30, self.proc)
