@@ -21,18 +21,36 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def heal_connections() -> None:
-    """Close this thread's connections that saw an error and are no longer usable."""
+def heal_connections() -> bool:
+    """Close this thread's connections that saw an error and are no longer usable (True if any)."""
+    healed = False
     for connection in connections.all(initialized_only=True):
         if connection.connection is not None and connection.errors_occurred and not connection.is_usable():
             connection.close()
+            healed = True
+    return healed
 
 
-def db_call(func: Callable[P, T]) -> Callable[P, Awaitable[T]]:
-    """``sync_to_async(func)`` whose thread's dead connections are closed after the call."""
+def db_call(func: Callable[P, T], *, reads: bool = False) -> Callable[P, Awaitable[T]]:
+    """``sync_to_async(func)`` whose thread's dead connections are closed after the call.
+
+    ``reads``: ``func`` only reads, so when it met a dead connection (the thread's connection
+    from before a PostgreSQL restart: the first call after it fails at once) it runs once more on
+    a fresh one, instead of answering that one request with an error (or, where the error is
+    swallowed on purpose, a key lookup failing closed, with a 401).
+    """
 
     @functools.wraps(func)
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        if reads:
+            try:
+                result = func(*args, **kwargs)
+            except Exception:
+                if not heal_connections():
+                    raise
+            else:
+                if not heal_connections():
+                    return result
         try:
             return func(*args, **kwargs)
         finally:

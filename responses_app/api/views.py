@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -103,6 +104,17 @@ def api_view(
                 return exc.to_response()
             except RequestDataTooBig:
                 return ApiError(413, "The request body is too large.", code="request_too_large").to_response()
+            except DATABASE_UNAVAILABLE:
+                # PostgreSQL restarting, unreachable, or out of connections: not this request's
+                # fault and not a bug; the client retries (a read met a dead connection first is
+                # retried already, ``api/db.py``).
+                logger.warning("database unavailable in %s", view.__name__, exc_info=True)
+                return ApiError(
+                    503,
+                    "The server's database is unavailable right now. Retry shortly.",
+                    code="service_unavailable",
+                    headers={"Retry-After": "1"},
+                ).to_response()
             except Exception:
                 logger.exception("unhandled error in %s", view.__name__)
                 return ApiError(
@@ -116,6 +128,17 @@ def api_view(
     return decorate
 
 
+def _database_unavailable() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        return (OperationalError, InterfaceError)
+    return (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+DATABASE_UNAVAILABLE = _database_unavailable()
+
+
 async def identify(request: HttpRequest) -> ClientIdentity:
     """Run the authentication hook on the event loop; in a thread only when it needs the database.
 
@@ -124,7 +147,7 @@ async def identify(request: HttpRequest) -> ClientIdentity:
     try:
         return authenticate(request)
     except SynchronousOnlyOperation:
-        return await db_call(authenticate)(request)
+        return await db_call(authenticate, reads=True)(request)
 
 
 def _server_timing(marks: tuple[float, ...], wall: float) -> str:
@@ -238,10 +261,10 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
     streamed = request.GET.get("stream") in {"true", "1"}
     after = _starting_after(request) if streamed else -1
     get = flows.released(selectors.response_get) if streamed else selectors.response_get
-    response = await db_call(get)(response_id=response_id, owner=identity.owner)
+    response = await db_call(get, reads=True)(response_id=response_id, owner=identity.owner)
     if streamed:
         return await _replay(request, response.id, identity, after)
-    resource = await db_call(selectors.response_resource)(response=response)
+    resource = await db_call(selectors.response_resource, reads=True)(response=response)
     return json_response(resource)
 
 
@@ -287,7 +310,7 @@ async def list_input_items(request: HttpRequest, response_id: str) -> HttpRespon
         response = selectors.response_get(response_id=response_id, owner=identity.owner)
         return selectors.response_input_items_page(response=response, after=after, limit=limit, order=order)
 
-    return json_response(await db_call(page)())
+    return json_response(await db_call(page, reads=True)())
 
 
 async def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

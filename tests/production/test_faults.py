@@ -312,8 +312,9 @@ def run_cell(
     reader = StreamReader(stream_url or matrix.url, {**body, "stream": True})
     reader.start()
     with httpx.Client(base_url=matrix.url, timeout=60) as http:
-        background = http.post("/v1/responses", json={**body, "background": True}).json()
-    assert background["status"] == "queued"
+        created = http.post("/v1/responses", json={**body, "background": True})
+    background = created.json()
+    assert background.get("status") == "queued", (created.status_code, background)
     _wait(lambda: bool(reader.events), 30, "the stream's first event")
     ids = {"streaming": reader.events[0]["response"]["id"], "background": background["id"]}
     for response_id in ids.values():
