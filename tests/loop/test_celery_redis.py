@@ -65,7 +65,8 @@ def normalized(message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-@pytest.mark.parametrize(
+# A default message, one with a priority (kombu's priority queue suffix) and one under a key prefix.
+MESSAGE_CASES = pytest.mark.parametrize(
     ("options", "transport_options", "suffix"),
     [
         ({}, {}, ""),
@@ -74,6 +75,9 @@ def normalized(message: dict[str, Any]) -> dict[str, Any]:
     ],
     ids=["default", "priority", "global-keyprefix"],
 )
+
+
+@MESSAGE_CASES
 def test_the_pushed_message_is_the_one_kombu_pushes(
     redis_client: Any, queue: str, options: dict, transport_options: dict, suffix: str
 ) -> None:
@@ -95,15 +99,7 @@ def test_the_pushed_message_is_the_one_kombu_pushes(
     assert ours["properties"]["delivery_info"] == {"exchange": "", "routing_key": queue}
 
 
-@pytest.mark.parametrize(
-    ("options", "transport_options", "suffix"),
-    [
-        ({}, {}, ""),
-        ({"priority": 5}, {}, "\x06\x163"),
-        ({}, {"global_keyprefix": "orprefix:"}, ""),
-    ],
-    ids=["default", "priority", "global-keyprefix"],
-)
+@MESSAGE_CASES
 def test_a_message_from_the_template_is_the_one_kombu_pushes(
     redis_client: Any, queue: str, options: dict, transport_options: dict, suffix: str
 ) -> None:
