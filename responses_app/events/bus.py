@@ -3,10 +3,11 @@
 A subscription yields batches of ``(sequence_number, type, json)``. Readers dedupe by sequence
 number and catch up from the store on a gap, so a dropped message is never a lost event.
 
-On channels_redis's PubSub layer a subscription subscribes Redis to its response's group only:
-the layer's "specific" channel that Channels' API adds per consumer (a SUBSCRIBE when opened, an
-UNSUBSCRIBE when closed, and a receiver task per stream here) is never sent to, so it stays a
-queue of this process that the group's messages land in, read directly. Publishing there goes
+On channels_redis's PubSub layer a subscription subscribes Redis to its response's group channel
+only (no "specific" channel per consumer, which nothing sends to), on this event loop's own
+receiving connection (:mod:`responses_app.events.subscriber`), not through the layer's receiver:
+one SUBSCRIBE when opened, one UNSUBSCRIBE when closed, each message parsed once and put in the
+stream's inbox. Publishing there goes
 through :class:`_Publisher`: the PUBLISHes that come while one round trip is in flight leave
 together in the next pipeline (one write and one read for many streams under load; an idle
 process sends each at once).
@@ -15,12 +16,12 @@ process sends each at once).
 from __future__ import annotations
 
 import asyncio
-import uuid
 import weakref
 from collections import defaultdict
 from typing import Any
 
 from responses_app.events.sink import Batch
+from responses_app.events.subscriber import Subscriber
 
 
 def group_name(response_id: str) -> str:
@@ -168,14 +169,14 @@ class _ChannelSubscription(Subscription):
 
 
 class _PubSubSubscription(Subscription):
-    """A response's group on channels_redis's PubSub layer, read from the layer's own queue."""
+    """A response's group channel on Redis PubSub, received by this event loop's
+    :class:`~responses_app.events.subscriber.Subscriber` into the subscription's inbox."""
 
-    __slots__ = ("layer", "loop_layer", "group", "channel", "queue")
+    __slots__ = ("layer", "subscriber", "channel", "queue")
 
-    def __init__(self, layer: Any, loop_layer: Any, group: str, channel: str, queue: Inbox) -> None:
+    def __init__(self, layer: Any, subscriber: Subscriber, channel: str, queue: Inbox) -> None:
         self.layer = layer
-        self.loop_layer = loop_layer
-        self.group = group
+        self.subscriber = subscriber
         self.channel = channel
         self.queue = queue
 
@@ -186,11 +187,7 @@ class _PubSubSubscription(Subscription):
         return [tuple(event) for event in self.layer.deserialize(raw).get("events", [])]
 
     async def close(self) -> None:
-        self.loop_layer.channels.pop(self.channel, None)
-        try:
-            await self.loop_layer.group_discard(self.group, self.channel)
-        except Exception:  # noqa: BLE001 - best effort on a broken layer
-            pass
+        self.subscriber.unsubscribe(self.channel, self.queue)
 
 
 def _pubsub_loop_layer(layer: Any) -> Any:
@@ -202,7 +199,10 @@ def _pubsub_loop_layer(layer: Any) -> Any:
     if type(layer) is not RedisPubSubChannelLayer:
         return None
     loop_layer = layer._get_layer()
-    return loop_layer if isinstance(getattr(loop_layer, "channels", None), dict) else None
+    shards = getattr(loop_layer, "_shards", None)
+    if not shards or not all(isinstance(getattr(shard, "host", None), dict) for shard in shards):
+        return None  # not the layout this module reads (hosts, shards, group channel names)
+    return loop_layer
 
 
 class _Publisher:
@@ -268,6 +268,18 @@ def _publisher(loop_layer: Any) -> _Publisher | None:
     return publisher
 
 
+_subscribers: weakref.WeakKeyDictionary[Any, Subscriber] = weakref.WeakKeyDictionary()
+
+
+def _subscriber(loop_layer: Any, channel: str) -> Subscriber:
+    """This event loop's subscriber to the Redis host that carries ``channel``."""
+    shard = loop_layer._get_shard(channel)
+    subscriber = _subscribers.get(shard)
+    if subscriber is None:
+        subscriber = _subscribers[shard] = Subscriber(shard.host)
+    return subscriber
+
+
 _keepers: dict[int, str] = {}
 
 
@@ -308,20 +320,16 @@ class ChannelsBus:
 
     async def subscribe(self, response_id: str) -> Subscription:
         layer = self._layer()
-        await _keep_receiver_subscribed(layer)
         group = group_name(response_id)
         loop_layer = _pubsub_loop_layer(layer)
         if loop_layer is not None:
-            channel = f"{loop_layer.prefix}specific.{uuid.uuid4().hex}"
-            # What new_channel() does, without the SUBSCRIBE; the layer only put_nowait()s here.
+            # The group's channel, as the layer's group_send publishes it, on our own receiver.
+            channel = loop_layer._get_group_channel_name(group)
+            subscriber = _subscriber(loop_layer, channel)
             queue = Inbox()
-            loop_layer.channels[channel] = queue
-            try:
-                await loop_layer.group_add(group, channel)
-            except BaseException:
-                loop_layer.channels.pop(channel, None)
-                raise
-            return _PubSubSubscription(layer, loop_layer, group, channel, queue)
+            await subscriber.subscribe(channel, queue)
+            return _PubSubSubscription(layer, subscriber, channel, queue)
+        await _keep_receiver_subscribed(layer)
         channel = await layer.new_channel()
         await layer.group_add(group, channel)
         return _ChannelSubscription(layer, group, channel)

@@ -21,55 +21,124 @@ def pubsub_bus(monkeypatch: pytest.MonkeyPatch) -> Any:
         hosts=[f"redis://{REDIS_HOST}:{REDIS_PORT}/0"], prefix=f"ortest-bus-{uuid.uuid4().hex[:8]}"
     )
     monkeypatch.setattr(bus.ChannelsBus, "_layer", lambda self: layer)
-    monkeypatch.setattr(bus, "_keepers", {})
     return layer
+
+
+def _subscribed(layer: Any) -> set[str]:
+    """The channels of ``layer``'s prefix that Redis has subscribers for."""
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    try:
+        return {name.decode() for name in client.pubsub_channels(f"{layer._get_layer().prefix}*")}
+    finally:
+        client.close()
+
+
+async def _until(predicate: Any, what: str, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.01)
 
 
 def test_a_subscription_receives_its_group_and_subscribes_redis_to_the_group_only(pubsub_bus: Any) -> None:
     async def scenario() -> None:
         channels_bus = bus.ChannelsBus()
         loop_layer = pubsub_bus._get_layer()
-        shard = loop_layer._shards[0]
-        await bus._keep_receiver_subscribed(pubsub_bus)
-        before = set(shard._subscribed_to)  # the keeper channel of this loop
         subscription = await channels_bus.subscribe("resp_bus")
         other = await channels_bus.subscribe("resp_other")
         group_channel = loop_layer._get_group_channel_name(bus.group_name("resp_bus"))
-        assert shard._subscribed_to - before == {
-            group_channel,
-            loop_layer._get_group_channel_name(bus.group_name("resp_other")),
-        }
+        other_channel = loop_layer._get_group_channel_name(bus.group_name("resp_other"))
+        await _until(lambda: _subscribed(pubsub_bus) == {group_channel, other_channel}, "subscribed")
         await channels_bus.publish("resp_bus", [(0, "response.created", "{}"), (1, "x", '{"a":1}')])
         assert await subscription.get(5) == [(0, "response.created", "{}"), (1, "x", '{"a":1}')]
         assert await other.get(0.05) is None  # another response's group
         assert await subscription.get(0.05) is None
         await subscription.close()
-        assert group_channel not in shard._subscribed_to
-        assert subscription.channel not in loop_layer.channels
+        await _until(lambda: _subscribed(pubsub_bus) == {other_channel}, "unsubscribed once closed")
         await channels_bus.publish("resp_other", [(3, "y", "{}")])
         assert await other.get(5) == [(3, "y", "{}")]
         await other.close()
-        assert shard._subscribed_to == before
+        await _until(lambda: _subscribed(pubsub_bus) == set(), "nothing left subscribed")
+        assert not bus._subscriber(loop_layer, group_channel).inboxes
         await pubsub_bus.flush()
 
     asyncio.run(scenario())
 
 
-def test_a_failed_group_subscribe_leaves_no_channel_behind(
-    pubsub_bus: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_two_streams_of_one_response_share_the_channel_until_both_close(pubsub_bus: Any) -> None:
     async def scenario() -> None:
-        loop_layer = pubsub_bus._get_layer()
-        await bus._keep_receiver_subscribed(pubsub_bus)
-        known = set(loop_layer.channels)
+        channels_bus = bus.ChannelsBus()
+        group_channel = pubsub_bus._get_layer()._get_group_channel_name(bus.group_name("resp_two"))
+        first = await channels_bus.subscribe("resp_two")
+        second = await channels_bus.subscribe("resp_two")
+        await channels_bus.publish("resp_two", [(0, "x", "{}")])
+        assert await first.get(5) == [(0, "x", "{}")]
+        assert await second.get(5) == [(0, "x", "{}")]
+        await first.close()
+        await channels_bus.publish("resp_two", [(1, "x", "{}")])
+        assert await second.get(5) == [(1, "x", "{}")]
+        assert await first.get(0.05) is None
+        assert _subscribed(pubsub_bus) == {group_channel}
+        await second.close()
+        await _until(lambda: _subscribed(pubsub_bus) == set(), "unsubscribed once both closed")
+        await pubsub_bus.flush()
 
-        async def broken(group: str, channel: str) -> None:
-            raise ConnectionError("Redis is away")
+    asyncio.run(scenario())
 
-        monkeypatch.setattr(loop_layer, "group_add", broken)
-        with pytest.raises(ConnectionError):
+
+def test_a_subscribe_while_redis_is_unreachable_raises_and_leaves_nothing_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+    from redis.exceptions import RedisError
+
+    from tests.support.server import free_port
+
+    layer = RedisPubSubChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}/0"], prefix="ortest-away")
+    monkeypatch.setattr(bus.ChannelsBus, "_layer", lambda self: layer)
+
+    async def scenario() -> None:
+        with pytest.raises((RedisError, OSError)):
             await bus.ChannelsBus().subscribe("resp_broken")
-        assert set(loop_layer.channels) == known
+        loop_layer = layer._get_layer()
+        channel = loop_layer._get_group_channel_name(bus.group_name("resp_broken"))
+        subscriber = bus._subscriber(loop_layer, channel)
+        assert not subscriber.inboxes and not subscriber.connected
+
+    asyncio.run(scenario())
+
+
+def test_a_lost_connection_is_opened_again_with_every_channel_subscribed(pubsub_bus: Any) -> None:
+    """Redis drops the receiving connection (a restart, a client kill): the streams open then hear
+    nothing meanwhile, and every message published once it is back reaches them."""
+    import redis
+
+    async def scenario() -> None:
+        channels_bus = bus.ChannelsBus()
+        ids = ["resp_lost1", "resp_lost2"]
+        subscriptions = [await channels_bus.subscribe(i) for i in ids]
+        loop_layer = pubsub_bus._get_layer()
+        subscriber = bus._subscriber(loop_layer, loop_layer._get_group_channel_name(bus.group_name(ids[0])))
+        host, port = subscriber._writer.get_extra_info("sockname")[:2]
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+        try:
+            assert client.client_kill(f"{host}:{port}")
+        finally:
+            client.close()
+        channels = {loop_layer._get_group_channel_name(bus.group_name(i)) for i in ids}
+
+        def back() -> bool:
+            own = subscriber._writer
+            return own is not None and own.get_extra_info("sockname")[1] != port
+
+        await _until(back, "a new connection")
+        await _until(lambda: _subscribed(pubsub_bus) == channels, "every channel subscribed again")
+        for seq, (response_id, subscription) in enumerate(zip(ids, subscriptions, strict=True)):
+            await channels_bus.publish(response_id, [(seq, "x", "{}")])
+            assert await subscription.get(5) == [(seq, "x", "{}")]
+            await subscription.close()
         await pubsub_bus.flush()
 
     asyncio.run(scenario())

@@ -1,0 +1,220 @@
+"""The web process's side of Redis PubSub: one connection per event loop and Redis host, shared by
+every open stream, its messages parsed as they arrive and handed to the streams' inboxes.
+
+channels_redis's PubSub layer reads its connection through redis-py's ``PubSub.get_message``: per
+message a timeout context, the retry wrapper and a pure-Python RESP3 reader line by line, then
+its own dispatch; its SUBSCRIBE and UNSUBSCRIBE go through a lock and redis-py's command path.
+That was about a fifth of the web process's CPU per stream. Here a subscription is one write of
+``SUBSCRIBE`` on the shared connection (not awaited for its confirmation, as redis-py does not),
+and every network read is parsed at once, whatever number of messages it holds.
+
+The connection is opened by redis-py (so URL options, TLS, AUTH, the database and the protocol
+version are its own), then only read from here. A lost connection is opened again while streams
+are subscribed (every channel subscribed again in one command); meanwhile the readers hear
+nothing and read the store (``reader.follow``), as they do for any silence. What the workers
+publish is unchanged: channels_redis's group channels and serialized messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+RECONNECT_SECONDS = 0.5
+READ_SIZE = 1 << 16
+
+
+class ProtocolError(Exception):
+    """Bytes that are not RESP (the connection is dropped and opened again)."""
+
+
+class _Incomplete(Exception):
+    """The buffer ends inside a reply: wait for more bytes."""
+
+
+_INCOMPLETE = _Incomplete()
+
+
+def _command(*parts: bytes) -> bytes:
+    """One command in RESP (an array of bulk strings)."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%b\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+def parse(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
+    """One RESP2/RESP3 reply of ``buf`` from ``pos``: ``(value, next position)``.
+
+    Arrays and pushes are lists, bulk strings bytes, integers ints, simple strings str, errors
+    :class:`ProtocolError` instances (not raised), nulls None. Raises :class:`_Incomplete` when
+    ``buf`` ends before the reply does; anything a subscribed connection never receives raises
+    :class:`ProtocolError`.
+    """
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _INCOMPLETE
+    kind = buf[pos]
+    if kind == 36:  # $ bulk string
+        size = int(buf[pos + 1 : end])
+        if size < 0:
+            return None, end + 2
+        stop = end + 2 + size
+        if len(buf) < stop + 2:
+            raise _INCOMPLETE
+        return bytes(buf[end + 2 : stop]), stop + 2
+    if kind == 42 or kind == 62:  # * array, > push
+        count = int(buf[pos + 1 : end])
+        if count < 0:
+            return None, end + 2
+        items = []
+        pos = end + 2
+        for _ in range(count):
+            item, pos = parse(buf, pos)
+            items.append(item)
+        return items, pos
+    if kind == 58:  # : integer
+        return int(buf[pos + 1 : end]), end + 2
+    if kind == 43:  # + simple string
+        return bytes(buf[pos + 1 : end]).decode(errors="replace"), end + 2
+    if kind == 45:  # - error
+        return ProtocolError(bytes(buf[pos + 1 : end]).decode(errors="replace")), end + 2
+    if kind == 95:  # _ null (RESP3)
+        return None, end + 2
+    raise ProtocolError(f"unexpected RESP type {chr(kind)!r}")
+
+
+class Subscriber:
+    """The channels subscribed for this event loop's streams on one Redis host, and the
+    connection that receives them. Each channel maps to the inboxes (``put_nowait(bytes)``) of
+    the streams that follow it."""
+
+    def __init__(self, host: dict[str, Any]) -> None:
+        self.host = host
+        self.inboxes: dict[bytes, set[Any]] = {}
+        self._connection: Any = None
+        self._writer: Any = None
+        self._connecting: asyncio.Future | None = None
+        self._reading: asyncio.Task | None = None
+        self._reconnecting: asyncio.Task | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    async def subscribe(self, channel: str, inbox: Any) -> None:
+        """``inbox`` gets every message of ``channel`` from now on. Raises (redis-py's
+        ``ConnectionError``, ``OSError``) when Redis cannot be reached."""
+        if self._writer is None:
+            await self._connect()
+        key = channel.encode()
+        inboxes = self.inboxes.get(key)
+        if inboxes is not None:
+            inboxes.add(inbox)
+            return
+        self.inboxes[key] = {inbox}
+        self._write(_command(b"SUBSCRIBE", key))
+
+    def unsubscribe(self, channel: str, inbox: Any) -> None:
+        """``inbox`` gets nothing more; the channel is unsubscribed once no inbox follows it."""
+        key = channel.encode()
+        inboxes = self.inboxes.get(key)
+        if inboxes is None:
+            return
+        inboxes.discard(inbox)
+        if not inboxes:
+            del self.inboxes[key]
+            if self._writer is not None:
+                self._write(_command(b"UNSUBSCRIBE", key))
+
+    async def close(self) -> None:
+        for task in (self._reconnecting, self._reading):
+            if task is not None:
+                task.cancel()
+        self.inboxes.clear()
+        self._drop()
+
+    # ------------------------------------------------------------------ the connection
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._writer.write(data)
+        except (RuntimeError, OSError, AttributeError):
+            # The transport is closing: the reader sees the connection end and subscribes every
+            # channel again on the next one.
+            pass
+
+    async def _connect(self) -> None:
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+        connecting = self._connecting
+        try:
+            await asyncio.shield(connecting)
+        finally:
+            if connecting.done() and self._connecting is connecting:
+                self._connecting = None
+
+    async def _open(self) -> None:
+        from channels_redis.utils import create_pool
+
+        pool = create_pool(self.host)
+        connection = pool.make_connection()
+        await connection.connect()
+        self._connection = connection
+        self._writer = connection._writer
+        if self.inboxes:  # after a lost connection: everything followed so far
+            self._write(_command(b"SUBSCRIBE", *self.inboxes))
+        self._reading = asyncio.get_running_loop().create_task(self._read(connection._reader))
+
+    def _drop(self) -> None:
+        writer, self._writer, self._connection = self._writer, None, None
+        if writer is not None:
+            try:
+                writer.close()
+            except (RuntimeError, OSError):  # pragma: no cover - already gone
+                pass
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        buf = bytearray()
+        inboxes = self.inboxes
+        try:
+            while True:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    raise ConnectionError("Redis closed the PubSub connection")
+                buf += data
+                pos = 0
+                size = len(buf)
+                while pos < size:
+                    try:
+                        reply, pos_after = parse(buf, pos)
+                    except _Incomplete:
+                        break
+                    pos = pos_after
+                    # A message is [b"message", channel, data]; confirmations and the rest are not.
+                    if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
+                        for inbox in inboxes.get(reply[1], ()):
+                            inbox.put_nowait(reply[2])
+                    elif isinstance(reply, ProtocolError):
+                        logger.warning("Redis refused a PubSub command: %s", reply)
+                del buf[:pos]
+        except asyncio.CancelledError:
+            self._drop()
+            raise
+        except Exception as exc:  # noqa: BLE001 - the connection is lost: open another
+            logger.warning("the PubSub connection to Redis was lost (%r); opening another", exc)
+            self._drop()
+            if self.inboxes and self._reconnecting is None:
+                self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        try:
+            while self.inboxes and self._writer is None:
+                try:
+                    await self._connect()
+                except Exception:  # noqa: BLE001 - Redis still away: the readers poll the store
+                    await asyncio.sleep(RECONNECT_SECONDS)
+        finally:
+            self._reconnecting = None
