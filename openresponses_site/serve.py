@@ -8,6 +8,13 @@ loop :func:`responses_app.loop.supervision.host.new_event_loop` makes (uvloop's 
 Twisted parses the Content-Type of every POST with the ``email`` package (~0.19 ms of CPU) to fill
 ``request.args`` for HTML forms; daphne never reads them (the ASGI application gets the raw body),
 so :func:`skip_form_parsing` turns that off for daphne's requests.
+
+Twisted sends a connection's writes when the reactor reports the socket writable: every write to
+an idle connection registered the socket with the event loop (``epoll_ctl``), woke the loop for
+it, ran the send through Twisted's logging context and unregistered the socket (``epoll_ctl``
+again), once per SSE batch of every stream. :func:`write_in_turn` sends them at the loop's next
+turn instead (the writes of one turn still leave in one ``send``), and registers the socket only
+when the kernel did not take everything (a client that reads slowly), as before.
 """
 
 from __future__ import annotations
@@ -50,9 +57,49 @@ def skip_form_parsing() -> None:
     WebRequest.__init__ = __init__  # type: ignore[method-assign]
 
 
+def write_in_turn() -> None:
+    """Plain TCP connections of the asyncio reactor send their writes at the loop's next turn
+    (see the module's docstring); TLS connections, a connection already waiting for its socket
+    and everything after a partial send take Twisted's own path."""
+    from twisted.internet import reactor, tcp
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    original = tcp.Connection.startWriting
+    if getattr(original, "writes_in_turn", False) or not isinstance(reactor, AsyncioSelectorReactor):
+        return
+    loop = reactor._asyncioEventloop
+    writers = reactor._writers
+
+    def flush(connection: Any) -> None:
+        connection._send_pending = False
+        if not connection.connected or connection.disconnected or connection in writers:
+            return
+        # What the reactor runs when the socket is writable: send, then finish a close or resume
+        # a producer once the buffer is empty; a failed send loses the connection.
+        reactor._readOrWrite(connection, False)
+        if (
+            connection.connected
+            and not connection.disconnected
+            and (connection._tempDataBuffer or connection.offset < len(connection.dataBuffer))
+        ):
+            original(connection)  # the kernel's buffer is full: wait until the socket is writable
+
+    def startWriting(self: Any) -> None:
+        if self.TLS or self in writers:
+            original(self)
+        elif not self._send_pending:
+            self._send_pending = True
+            loop.call_soon(flush, self)
+
+    startWriting.writes_in_turn = True  # type: ignore[attr-defined]
+    tcp.Connection._send_pending = False  # type: ignore[attr-defined]
+    tcp.Connection.startWriting = startWriting  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> None:
     implementation = install_reactor()
     skip_form_parsing()
+    write_in_turn()
     from daphne.cli import CommandLineInterface
 
     print(f"[openresponses] web: daphne on {implementation}", flush=True)

@@ -139,3 +139,68 @@ def test_daphne_requests_skip_twisted_form_parsing(monkeypatch: pytest.MonkeyPat
     wrapped = WebRequest.__init__
     skip_form_parsing()  # once only, however often called
     assert WebRequest.__init__ is wrapped
+
+
+WRITE_SCENARIO = """
+import sys
+from openresponses_site.serve import install_reactor, write_in_turn
+install_reactor()
+write_in_turn()
+from twisted.internet import protocol, reactor
+
+registered = []
+add_writer = reactor.addWriter
+reactor.addWriter = lambda writer: (registered.append(writer), add_writer(writer))[1]
+SMALL = [b"event %d\\n" % i for i in range(50)]
+BIG = bytes(range(256)) * (8 * 4096)  # 8 MiB: more than the kernel takes at once
+phases = {}
+
+
+class Server(protocol.Protocol):
+    def connectionMade(self):
+        for part in SMALL:
+            self.transport.write(part)  # one turn's writes
+        reactor.callLater(0.1, self.small_sent)
+
+    def small_sent(self):
+        phases["small"] = len(registered)
+        self.transport.writeSequence([BIG])
+        self.transport.loseConnection()
+
+
+class Client(protocol.Protocol):
+    def connectionMade(self):
+        self.data = []
+        self.transport.pauseProducing()  # read nothing for a moment: the big write waits
+        reactor.callLater(0.5, self.transport.resumeProducing)
+
+    def dataReceived(self, data):
+        self.data.append(data)
+
+    def connectionLost(self, reason):
+        got = b"".join(self.data)
+        ok = got == b"".join(SMALL) + BIG
+        print("received", ok, "registered_after_small", phases.get("small"), "registered", len(registered))
+        reactor.stop()
+
+
+factory = protocol.ServerFactory.forProtocol(Server)
+port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+protocol.ClientCreator(reactor, Client).connectTCP("127.0.0.1", port.getHost().port)
+reactor.callLater(20, reactor.stop)
+reactor.run()
+"""
+
+
+def test_writes_leave_at_the_next_turn_and_a_full_socket_waits_as_before() -> None:
+    """Writes to an idle connection are sent at the loop's next turn without registering the
+    socket with the loop; a write the kernel cannot take at once waits for the socket, the
+    close waits for the data, and every byte arrives in order."""
+    out = subprocess.run(
+        [sys.executable, "-c", WRITE_SCENARIO], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    words = out.stdout.split()
+    assert words[:2] == ["received", "True"], out.stdout + out.stderr
+    assert words[3] == "0", out.stdout  # the small writes never registered the socket
+    assert int(words[5]) >= 1, out.stdout  # the big one did, once the kernel's buffer was full
