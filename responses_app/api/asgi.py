@@ -77,6 +77,36 @@ class LeanASGIHandler(ASGIHandler):
         # No request_finished here: API views hold no database connection on this thread.
         body_file.close()
 
+    async def send_response(self, response: Any, send: Callable) -> None:
+        """Django's, with an async streaming body read one layer closer to its source: its
+        ``streaming_content`` (parts as bytes) rather than ``__aiter__``, which wraps it in one
+        more async generator, and each part sent whole when it fits one chunk. That is per SSE
+        batch of every stream; the messages sent are the same."""
+        if not (response.streaming and getattr(response, "is_async", False)):
+            await super().send_response(response, send)
+            return
+        headers = []
+        for header, value in response.items():  # as Django builds them
+            if isinstance(header, str):
+                header = header.encode("ascii")
+            if isinstance(value, str):
+                value = value.encode("latin1")
+            headers.append((bytes(header), bytes(value)))
+        for cookie in response.cookies.values():
+            headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        size = self.chunk_size
+        async with contextlib.aclosing(response.streaming_content) as content:
+            async for part in content:
+                if len(part) <= size:
+                    await send({"type": "http.response.body", "body": part, "more_body": True})
+                    continue
+                for start in range(0, len(part), size):
+                    await send(
+                        {"type": "http.response.body", "body": part[start : start + size], "more_body": True}
+                    )
+        await send({"type": "http.response.body"})
+
 
 def api_asgi_app(django_app: App, *, prefix: str = "/v1/") -> App:
     """``django_app``, with HTTP requests under ``prefix`` served by :class:`LeanASGIHandler`."""

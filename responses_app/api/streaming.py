@@ -23,13 +23,15 @@ from responses_app.events.sink import Batch
 from responses_app.states import TERMINAL_EVENT_TYPES
 
 logger = logging.getLogger(__name__)
-DONE = "data: [DONE]\n\n"
-KEEPALIVE = ": keep-alive\n\n"
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def encode_batch(batch: Batch) -> str:
-    frames = "".join(f"event: {event_type}\ndata: {payload}\n\n" for _, event_type, payload in batch)
+def encode_batch(batch: Batch) -> bytes:
+    """A batch's SSE frames as the bytes sent (UTF-8, the response's charset; bytes pass
+    Django's streaming response as they are, with no charset lookup per part)."""
+    frames = "".join(f"event: {event_type}\ndata: {payload}\n\n" for _, event_type, payload in batch).encode()
     if batch and batch[-1][1] in TERMINAL_EVENT_TYPES:
         frames += DONE
     return frames
@@ -44,7 +46,7 @@ async def sse_stream(
     prefetched: list[Batch] | None = None,
     on_disconnect: object = None,
     on_close: Callable[[], Awaitable[None]] | None = None,
-) -> AsyncIterator[str]:
+) -> AsyncIterator[bytes]:
     keepalive = float(openresponses_settings.KEEPALIVE_SECONDS)
     finished = False
     try:
@@ -76,7 +78,7 @@ async def sse_stream(
                 await on_close()
 
 
-def sse_response(iterator: AsyncIterator[str]) -> StreamingHttpResponse:
+def sse_response(iterator: AsyncIterator[bytes]) -> StreamingHttpResponse:
     response = StreamingHttpResponse(iterator, content_type="text/event-stream; charset=utf-8")
     for key, value in SSE_HEADERS.items():
         response[key] = value
