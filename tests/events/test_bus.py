@@ -210,3 +210,37 @@ def test_a_failed_publish_reaches_its_publisher(pubsub_bus: Any) -> None:
         await pubsub_bus.flush()
 
     asyncio.run(scenario())
+
+
+def test_an_unsubscribe_leaves_with_the_next_subscribe_or_after_a_moment(
+    pubsub_bus: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel no stream follows any more is unsubscribed in the next SUBSCRIBE's write; a
+    channel followed again meanwhile stays subscribed and its messages arrive; with no
+    subscribe coming the unsubscribe leaves on its own."""
+    from responses_app.events import subscriber
+
+    monkeypatch.setattr(subscriber, "UNSUBSCRIBE_DELAY", 30.0)
+
+    async def scenario() -> None:
+        channels_bus = bus.ChannelsBus()
+        loop_layer = pubsub_bus._get_layer()
+
+        def channel(response_id: str) -> str:
+            return loop_layer._get_group_channel_name(bus.group_name(response_id))
+
+        first = await channels_bus.subscribe("resp_leave1")
+        await first.close()
+        again = await channels_bus.subscribe("resp_leave1")  # followed again before it left
+        await channels_bus.publish("resp_leave1", [(0, "x", "{}")])
+        assert await again.get(5) == [(0, "x", "{}")]
+        await again.close()
+        await _until(lambda: _subscribed(pubsub_bus) == {channel("resp_leave1")}, "still subscribed")
+        second = await channels_bus.subscribe("resp_leave2")
+        await _until(lambda: _subscribed(pubsub_bus) == {channel("resp_leave2")}, "left with the subscribe")
+        monkeypatch.setattr(subscriber, "UNSUBSCRIBE_DELAY", 0.05)
+        await second.close()
+        await _until(lambda: _subscribed(pubsub_bus) == set(), "left on its own")
+        await pubsub_bus.flush()
+
+    asyncio.run(scenario())
