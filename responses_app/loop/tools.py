@@ -137,3 +137,13 @@ def hosted_tool_paths() -> tuple[str, ...]:
 def hosted_tools() -> dict[str, HostedTool]:
     """Registered hosted tools by name (settings ``HOSTED_TOOLS`` and the config file)."""
     return _hosted_tools_cached(hosted_tool_paths())
+
+
+@lru_cache(maxsize=8)
+def _hosted_tool_names(paths: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(_hosted_tools_cached(paths))
+
+
+def hosted_tool_names() -> frozenset[str]:
+    """The names of :func:`hosted_tools` (what a create may declare; checked per request)."""
+    return _hosted_tool_names(hosted_tool_paths())

@@ -30,7 +30,7 @@ from responses_app.gateway.auth import ClientIdentity, check_model_allowed
 from responses_app.loop.supervision.activity import cancel_everywhere_local
 from responses_app.loop.supervision.db import run_db
 from responses_app.loop.supervision.dispatch import dispatch_mode, dispatch_response, prepare_dispatch
-from responses_app.loop.tools import hosted_tools
+from responses_app.loop.tools import hosted_tool_names as tool_names
 from responses_app.models import Response
 from responses_app.observability.logs import log_prompt
 from responses_app.resource import build_resource
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 def hosted_tool_names() -> frozenset[str]:
     """Names of the hosted tools a request may declare (what validation accepts)."""
-    return frozenset(hosted_tools())
+    return tool_names()
 
 
 def released(func: Callable[..., Any]) -> Callable[..., Any]:
