@@ -7,7 +7,9 @@ loop :func:`responses_app.loop.supervision.host.new_event_loop` makes (uvloop's 
 
 Twisted parses the Content-Type of every POST with the ``email`` package (~0.19 ms of CPU) to fill
 ``request.args`` for HTML forms; daphne never reads them (the ASGI application gets the raw body),
-so :func:`skip_form_parsing` turns that off for daphne's requests.
+so :func:`skip_form_parsing` turns that off for daphne's requests. Twisted also formats a
+combined-log line for every request into its own log, which daphne sends nowhere at its default
+verbosity (its access log is its own): :func:`skip_unread_request_log` leaves that line out then.
 
 Twisted sends a connection's writes when the reactor reports the socket writable: every write to
 an idle connection registered the socket with the event loop (``epoll_ctl``), woke the loop for
@@ -57,6 +59,23 @@ def skip_form_parsing() -> None:
     WebRequest.__init__ = __init__  # type: ignore[method-assign]
 
 
+def skip_unread_request_log() -> None:
+    """Twisted's per-request log line is not formatted while daphne discards Twisted's log
+    (verbosity 0 or 1, ``daphne.server``); at higher verbosity it is, as before."""
+    from daphne.http_protocol import HTTPFactory
+
+    original = HTTPFactory.log
+    if getattr(original, "skips_unread", False):
+        return
+
+    def log(self: HTTPFactory, request: Any) -> None:
+        if self.server.verbosity > 1:
+            original(self, request)
+
+    log.skips_unread = True  # type: ignore[attr-defined]
+    HTTPFactory.log = log  # type: ignore[method-assign]
+
+
 def write_in_turn() -> None:
     """Plain TCP connections of the asyncio reactor send their writes at the loop's next turn
     (see the module's docstring); TLS connections, a connection already waiting for its socket
@@ -99,6 +118,7 @@ def write_in_turn() -> None:
 def main(argv: list[str] | None = None) -> None:
     implementation = install_reactor()
     skip_form_parsing()
+    skip_unread_request_log()
     write_in_turn()
     from daphne.cli import CommandLineInterface
 

@@ -204,3 +204,20 @@ def test_writes_leave_at_the_next_turn_and_a_full_socket_waits_as_before() -> No
     assert words[:2] == ["received", "True"], out.stdout + out.stderr
     assert words[3] == "0", out.stdout  # the small writes never registered the socket
     assert int(words[5]) >= 1, out.stdout  # the big one did, once the kernel's buffer was full
+
+
+def test_twisted_request_log_is_formatted_only_when_daphne_keeps_twisted_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from daphne.http_protocol import HTTPFactory
+
+    from openresponses_site.serve import skip_unread_request_log
+
+    logged: list[object] = []
+    monkeypatch.setattr(HTTPFactory, "log", lambda self, request: logged.append(request))  # Twisted's
+    skip_unread_request_log()
+    for verbosity in (0, 1, 2, 3):
+        HTTPFactory.log(SimpleNamespace(server=SimpleNamespace(verbosity=verbosity)), verbosity)
+    assert logged == [2, 3]  # daphne routes Twisted's log to the logging module from verbosity 2
