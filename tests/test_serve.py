@@ -221,3 +221,17 @@ def test_twisted_request_log_is_formatted_only_when_daphne_keeps_twisted_log(
     for verbosity in (0, 1, 2, 3):
         HTTPFactory.log(SimpleNamespace(server=SimpleNamespace(verbosity=verbosity)), verbosity)
     assert logged == [2, 3]  # daphne routes Twisted's log to the logging module from verbosity 2
+
+
+def test_daphne_reads_twisted_http_without_the_deprecation_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import daphne.http_protocol
+    from twisted.python.deprecate import _ModuleProxy
+    from twisted.web import http
+
+    from openresponses_site.serve import unwrap_twisted_http
+
+    monkeypatch.setattr(daphne.http_protocol, "http", http)
+    assert isinstance(daphne.http_protocol.http, _ModuleProxy)
+    unwrap_twisted_http()
+    assert not isinstance(daphne.http_protocol.http, _ModuleProxy)
+    assert daphne.http_protocol.http.Request is http.Request
