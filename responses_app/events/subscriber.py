@@ -6,7 +6,8 @@ message a timeout context, the retry wrapper and a pure-Python RESP3 reader line
 its own dispatch; its SUBSCRIBE and UNSUBSCRIBE go through a lock and redis-py's command path.
 That was about a fifth of the web process's CPU per stream. Here a subscription is one write of
 ``SUBSCRIBE`` on the shared connection (not awaited for its confirmation, as redis-py does not),
-and every network read is parsed at once, whatever number of messages it holds.
+and every network read is parsed at once, whatever number of messages it holds, by hiredis's
+reader (the C parser redis-py itself uses when it is installed).
 
 The connection is opened by redis-py (so URL options, TLS, AUTH, the database and the protocol
 version are its own), then only read from here. A lost connection is opened again while streams
@@ -21,6 +22,8 @@ import asyncio
 import logging
 from typing import Any
 
+import hiredis
+
 logger = logging.getLogger(__name__)
 RECONNECT_SECONDS = 0.5
 READ_SIZE = 1 << 16
@@ -30,64 +33,12 @@ READ_SIZE = 1 << 16
 UNSUBSCRIBE_DELAY = 0.1
 
 
-class ProtocolError(Exception):
-    """Bytes that are not RESP (the connection is dropped and opened again)."""
-
-
-class _Incomplete(Exception):
-    """The buffer ends inside a reply: wait for more bytes."""
-
-
-_INCOMPLETE = _Incomplete()
-
-
 def _command(*parts: bytes) -> bytes:
     """One command in RESP (an array of bulk strings)."""
     out = [b"*%d\r\n" % len(parts)]
     for part in parts:
         out.append(b"$%d\r\n%b\r\n" % (len(part), part))
     return b"".join(out)
-
-
-def parse(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
-    """One RESP2/RESP3 reply of ``buf`` from ``pos``: ``(value, next position)``.
-
-    Arrays and pushes are lists, bulk strings bytes, integers ints, simple strings str, errors
-    :class:`ProtocolError` instances (not raised), nulls None. Raises :class:`_Incomplete` when
-    ``buf`` ends before the reply does; anything a subscribed connection never receives raises
-    :class:`ProtocolError`.
-    """
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise _INCOMPLETE
-    kind = buf[pos]
-    if kind == 36:  # $ bulk string
-        size = int(buf[pos + 1 : end])
-        if size < 0:
-            return None, end + 2
-        stop = end + 2 + size
-        if len(buf) < stop + 2:
-            raise _INCOMPLETE
-        return bytes(buf[end + 2 : stop]), stop + 2
-    if kind == 42 or kind == 62:  # * array, > push
-        count = int(buf[pos + 1 : end])
-        if count < 0:
-            return None, end + 2
-        items = []
-        pos = end + 2
-        for _ in range(count):
-            item, pos = parse(buf, pos)
-            items.append(item)
-        return items, pos
-    if kind == 58:  # : integer
-        return int(buf[pos + 1 : end]), end + 2
-    if kind == 43:  # + simple string
-        return bytes(buf[pos + 1 : end]).decode(errors="replace"), end + 2
-    if kind == 45:  # - error
-        return ProtocolError(bytes(buf[pos + 1 : end]).decode(errors="replace")), end + 2
-    if kind == 95:  # _ null (RESP3)
-        return None, end + 2
-    raise ProtocolError(f"unexpected RESP type {chr(kind)!r}")
 
 
 class Subscriber:
@@ -213,30 +164,23 @@ class Subscriber:
             except (RuntimeError, OSError):  # pragma: no cover - already gone
                 pass
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        buf = bytearray()
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        replies = hiredis.Reader()
         inboxes = self.inboxes
         try:
             while True:
-                data = await reader.read(READ_SIZE)
+                data = await stream.read(READ_SIZE)
                 if not data:
                     raise ConnectionError("Redis closed the PubSub connection")
-                buf += data
-                pos = 0
-                size = len(buf)
-                while pos < size:
-                    try:
-                        reply, pos_after = parse(buf, pos)
-                    except _Incomplete:
-                        break
-                    pos = pos_after
+                replies.feed(data)
+                while (reply := replies.gets()) is not False:
                     # A message is [b"message", channel, data]; confirmations and the rest are not.
-                    if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
+                    # (hiredis gives a RESP3 push as a list subclass.)
+                    if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
                         for inbox in inboxes.get(reply[1], ()):
                             inbox.put_nowait(reply[2])
-                    elif isinstance(reply, ProtocolError):
+                    elif isinstance(reply, hiredis.ReplyError):
                         logger.warning("Redis refused a PubSub command: %s", reply)
-                del buf[:pos]
         except asyncio.CancelledError:
             self._drop()
             raise

@@ -15,23 +15,6 @@ BIG = b"w" * 100_000
 MESSAGE_BIG = b"*3\r\n$7\r\nmessage\r\n$4\r\nch.a\r\n$%d\r\n%b\r\n" % (len(BIG), BIG)
 
 
-def test_each_reply_type_parses_and_a_cut_reply_asks_for_more() -> None:
-    assert sub.parse(MESSAGE_RESP2, 0) == ([b"message", b"ch.a", b"x\r\ny\r\nz"], len(MESSAGE_RESP2))
-    assert sub.parse(MESSAGE_RESP3, 0) == ([b"message", b"ch.b", b""], len(MESSAGE_RESP3))
-    assert sub.parse(CONFIRMATION, 0)[0] == [b"subscribe", b"ch.a", 1]
-    assert sub.parse(b"+OK\r\n", 0) == ("OK", 5)
-    assert sub.parse(b"$-1\r\n_\r\n", 0) == (None, 5)
-    assert sub.parse(b"$-1\r\n_\r\n", 5) == (None, 8)
-    error, _ = sub.parse(b"-ERR no\r\n", 0)
-    assert isinstance(error, sub.ProtocolError) and str(error) == "ERR no"
-    with pytest.raises(sub.ProtocolError):
-        sub.parse(b"%1\r\n", 0)
-    for reply in (MESSAGE_RESP2, MESSAGE_RESP3, CONFIRMATION):
-        for cut in range(len(reply)):
-            with pytest.raises(sub._Incomplete):
-                sub.parse(reply[:cut], 0)
-
-
 class _Inbox:
     def __init__(self) -> None:
         self.items: list[bytes] = []
@@ -62,3 +45,30 @@ def test_messages_reach_the_inboxes_of_their_channel_whatever_the_network_reads(
     a, a2, b = asyncio.run(scenario())
     assert a == a2 == [b"x\r\ny\r\nz", BIG, b"x\r\ny\r\nz"]
     assert b == [b""]
+
+
+def test_a_refused_command_is_logged_and_bytes_that_are_not_resp_drop_the_connection(caplog) -> None:
+    async def scenario() -> tuple[list[bytes], bool]:
+        subscriber = sub.Subscriber({})
+        a = _Inbox()
+        subscriber.inboxes = {b"ch.a": {a}}
+        dropped: list[bool] = []
+        subscriber._drop = lambda: dropped.append(True)  # type: ignore[method-assign]
+        reconnects: list[bool] = []
+
+        async def reconnect() -> None:
+            reconnects.append(True)
+
+        subscriber._reconnect = reconnect  # type: ignore[method-assign]
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"-ERR unknown command\r\n" + MESSAGE_RESP2 + b"!garbage\r\n" + MESSAGE_RESP2)
+        await subscriber._read(reader)  # returns: the connection is given up, not the task
+        await asyncio.sleep(0)
+        return a.items, bool(dropped) and bool(reconnects)
+
+    with caplog.at_level("WARNING", logger=sub.__name__):
+        items, dropped = asyncio.run(scenario())
+    assert items == [b"x\r\ny\r\nz"]  # what followed the garbage is never delivered
+    assert dropped
+    assert "ERR unknown command" in caplog.text
+    assert "was lost" in caplog.text
