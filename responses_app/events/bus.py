@@ -7,10 +7,9 @@ On channels_redis's PubSub layer a subscription subscribes Redis to its response
 only (no "specific" channel per consumer, which nothing sends to), on this event loop's own
 receiving connection (:mod:`responses_app.events.subscriber`), not through the layer's receiver:
 one SUBSCRIBE when opened, one UNSUBSCRIBE when closed, each message parsed once and put in the
-stream's inbox. Publishing there goes
-through :class:`_Publisher`: the PUBLISHes that come while one round trip is in flight leave
-together in the next pipeline (one write and one read for many streams under load; an idle
-process sends each at once).
+stream's inbox. Publishing there goes through :class:`_Publisher`: the PUBLISHes that come while
+one round trip is in flight leave together in the next pipeline (one write and one read for many
+streams under load; an idle process sends each at once).
 """
 
 from __future__ import annotations
