@@ -206,36 +206,53 @@ def _pubsub_loop_layer(layer: Any) -> Any:
 
 class _Publisher:
     """The PUBLISHes of one event loop's PubSub layer, pipelined: one round trip at a time,
-    carrying everything queued while the previous one was in flight (in order)."""
+    carrying everything queued while the previous one was in flight (in order).
+
+    A publish that finds nothing in flight sends its own round trip at once, from its caller:
+    handed to a task it would wait for the event loop's next turn, behind whatever else was
+    ready then (at one client: the rest of the stream and its finish, ~1 ms before the first
+    token left the worker)."""
 
     def __init__(self, loop_layer: Any) -> None:
         self.loop_layer = loop_layer
         self.queued: list[tuple[str, bytes, asyncio.Future]] = []
         self.task: asyncio.Task | None = None
+        self.sending = False
 
     async def publish(self, channel: str, payload: bytes) -> None:
+        if not self.sending and self.task is None:
+            self.sending = True
+            try:
+                await self._send([(channel, payload)])
+            finally:
+                self.sending = False
+                if self.queued:  # what came meanwhile: the next round trip, from a task
+                    self.task = asyncio.get_running_loop().create_task(self._run())
+            return
         future = asyncio.get_running_loop().create_future()
         self.queued.append((channel, payload, future))
-        if self.task is None:
+        if self.task is None and not self.sending:
             self.task = asyncio.get_running_loop().create_task(self._run())
         await future
+
+    async def _send(self, messages: list[tuple[str, bytes]]) -> None:
+        """One pipeline per shard with the PUBLISHes of ``messages``, in order."""
+        by_shard: dict[Any, list[tuple[str, bytes]]] = {}
+        for channel, payload in messages:
+            by_shard.setdefault(self.loop_layer._get_shard(channel), []).append((channel, payload))
+        for shard, sent in by_shard.items():
+            shard._ensure_redis()
+            pipe = shard._redis.pipeline(transaction=False)
+            for channel, payload in sent:
+                pipe.publish(channel, payload)
+            await pipe.execute()
 
     async def _run(self) -> None:
         try:
             while self.queued:
                 work, self.queued = self.queued, []
                 try:
-                    by_shard: dict[Any, list[tuple[str, bytes]]] = {}
-                    for channel, payload, _ in work:
-                        by_shard.setdefault(self.loop_layer._get_shard(channel), []).append(
-                            (channel, payload)
-                        )
-                    for shard, messages in by_shard.items():
-                        shard._ensure_redis()
-                        pipe = shard._redis.pipeline(transaction=False)
-                        for channel, payload in messages:
-                            pipe.publish(channel, payload)
-                        await pipe.execute()
+                    await self._send([(channel, payload) for channel, payload, _ in work])
                 except asyncio.CancelledError:
                     for _, _, future in work + self.queued:
                         future.cancel()
