@@ -64,6 +64,8 @@ class LoopHost:
         self._running = 0
         self._idle = threading.Condition()
         self._on_running: Callable[[int], None] | None = None
+        # Loops begun before their task runs (:meth:`begin`), by key, until the task joins them.
+        self._begun: dict[str, tuple[Future, threading.Event]] = {}
 
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -101,6 +103,7 @@ class LoopHost:
         self,
         make: Callable[[Callable[[], None]], Coroutine[Any, Any, T]],
         ready: Callable[[], bool] | None = None,
+        key: str | None = None,
     ) -> T | None:
         """Run ``make(started)`` on the host loop; block only until it calls ``started()`` (None
         is returned; the loop carries on) or ends first (its result, or its exception).
@@ -108,7 +111,13 @@ class LoopHost:
         With :meth:`limit`, waits first for one of the ``capacity`` slots, which the loop holds
         until it ends. ``ready``: called on the calling thread once the slot is held, before
         ``make``; when it returns False nothing runs (None is returned, the slot is free again).
+        ``key``: a loop :meth:`begin` began under it is joined instead (nothing else runs).
         """
+        if key is not None:
+            with self._idle:
+                begun = self._begun.pop(key, None)
+            if begun is not None:
+                return self._joined(*begun)
         slots = self._slots
         if slots is not None:
             slots.acquire()
@@ -124,8 +133,50 @@ class LoopHost:
                 slots.release()
             raise
         self._count(+1)
+        future.add_done_callback(self._ended(started, slots))
+        return self._joined(future, started)
 
-        def ended(done: Future[T]) -> None:
+    def begin(
+        self, key: str, make: Callable[[Callable[[], None]], Coroutine[Any, Any, T]], *, quiet: int
+    ) -> bool:
+        """Run ``make(started)`` on the host loop now, without waiting for anything: only when a
+        slot is free and fewer than ``quiet`` loops run. :meth:`start` with the same ``key``
+        then joins it. False: nothing was begun (the slot is not held).
+
+        For a thread that must not block (the Celery consumer's, as a message arrives): the
+        loop's start overlaps the hand-off of its task to a pool thread. A busy host is left
+        alone: there, starts on the task threads do not wait for its turns.
+        """
+        if self._running >= quiet:
+            return False
+        slots = self._slots
+        if slots is not None and not slots.acquire(blocking=False):
+            return False
+        started = threading.Event()
+        try:
+            future = self.submit(make(started.set))
+        except BaseException:
+            if slots is not None:
+                slots.release()
+            raise
+        with self._idle:
+            self._begun[key] = (future, started)
+        self._count(+1)
+
+        def forget(done: Future[T]) -> None:
+            # Ended well with no task joining yet: nothing is left for it (a task that comes
+            # after all goes the ordinary way and finds its response no longer queued).
+            if not done.cancelled() and done.exception() is None:
+                with self._idle:
+                    if self._begun.get(key, (None,))[0] is done:
+                        del self._begun[key]
+
+        future.add_done_callback(self._ended(started, slots))
+        future.add_done_callback(forget)
+        return True
+
+    def _ended(self, started: threading.Event, slots: threading.Semaphore | None) -> Callable[[Future], None]:
+        def ended(done: Future) -> None:
             if started.is_set() and not done.cancelled() and done.exception() is not None:
                 # after start() returned, nobody else sees it (a task would have logged it)
                 logger.error("a loop failed after it started", exc_info=done.exception())
@@ -134,7 +185,10 @@ class LoopHost:
             self._count(-1)
             started.set()
 
-        future.add_done_callback(ended)
+        return ended
+
+    @staticmethod
+    def _joined(future: Future[T], started: threading.Event) -> T | None:
         started.wait()
         if future.done():
             return future.result()
