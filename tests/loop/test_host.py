@@ -176,3 +176,95 @@ def test_a_loop_failing_after_it_started_is_logged(host: LoopHost, caplog: pytes
         gate.set()
         assert host.wait_idle(timeout=5)
     assert any("failed after it started" in r.message and r.exc_info for r in caplog.records)
+
+
+def test_a_begun_loop_runs_at_once_and_its_task_joins_it(host: LoopHost) -> None:
+    """``begin`` (Celery's consumer thread, as a message arrives) runs the loop without waiting;
+    the task's ``start`` with the same key then waits for that loop's start and runs nothing
+    itself."""
+    host.limit(2)
+    gate = Gate(host)
+    assert host.begin("task-1", gate.loop(), quiet=4) is True
+    assert host.running == 1
+    made: list[str] = []
+
+    def make(started: Callable[[], None]) -> object:
+        made.append("made")
+        return Gate(host).loop()(started)
+
+    def ready() -> bool:
+        made.append("ready")
+        return True
+
+    assert host.start(make, ready=ready, key="task-1") is None
+    assert made == [] and host.running == 1
+    gate.release.set()
+    assert host.wait_idle(timeout=5)
+
+
+def test_begin_leaves_a_busy_or_full_host_to_the_task(host: LoopHost) -> None:
+    """No slot free, or ``quiet`` loops running already: nothing is begun (no slot is held), and
+    the task's ``start`` with that key starts the loop itself."""
+    host.limit(2)
+    gate = Gate(host)
+    host.start(gate.loop())
+    assert host.begin("busy", Gate(host).loop(), quiet=1) is False
+    assert host.running == 1
+    later = Gate(host)
+    assert host.start(later.loop(), key="busy") is None
+    assert host.running == 2
+    assert host.begin("full", Gate(host).loop(), quiet=10) is False  # both slots are held
+    assert host.running == 2
+    gate.release.set()
+    later.release.set()
+    assert host.wait_idle(timeout=5)
+
+
+def test_a_begun_loop_that_ends_before_starting_gives_its_task_the_result_or_error(host: LoopHost) -> None:
+    async def nothing(started: Callable[[], None]) -> str:
+        return "not runnable"
+
+    async def broken(started: Callable[[], None]) -> str:
+        raise ValueError("no such response")
+
+    assert host.begin("broken", broken, quiet=4)
+    with pytest.raises(ValueError, match="no such response"):
+        host.start(Gate(host).loop(), key="broken")
+    assert host.begin("nothing", nothing, quiet=4)
+    # Ended well before its task came: the task goes the ordinary way (here: a loop of its own).
+    assert host.wait_idle(timeout=5)
+    assert host.start(nothing, key="nothing") == "not runnable"
+    assert host.running == 0
+
+
+def test_a_response_message_begins_its_loop_unless_it_has_an_eta_or_a_rate_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from responses_app import tasks
+    from responses_app.loop.supervision import host as host_module
+
+    begun: list[tuple[str, int]] = []
+
+    def begin(key: str, make: Callable, *, quiet: int) -> bool:
+        begun.append((key, quiet))
+        return True
+
+    monkeypatch.setattr(host_module.loop_host, "begin", begin)
+
+    def message(**fields: object) -> SimpleNamespace:
+        base: dict[str, object] = {
+            "id": "task-1",
+            "name": tasks.run_response_task.name,
+            "eta": None,
+            "kwargs": {},
+            "args": ["resp_1"],
+            "task": SimpleNamespace(rate_limit=None),
+        }
+        return SimpleNamespace(**{**base, **fields})
+
+    tasks.begin_loop(request=message())
+    assert begun == [("task-1", tasks.EARLY_BEGIN_BELOW)]
+    tasks.begin_loop(request=message(eta="2026-01-01T00:00:00"))
+    tasks.begin_loop(request=message(task=SimpleNamespace(rate_limit="10/s")))
+    tasks.begin_loop(request=message(name=tasks.resume_response_task.name, args=["resp_1", 1]))
+    assert len(begun) == 1
