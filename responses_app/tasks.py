@@ -26,7 +26,8 @@ def run_response_task(response_id: str) -> str | None:
     The start is stored here, on the task's thread, before the loop goes to the host: a host
     busy with hundreds of streams takes a while for each of the several turns a start on it
     needs, and a burst of thousands of responses then started a few per second while its
-    streams waited."""
+    streams waited. On a quiet host the loop was begun already as the message arrived
+    (:func:`begin_loop`): the task only waits for its start."""
     from responses_app.loop.runner import run_response, start_now
     from responses_app.loop.supervision.host import loop_host
 
