@@ -12,6 +12,7 @@ setting is followed.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -25,10 +26,18 @@ T = TypeVar("T")
 #: event INSERTs in flight plus starts, finishes and creates meanwhile.
 MIN_SIZE = 3
 MAX_SIZE = 6
-#: How ``pg_stat_activity`` names these connections.
+#: How ``pg_stat_activity`` names these connections, and those of the threads' pool.
 APPLICATION_NAME = "openresponses-async"
+THREADS_APPLICATION_NAME = "openresponses-threads"
 _pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 _vendors: dict[str, str] = {}
+#: Connections of the threads' pool (:func:`thread_pool`) at most. Its statements are one round
+#: trip each (a task's start): a few connections serve dozens of threads, and a burst of starts
+#: does not open a connection per thread (each a PostgreSQL backend kept until it idles out).
+THREAD_POOL_MAX_SIZE = 4
+#: The process's pool of synchronous connections, for threads (:func:`run_sync`).
+_thread_pool: Any = None
+_thread_pool_lock = threading.Lock()
 
 
 def vendor(alias: str = "default") -> str:
@@ -154,8 +163,66 @@ async def run(work: Callable[[Any], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
+def thread_pool() -> Any:
+    """The process's pool of synchronous connections (opened on first use), shared by its threads.
+
+    The same connections as an event loop's pool (:func:`connection_kwargs`: autocommit, no
+    per-checkout health check), for code on a thread: a Celery task's start. Django's own
+    connection costs a pooled checkout with a health-check round trip, its session set-up and a
+    return to the pool per task."""
+    global _thread_pool
+    found = _thread_pool
+    if found is not None and not found.closed:
+        return found
+    with _thread_pool_lock:
+        if _thread_pool is None or _thread_pool.closed:
+            from psycopg_pool import ConnectionPool
+
+            _, sizes = connection_params()
+            created = ConnectionPool(
+                kwargs={**connection_kwargs(), "application_name": THREADS_APPLICATION_NAME},
+                min_size=1,
+                max_size=THREAD_POOL_MAX_SIZE,
+                timeout=float(sizes.get("timeout") or 30),
+                open=False,
+                name=THREADS_APPLICATION_NAME,
+            )
+            created.open(wait=True, timeout=10.0)
+            _thread_pool = created
+        return _thread_pool
+
+
+def close_thread_pool() -> None:
+    """Close the threads' pool, if open (tests; a process shutting down)."""
+    global _thread_pool
+    with _thread_pool_lock:
+        found, _thread_pool = _thread_pool, None
+    if found is not None:
+        found.close()
+
+
+def run_sync(work: Callable[[Any], T]) -> T:
+    """:func:`run` for the calling thread: ``work(cursor)`` on a connection of :func:`thread_pool`,
+    once more on a fresh connection if the first dropped."""
+    import psycopg
+
+    connections_pool = thread_pool()
+    for attempt in range(2):
+        conn = connections_pool.getconn()
+        try:
+            return work(cursor_of(conn))
+        except psycopg.OperationalError:
+            if attempt:
+                raise
+        finally:
+            connections_pool.putconn(conn)
+        connections_pool.check()  # drops the broken connections, opens new ones
+    raise AssertionError("unreachable")
+
+
 @receiver(setting_changed)
 def _reset(*, setting: str, **kwargs: Any) -> None:
     if setting == "DATABASES":
         _pools.clear()
         _vendors.clear()
+        close_thread_pool()

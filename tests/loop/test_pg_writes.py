@@ -281,6 +281,43 @@ def test_starts_of_one_moment_go_in_one_statement(
     assert on_pg.query("SELECT attempts FROM responses_app_response WHERE id = %s", queued[0].id) == [(1,)]
 
 
+def test_a_thread_starts_a_response_on_the_threads_pool(
+    on_pg: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task thread's start (``start_sync``): the same statement as the loop's, on the process's
+    pool of synchronous connections, planned for its values each time (not prepared); once only;
+    and after the connections dropped, again on a fresh one."""
+    monkeypatch.setattr(pg, "available", lambda: True)  # (the site's own database is SQLite)
+    first, second = new_response(), new_response()
+    store(on_pg, first, [("input", message("hello"))])
+    store(on_pg, second, [("input", message("again"))])
+    try:
+        loaded = pg.start_sync(first.id)
+        twice = pg.start_sync(first.id)
+        prepared = pg_async.run_sync(
+            lambda cursor: cursor.execute(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'WITH started AS%%'"
+            ).fetchone()[0]
+        )
+        on_pg.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            on_pg.name,
+        )
+        after_drop = pg.start_sync(second.id)
+    finally:
+        pg_async.close_thread_pool()
+
+    started, context = loaded
+    assert started.id == first.id and started.status == ResponseStatus.IN_PROGRESS and started.attempts == 1
+    assert context == [message("hello")]
+    assert twice is None
+    assert prepared == 0
+    assert after_drop is not None and after_drop[1] == [message("again")]
+    assert status_of(on_pg, first.id) == status_of(on_pg, second.id) == ResponseStatus.IN_PROGRESS
+    assert on_pg.query("SELECT attempts FROM responses_app_response WHERE id = %s", first.id) == [(1,)]
+
+
 def test_the_reader_reads_stored_events_on_the_event_loops_connections(
     on_pg: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
