@@ -454,6 +454,12 @@ def all_routes() -> list[Route]:
     return list(registry.state()[1])
 
 
+def loaded_routes() -> list[Route]:
+    """The routes as loaded: the same list object until the configuration is loaded again (for
+    caches keyed on it); not to be modified."""
+    return registry.state()[1]
+
+
 @receiver(setting_changed)
 def _reset_on_setting_change(*, setting: str, **kwargs: Any) -> None:
     if setting in {"OPENRESPONSES"}:

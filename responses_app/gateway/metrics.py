@@ -144,16 +144,27 @@ def _bounded(kind: str, value: str) -> str:
     return value
 
 
-def _routed_models() -> set[str]:
-    """Model names the routes spell out (exact patterns, upstream and fallback models): bounded."""
-    from providers_app.registry import all_routes
+#: The routes :func:`_routed_models` last read, and the names it found in them.
+_routed: tuple[Any, frozenset[str]] = (None, frozenset())
 
-    names: set[str] = set()
-    for route in all_routes():
+
+def _routed_models() -> frozenset[str]:
+    """Model names the routes spell out (exact patterns, upstream and fallback models): bounded.
+    Found again only when the routes are loaded again (every finish asks)."""
+    global _routed
+    from providers_app.registry import loaded_routes
+
+    routes = loaded_routes()
+    known, names = _routed
+    if known is routes:
+        return names
+    found: set[str] = set()
+    for route in routes:
         if not any(c in route.pattern for c in "*?["):
-            names.add(route.pattern)
-        names.update(m for m in (route.upstream_model, *(m for _, m in route.fallbacks)) if m)
-    return names
+            found.add(route.pattern)
+        found.update(m for m in (route.upstream_model, *(m for _, m in route.fallbacks)) if m)
+    _routed = (routes, frozenset(found))
+    return _routed[1]
 
 
 def model_label(model: str) -> str:

@@ -185,6 +185,23 @@ def test_default_prices_and_overrides(settings):
     assert cost_of("gpt-4o", {"input_tokens": 1_000_000, "output_tokens": 0}) == Decimal("2.5")
 
 
+def test_a_price_looked_up_before_follows_the_prices_when_they_change(settings, tmp_path):
+    settings.OPENRESPONSES = {
+        **settings.OPENRESPONSES,
+        "PRICES": {"priced-*": {"input": 1, "output": 2}},
+        "CONFIG_FILE": "",
+    }
+    assert price_for("priced-x")["input"] == Decimal(1)
+    price_for("priced-x")["input"] = Decimal(99)  # (the caller's own copy)
+    assert price_for("priced-x")["input"] == Decimal(1)
+    settings.OPENRESPONSES = {**settings.OPENRESPONSES, "PRICES": {"priced-*": {"input": 3, "output": 4}}}
+    assert price_for("priced-x")["input"] == Decimal(3)
+    config = tmp_path / "openresponses.json"
+    config.write_text(json.dumps({"prices": {"priced-*": {"input": 5, "output": 6}}}))
+    settings.OPENRESPONSES = {**settings.OPENRESPONSES, "CONFIG_FILE": str(config)}
+    assert price_for("priced-x")["input"] == Decimal(5)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_one_span_per_sample_and_tool_call(settings):
     """With OpenTelemetry installed: the loop opens a span per sample and per hosted tool call."""
