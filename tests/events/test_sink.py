@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from responses_app.events.sink import BatchingSink
+from responses_app.events.sink import ALIGN_FRACTION, BatchingSink
 
 Batch = list[tuple[int, str, str]]
 
@@ -114,3 +114,43 @@ def test_the_first_output_waits_for_its_own_store_only() -> None:
         ("stored", [2]),
         ("published", [2]),
     ]
+
+
+def test_stored_first_batches_of_several_streams_come_due_together() -> None:
+    """Throttled batches of different streams, due at different moments within one tick of the
+    grid, leave in the same turn of the event loop (one INSERT, one pipelined publish for
+    all): never before their interval is up, at most a quarter interval after it."""
+    interval = 0.2
+
+    async def run() -> tuple[list[float], list[float]]:
+        loop = asyncio.get_running_loop()
+        stored_at: list[float] = []
+
+        async def persist(batch: Batch) -> None:
+            if batch[0][0] == 1:  # (the second batch of a stream)
+                stored_at.append(loop.time())
+
+        async def publish(batch: Batch) -> None:
+            pass
+
+        sinks = [
+            BatchingSink(persist=persist, publish=publish, interval=interval, publish_first=False)
+            for _ in range(3)
+        ]
+        tick = interval * ALIGN_FRACTION
+        await asyncio.sleep(tick - loop.time() % tick + 0.002)  # (just after a tick: one window)
+        published: list[float] = []
+        for sink in sinks:  # each stream's first output leaves at once; then it is throttled
+            sink.add(0, "response.output_text.delta", "{}")
+            await asyncio.sleep(0.01)
+            published.append(sink._last_publish)
+        for sink in sinks:
+            sink.add(1, "response.output_text.delta", "{}")
+        await asyncio.sleep(2 * interval)
+        return published, stored_at
+
+    published, stored_at = asyncio.run(run())
+
+    assert len(stored_at) == 3 and max(stored_at) - min(stored_at) < 0.005
+    assert stored_at[0] >= max(published) + interval - 0.002
+    assert stored_at[0] <= min(published) + interval * 1.25 + 0.02
