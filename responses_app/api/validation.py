@@ -1164,7 +1164,10 @@ _IDENTIFIERS = frozenset({"model", "previous_response_id", "conversation"})
 
 def _is_identifier(path: tuple[Any, ...]) -> bool:
     """True for a string at ``model``, ``previous_response_id``, ``conversation``(``.id``) or the
-    ``id`` of a list element (an input or conversation item)."""
+    ``id`` of a list element (an input or conversation item); never for a body that is itself a
+    string (the empty path)."""
+    if not path:
+        return False
     if len(path) == 1:
         return path[0] in _IDENTIFIERS
     if path == ("conversation", "id"):
@@ -1229,14 +1232,15 @@ def _param(path: tuple[Any, ...]) -> str | None:
 
 def _refuse_string(value: str, path: tuple[Any, ...]) -> None:
     param = _param(path)
+    where = f"Invalid '{param}'" if param else "Invalid JSON string"
     if "\x00" in value and not _SURROGATE.search(value):
         raise invalid(
-            f"Invalid '{param}': an identifier may not contain the NUL character (\\u0000).",
+            f"{where}: an identifier may not contain the NUL character (\\u0000).",
             param,
             "invalid_string",
         )
     raise invalid(
-        f"Invalid '{param}': the string holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape).",
+        f"{where}: the string holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape).",
         param,
         "invalid_string",
     )

@@ -69,3 +69,15 @@ def test_compact_validation_never_raises_anything_but_a_400(raw):
     compact = outcome(validate_compact, raw)
     if compact is not None:
         check_json_value({"input": compact.input_items, "model": compact.model})
+
+
+def test_a_body_that_is_a_bad_string_is_a_400() -> None:
+    """Found by the property above: a body that is only ``"\\u0000"`` raised IndexError (a 500), and
+    ``"\\ud800"`` was refused as ``Invalid 'None'``."""
+    for raw in ('"\\u0000"', '"\\ud800"', '"a\\u0000\\udc00"'):
+        for validate in (validate_create, validate_compact):
+            assert outcome(validate, raw) is None
+            try:
+                validate(parse_json_body(raw.encode()))
+            except ApiError as exc:
+                assert "None" not in exc.message, exc.message
