@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -29,6 +30,15 @@ class Gate:
             return result
 
         return run
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 @pytest.fixture
@@ -72,9 +82,9 @@ def test_capacity_holds_the_next_start_until_a_loop_ends(host: LoopHost) -> None
         with pytest.raises(TimeoutError):
             third.result(timeout=0.3)
         assert host.running == 2
-        first.release.set()  # the first two end: the third starts
+        first.release.set()  # the first two end: the third starts once one of them has
         assert third.result(timeout=5) is None
-        assert host.running == 1
+        assert _eventually(lambda: host.running == 1)  # the other of the first two ends too
     later.release.set()
     assert host.wait_idle(timeout=5)
     assert max(seen) == 2 and seen[-1] == 0
