@@ -135,7 +135,7 @@ async def run_topology(bench: Bench, shapes: list[str], litellm_long_max: int) -
                 if bench.sizes.long_clients:
                     extra = await bench.long()
                     for key, value in extra.items():
-                        if key.startswith("n"):
+                        if key.startswith("n") or key == "open":
                             result[key]["litellm"] = value["litellm"]
                 bench.sizes.long_clients = keep
             bench.targets = targets

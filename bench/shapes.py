@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,9 @@ class Sizes:
     paced_concurrency: tuple[int, ...] = (50, 200)
     paced_seconds: float = 8.0
     long: tuple[float, int, float] = (100.0, 500, 20.0)
+    # The same count of streams at a pace the machine keeps up with (2 tokens/s each): memory
+    # per open stream without a backlog behind it (``Bench.long``).
+    open: tuple[float, int, float] = (100.0, 40, 500.0)
     long_clients: tuple[int, ...] = (1000, 2000)
     long_ramp_per_s: float = 1000.0
     long_timeout: float = 55.0
@@ -47,6 +52,7 @@ class Sizes:
             paced_concurrency=(4,),
             paced_seconds=1.0,
             long=(10.0, 30, 5.0),
+            open=(10.0, 20, 150.0),
             long_clients=(20,),
             long_ramp_per_s=200.0,
             long_timeout=20.0,
@@ -367,15 +373,18 @@ class Bench:
 
     async def long(self) -> dict[str, Any]:
         """Many long streams open at once: every delta in order, largest gap, errors, RSS per stream."""
+        out: dict[str, Any] = {"open": await self._open_level()}
         ttft, tokens, gap = self.sizes.long
         await self.configure(ttft_ms=ttft, tokens=tokens, gap_ms=gap)
         expected = self.expected(tokens)
-        out: dict[str, Any] = {"upstream": {"ttft_ms": ttft, "tokens": tokens, "gap_ms": gap}}
-        for index, clients in enumerate(self.sizes.long_clients):
+        out["upstream"] = {"ttft_ms": ttft, "tokens": tokens, "gap_ms": gap}
+        for clients in self.sizes.long_clients:
             level: dict[str, Any] = {}
             for t in self.targets:
-                if index and t.restart is not None:
-                    t.restart()  # the previous level's dropped streams must not load this one
+                if t.restart is not None:
+                    # A fresh process: the previous level's dropped streams must not load this
+                    # one, nor the memory it kept count as this level's idle.
+                    t.restart()
                 level[t.name] = await self._hold(t, clients, tokens, gap, expected)
                 figures = level[t.name]
                 # A target that can be restarted is restarted before the next level instead of drained.
@@ -386,8 +395,33 @@ class Bench:
             out[f"n{clients}"] = level
         return out
 
+    async def _open_level(self) -> dict[str, Any]:
+        """The largest count of long streams, each at a pace the machine keeps up with: memory
+        per open stream measured while every stream is open and none waits behind a backlog."""
+        ttft, tokens, gap = self.sizes.open
+        clients = max(self.sizes.long_clients)
+        await self.configure(ttft_ms=ttft, tokens=tokens, gap_ms=gap)
+        expected = self.expected(tokens)
+        level: dict[str, Any] = {"upstream": {"ttft_ms": ttft, "tokens": tokens, "gap_ms": gap}}
+        for t in self.targets:
+            if t.restart is not None:
+                t.restart()
+            level[t.name] = figures = await self._hold(t, clients, tokens, gap, expected, ttft_ms=ttft)
+            figures["settle_seconds"] = await self.settle(t, limit=5.0 if t.restart else 90.0)
+            self.log(
+                f"    open n={clients} {t.name}: complete {figures['complete']}, max gap {figures['max_gap_ms']} ms, {figures['rss_kib_per_stream_steady']} KiB/stream while all open"
+            )
+        return level
+
     async def _hold(
-        self, t: Target, clients: int, tokens: int, gap_ms: float, expected: list[str]
+        self,
+        t: Target,
+        clients: int,
+        tokens: int,
+        gap_ms: float,
+        expected: list[str],
+        *,
+        ttft_ms: float | None = None,
     ) -> dict[str, Any]:
         if t.group:
             t.group.thaw()
@@ -401,11 +435,19 @@ class Bench:
         results: list[Result] = []
         done = asyncio.Event()
 
+        # Samples taken while every stream is open: after the last has started and had time
+        # for its first token, before the first has ended (``steady`` figures).
+        launched = first_end = math.inf
+        steady: list[dict[str, int]] = []
+        first_token = (ttft_ms if ttft_ms is not None else self.sizes.long[0]) / 1000
+
         async def one() -> None:
+            nonlocal first_end
             conn = Connection("127.0.0.1", t.port)
             results.append(
                 await conn.request("POST", t.path, body, marker=t.marker, timeout=self.sizes.long_timeout)
             )
+            first_end = min(first_end, time.perf_counter())
             conn.close()
 
         async def sample() -> None:
@@ -416,6 +458,8 @@ class Bench:
                     peak_rss = max(peak_rss, sum(kinds.values()))
                     for kind, value in kinds.items():
                         peak_kinds[kind] = max(peak_kinds.get(kind, 0), value)
+                    if launched + first_token + 1.0 < time.perf_counter() < first_end:
+                        steady.append(kinds)
                 try:
                     await asyncio.wait_for(done.wait(), 0.5)
                 except TimeoutError:
@@ -427,6 +471,7 @@ class Bench:
         for i in range(0, clients, step):
             tasks.extend(asyncio.create_task(one()) for _ in range(min(step, clients - i)))
             await asyncio.sleep(0.01)
+        launched = time.perf_counter()
         await asyncio.gather(*tasks)
         done.set()
         await sampler
@@ -457,6 +502,17 @@ class Bench:
             "idle_rss_mib": round(idle_rss / 2**20, 1),
             "peak_rss_mib": round(peak_rss / 2**20, 1),
             "rss_kib_per_stream": round((peak_rss - idle_rss) / 1024 / max(1, held), 1) if t.group else None,
+            # The median of the samples taken while all were open, per stream (None when no
+            # sample fell in that window: streams that started late behind a backlog).
+            "rss_kib_per_stream_steady": _steady_kib(steady, idle_rss, clients),
+            "rss_kib_per_stream_steady_by_process": {
+                kind: _steady_kib(
+                    [{kind: sample.get(kind, 0)} for sample in steady], idle_kinds.get(kind, 0), clients
+                )
+                for kind in sorted(idle_kinds)
+            }
+            if steady
+            else None,
             "cpu_ms_per_delta": round(meter.cpu * 1000 / max(1, len(results) * tokens), 4),
             "held_ok": bool(len(complete) == clients and not any(g > limit for g in gaps)),
             **({"cpu_ms_per_stream_by_process": meter.per(len(results))} if meter.detail else {}),
@@ -664,6 +720,14 @@ class Bench:
                 "db_cpu_ms_per_request": round(meter.db * 1000 / max(1, requests), 3) if t.db_group else None,
             }
         return out
+
+
+def _steady_kib(samples: list[dict[str, int]], idle: int, streams: int) -> float | None:
+    """Median resident bytes of ``samples`` (summed over their processes) above ``idle``, in KiB
+    per stream."""
+    if not samples or not streams:
+        return None
+    return round((statistics.median(sum(sample.values()) for sample in samples) - idle) / 1024 / streams, 1)
 
 
 def _max_overlap(intervals: list[tuple[float, float]]) -> int:
