@@ -2,8 +2,9 @@
 
 Only when ``opentelemetry`` is importable (``pip install "openresponses[otel]"``); otherwise every
 helper is a no-op costing one dictionary lookup. Spans go to whatever tracer provider the process
-configured (for example with ``opentelemetry-instrument`` or your own SDK setup); without one the
-API's default no-op provider drops them.
+configured (for example with ``opentelemetry-instrument`` or your own SDK setup); without one no
+span is made at all (the API's default provider would make a non-recording span and its context
+per sample, held for the sample's whole stream, only to drop it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ _tracer: list[Any] = []
 
 
 def tracer() -> Any:
-    """The ``openresponses`` tracer, or None without OpenTelemetry."""
+    """The ``openresponses`` tracer, or None without OpenTelemetry or without a tracer provider."""
     if not _tracer:
         try:
             from opentelemetry import trace
@@ -24,7 +25,20 @@ def tracer() -> Any:
             _tracer.append(None)
         else:
             _tracer.append(trace.get_tracer("openresponses"))
-    return _tracer[0]
+    current = _tracer[0]
+    if current is not None and _unconfigured(current):
+        return None  # (asked each time: a provider may be set after the first span)
+    return current
+
+
+def _unconfigured(current: Any) -> bool:
+    """Whether ``current`` is the API's global tracer while the process set no tracer provider
+    (its spans would be non-recording ones, dropped)."""
+    from opentelemetry import trace
+
+    return isinstance(current, trace.ProxyTracer) and isinstance(
+        trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+    )
 
 
 @contextlib.contextmanager
