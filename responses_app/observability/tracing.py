@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 _tracer: list[Any] = []
@@ -41,13 +42,20 @@ def _unconfigured(current: Any) -> bool:
     )
 
 
-@contextlib.contextmanager
-def span(name: str, attributes: dict[str, Any] | None = None) -> Iterator[Any]:
-    """A span named ``name`` around the block (nothing without OpenTelemetry); yields it or None."""
+#: What :func:`span` gives without a tracer: one shared, stateless context manager yielding None.
+_NO_SPAN = contextlib.nullcontext()
+
+
+def span(name: str, attributes: dict[str, Any] | None = None) -> AbstractContextManager[Any]:
+    """A span named ``name`` around the block (nothing without a tracer); yields it or None."""
     current = tracer()
     if current is None:
-        yield None
-        return
+        return _NO_SPAN  # (no generator frame held for the block: a sample's block is its stream)
+    return _opened(current, name, attributes)
+
+
+@contextlib.contextmanager
+def _opened(current: Any, name: str, attributes: dict[str, Any] | None) -> Iterator[Any]:
     clean = {k: v for k, v in (attributes or {}).items() if v is not None and v != ""}
     with current.start_as_current_span(name, attributes=clean) as opened:
         yield opened
