@@ -4,7 +4,8 @@ Starts the production topology (daphne + one Celery worker, threads pool, under 
 supervisor) on a fresh PostgreSQL database and a private Redis prefix/queue, with a paced fake
 Chat Completions upstream on loopback. It creates N background responses at once and reports
 the peak number of upstream streams open at the same time (each one is a loop streaming inside
-the single worker), how long they took, and the worker's memory and CPU. Bounded in requests
+the single worker), how long they took, and the worker's memory (steady: the median while every
+loop is open; peak) and CPU. Bounded in requests
 (--loops) and time (--timeout). A benchmark prints figures; it asserts nothing.
 
     .venv/bin/python bench/worker_concurrency.py --loops 500
@@ -13,6 +14,7 @@ the single worker), how long they took, and the worker's memory and CPU. Bounded
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -104,11 +106,15 @@ def main() -> int:
                     ids = list(pool.map(post, range(args.loops)))
                 posted = time.monotonic() - started
                 peak_rss = rss0
+                steady: list[float] = []  # RSS while every loop is open (streaming upstream)
                 deadline = started + args.timeout
                 streams_done = None
                 stalest = 0.0
                 while time.monotonic() < deadline:
-                    peak_rss = max(peak_rss, proc_stats(worker)[0])
+                    rss = proc_stats(worker)[0]
+                    peak_rss = max(peak_rss, rss)
+                    if upstream.active >= args.loops:
+                        steady.append(rss)
                     if (
                         streams_done is None
                         and sum(c.ended is not None or c.disconnected is not None for c in upstream.calls)
@@ -148,8 +154,10 @@ def main() -> int:
             print(
                 f"events stored: {events} ({events / max(1, elapsed):.0f}/s) in {rounds} batched INSERTs ({events / max(1, rounds):.0f} events per INSERT)"
             )
+            per_loop = 1024 / max(1, upstream.peak)
+            median = statistics.median(steady) if steady else float("nan")
             print(
-                f"worker memory: {rss0:.0f} → peak {peak_rss:.0f} MiB ({(peak_rss - rss0) / max(1, upstream.peak) * 1024:.0f} KiB per loop); CPU {cpu1 - cpu0:.1f} s"
+                f"worker memory: {rss0:.0f} → steady {median:.0f} MiB (median of {len(steady)} samples with all loops open; {(median - rss0) * per_loop:.1f} KiB per loop), peak {peak_rss:.0f} MiB ({(peak_rss - rss0) * per_loop:.1f} KiB per loop); CPU {cpu1 - cpu0:.1f} s"
             )
         finally:
             topology.stop()

@@ -461,7 +461,7 @@ class ProviderAdapter:
             raw = await response.aread()
             await response.aclose()
             if entry is not None:
-                entry["response"], entry["_size"] = [], 0
+                wirelog.restart(entry)
                 wirelog.append(entry, raw.decode(errors="replace"))
             error = self.error_from_response(response.status_code, raw, response.headers)
             if error.retryable and attempt < self.config.max_retries:

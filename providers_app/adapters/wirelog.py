@@ -3,10 +3,16 @@
 Whoever wants a record of the upstream calls made in a context (the loop) sets :data:`WIRE_LOG`
 to a list; the adapter template appends one entry per call and the answer as it arrives (cut
 at :data:`WIRE_LOG_KEPT_CHARS`). :func:`finished_wire_log` turns the entries into what is stored.
+
+A worker holds one log per open stream for the whole stream: the answer is kept zlib-compressed
+in blocks of about :data:`BLOCK_CHARS` characters (only the last, unfinished block as text) and
+decompressed only when the log is finished. Masking is unchanged: it applies to the whole answer,
+decompressed and joined, so a key across a block boundary is found as anywhere else.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -17,6 +23,8 @@ WIRE_LOG_MAX_CHARS = 16_384
 #: Collected before masking: a little more than is kept, so that a key across the cut is still found.
 WIRE_LOG_KEPT_CHARS = WIRE_LOG_MAX_CHARS + 1024
 _LONG_STRING = 2_000
+#: The answer text kept as one string until it reaches this size, then compressed as a block.
+BLOCK_CHARS = 4_096
 
 
 def abbreviate(value: Any) -> Any:
@@ -44,7 +52,8 @@ def open_entry(
         "request": abbreviate(body),
         "status": None,
         "attempts": 0,
-        "response": [],
+        "_blocks": [],  # zlib-compressed UTF-8 blocks of the answer, in order
+        "_tail": "",  # the answer after the last block, not yet compressed
         "_size": 0,
         "_mask": mask,  # applied once, to the whole answer (see finished_wire_log)
     }
@@ -56,11 +65,24 @@ def append(entry: dict[str, Any], text: str) -> None:
     """Add answer text to ``entry`` (up to :data:`WIRE_LOG_KEPT_CHARS`)."""
     room = WIRE_LOG_KEPT_CHARS - entry["_size"]
     if room > 0:
-        parts = entry["response"]
-        parts.append(text[:room])
-        entry["_size"] += min(room, len(text))
-        if len(parts) >= 64:  # one string, not hundreds of small ones, per open stream
-            parts[:] = ["".join(parts)]
+        text = text[:room]
+        entry["_size"] += len(text)
+        tail = entry["_tail"] + text
+        if len(tail) >= BLOCK_CHARS:
+            entry["_blocks"].append(zlib.compress(tail.encode("utf-8", "surrogatepass")))
+            tail = ""
+        entry["_tail"] = tail
+
+
+def restart(entry: dict[str, Any]) -> None:
+    """Forget the answer recorded in ``entry`` so far (a retried call records its new answer)."""
+    entry["_blocks"], entry["_tail"], entry["_size"] = [], "", 0
+
+
+def answer_text(entry: dict[str, Any]) -> str:
+    """The answer recorded in ``entry`` so far, decompressed, unmasked."""
+    blocks = [zlib.decompress(block).decode("utf-8", "surrogatepass") for block in entry["_blocks"]]
+    return "".join(blocks) + entry["_tail"]
 
 
 def finished_wire_log(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -70,6 +92,6 @@ def finished_wire_log(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for entry in log:
         item = {k: v for k, v in entry.items() if not k.startswith("_")}
         mask = entry.get("_mask") or (lambda text: text)
-        item["response"] = mask("".join(entry["response"]))[:WIRE_LOG_MAX_CHARS]
+        item["response"] = mask(answer_text(entry))[:WIRE_LOG_MAX_CHARS]
         finished.append(item)
     return finished

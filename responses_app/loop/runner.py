@@ -283,6 +283,9 @@ class LoopRun:
         sink.hold()
         self._emit_terminal(outcome.status, outcome)
 
+        def wire_log() -> list[dict[str, Any]] | None:
+            return finished_wire_log(self.wire_log) or None
+
         async def store(events: list[tuple[int, str, str]]) -> str:
             final = {
                 "status": outcome.status,
@@ -294,13 +297,12 @@ class LoopRun:
                 else None,
                 "first_token_at": emitter.first_output_at,
                 "iterations": self.iterations,
-                "wire_log": finished_wire_log(self.wire_log) or None,
                 "events": events,
             }
             won = None
             if pg.enabled():  # one prepared statement on this event loop's connection
                 try:
-                    won = await pg.finish(response=self.response, **final)
+                    won = await pg.finish(response=self.response, wire_log=wire_log, **final)
                 except Exception:  # noqa: BLE001 - nothing was stored: the ORM way below
                     logger.exception("finishing %s on the loop's connection failed", self.response.id)
             if won is None:  # (or another final state won meanwhile: the ORM way reads it)
@@ -309,6 +311,7 @@ class LoopRun:
                     response_id=self.response.id,
                     response=self.response,
                     terminal_from=terminal_from,
+                    wire_log=wire_log(),
                     **final,
                 )
             if won != outcome.status:

@@ -278,3 +278,17 @@ def test_a_response_message_begins_its_loop_unless_it_has_an_eta_or_a_rate_limit
     tasks.begin_loop(request=message(task=SimpleNamespace(rate_limit="10/s")))
     tasks.begin_loop(request=message(name=tasks.resume_response_task.name, args=["resp_1", 1]))
     assert len(begun) == 1
+
+
+def test_a_loop_that_says_started_twice_then_ends_is_counted_once(host: LoopHost) -> None:
+    async def twice(started: Callable[[], None]) -> str:
+        started()
+        started()
+        await asyncio.sleep(0.01)
+        return "done"
+
+    host.limit(1)
+    assert host.start(twice) is None
+    assert host.wait_idle(timeout=5) and host.running == 0
+    assert host.start(twice) is None  # the one slot was given back exactly once
+    assert host.wait_idle(timeout=5)

@@ -378,7 +378,7 @@ def finish_args(response: Response, status: str) -> dict[str, Any]:
         "incomplete_details": {"reason": "max_output_tokens"},
         "first_token_at": response.created_at + 0.5,
         "iterations": 1,
-        "wire_log": [{"request": {}}],
+        "wire_log": lambda: [{"request": {}}],
         "events": [(2, "response.output_text.delta", '{"d":1}'), (3, "response.completed", '{"t":2}')],
     }
 
@@ -418,6 +418,36 @@ def test_finish_stores_everything_in_one_statement(on_pg: PostgresDatabase, stat
     )
     assert usage == [
         (status, 3, 5, "anonymous", 1, pytest.approx(0.5), "server_error" if status == "failed" else "")
+    ]
+
+
+def test_a_queued_finish_builds_its_wire_log_only_at_its_turn(on_pg: PostgresDatabase) -> None:
+    """Finishes beyond FINISHES_IN_FLIGHT wait for a turn holding a function, not the built log."""
+    response = new_response(ResponseStatus.IN_PROGRESS)
+    store(on_pg, response)
+    built: list[str] = []
+
+    def wire_log() -> list[dict[str, Any]]:
+        built.append("built")
+        return [{"request": {}, "response": "at its turn"}]
+
+    async def main() -> str | None:
+        slots = pg._finish_slots()
+        for _ in range(pg.FINISHES_IN_FLIGHT):  # every turn taken by other finishes
+            await slots.acquire()
+        finishing = asyncio.ensure_future(
+            pg.finish(**{**finish_args(response, ResponseStatus.COMPLETED), "wire_log": wire_log})
+        )
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not finishing.done() and built == []  # queued: nothing built yet
+        slots.release()
+        return await finishing
+
+    assert run(main()) == ResponseStatus.COMPLETED
+    assert built == ["built"]
+    assert on_pg.query("SELECT wire_log FROM responses_app_response WHERE id = %s", response.id) == [
+        ([{"request": {}, "response": "at its turn"}],)
     ]
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -54,6 +54,39 @@ def loop_implementation(loop: asyncio.AbstractEventLoop) -> str:
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
+class _Loop:
+    """One loop of :meth:`LoopHost.start` or :meth:`LoopHost.begin`, as its starter sees it.
+
+    ``lock`` is held from the start until the loop calls ``started()`` or ends; the starting
+    thread waits by acquiring it. (A lock, not a ``threading.Event`` and a concurrent future:
+    a worker holds one of these per open stream.) Only the host's event loop signals, so
+    ``signalled`` needs no lock of its own.
+    """
+
+    __slots__ = ("ended", "error", "lock", "result", "signalled")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.signalled = False
+        self.ended = False  # ended before it started: ``result`` or ``error`` is the outcome
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def started(self) -> None:
+        """Called on the host's event loop once the loop has started (again: nothing happens)."""
+        if not self.signalled:
+            self.signalled = True
+            self.lock.release()
+
+    def joined(self) -> Any:
+        """Block until the loop has started (None) or ended first (its result, or its exception)."""
+        self.lock.acquire()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
 class LoopHost:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,7 +98,9 @@ class LoopHost:
         self._idle = threading.Condition()
         self._on_running: Callable[[int], None] | None = None
         # Loops begun before their task runs (:meth:`begin`), by key, until the task joins them.
-        self._begun: dict[str, tuple[Future, threading.Event]] = {}
+        self._begun: dict[str, _Loop] = {}
+        # The tasks of running loops (the event loop keeps only weak references to its tasks).
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -108,33 +143,32 @@ class LoopHost:
         """Run ``make(started)`` on the host loop; block only until it calls ``started()`` (None
         is returned; the loop carries on) or ends first (its result, or its exception).
 
-        With :meth:`limit`, waits first for one of the ``capacity`` slots, which the loop holds
-        until it ends. ``ready``: called on the calling thread once the slot is held, before
-        ``make``; when it returns False nothing runs (None is returned, the slot is free again).
-        ``key``: a loop :meth:`begin` began under it is joined instead (nothing else runs).
+        ``started`` is to be called on the host loop (from the coroutine). With :meth:`limit`,
+        waits first for one of the ``capacity`` slots, which the loop holds until it ends.
+        ``ready``: called on the calling thread once the slot is held, before ``make``; when it
+        returns False nothing runs (None is returned, the slot is free again). ``key``: a loop
+        :meth:`begin` began under it is joined instead (nothing else runs).
         """
         if key is not None:
             with self._idle:
                 begun = self._begun.pop(key, None)
             if begun is not None:
-                return self._joined(*begun)
+                return begun.joined()
         slots = self._slots
         if slots is not None:
             slots.acquire()
-        started = threading.Event()
+        state = _Loop()
         try:
             if ready is not None and not ready():
                 if slots is not None:
                     slots.release()
                 return None
-            future = self.submit(make(started.set))
+            self._spawn(make(state.started), state, slots)
         except BaseException:
             if slots is not None:
                 slots.release()
             raise
-        self._count(+1)
-        future.add_done_callback(self._ended(started, slots))
-        return self._joined(future, started)
+        return state.joined()
 
     def begin(
         self, key: str, make: Callable[[Callable[[], None]], Coroutine[Any, Any, T]], *, quiet: int
@@ -152,47 +186,63 @@ class LoopHost:
         slots = self._slots
         if slots is not None and not slots.acquire(blocking=False):
             return False
-        started = threading.Event()
+        state = _Loop()
+        with self._idle:
+            self._begun[key] = state
         try:
-            future = self.submit(make(started.set))
+            self._spawn(make(state.started), state, slots, key)
         except BaseException:
+            with self._idle:
+                self._begun.pop(key, None)
             if slots is not None:
                 slots.release()
             raise
-        with self._idle:
-            self._begun[key] = (future, started)
-        self._count(+1)
-
-        def forget(done: Future[T]) -> None:
-            # Ended well with no task joining yet: nothing is left for it (a task that comes
-            # after all goes the ordinary way and finds its response no longer queued).
-            if not done.cancelled() and done.exception() is None:
-                with self._idle:
-                    if self._begun.get(key, (None,))[0] is done:
-                        del self._begun[key]
-
-        future.add_done_callback(self._ended(started, slots))
-        future.add_done_callback(forget)
         return True
 
-    def _ended(self, started: threading.Event, slots: threading.Semaphore | None) -> Callable[[Future], None]:
-        def ended(done: Future) -> None:
-            if started.is_set() and not done.cancelled() and done.exception() is not None:
-                # after start() returned, nobody else sees it (a task would have logged it)
-                logger.error("a loop failed after it started", exc_info=done.exception())
-            if slots is not None:
-                slots.release()
+    def _spawn(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        state: _Loop,
+        slots: threading.Semaphore | None,
+        key: str | None = None,
+    ) -> None:
+        """Run ``coro`` as a task of the host loop, counted as running until it ends."""
+
+        def create() -> None:
+            task = asyncio.ensure_future(coro)
+            self._tasks.add(task)
+            task.add_done_callback(lambda done: self._ended(done, state, slots, key))
+
+        self._count(+1)
+        try:
+            self.loop().call_soon_threadsafe(create)
+        except BaseException:
+            coro.close()
             self._count(-1)
-            started.set()
+            raise
 
-        return ended
-
-    @staticmethod
-    def _joined(future: Future[T], started: threading.Event) -> T | None:
-        started.wait()
-        if future.done():
-            return future.result()
-        return None
+    def _ended(
+        self, done: asyncio.Task[Any], state: _Loop, slots: threading.Semaphore | None, key: str | None
+    ) -> None:
+        """On the host loop, as a loop's task ends: its outcome to its starter, its slot freed."""
+        self._tasks.discard(done)
+        error = CancelledError() if done.cancelled() else done.exception()
+        if not state.signalled:
+            state.ended, state.error = True, error
+            state.result = None if error is not None else done.result()
+        elif error is not None and not done.cancelled():
+            # after start() returned, nobody else sees it (a task would have logged it)
+            logger.error("a loop failed after it started", exc_info=error)
+        if key is not None and error is None:
+            # Ended well with no task joining yet: nothing is left for it (a task that comes
+            # after all goes the ordinary way and finds its response no longer queued).
+            with self._idle:
+                if self._begun.get(key) is state:
+                    del self._begun[key]
+        if slots is not None:
+            slots.release()
+        self._count(-1)
+        state.started()
 
     def _count(self, change: int) -> None:
         with self._idle:

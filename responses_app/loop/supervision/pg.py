@@ -30,6 +30,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.db import connections
@@ -280,10 +281,14 @@ async def finish(
     incomplete_details: dict[str, Any] | None = None,
     first_token_at: float | None = None,
     iterations: int = 0,
-    wire_log: list[dict[str, Any]] | None = None,
+    wire_log: Callable[[], list[dict[str, Any]] | None] | None = None,
     events: list[tuple[int, str, str]] | None = None,
 ) -> str | None:
     """``services.response_finish`` for the loop's own running response, in one statement.
+
+    ``wire_log``: a function returning the wire log to store (None: keep the stored one), called
+    only at this finish's turn (see :data:`FINISHES_IN_FLIGHT`), as are the statement's other
+    large parameters: finishes waiting for their turn hold no copies of them.
 
     Returns the status stored, or None when the statement did not apply (cancelled or reaped
     meanwhile) or cannot (a conversation to append to, a response finished already): nothing
@@ -301,8 +306,6 @@ async def finish(
     final.incomplete_details = incomplete_details if final.status == ResponseStatus.INCOMPLETE else None
     final.first_token_at = first_token_at
     final.iterations = iterations
-    if wire_log is not None:
-        final.wire_log = wire_log
     tokens, cost = priced(final)
     name = cached_key_name(final.owner or "")
     if name is None:  # (once a minute per key: its name from the database)
@@ -310,32 +313,39 @@ async def finish(
 
         name = await run_db(key_name, final.owner or "")
     row = usage_row(response=final, cost=cost, tokens=tokens, name=name)
-    batch, payload_column = pg_events_rows(
-        [(final.id, seq, kind, payload) for seq, kind, payload in events or []]
-    )
-    params = {
-        "id": final.id,
-        "target": target,
-        "sources": sources,
-        "completed_at": final.completed_at,
-        "usage": _json(final.usage),
-        "error": _json(final.error),
-        "incomplete": _json(final.incomplete_details),
-        "first_token_at": first_token_at,
-        "iterations": iterations,
-        "set_wire_log": wire_log is not None,
-        "wire_log": _json(wire_log),
-        "events": batch,
-        "output": json.dumps(output),
-        **{f"u_{column}": row[field] for column, field in _usage_fields().items()},
-    }
-    sql = _finish_statement(payload_column)
 
-    async def work(cursor: Any) -> int:
-        await cursor.execute(sql, params, prepare=True)
-        return (await cursor.fetchone())[0]
+    def statement() -> tuple[str, dict[str, Any]]:
+        stored_wire_log = wire_log() if wire_log is not None else None
+        if stored_wire_log is not None:
+            final.wire_log = stored_wire_log
+        batch, payload_column = pg_events_rows(
+            [(final.id, seq, kind, payload) for seq, kind, payload in events or []]
+        )
+        params = {
+            "id": final.id,
+            "target": target,
+            "sources": sources,
+            "completed_at": final.completed_at,
+            "usage": _json(final.usage),
+            "error": _json(final.error),
+            "incomplete": _json(final.incomplete_details),
+            "first_token_at": first_token_at,
+            "iterations": iterations,
+            "set_wire_log": stored_wire_log is not None,
+            "wire_log": _json(stored_wire_log),
+            "events": batch,
+            "output": json.dumps(output),
+            **{f"u_{column}": row[field] for column, field in _usage_fields().items()},
+        }
+        return _finish_statement(payload_column), params
 
     async with _finish_slots():
+        sql, params = statement()  # (not before: the queued finishes would each hold them)
+
+        async def work(cursor: Any) -> int:
+            await cursor.execute(sql, params, prepare=True)
+            return (await cursor.fetchone())[0]
+
         applied = await run(work)
     if not applied:
         return None
