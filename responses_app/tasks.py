@@ -69,11 +69,19 @@ def begin_loop(request: Any = None, **_: Any) -> None:
     if len(args) != 1 or not isinstance(args[0], str):
         return
     from responses_app.loop.runner import run_response
+    from responses_app.loop.supervision.dispatch import START_HEADER
     from responses_app.loop.supervision.host import loop_host
 
     response_id = args[0]
+    # The response and its input, when the message carries them: the loop then sends its upstream
+    # request while its start is being stored (``runner.run_response``).
+    carried = (getattr(request, "request_dict", None) or {}).get(START_HEADER)
+    if not isinstance(carried, str):
+        carried = None
     loop_host.begin(
-        request.id, lambda started: run_response(response_id, on_start=started), quiet=EARLY_BEGIN_BELOW
+        request.id,
+        lambda started: run_response(response_id, on_start=started, carried=carried),
+        quiet=EARLY_BEGIN_BELOW,
     )
 
 

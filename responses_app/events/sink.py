@@ -260,6 +260,18 @@ class BatchingSink:
         self.to_persist = [e for e in self.to_persist if e[0] < sequence_number]
         self._held = [e for e in self._held if e[0] < sequence_number]
 
+    def abandon(self) -> None:
+        """Drop every event not yet sent or stored and stop the work scheduled for them: nothing
+        added so far is ever published or stored (a loop whose start was refused)."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._persist_task is not None:
+            self._persist_task.cancel()
+        self.to_publish, self.to_persist, self._held = [], [], []
+
     async def drain(self, attempts: int = 5) -> None:
         """Publish and persist everything added so far, then publish held terminal events.
 

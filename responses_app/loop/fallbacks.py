@@ -78,6 +78,7 @@ async def sample_with_fallbacks(
             remaining = [(p, m) for p, m in (route.fallbacks if route else ()) if p not in tried]
             if not remaining:
                 raise
+            await run.start_stored()  # (what follows stores: only for a stored start)
             await run_db(record_upstream_error, provider=response.provider, code=exc.code)
             provider, model = remaining[0]
             logger.warning(

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from responses_app.loop.middleware import LoopContext, StopLoop, call_hook, loop
 from responses_app.loop.supervision import pg
 from responses_app.loop.supervision.activity import activity
 from responses_app.loop.supervision.db import event_writer, run_db
+from responses_app.loop.supervision.dispatch import response_from_carried
 from responses_app.loop.tool_types import CALL_TYPES, ToolPlan, mcp_error, native_tool_types, plan_tools
 from responses_app.loop.tools import HostedTool, hosted_tools
 from responses_app.models import Response
@@ -45,7 +47,7 @@ from responses_app.resource import build_resource
 from responses_app.selectors import response_context_items
 from responses_app.services.compaction import model_items
 from responses_app.services.durability import response_claim_resume
-from responses_app.services.responses import response_finish, response_start
+from responses_app.services.responses import response_finish, response_start, response_start_at
 from responses_app.states import ResponseStatus
 
 logger = logging.getLogger(__name__)
@@ -177,11 +179,21 @@ def flush_interval() -> float:
     return min(MAX_FLUSH_INTERVAL, base * max(1.0, len(activity().active) * _processes() / 25))
 
 
+class StartNotStored(Exception):
+    """The start of a loop that began before it was stored did not apply: the loop must leave
+    no trace (another run has the response, or it was cancelled or deleted before it started)."""
+
+
 class LoopRun:
     """One run of one response's loop.
 
     ``resumed``: the stored events of a loop taken over from a lost worker; the run carries on
     from its checkpoint (see ``loop/durability.py``) instead of starting afresh.
+    ``stored``: a run that begins while its start is being stored (:func:`run_response` with a
+    carried start): resolves True once the start is stored, False if it was not. Until then the
+    run only prepares and sends its upstream request: whatever it stores, publishes or runs (its
+    events, checkpoints, tool calls, middleware, its finish) waits for it, and the cancel watch
+    (:meth:`watch`) begins once it is stored.
     """
 
     def __init__(
@@ -189,14 +201,22 @@ class LoopRun:
         response: Response,
         context: list[dict[str, Any]],
         resumed: list[tuple[int, str, str]] | None = None,
+        stored: asyncio.Future[bool] | None = None,
     ) -> None:
         self.response = response
         self.context = context
         self.params = response.params
+        self.stored = stored
+        self.cancel = asyncio.Event()
+        self.watched = False
         bus = get_bus()
+        persist = functools.partial(event_writer().write, response.id)
+        publish = functools.partial(bus.publish, response.id)
+        if stored is not None:
+            persist, publish = self._after_start(persist), self._after_start(publish)
         self.sink = BatchingSink(
-            persist=functools.partial(event_writer().write, response.id),
-            publish=functools.partial(bus.publish, response.id),
+            persist=persist,
+            publish=publish,
             interval=flush_interval,
             publish_first=isinstance(bus, LocalBus),
         )
@@ -224,6 +244,30 @@ class LoopRun:
         # Upstream calls as sent and answered (secrets masked), for the admin's transcript.
         self.wire_log: list[dict[str, Any]] = []
 
+    def _after_start(self, write: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        async def gated(batch: Any) -> Any:
+            await self.start_stored()
+            return await write(batch)
+
+        return gated
+
+    async def start_stored(self) -> None:
+        """Return once the start is stored (at once for a run started the ordinary way); raise
+        :class:`StartNotStored` if it was not."""
+        if self.stored is not None and not await asyncio.shield(self.stored):
+            raise StartNotStored(self.response.id)
+
+    def _stored_already(self) -> bool:
+        stored = self.stored
+        return stored is None or (stored.done() and not stored.cancelled() and stored.result())
+
+    def watch(self) -> None:
+        """Heartbeats and cancel polling for this run (once its start is stored: a run whose
+        start is refused must not touch the entry of the run that has the response)."""
+        if not self.watched:
+            activity().register(self.response.id, self.cancel)
+            self.watched = True
+
     async def run(self) -> str:
         response = self.response
         emitter = self.emitter
@@ -234,12 +278,19 @@ class LoopRun:
                 await self.sink.drain()
                 return "cancelled"
             emitter.emit_lifecycle("response.in_progress")
-        cancel = activity().register(response.id)
+        if self.stored is None:
+            self.watch()
+        cancel = self.cancel
         WIRE_LOG.set(self.wire_log)
         try:
             try:
                 outcome = await self._drive(cancel)
             except asyncio.CancelledError:
+                if not self._stored_already():
+                    # Its start is not stored (refused, or still on its way as the loop is torn
+                    # down): nothing of this run may be stored or sent.
+                    self.sink.abandon()
+                    raise
                 outcome = Outcome(
                     "failed",
                     {
@@ -250,6 +301,9 @@ class LoopRun:
                     },
                 )
                 await self._finish(outcome)
+                raise
+            except StartNotStored:
+                self.sink.abandon()
                 raise
             except Superseded:
                 logger.warning("response %s was taken over by another worker; this run stops", response.id)
@@ -266,7 +320,8 @@ class LoopRun:
         finally:
             # Only now: until its final state is stored the loop keeps its heartbeat (the reaper
             # must not take a loop that is merely waiting for a busy database for an orphan).
-            activity().unregister(response.id)
+            if self.watched:
+                activity().unregister(response.id)
 
     async def _finish(self, outcome: Outcome) -> str:
         """Store the final state and the last events in one transaction, then publish them.
@@ -287,6 +342,7 @@ class LoopRun:
             return finished_wire_log(self.wire_log) or None
 
         async def store(events: list[tuple[int, str, str]]) -> str:
+            await self.start_stored()
             final = {
                 "status": outcome.status,
                 "output": output,
@@ -433,6 +489,10 @@ class LoopRun:
         waiter = asyncio.ensure_future(cancel.wait())
         try:
             done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()  # the upstream request goes with the loop
+            await asyncio.gather(task, return_exceptions=True)
+            raise
         finally:
             waiter.cancel()
         if task not in done:
@@ -492,6 +552,8 @@ class LoopRun:
                 context.sample_items = [by_id[i] for i in durable.get("sample_items", []) if i in by_id]
                 self.emitter.finish_reason = durable.get("finish_reason")
             else:
+                if middleware:  # (a site's hooks run for a started response only)
+                    await self.start_stored()
                 await call_hook(middleware, "before_sample", context)
                 self.emitter.start_sample()
                 try:
@@ -572,6 +634,7 @@ class LoopRun:
         whose result is stored (or already in the output) is never run again after a takeover;
         one that may have started runs again with the same idempotency key.
         """
+        await self.start_stored()
         known = {key: entry["output"] for key, entry in self.checkpoints.tools.items() if "output" in entry}
         pending = [
             c for c in hosted_calls + mcp_calls if _call_key(c) not in known and not self._has_output(c)
@@ -633,6 +696,7 @@ class LoopRun:
 
     async def _checkpoint(self, **state: Any) -> None:
         """Record a completed step durably: its events stored first, then the checkpoint."""
+        await self.start_stored()
         await self.sink.drain()
         emitter = self.emitter
         await self.checkpoints.save(
@@ -753,15 +817,30 @@ async def resume_response(
 
 
 async def run_response(
-    response_id: str, *, started: Response | None = None, on_start: Callable[[], None] | None = None
+    response_id: str,
+    *,
+    started: Response | None = None,
+    on_start: Callable[[], None] | None = None,
+    carried: str | None = None,
 ) -> str | None:
     """Run a queued response's loop to a terminal state; returns that status (None if not runnable).
 
     ``started``: the response as stored already started, with its ``context_items`` (in-process
     dispatch: the loop needs no round trip to the store before sampling). ``on_start``: called
     once the start is stored (from then on the reaper takes the response over if this process
-    is lost), just before the loop begins.
+    is lost), just before the loop begins. ``carried``: the queued response and its context as
+    its message carried them (``dispatch.carried_start``): the loop begins while its start is
+    being stored (:func:`_run_carried`).
     """
+    if carried is not None and started is None:
+        try:
+            response, context = response_from_carried(carried)
+            response = pg.carried_started(response, time.time())
+        except Exception:  # noqa: BLE001 - a message this worker cannot read: the ordinary start
+            logger.exception("the start carried by the message of %s is unreadable", response_id)
+        else:
+            if response.id == response_id:
+                return await _run_carried(response, context, on_start)
     if started is not None and hasattr(started, "context_items"):
         response, context = started, started.context_items
     else:
@@ -774,3 +853,66 @@ async def run_response(
     # This loop's log lines carry its ids, in any process.
     bind_log_context(request_id=response.request_id, response_id=response.id)
     return await LoopRun(response, context).run()
+
+
+async def _start_carried(response_id: str, now: float) -> int | None:
+    """queued → in_progress at ``now``, nothing read back: the attempts stored, None when this
+    call did not start it. On PostgreSQL one prepared statement on this event loop's connection,
+    else the ORM's conditional UPDATE on a loop-database thread."""
+    if pg.enabled():
+        return await pg.start_carried(response_id, now)
+    return await run_db(response_start_at, response_id=response_id, now=now)
+
+
+async def _run_carried(
+    response: Response, context: list[dict[str, Any]], on_start: Callable[[], None] | None
+) -> str | None:
+    """Run the loop of a response whose message carried it, while its start is stored.
+
+    The start statement goes out first; the loop then builds and sends its upstream request
+    while PostgreSQL applies and commits it, so the start's round trip and commit leave the way
+    to the first token. The loop stores and sends nothing before the start is stored
+    (``LoopRun(stored=...)``: its first events' INSERT waits for it), and ``on_start`` (the
+    task's return, so the message's ack) comes only then. A start that does not apply (the
+    response was started by another run, cancelled or deleted) cancels the loop, its upstream
+    request with it, and drops its events unsent; the response then starts the ordinary way,
+    which reads it again (a response cancelled before it started still gets its terminal event).
+    """
+    loop = asyncio.get_running_loop()
+    stored: asyncio.Future[bool] = loop.create_future()
+    bind_log_context(request_id=response.request_id, response_id=response.id)
+    runs: list[LoopRun] = []
+
+    async def begin() -> str:
+        # Made here, after the start statement went out (the tasks run in the order they were
+        # made): building the run is CPU the statement need not wait for.
+        run = LoopRun(response, context, stored=stored)
+        runs.append(run)
+        if stored.done() and stored.result():  # (stored before this task's first turn)
+            run.watch()
+        return await run.run()
+
+    starting = loop.create_task(_start_carried(response.id, response.started_at))
+    running = loop.create_task(begin())
+    try:
+        attempts = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        running.cancel()
+        raise
+    except Exception:  # noqa: BLE001 - not stored: the ordinary start below reads it again
+        logger.exception("starting %s on the loop's connection failed", response.id)
+        attempts = None
+    if attempts is None:
+        stored.set_result(False)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        for run in runs:
+            run.sink.abandon()
+        return await run_response(response.id, on_start=on_start)
+    response.attempts = attempts
+    for run in runs:  # (made as soon as the statement went out: before its answer came)
+        run.watch()
+    stored.set_result(True)
+    if on_start is not None:
+        on_start()
+    return await running

@@ -29,7 +29,12 @@ from responses_app.gateway import limits
 from responses_app.gateway.auth import ClientIdentity, check_model_allowed
 from responses_app.loop.supervision.activity import cancel_everywhere_local
 from responses_app.loop.supervision.db import run_db
-from responses_app.loop.supervision.dispatch import dispatch_mode, dispatch_response, prepare_dispatch
+from responses_app.loop.supervision.dispatch import (
+    carried_start,
+    dispatch_mode,
+    dispatch_response,
+    prepare_dispatch,
+)
 from responses_app.loop.tools import hosted_tool_names as tool_names
 from responses_app.models import Response
 from responses_app.observability.logs import log_prompt
@@ -76,7 +81,9 @@ def _write(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 async def _store_new(
-    *, meanwhile: Callable[[Response], Awaitable[None]] | None = None, **kwargs: Any
+    *,
+    meanwhile: Callable[[Response, list[dict[str, Any]] | None], Awaitable[None]] | None = None,
+    **kwargs: Any,
 ) -> Response:
     """Store a new response and its input items (``services.response_create``'s arguments).
 
@@ -84,13 +91,14 @@ async def _store_new(
     no transaction round trips; the reads a chain or a conversation needs first take the
     request's thread. Elsewhere :func:`services.response_create` as :func:`_write` runs it.
 
-    ``meanwhile(response)``: work that needs only the response's id (it must not raise), run
-    while that statement is on its way to and in PostgreSQL, else once the response is stored.
+    ``meanwhile(response, items)``: work that needs only the response as it is being stored and
+    its input items (it must not raise), run while that statement is on its way to and in
+    PostgreSQL, else once the response is stored (the items then None).
     """
     if not pg_async.available():
         response = await _write(services.response_create)(**kwargs)
         if meanwhile is not None:
-            await meanwhile(response)
+            await meanwhile(response, None)
         return response
     if services.create_reads_store(kwargs["request"]):
         response, items = await sync_to_async(released(services.response_prepare))(**kwargs)
@@ -100,7 +108,7 @@ async def _store_new(
         await services.aresponse_insert(response=response, items=items)
     else:
         # This task sends the statement before it first waits; the side task runs meanwhile.
-        side = asyncio.ensure_future(meanwhile(response))
+        side = asyncio.ensure_future(meanwhile(response, items))
         try:
             await services.aresponse_insert(response=response, items=items)
         finally:
@@ -243,11 +251,13 @@ async def _admit_and_start(
     await limits.admit(owner=identity.owner, limits=limits.limits_for(identity), ticket=request_id)
     # In-process loops start right away: the response is stored already started, with its context.
     start = generate and dispatch_mode() == "inline" and not request.background
-    # A worker's loop: the subscription and the Celery message need only the response's id, so
-    # they are made while the statement storing it runs; the message is sent once it is stored.
+    # A worker's loop: the subscription and the Celery message need only the response and its
+    # input, so they are made while the statement storing it runs; the message is sent once it
+    # is stored. It carries the response and its input: the worker's loop then sends its
+    # upstream request while its start is being stored (``dispatch.carried_start``).
     early: dict[str, Any] = {}
 
-    async def meanwhile(response: Response) -> None:
+    async def meanwhile(response: Response, items: list[dict[str, Any]] | None) -> None:
         try:
             subscription = early["subscription"] = await get_bus().subscribe(response.id)
         except Exception as exc:  # noqa: BLE001 - raised below, once the response is stored
@@ -257,7 +267,8 @@ async def _admit_and_start(
             await subscription.close()
             return
         try:
-            early["push"] = prepare_dispatch(response.id)
+            carried = carried_start(response, items) if items is not None else None
+            early["push"] = prepare_dispatch(response.id, carried=carried)
         except Exception as exc:  # noqa: BLE001 - raised below, once the response is stored
             del early["subscription"]
             await subscription.close()

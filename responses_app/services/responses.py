@@ -9,6 +9,7 @@ from collections.abc import Collection
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from providers_app.adapters.base import message_text
@@ -377,6 +378,20 @@ def response_start(*, response_id: str) -> tuple[Response | None, bool]:
         response.refresh_from_db()
         return response, False
     return response, True
+
+
+def response_start_at(*, response_id: str, now: float) -> int | None:
+    """queued → in_progress at ``now`` for a loop that has the response already (its message
+    carried it): the state machine's conditional UPDATE, nothing read back. Returns the attempts
+    stored, None when this call did not start it (started, cancelled or deleted already)."""
+    sources, target = transition_sources("start")
+    with transaction.atomic():
+        started = Response.objects.filter(id=response_id, status__in=sources).update(
+            status=target, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
+        )
+        if not started:
+            return None
+        return Response.objects.filter(id=response_id).values_list("attempts", flat=True).first()
 
 
 def response_finish(

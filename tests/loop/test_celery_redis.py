@@ -126,6 +126,50 @@ def test_a_message_from_the_template_is_the_one_kombu_pushes(
         assert ours["properties"]["delivery_tag"] != kombu_message["properties"]["delivery_tag"]
 
 
+def test_a_message_with_own_headers_is_the_one_kombu_pushes_and_the_worker_reads_them(
+    redis_client: Any, queue: str
+) -> None:
+    """A message with a header of its own (the start a loop's message carries): filled in from a
+    template like the others, the same message kombu pushes with that header, and a Celery worker
+    sees the header on the request its ``task_received`` gets."""
+    from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_received
+
+    app = make_app(queue)
+    task = app.tasks[TASK]
+    header = "openresponses_start"
+    celery_redis.message(task, ("resp_first",), headers={header: '{"a":1}'}, ignore_result=True)
+    assert [t for t in celery_redis._templates[app].values() if t is not None]  # it became a template
+    for value in ('{"b":2}', '{"c":"quote \\" and unicode é"}'):
+        task.apply_async(("resp_h",), ignore_result=True, headers={header: value})  # kombu's own publish
+        kombu_message = pop(redis_client, queue)
+        key, payload = celery_redis.message(task, ("resp_h",), headers={header: value}, ignore_result=True)
+        ours = json.loads(payload)
+        assert key == queue and list(ours["headers"]) == list(kombu_message["headers"])
+        assert normalized(ours) == normalized(kombu_message) and ours["headers"][header] == value
+    seen: list[Any] = []
+
+    def on_received(request: Any = None, **_: Any) -> None:
+        seen.append(request.request_dict.get(header))
+
+    task_received.connect(on_received, weak=False)
+    received.clear()
+    arrived.clear()
+    try:
+        asyncio.run(
+            celery_redis.apply_async(task, ("resp_carried",), ignore_result=True, headers={header: "{}"})
+        )
+        with start_worker(
+            app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10
+        ):
+            deadline = time.monotonic() + 20
+            while not received and time.monotonic() < deadline:
+                arrived.wait(0.5)
+    finally:
+        task_received.disconnect(on_received)
+    assert received == [("resp_carried",)] and "{}" in seen
+
+
 def test_what_a_template_cannot_fill_is_built_by_celery(queue: str) -> None:
     """Time-dependent options (an expiry), arguments Celery would repr otherwise, a changed
     configuration: Celery builds the message."""

@@ -251,13 +251,22 @@ def test_a_response_message_begins_its_loop_unless_it_has_an_eta_or_a_rate_limit
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from responses_app import tasks
+    from responses_app.loop import runner
     from responses_app.loop.supervision import host as host_module
+    from responses_app.loop.supervision.dispatch import START_HEADER
 
     begun: list[tuple[str, int]] = []
+    made: list[dict[str, object]] = []
+
+    async def run_response(response_id: str, **kwargs: object) -> None:
+        made.append(kwargs)
 
     def begin(key: str, make: Callable, *, quiet: int) -> bool:
         begun.append((key, quiet))
+        asyncio.run(make("started"))
         return True
+
+    monkeypatch.setattr(runner, "run_response", run_response)
 
     monkeypatch.setattr(host_module.loop_host, "begin", begin)
 
@@ -274,6 +283,10 @@ def test_a_response_message_begins_its_loop_unless_it_has_an_eta_or_a_rate_limit
 
     tasks.begin_loop(request=message())
     assert begun == [("task-1", tasks.EARLY_BEGIN_BELOW)]
+    assert made[-1] == {"on_start": "started", "carried": None}
+    tasks.begin_loop(request=message(request_dict={START_HEADER: '{"response": {}}'}))
+    assert made[-1]["carried"] == '{"response": {}}'  # the start its message carries goes to the loop
+    begun.pop()
     tasks.begin_loop(request=message(eta="2026-01-01T00:00:00"))
     tasks.begin_loop(request=message(task=SimpleNamespace(rate_limit="10/s")))
     tasks.begin_loop(request=message(name=tasks.resume_response_task.name, args=["resp_1", 1]))

@@ -624,3 +624,39 @@ def test_every_response_write_maintains_only_indexes_queries_use(database: Postg
         ("responses_app_usagerecord", ("owner", "day")),
     ]:
         assert needed in columns_indexed
+
+
+def test_a_carried_start_stores_what_the_start_would_read_back(on_pg: PostgresDatabase) -> None:
+    """A loop whose message carried its response starts it with one UPDATE that reads nothing
+    back: once only, and the response it runs with is the row the ordinary start returns."""
+    from responses_app.loop.supervision.dispatch import carried_start, response_from_carried
+
+    carried_one, ordinary_one = new_response(), new_response()
+    for response in (carried_one, ordinary_one):
+        store(on_pg, response, [("input", message("hi"))])
+    text = carried_start(carried_one, [message("hi")])
+    assert text is not None
+    queued, context = response_from_carried(text)
+    now = time.time()
+    started = pg.carried_started(queued, now)
+
+    async def both() -> tuple[Any, ...]:
+        first = await pg.start_carried(carried_one.id, now)
+        again = await pg.start_carried(carried_one.id, now)
+        return first, again, await pg.start(ordinary_one.id)
+
+    first, again, (ordinary, ordinary_context) = run(both())
+    assert first == 1 and again is None
+    assert context == ordinary_context == [message("hi")]
+    row = on_pg.query(
+        "SELECT status, started_at, heartbeat_at, attempts FROM responses_app_response WHERE id = %s",
+        carried_one.id,
+    )[0]
+    assert row == (started.status, started.started_at, started.heartbeat_at, started.attempts)
+    for (
+        field
+    ) in Response._meta.concrete_fields:  # the same as the ordinary start's row, but for ids and times
+        if field.attname not in {"id", "created_at", "started_at", "heartbeat_at", "request_id"}:
+            assert getattr(started, field.attname) == getattr(ordinary, field.attname), field.name
+    with pytest.raises(ValueError):  # a carried response that is not queued is not started from it
+        pg.carried_started(started, now)

@@ -22,8 +22,9 @@ class Activity:
         self._task: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def register(self, response_id: str) -> asyncio.Event:
-        event = self.active[response_id] = asyncio.Event()
+    def register(self, response_id: str, event: asyncio.Event | None = None) -> asyncio.Event:
+        """Watch ``response_id`` (heartbeats, cancel polling); its cancel signal (``event``, or a new one)."""
+        event = self.active[response_id] = event if event is not None else asyncio.Event()
         self.loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._watch())

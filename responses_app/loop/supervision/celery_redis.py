@@ -12,8 +12,9 @@ transport, a named exchange, queues with ``x-expires``, publish signals, eager m
 
 Celery's message building costs ~0.6 ms of CPU per message (its configuration is read through
 Django's settings at every lookup). The messages of one task with the same options differ only
-in the task id, the delivery tag and the arguments, so the first one Celery builds becomes a
-template (:func:`message`): checked to be exactly that, then filled in for the next ones.
+in the task id, the delivery tag, the arguments and the values of their own headers (``headers=``,
+by name), so the first one Celery builds becomes a template (:func:`message`): checked to be
+exactly that, then filled in for the next ones.
 """
 
 from __future__ import annotations
@@ -208,13 +209,14 @@ class _Template:
         self.message = message
         self.embed = embed
 
-    def fill(self, args: tuple[Any, ...]) -> tuple[str, str]:
+    def fill(self, args: tuple[Any, ...], extra: dict[str, Any] | None = None) -> tuple[str, str]:
+        """The message of ``args`` with the own headers ``extra`` (the same names as the template's)."""
         from kombu.utils.json import dumps
         from kombu.utils.uuid import uuid
 
         task_id = uuid()
         template = self.message
-        headers = dict(template["headers"], id=task_id, root_id=task_id, argsrepr=repr(args))
+        headers = dict(template["headers"], **(extra or {}), id=task_id, root_id=task_id, argsrepr=repr(args))
         properties = dict(template["properties"], correlation_id=task_id, delivery_tag=uuid())
         properties["delivery_info"] = dict(properties["delivery_info"])
         body = json.dumps([list(args), {}, self.embed]).encode()
@@ -231,8 +233,11 @@ def _plain_args(args: tuple[Any, ...]) -> bool:
     )
 
 
-def _template_of(key: str, payload: str, args: tuple[Any, ...]) -> _Template | None:
-    """The template of a captured message, if it is what :meth:`_Template.fill` makes of ``args``."""
+def _template_of(
+    key: str, payload: str, args: tuple[Any, ...], extra: dict[str, Any] | None = None
+) -> _Template | None:
+    """The template of a captured message, if it is what :meth:`_Template.fill` makes of ``args``
+    and the own headers ``extra``."""
     message = json.loads(payload)
     headers, properties = message.get("headers") or {}, message.get("properties") or {}
     task_id = headers.get("id")
@@ -259,7 +264,7 @@ def _template_of(key: str, payload: str, args: tuple[Any, ...]) -> _Template | N
     if not (isinstance(body, list) and len(body) == 3 and body[0] == list(args) and body[1] == {}):
         return None
     template = _Template(key, message, body[2])
-    filled = json.loads(template.fill(args)[1])
+    filled = json.loads(template.fill(args, extra)[1])
     for name in ("id", "root_id"):
         filled["headers"][name] = task_id
     filled["properties"]["correlation_id"] = task_id
@@ -267,24 +272,36 @@ def _template_of(key: str, payload: str, args: tuple[Any, ...]) -> _Template | N
     return template if filled == message else None
 
 
-def message(task: Any, args: tuple[Any, ...], **options: Any) -> tuple[str, str]:
-    """:func:`capture`, from the task's template once Celery has built one message like it."""
+def message(
+    task: Any, args: tuple[Any, ...], headers: dict[str, Any] | None = None, **options: Any
+) -> tuple[str, str]:
+    """:func:`capture`, from the task's template once Celery has built one message like it (the
+    same options, the same names of own ``headers``)."""
     key: tuple[Any, ...] | None = None
+    extra = dict(headers or {})
     if (
         options.keys() <= TEMPLATE_OPTIONS
         and _plain_args(args)
         and task.app.current_worker_task is None  # else Celery sets parent and root ids
     ):
-        key = (task.name, tuple(sorted(options.items())), len(args), task.app.thread_oid)
+        key = (
+            task.name,
+            tuple(sorted(options.items())),
+            tuple(sorted(extra)),
+            len(args),
+            task.app.thread_oid,
+        )
         templates = _templates.setdefault(task.app, {})
         template = templates.get(key, False)
         if template:
-            return template.fill(args)
+            return template.fill(args, extra)
         if template is None:
             key = None  # its messages are not templates: Celery builds each
+    if extra:
+        options["headers"] = extra
     captured = capture(task, args, **options)
     if key is not None:
-        _templates[task.app][key] = _template_of(*captured, args)
+        _templates[task.app][key] = _template_of(*captured, args, extra)
     return captured
 
 

@@ -175,6 +175,43 @@ async def start(response_id: str) -> tuple[Response, list[dict[str, Any]]] | Non
     return response, context
 
 
+@functools.cache
+def _start_only_statement() -> str:
+    return (
+        f"UPDATE {pg_table(Response)} SET status = %(target)s, started_at = %(now)s, "
+        "heartbeat_at = %(now)s, attempts = attempts + 1 "
+        "WHERE id = %(id)s AND status = ANY(%(sources)s::text[]) RETURNING attempts"
+    )
+
+
+def carried_started(response: Response, now: float) -> Response:
+    """The queued ``response`` a message carried (``dispatch.carried_start``) as
+    :func:`start_carried` stores it started at ``now``: what :func:`start` would read back."""
+    sources, target = transition_sources("start")
+    if response.status not in sources:
+        raise ValueError(f"a carried response is {response.status}, not startable")
+    names, _ = _response_columns()
+    values = {name: getattr(response, name) for name in names}
+    values.update(status=target, started_at=now, heartbeat_at=now, attempts=(values["attempts"] or 0) + 1)
+    # (made from the row as stored: the state machine's initial state is the started one)
+    return Response.from_db("default", names, [values[name] for name in names])
+
+
+async def start_carried(response_id: str, now: float) -> int | None:
+    """queued → in_progress at ``now``, reading nothing back (the loop has the response and its
+    context from its message already); the attempts stored, None when this call did not start it."""
+    sources, target = transition_sources("start")
+    params = {"id": response_id, "target": target, "now": now, "sources": sources}
+    sql = _start_only_statement()
+
+    async def work(cursor: Any) -> tuple | None:
+        await cursor.execute(sql, params, prepare=True)
+        return await cursor.fetchone()
+
+    row = await run(work)
+    return None if row is None else row[0]
+
+
 def start_sync(response_id: str) -> tuple[Response, list[dict[str, Any]]] | None:
     """:func:`start` on the calling thread: the same statement and result, on a connection of
     the process's threads' pool (``pg_async.run_sync``); inside a transaction of Django's (tests),
