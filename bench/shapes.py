@@ -32,9 +32,9 @@ class Sizes:
     paced_concurrency: tuple[int, ...] = (50, 200)
     paced_seconds: float = 8.0
     long: tuple[float, int, float] = (100.0, 500, 20.0)
-    # The same count of streams at a pace the machine keeps up with (2 tokens/s each): memory
+    # The same count of streams at a pace the machine keeps up with (2 tokens/s each, 30 s): memory
     # per open stream without a backlog behind it (``Bench.long``).
-    open: tuple[float, int, float] = (100.0, 40, 500.0)
+    open: tuple[float, int, float] = (100.0, 60, 500.0)
     long_clients: tuple[int, ...] = (1000, 2000)
     long_ramp_per_s: float = 1000.0
     long_timeout: float = 55.0
@@ -375,16 +375,12 @@ class Bench:
         """Many long streams open at once: every delta in order, largest gap, errors, RSS per stream."""
         out: dict[str, Any] = {"open": await self._open_level()}
         ttft, tokens, gap = self.sizes.long
-        await self.configure(ttft_ms=ttft, tokens=tokens, gap_ms=gap)
         expected = self.expected(tokens)
         out["upstream"] = {"ttft_ms": ttft, "tokens": tokens, "gap_ms": gap}
         for clients in self.sizes.long_clients:
             level: dict[str, Any] = {}
             for t in self.targets:
-                if t.restart is not None:
-                    # A fresh process: the previous level's dropped streams must not load this
-                    # one, nor the memory it kept count as this level's idle.
-                    t.restart()
+                await self._fresh(t, ttft_ms=ttft, tokens=tokens, gap_ms=gap)
                 level[t.name] = await self._hold(t, clients, tokens, gap, expected)
                 figures = level[t.name]
                 # A target that can be restarted is restarted before the next level instead of drained.
@@ -395,18 +391,30 @@ class Bench:
             out[f"n{clients}"] = level
         return out
 
+    async def _fresh(self, t: Target, **shape: float) -> None:
+        """Restart ``t`` when it can be (the previous level's dropped streams must not load this
+        one, nor the memory they kept lower its idle figure), warm it with a few short streams
+        (what a server allocates once, at its first requests, is not memory per stream), then
+        set the upstream to ``shape``."""
+        if t.restart is not None:
+            t.restart()
+        await self.configure(ttft_ms=0, tokens=5, gap_ms=0)
+        conn = Connection("127.0.0.1", t.port)
+        for _ in range(self.sizes.warmup):
+            await conn.request("POST", t.path, t.body(stream=True), marker=t.marker)
+        conn.close()
+        await self.configure(**shape)
+
     async def _open_level(self) -> dict[str, Any]:
         """The largest count of long streams, each at a pace the machine keeps up with: memory
         per open stream measured while every stream is open and none waits behind a backlog."""
         ttft, tokens, gap = self.sizes.open
         clients = max(self.sizes.long_clients)
-        await self.configure(ttft_ms=ttft, tokens=tokens, gap_ms=gap)
         expected = self.expected(tokens)
         level: dict[str, Any] = {"upstream": {"ttft_ms": ttft, "tokens": tokens, "gap_ms": gap}}
         for t in self.targets:
-            if t.restart is not None:
-                t.restart()
-            level[t.name] = figures = await self._hold(t, clients, tokens, gap, expected, ttft_ms=ttft)
+            await self._fresh(t, ttft_ms=ttft, tokens=tokens, gap_ms=gap)
+            level[t.name] = figures = await self._hold(t, clients, tokens, gap, expected)
             figures["settle_seconds"] = await self.settle(t, limit=5.0 if t.restart else 90.0)
             self.log(
                 f"    open n={clients} {t.name}: complete {figures['complete']}, max gap {figures['max_gap_ms']} ms, {figures['rss_kib_per_stream_steady']} KiB/stream while all open"
@@ -420,8 +428,6 @@ class Bench:
         tokens: int,
         gap_ms: float,
         expected: list[str],
-        *,
-        ttft_ms: float | None = None,
     ) -> dict[str, Any]:
         if t.group:
             t.group.thaw()
@@ -435,19 +441,13 @@ class Bench:
         results: list[Result] = []
         done = asyncio.Event()
 
-        # Samples taken while every stream is open: after the last has started and had time
-        # for its first token, before the first has ended (``steady`` figures).
-        launched = first_end = math.inf
-        steady: list[dict[str, int]] = []
-        first_token = (ttft_ms if ttft_ms is not None else self.sizes.long[0]) / 1000
+        samples: list[tuple[float, dict[str, int]]] = []
 
         async def one() -> None:
-            nonlocal first_end
             conn = Connection("127.0.0.1", t.port)
             results.append(
                 await conn.request("POST", t.path, body, marker=t.marker, timeout=self.sizes.long_timeout)
             )
-            first_end = min(first_end, time.perf_counter())
             conn.close()
 
         async def sample() -> None:
@@ -458,8 +458,7 @@ class Bench:
                     peak_rss = max(peak_rss, sum(kinds.values()))
                     for kind, value in kinds.items():
                         peak_kinds[kind] = max(peak_kinds.get(kind, 0), value)
-                    if launched + first_token + 1.0 < time.perf_counter() < first_end:
-                        steady.append(kinds)
+                    samples.append((time.perf_counter(), kinds))
                 try:
                     await asyncio.wait_for(done.wait(), 0.5)
                 except TimeoutError:
@@ -471,13 +470,19 @@ class Bench:
         for i in range(0, clients, step):
             tasks.extend(asyncio.create_task(one()) for _ in range(min(step, clients - i)))
             await asyncio.sleep(0.01)
-        launched = time.perf_counter()
         await asyncio.gather(*tasks)
         done.set()
         await sampler
         await asyncio.sleep(0.3)
         meter.add(before, meter.read())
         complete = [r for r in results if r.ok and r.tokens() == expected]
+        # The samples taken while every stream was open: after the last first token, before the
+        # first end (``steady`` figures; none when streams started behind others' ends).
+        steady = [
+            kinds
+            for when, kinds in samples
+            if complete and max(r.first for r in complete) < when < min(r.end or math.inf for r in results)
+        ]
         errors: dict[str, int] = {}
         for r in results:
             if not r.ok:
