@@ -32,9 +32,10 @@ class Sizes:
     paced_concurrency: tuple[int, ...] = (50, 200)
     paced_seconds: float = 8.0
     long: tuple[float, int, float] = (100.0, 500, 20.0)
-    # The same count of streams at a pace the machine keeps up with (2 tokens/s each, 30 s): memory
-    # per open stream without a backlog behind it (``Bench.long``).
-    open: tuple[float, int, float] = (100.0, 60, 500.0)
+    # The same count of streams at a pace the machine keeps up with (2 tokens/s each, 35 s), opened
+    # at a rate it creates them at: memory per open stream without a backlog behind it (``Bench.long``).
+    open: tuple[float, int, float] = (100.0, 70, 500.0)
+    open_ramp_per_s: float = 100.0
     long_clients: tuple[int, ...] = (1000, 2000)
     long_ramp_per_s: float = 1000.0
     long_timeout: float = 55.0
@@ -53,6 +54,7 @@ class Sizes:
             paced_seconds=1.0,
             long=(10.0, 30, 5.0),
             open=(10.0, 20, 150.0),
+            open_ramp_per_s=200.0,
             long_clients=(20,),
             long_ramp_per_s=200.0,
             long_timeout=20.0,
@@ -396,9 +398,9 @@ class Bench:
         one, nor the memory they kept lower its idle figure), warm it with a few short streams
         (what a server allocates once, at its first requests, is not memory per stream), then
         set the upstream to ``shape``."""
+        await self.configure(ttft_ms=0, tokens=5, gap_ms=0)  # before: a restart waits for an answer
         if t.restart is not None:
             t.restart()
-        await self.configure(ttft_ms=0, tokens=5, gap_ms=0)
         conn = Connection("127.0.0.1", t.port)
         for _ in range(self.sizes.warmup):
             await conn.request("POST", t.path, t.body(stream=True), marker=t.marker)
@@ -414,7 +416,9 @@ class Bench:
         level: dict[str, Any] = {"upstream": {"ttft_ms": ttft, "tokens": tokens, "gap_ms": gap}}
         for t in self.targets:
             await self._fresh(t, ttft_ms=ttft, tokens=tokens, gap_ms=gap)
-            level[t.name] = figures = await self._hold(t, clients, tokens, gap, expected)
+            level[t.name] = figures = await self._hold(
+                t, clients, tokens, gap, expected, ramp_per_s=self.sizes.open_ramp_per_s
+            )
             figures["settle_seconds"] = await self.settle(t, limit=5.0 if t.restart else 90.0)
             self.log(
                 f"    open n={clients} {t.name}: complete {figures['complete']}, max gap {figures['max_gap_ms']} ms, {figures['rss_kib_per_stream_steady']} KiB/stream while all open"
@@ -428,6 +432,7 @@ class Bench:
         tokens: int,
         gap_ms: float,
         expected: list[str],
+        ramp_per_s: float | None = None,
     ) -> dict[str, Any]:
         if t.group:
             t.group.thaw()
@@ -466,7 +471,7 @@ class Bench:
 
         sampler = asyncio.create_task(sample())
         tasks = []
-        step = max(1, int(self.sizes.long_ramp_per_s / 100))
+        step = max(1, int((ramp_per_s or self.sizes.long_ramp_per_s) / 100))
         for i in range(0, clients, step):
             tasks.extend(asyncio.create_task(one()) for _ in range(min(step, clients - i)))
             await asyncio.sleep(0.01)
