@@ -253,8 +253,14 @@ class LoopRun:
 
     async def start_stored(self) -> None:
         """Return once the start is stored (at once for a run started the ordinary way); raise
-        :class:`StartNotStored` if it was not."""
-        if self.stored is not None and not await asyncio.shield(self.stored):
+        :class:`StartNotStored` if it was not. Every event batch of a carried run passes here: once
+        the start is settled, no future is made for the wait."""
+        stored = self.stored
+        if stored is None:
+            return
+        if not stored.done():
+            await asyncio.shield(stored)
+        if not stored.result():
             raise StartNotStored(self.response.id)
 
     def _stored_already(self) -> bool:
