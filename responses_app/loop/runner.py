@@ -81,6 +81,8 @@ async def _start(response_id: str) -> tuple[Response, list[dict[str, Any]]] | No
     if pg.enabled():
         try:
             loaded = await pg.start(response_id)
+            if loaded is None and await pg.wait_stored(response_id):  # (its create still on its way)
+                loaded = await pg.start(response_id)
         except Exception:  # noqa: BLE001 - the ORM way below reads the response again
             logger.exception("starting %s on the loop's connection failed", response_id)
             loaded = None
@@ -97,6 +99,8 @@ def start_now(response_id: str) -> Response | None:
     if pg.enabled():
         try:
             loaded = pg.start_sync(response_id)
+            if loaded is None and pg.wait_stored_sync(response_id):  # (its create still on its way)
+                loaded = pg.start_sync(response_id)
         except Exception:  # noqa: BLE001 - the ORM way below reads the response again
             logger.exception("starting %s in one statement failed", response_id)
     if loaded is None:

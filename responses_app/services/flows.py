@@ -82,7 +82,9 @@ def _write(func: Callable[..., Any]) -> Callable[..., Any]:
 
 async def _store_new(
     *,
-    meanwhile: Callable[[Response, list[dict[str, Any]] | None], Awaitable[None]] | None = None,
+    meanwhile: Callable[[Response, list[dict[str, Any]] | None, asyncio.Future[bool] | None], Awaitable[None]]
+    | None = None,
+    early_send: bool = False,
     **kwargs: Any,
 ) -> Response:
     """Store a new response and its input items (``services.response_create``'s arguments).
@@ -91,14 +93,16 @@ async def _store_new(
     no transaction round trips; the reads a chain or a conversation needs first take the
     request's thread. Elsewhere :func:`services.response_create` as :func:`_write` runs it.
 
-    ``meanwhile(response, items)``: work that needs only the response as it is being stored and
-    its input items (it must not raise), run while that statement is on its way to and in
-    PostgreSQL, else once the response is stored (the items then None).
+    ``meanwhile(response, items, sending)``: work that needs only the response as it is being
+    stored and its input items (it must not raise), run while that statement is on its way to and
+    in PostgreSQL, else once the response is stored (the items then None). ``early_send``
+    (PostgreSQL): the future ``sending`` resolves True once the statement went out on its
+    connection (``services.aresponse_insert``), False if the create failed before.
     """
     if not pg_async.available():
         response = await _write(services.response_create)(**kwargs)
         if meanwhile is not None:
-            await meanwhile(response, None)
+            await meanwhile(response, None, None)
         return response
     if services.create_reads_store(kwargs["request"]):
         response, items = await sync_to_async(released(services.response_prepare))(**kwargs)
@@ -108,10 +112,13 @@ async def _store_new(
         await services.aresponse_insert(response=response, items=items)
     else:
         # This task sends the statement before it first waits; the side task runs meanwhile.
-        side = asyncio.ensure_future(meanwhile(response, items))
+        sending = asyncio.get_running_loop().create_future() if early_send else None
+        side = asyncio.ensure_future(meanwhile(response, items, sending))
         try:
-            await services.aresponse_insert(response=response, items=items)
+            await services.aresponse_insert(response=response, items=items, sending=sending)
         finally:
+            if sending is not None and not sending.done():
+                sending.set_result(False)
             await asyncio.wait((side,))  # (it does not raise; a cancel of this task leaves it be)
     if kwargs.get("start"):
         if response.ancestor_ids or response.conversation_id:
@@ -252,12 +259,16 @@ async def _admit_and_start(
     # In-process loops start right away: the response is stored already started, with its context.
     start = generate and dispatch_mode() == "inline" and not request.background
     # A worker's loop: the subscription and the Celery message need only the response and its
-    # input, so they are made while the statement storing it runs; the message is sent once it
-    # is stored. It carries the response and its input: the worker's loop then sends its
-    # upstream request while its start is being stored (``dispatch.carried_start``).
+    # input, so they are made while the statement storing it runs. A message that carries the
+    # response and its input (``dispatch.carried_start``) is sent then too, once that statement
+    # is out: the worker's start waits for its commit on the response's start lock
+    # (``services.responses.start_lock``) while its loop sends the upstream request. Any other
+    # message is sent once the response is stored.
     early: dict[str, Any] = {}
 
-    async def meanwhile(response: Response, items: list[dict[str, Any]] | None) -> None:
+    async def meanwhile(
+        response: Response, items: list[dict[str, Any]] | None, sending: asyncio.Future[bool] | None
+    ) -> None:
         try:
             subscription = early["subscription"] = await get_bus().subscribe(response.id)
         except Exception as exc:  # noqa: BLE001 - raised below, once the response is stored
@@ -268,13 +279,25 @@ async def _admit_and_start(
             return
         try:
             carried = carried_start(response, items) if items is not None else None
-            early["push"] = prepare_dispatch(response.id, carried=carried)
+            push = early["push"] = prepare_dispatch(response.id, carried=carried)
         except Exception as exc:  # noqa: BLE001 - raised below, once the response is stored
             del early["subscription"]
             await subscription.close()
             early["error"] = exc
+            return
+        if carried is None or push is None or sending is None or not await sending:
+            return  # (sent once the response is stored, if it is)
+        early["sent"] = True
+        try:
+            await push()
+        except Exception as exc:  # noqa: BLE001 - raised below, once the response is stored
+            early["push_error"] = exc
 
     overlap = generate and not request.background and dispatch_mode() == "celery"
+    # Sent before the commit only where the message can carry the start (no earlier response or
+    # conversation to read), and not with an idempotency key: a create that loses its key's race
+    # must start no loop.
+    early_send = overlap and not (idempotency_key or request.previous_response_id or request.conversation_id)
     try:
         response = await _store_new(
             request=request,
@@ -285,6 +308,7 @@ async def _admit_and_start(
             start=start,
             idempotency_key=idempotency_key,
             meanwhile=meanwhile if overlap else None,
+            early_send=early_send,
         )
     except BaseException:
         early["abandoned"] = True
@@ -314,7 +338,11 @@ async def _admit_and_start(
     except UNAVAILABLE as exc:
         raise await _not_started(response, identity, request_id, exc) from exc
     try:
-        if overlap and early.get("push") is not None:
+        if "push_error" in early:
+            raise early["push_error"]
+        if early.get("sent"):
+            pass  # sent while the response was being stored
+        elif overlap and early.get("push") is not None:
             await early["push"]()
         elif generate:
             await dispatch_response(response.id, started=response if start else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import time
@@ -189,11 +190,30 @@ def response_attach_context(*, response: Response, items: list[dict[str, Any]]) 
     )
 
 
+#: The first key of the transaction-level advisory lock a create takes on its
+#: response (the second is the id's ``hashtext``), ``"OR"`` in ASCII: other users of advisory locks
+#: in the same database keep their own first key.
+START_LOCK_CLASS = 0x4F52
+
+
+def start_lock(id_sql: str) -> str:
+    """The SQL expression that takes the advisory lock of the response whose id is ``id_sql``
+    until the end of the transaction.
+
+    The create's statement takes it as it inserts the response's row and holds it until it
+    commits (:func:`_insert_statement`), and a worker's carried start
+    (``loop/supervision/pg.start_carried``) takes it before its conditional UPDATE: a loop's
+    message sent while the create is being stored (``flows._admit_and_start``) then waits for
+    the commit instead of missing the row."""
+    return f"pg_advisory_xact_lock({START_LOCK_CLASS}, hashtext({id_sql}))"
+
+
 @functools.cache
 def _insert_statement() -> tuple[str, list[Any]]:
     """One statement storing a response and its input items (a data-modifying CTE), and the
     response fields whose values it takes, in order; the items go in as one JSON parameter
-    (:func:`_items_parameter`)."""
+    (:func:`_items_parameter`). The response's start lock (:func:`start_lock`) is taken as its
+    row is inserted, and held until the statement commits."""
     from django.db import connection
 
     quote = connection.ops.quote_name
@@ -207,7 +227,7 @@ def _insert_statement() -> tuple[str, list[Any]]:
     )
     sql = (
         f"WITH r AS (INSERT INTO {quote(Response._meta.db_table)} ({columns}) VALUES ({values}) "
-        f"RETURNING {quote(Response._meta.pk.column)} AS id) "
+        f"RETURNING {quote(Response._meta.pk.column)} AS id, {start_lock(quote(Response._meta.pk.column))}) "
         f"INSERT INTO {quote(item.db_table)} ({item_columns}) "
         "SELECT r.id, %s, x.ord - 1, x.e->>0, x.e->>1, (x.e->2)::jsonb FROM r, "
         "json_array_elements(%s::json) WITH ORDINALITY AS x(e, ord)"
@@ -241,9 +261,14 @@ def _preparing_connection() -> Any:
     return connections.create_connection("default")
 
 
-async def aresponse_insert(*, response: Response, items: list[dict[str, Any]]) -> None:
+async def aresponse_insert(
+    *, response: Response, items: list[dict[str, Any]], sending: asyncio.Future[bool] | None = None
+) -> None:
     """Store a prepared response and its input items in one round trip from the event loop
     (PostgreSQL, see ``services.pg_async``); committed when it returns.
+
+    ``sending``: resolved True as the statement goes out on its connection (the caller resolves
+    it False on a failure before); from then on a carried start waits on the statement's lock.
 
     A second create with the same ``Idempotency-Key`` raises Django's ``IntegrityError``, as
     :func:`response_create` does. A connection found broken (the database restarted since it
@@ -263,6 +288,8 @@ async def aresponse_insert(*, response: Response, items: list[dict[str, Any]]) -
     for attempt in range(2):
         conn = await connections.getconn()  # (and putconn: see ``pg_async.run``)
         try:
+            if sending is not None and not sending.done():
+                sending.set_result(True)  # (its task runs once this one waits: the statement is out)
             await cursor_of(conn).execute(sql, params)
             break
         except psycopg.errors.UniqueViolation as exc:

@@ -660,3 +660,180 @@ def test_a_carried_start_stores_what_the_start_would_read_back(on_pg: PostgresDa
             assert getattr(started, field.attname) == getattr(ordinary, field.attname), field.name
     with pytest.raises(ValueError):  # a carried response that is not queued is not started from it
         pg.carried_started(started, now)
+
+
+def _create_holding_its_lock(db: PostgresDatabase, response: Response, *, lock_first: bool = True) -> Any:
+    """A create's transaction: the response's row inserted with its start lock taken, not
+    committed (the caller ends it). ``lock_first=False``: the lock is left to the create's own
+    statement's shape (``RETURNING ..., start_lock``)."""
+    import psycopg
+
+    from responses_app.services.responses import start_lock
+
+    conn = psycopg.connect(host=POSTGRES_HOST, port=POSTGRES_PORT, user=POSTGRES_USER, dbname=db.name)
+    if lock_first:
+        conn.execute(f"SELECT {start_lock('%s')}", [response.id])
+    fields = Response._meta.concrete_fields
+    from psycopg.types.json import Jsonb
+
+    values = [
+        Jsonb(v) if isinstance(f, models.JSONField) and v is not None else v
+        for f, v in ((f, getattr(response, f.attname)) for f in fields)
+    ]
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    returning = "" if lock_first else f" RETURNING id, {start_lock('id')}"
+    conn.execute(
+        f"INSERT INTO responses_app_response ({columns}) VALUES ({', '.join(['%s'] * len(fields))}){returning}",
+        values,
+    )
+    return conn
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_a_carried_start_waits_for_the_create_that_holds_its_lock(
+    on_pg: PostgresDatabase, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    """The loop's message may reach a worker before the create is committed: its start waits for
+    the create's transaction, then starts the response, or finds none if the create rolled back."""
+    monkeypatch.setattr(pg, "CREATE_WAITS", (0.01, 0.02))
+    response = new_response()
+    create = _create_holding_its_lock(on_pg, response)
+
+    async def scenario() -> tuple[bool, int | None]:
+        starting = asyncio.ensure_future(pg.start_carried(response.id, time.time()))
+        await asyncio.sleep(0.3)
+        waited = not starting.done()
+        getattr(create, outcome)()
+        return waited, await starting
+
+    try:
+        waited, attempts = run(scenario())
+    finally:
+        create.close()
+    assert waited
+    if outcome == "commit":
+        assert attempts == 1 and status_of(on_pg, response.id) == ResponseStatus.IN_PROGRESS
+    else:
+        assert attempts is None
+        assert not on_pg.query("SELECT 1 FROM responses_app_response WHERE id = %s", response.id)
+
+
+def test_a_carried_start_looks_again_for_a_create_not_yet_stored(on_pg: PostgresDatabase) -> None:
+    """A start that took the lock before the create did (its statement still on its way) finds
+    no row; it looks again and starts the response once it is stored."""
+    response = new_response()
+
+    async def scenario() -> int | None:
+        starting = asyncio.ensure_future(pg.start_carried(response.id, time.time()))
+        await asyncio.sleep(0.05)
+        assert not starting.done()
+        await asyncio.to_thread(store, on_pg, response)
+        return await starting
+
+    assert run(scenario()) == 1
+    assert status_of(on_pg, response.id) == ResponseStatus.IN_PROGRESS
+
+
+def test_a_message_sent_as_the_create_goes_out_starts_its_response(on_pg: PostgresDatabase) -> None:
+    """``aresponse_insert(sending=...)``: a carried start made as soon as ``sending`` resolves
+    (the loop's message sent as the create's statement goes out) starts the response once it is
+    committed, and never before: the statement holds the start lock until its commit."""
+    from responses_app.services.responses import aresponse_insert
+
+    response = new_response()
+
+    async def scenario() -> tuple[bool, int | None]:
+        sending = asyncio.get_running_loop().create_future()
+
+        async def message_arrives() -> int | None:
+            assert await sending
+            return await pg.start_carried(response.id, time.time())
+
+        worker = asyncio.ensure_future(message_arrives())
+        await aresponse_insert(response=response, items=[message("hi")], sending=sending)
+        return sending.result(), await worker
+
+    assert run(scenario()) == (True, 1)
+    assert status_of(on_pg, response.id) == ResponseStatus.IN_PROGRESS
+    items = on_pg.query("SELECT data FROM responses_app_responseitem WHERE response_id = %s", response.id)
+    assert [row[0] for row in items] == [message("hi")]
+
+
+def test_the_create_statement_holds_the_start_lock_until_it_commits(on_pg: PostgresDatabase) -> None:
+    """Inside a transaction that has not committed yet, the create's own statement holds the
+    response's start lock: another session cannot take it."""
+    import psycopg
+
+    from responses_app.services.responses import _insert_statement, start_lock
+
+    sql, _ = _insert_statement()
+    assert start_lock('"id"') in sql
+    response = new_response()
+    create = _create_holding_its_lock(on_pg, response, lock_first=False)
+    try:
+        with psycopg.connect(
+            host=POSTGRES_HOST, port=POSTGRES_PORT, user=POSTGRES_USER, dbname=on_pg.name, autocommit=True
+        ) as other:
+            probe = start_lock("%s").replace("pg_advisory_xact_lock", "pg_try_advisory_lock")
+            assert other.execute(f"SELECT {probe}", [response.id]).fetchone() == (False,)
+            create.commit()
+            assert other.execute(f"SELECT {probe}", [response.id]).fetchone() == (True,)
+    finally:
+        create.close()
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_a_start_on_a_task_thread_waits_for_the_create_that_holds_its_lock(
+    on_pg: PostgresDatabase, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    """Under a burst a worker starts its responses on its task threads (``runner.start_now``), and
+    a message may arrive before its create is committed: the start finds no row, waits for the
+    create's transaction, and starts the response once committed (none if it rolled back)."""
+    import threading
+
+    from responses_app.loop import runner
+
+    monkeypatch.setattr(pg, "available", lambda: True)  # (the site's own database is SQLite)
+    monkeypatch.setattr(pg, "enabled", lambda: True)
+    monkeypatch.setattr(pg, "CREATE_WAITS", (0.01, 0.02))
+    monkeypatch.setattr(runner, "_load", lambda response_id: None)  # (the ORM's way: SQLite here)
+    response = new_response()
+    create = _create_holding_its_lock(on_pg, response)
+    timer = threading.Timer(0.3, getattr(create, outcome))
+    began = time.monotonic()
+    timer.start()
+    try:
+        started = runner.start_now(response.id)
+    finally:
+        timer.join()
+        create.close()
+        pg_async.close_thread_pool()
+    assert time.monotonic() - began >= 0.3
+    if outcome == "commit":
+        assert started is not None and started.id == response.id and started.attempts == 1
+        assert status_of(on_pg, response.id) == ResponseStatus.IN_PROGRESS
+    else:
+        assert started is None
+
+
+def test_a_start_on_the_loop_waits_for_a_create_not_yet_run(
+    on_pg: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's own start (``pg.start`` then ``pg.wait_stored``) of a response whose create had
+    not reached PostgreSQL when its message arrived: it looks again until the row is there."""
+    from responses_app.loop import runner
+
+    monkeypatch.setattr(pg, "enabled", lambda: True)  # (the site's own database is SQLite)
+    response = new_response()
+
+    async def scenario() -> Any:
+        starting = asyncio.ensure_future(runner._start(response.id))
+        await asyncio.sleep(0.05)
+        assert not starting.done()
+        await asyncio.to_thread(store, on_pg, response, [("input", message("late"))])
+        return await starting
+
+    with_context = run(scenario())
+    assert with_context is not None
+    started, context = with_context
+    assert started.id == response.id and context == [message("late")]

@@ -123,3 +123,79 @@ def test_delete_only_the_owners_response():
         asyncio.run(flows.delete(response_id=response.id, owner="key:bob"))
     asyncio.run(flows.delete(response_id=response.id, owner="key:alice"))
     assert not Response.objects.filter(id=response.id).exists()
+
+
+class _HeldInsert:
+    """``services.aresponse_insert`` as the PostgreSQL path calls it, noting in ``log`` when its
+    statement goes out and when it has committed; the commit waits for ``commit``."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.commit: asyncio.Event | None = None
+
+    async def __call__(self, *, response, items, sending=None) -> None:
+        self.commit = self.commit or asyncio.Event()
+        if sending is not None:
+            sending.set_result(True)
+        self.log.append("statement out")
+        await asyncio.sleep(0.05)  # the statement in PostgreSQL: the side task runs meanwhile
+        self.log.append("committed")
+
+
+@pytest.mark.parametrize(
+    ("extra", "early"),
+    [({}, True), ({"idempotency_key": "k1"}, False), ({"previous": True}, False)],
+    ids=["first-turn", "idempotency-key", "chain"],
+)
+def test_a_carried_message_goes_out_while_the_create_is_stored(monkeypatch, extra, early):
+    """Celery dispatch on PostgreSQL: a message that carries the response is sent as the create's
+    statement goes out (the worker's start waits for its commit on the start lock); with an
+    idempotency key, or a chain whose context the worker reads back, only once it is committed."""
+    from responses_app.services import flows as flows_module
+
+    log: list[str] = []
+    insert = _HeldInsert(log)
+
+    class Bus:
+        async def subscribe(self, response_id):
+            log.append("subscribed")
+
+            class Subscription:
+                async def close(self):
+                    log.append("closed")
+
+            return Subscription()
+
+    def prepare(response_id, *, carried=None):
+        async def push():
+            log.append("pushed carrying" if carried else "pushed")
+
+        return push
+
+    previous = stored(owner="key:alice", status=ResponseStatus.COMPLETED) if extra.get("previous") else None
+    monkeypatch.setattr(flows_module, "dispatch_mode", lambda: "celery")
+    monkeypatch.setattr(flows_module.pg_async, "available", lambda alias="default": True)
+    monkeypatch.setattr(flows_module.services, "aresponse_insert", insert)
+    monkeypatch.setattr(flows_module, "get_bus", lambda: Bus())
+    monkeypatch.setattr(flows_module, "prepare_dispatch", prepare)
+    request = CreateRequest(
+        model="mock-1",
+        params={},
+        input_items=user_input("hi"),
+        stream=True,
+        previous_response_id=previous.id if previous else None,
+    )
+
+    async def go() -> None:
+        await flows.create(
+            request=request,
+            identity=ALICE,
+            request_id="req_early",
+            idempotency_key=extra.get("idempotency_key", ""),
+        )
+
+    asyncio.run(go())
+    if early:
+        assert log == ["statement out", "subscribed", "pushed carrying", "committed"]
+    else:
+        assert log.index("committed") < log.index(next(e for e in log if e.startswith("pushed")))

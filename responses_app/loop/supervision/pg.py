@@ -45,6 +45,7 @@ from responses_app.services.responses import (
     pg_events_rows,
     pg_events_select,
     pg_table,
+    start_lock,
     transition_sources,
 )
 from responses_app.states import ResponseStatus
@@ -197,19 +198,114 @@ def carried_started(response: Response, now: float) -> Response:
     return Response.from_db("default", names, [values[name] for name in names])
 
 
+#: How long a start looks again for a response whose create has not been stored yet (seconds
+#: between looks, 7.9 s in all, :func:`wait_stored`): the loop's message goes out as the create's
+#: statement does (``flows._admit_and_start``), and that statement may reach PostgreSQL, or be
+#: run there, after the message reached this worker. The statement's lock
+#: (``services.responses.start_lock``) makes a start wait for its commit once it runs; these
+#: looks are for a start that came first.
+CREATE_WAITS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
+
+
 async def start_carried(response_id: str, now: float) -> int | None:
     """queued → in_progress at ``now``, reading nothing back (the loop has the response and its
-    context from its message already); the attempts stored, None when this call did not start it."""
+    context from its message already); the attempts stored, None when this call did not start it.
+
+    The message may have been sent while the create was still being stored: the start first
+    takes the response's start lock, which the create's statement holds until it commits, then
+    runs its conditional UPDATE, which then sees the committed row — both in one transaction sent
+    as one message (one round trip). A response that is not there at all (its create not yet
+    run, or rolled back) is waited for (:func:`wait_stored`); then the start did not apply. The
+    upstream request goes on meanwhile; nothing of the loop is stored or sent."""
     sources, target = transition_sources("start")
-    params = {"id": response_id, "target": target, "now": now, "sources": sources}
-    sql = _start_only_statement()
+    statement = _carried_start_statement(response_id, target, now, sources)
 
     async def work(cursor: Any) -> tuple | None:
-        await cursor.execute(sql, params, prepare=True)
+        await cursor.execute(statement)
+        while cursor.description is None or cursor.description[0].name != "attempts":
+            cursor.nextset()
         return await cursor.fetchone()
 
     row = await run(work)
+    if row is None and await wait_stored(response_id):  # (its create had not run yet)
+        row = await run(work)
     return None if row is None else row[0]
+
+
+def _carried_start_statement(response_id: str, target: str, now: float, sources: list[str]) -> Any:
+    """The start lock and the conditional UPDATE in one transaction, as one simple-protocol
+    message (its values as quoted literals: only that protocol takes several statements).
+
+    The UPDATE must be a statement of its own, after the lock: it takes its snapshot as it begins
+    (READ COMMITTED), so it sees the row the create committed while the lock was awaited."""
+    from psycopg import sql
+
+    values = {
+        "id": sql.Literal(response_id),
+        "target": sql.Literal(target),
+        "now": sql.Literal(now),
+        "sources": sql.Literal(list(sources)),
+    }
+    update = sql.SQL(_start_only_statement().replace("%(", "{").replace(")s", "}")).format(**values)
+    lock = sql.SQL(start_lock("{id}")).format(**values)
+    return sql.SQL("BEGIN; SELECT {lock}; {update}; COMMIT").format(lock=lock, update=update)
+
+
+def _stored_statement(response_id: str) -> Any:
+    """The response's start lock, then whether it is stored: in one transaction, one message
+    (its value a quoted literal: only the simple protocol takes several statements). The lock is
+    released at once: taking it only waits for a create that holds it to commit or roll back."""
+    from psycopg import sql
+
+    found = sql.SQL(f"SELECT count(*) AS stored FROM {pg_table(Response)} WHERE id = {{id}}")
+    lock = sql.SQL(start_lock("{id}"))
+    return sql.SQL("BEGIN; SELECT {lock}; {found}; COMMIT").format(
+        lock=lock.format(id=sql.Literal(response_id)), found=found.format(id=sql.Literal(response_id))
+    )
+
+
+async def wait_stored(response_id: str) -> bool:
+    """For a start that found no response: wait for the create that may be storing it (its loop's
+    message may go out before the create commits, ``flows._admit_and_start``), looking again for
+    a few seconds (:data:`CREATE_WAITS`). True once it is stored; False if it never was
+    (its create rolled back) or is gone (deleted)."""
+    statement = _stored_statement(response_id)
+
+    async def work(cursor: Any) -> bool:
+        await cursor.execute(statement)
+        while cursor.description is None or cursor.description[0].name != "stored":
+            cursor.nextset()
+        return bool((await cursor.fetchone())[0])
+
+    for pause in (*CREATE_WAITS, None):
+        if await run(work):
+            return True
+        if pause is None:
+            return False
+        await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def wait_stored_sync(response_id: str) -> bool:
+    """:func:`wait_stored` on the calling thread (a worker's task thread), on the threads' pool;
+    False at once where that pool is not used (inside a transaction of Django's: tests)."""
+    if not available():
+        return False
+    statement = _stored_statement(response_id)
+
+    def work(cursor: Any) -> bool:
+        cursor.execute(statement)
+        while cursor.description is None or cursor.description[0].name != "stored":
+            cursor.nextset()
+        return bool(cursor.fetchone()[0])
+
+    for pause in (*CREATE_WAITS, None):
+        if run_sync(work):
+            return True
+        if pause is None:
+            return False
+        time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def start_sync(response_id: str) -> tuple[Response, list[dict[str, Any]]] | None:
