@@ -34,7 +34,7 @@ from responses_app.loop.fallbacks import sample_with_fallbacks
 from responses_app.loop.mcp import McpError, McpToolset
 from responses_app.loop.middleware import LoopContext, StopLoop, call_hook, loop_middleware
 from responses_app.loop.supervision import pg
-from responses_app.loop.supervision.activity import activity
+from responses_app.loop.supervision.activity import CancelSignal, activity
 from responses_app.loop.supervision.db import event_writer, run_db
 from responses_app.loop.supervision.dispatch import response_from_carried
 from responses_app.loop.tool_types import CALL_TYPES, ToolPlan, mcp_error, native_tool_types, plan_tools
@@ -207,7 +207,7 @@ class LoopRun:
         self.context = context
         self.params = response.params
         self.stored = stored
-        self.cancel = asyncio.Event()
+        self.cancel = CancelSignal()
         self.watched = False
         bus = get_bus()
         persist = functools.partial(event_writer().write, response.id)
@@ -482,33 +482,42 @@ class LoopRun:
             },
         )
 
-    async def _sample(self, adapter: Any, request: ModelRequest, cancel: asyncio.Event) -> bool:
-        """Stream one sample into the emitter; False when cancelled meanwhile."""
+    async def _sample(self, adapter: Any, request: ModelRequest, cancel: CancelSignal) -> bool:
+        """Stream one sample into the emitter; False when cancelled meanwhile.
+
+        The sample streams on the loop's own task: a cancel interrupts that task (its upstream
+        request goes with it) and the interruption is taken back here, so no task, waiter or
+        ``asyncio.wait`` is held per open sample."""
+        if cancel.is_set():
+            return False
         emitter = self.emitter
         stream = self.response.stream or self.response.background
+        task = asyncio.current_task()
+        assert task is not None
+        interrupted = False
 
-        async def consume() -> None:
+        def interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        cancel.on_set = interrupt
+        try:
             async for chunk in adapter.sample(request, stream=stream):
                 emitter.feed(chunk)
-
-        task = asyncio.ensure_future(consume())
-        waiter = asyncio.ensure_future(cancel.wait())
-        try:
-            done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            task.cancel()  # the upstream request goes with the loop
-            await asyncio.gather(task, return_exceptions=True)
+            # Only this sample's own interruption ends in False; the loop's cancellation goes on.
+            if interrupted and task.uncancel() == 0:
+                return False
             raise
         finally:
-            waiter.cancel()
-        if task not in done:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            cancel.on_set = None
+        if interrupted:  # (the sample ended as it was interrupted: the cancel still wins)
+            task.uncancel()
             return False
-        task.result()
         return True
 
-    async def _drive(self, cancel: asyncio.Event) -> Outcome:
+    async def _drive(self, cancel: CancelSignal) -> Outcome:
         mcp = McpToolset(self.params.get("tools") or [])
         try:
             return await self._drive_with(cancel, mcp)
