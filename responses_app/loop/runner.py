@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,6 +180,33 @@ def flush_interval() -> float:
     return min(MAX_FLUSH_INTERVAL, base * max(1.0, len(activity().active) * _processes() / 25))
 
 
+#: Strings up to this length in a loop's parameters and context are shared (``sys.intern``).
+SHARED_STRING_CHARS = 24
+
+
+def share_strings(value: Any) -> None:
+    """Intern, in place, the object keys and short strings of decoded JSON ``value`` (its dicts
+    and lists keep their identity: whoever else holds them holds the interned ones).
+
+    A loop holds its response's parameters and its context for its whole life, each decoded
+    afresh from the database or its message: interned, their keys ("parallel_tool_calls",
+    "tool_choice", "content", ...) and values such as "auto" or "input_text" are one string in
+    the process instead of a copy per open loop."""
+    if isinstance(value, dict):
+        items = [(_shared(k), _shared(v)) for k, v in value.items()]
+        value.clear()
+        value.update(items)
+    elif isinstance(value, list):
+        value[:] = [_shared(v) for v in value]
+
+
+def _shared(value: Any) -> Any:
+    if type(value) is str:
+        return sys.intern(value) if len(value) <= SHARED_STRING_CHARS else value
+    share_strings(value)
+    return value
+
+
 class StartNotStored(Exception):
     """The start of a loop that began before it was stored did not apply: the loop must leave
     no trace (another run has the response, or it was cancelled or deleted before it started)."""
@@ -203,6 +231,8 @@ class LoopRun:
         resumed: list[tuple[int, str, str]] | None = None,
         stored: asyncio.Future[bool] | None = None,
     ) -> None:
+        share_strings(response.params)
+        share_strings(context)
         self.response = response
         self.context = context
         self.params = response.params
@@ -855,6 +885,7 @@ async def run_response(
             logger.exception("the start carried by the message of %s is unreadable", response_id)
         else:
             if response.id == response_id:
+                carried = None  # (its text is not held for the loop's life)
                 return await _run_carried(response, context, on_start)
     if started is not None and hasattr(started, "context_items"):
         response, context = started, started.context_items
