@@ -262,6 +262,8 @@ class LoopRun:
         self.emitter.seal_reasoning = sealing.wanted(include)
         self.emitter.search_sources = SEARCH_SOURCES in include
         self.iterations = 0
+        #: Whether the sample in flight (or the last one) yielded anything: then it is past its first byte.
+        self.sample_started = False
         # The tools the model is shown: the request's functions (hosted ones with their schema),
         # its other tool types as this provider takes them, and its MCP servers' tools.
         self.function_tools: list[dict[str, Any]] = []
@@ -532,8 +534,10 @@ class LoopRun:
             task.cancel()
 
         cancel.on_set = interrupt
+        self.sample_started = False
         try:
             async for chunk in adapter.sample(request, stream=stream):
+                self.sample_started = True
                 emitter.feed(chunk)
         except asyncio.CancelledError:
             # Only this sample's own interruption ends in False; the loop's cancellation goes on.
