@@ -6,7 +6,9 @@ at :data:`WIRE_LOG_KEPT_CHARS`). :func:`finished_wire_log` turns the entries int
 
 A worker holds one log per open stream for the whole stream: the answer is kept zlib-compressed
 in blocks of about :data:`BLOCK_CHARS` characters (only the last, unfinished block as text) and
-decompressed only when the log is finished. Masking is unchanged: it applies to the whole answer,
+decompressed only when the log is finished. Every block after the first is compressed with the
+first block's text as its preset dictionary (an answer's events repeat their framing), so blocks
+this small still compress well and the text held uncompressed stays short. Masking is unchanged: it applies to the whole answer,
 decompressed and joined, so a key across a block boundary is found as anywhere else.
 """
 
@@ -24,7 +26,12 @@ WIRE_LOG_MAX_CHARS = 16_384
 WIRE_LOG_KEPT_CHARS = WIRE_LOG_MAX_CHARS + 1024
 _LONG_STRING = 2_000
 #: The answer text kept as one string until it reaches this size, then compressed as a block.
-BLOCK_CHARS = 4_096
+BLOCK_CHARS = 1_024
+#: The later blocks' compression window (2 KiB: their dictionary and themselves) and memory level:
+#: a small compressor, made for each block.
+_BLOCK_WBITS = 11
+_BLOCK_MEMLEVEL = 4
+_ENCODING = ("utf-8", "surrogatepass")
 
 
 def abbreviate(value: Any) -> Any:
@@ -69,9 +76,20 @@ def append(entry: dict[str, Any], text: str) -> None:
         entry["_size"] += len(text)
         tail = entry["_tail"] + text
         if len(tail) >= BLOCK_CHARS:
-            entry["_blocks"].append(zlib.compress(tail.encode("utf-8", "surrogatepass")))
+            entry["_blocks"].append(_compressed(entry["_blocks"], tail.encode(*_ENCODING)))
             tail = ""
         entry["_tail"] = tail
+
+
+def _compressed(blocks: list[bytes], data: bytes) -> bytes:
+    """``data`` as the next block after ``blocks``: the first plainly, later ones with the first
+    block's text as their dictionary."""
+    if not blocks:
+        return zlib.compress(data)
+    compressor = zlib.compressobj(
+        6, zlib.DEFLATED, _BLOCK_WBITS, _BLOCK_MEMLEVEL, zdict=zlib.decompress(blocks[0])
+    )
+    return compressor.compress(data) + compressor.flush()
 
 
 def restart(entry: dict[str, Any]) -> None:
@@ -81,8 +99,15 @@ def restart(entry: dict[str, Any]) -> None:
 
 def answer_text(entry: dict[str, Any]) -> str:
     """The answer recorded in ``entry`` so far, decompressed, unmasked."""
-    blocks = [zlib.decompress(block).decode("utf-8", "surrogatepass") for block in entry["_blocks"]]
-    return "".join(blocks) + entry["_tail"]
+    blocks = entry["_blocks"]
+    if not blocks:
+        return entry["_tail"]
+    first = zlib.decompress(blocks[0])
+    parts = [first]
+    for block in blocks[1:]:
+        decompressor = zlib.decompressobj(zdict=first)
+        parts.append(decompressor.decompress(block) + decompressor.flush())
+    return b"".join(parts).decode(*_ENCODING) + entry["_tail"]
 
 
 def finished_wire_log(log: list[dict[str, Any]]) -> list[dict[str, Any]]:

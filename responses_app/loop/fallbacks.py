@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from providers_app.adapters.base import ModelRequest, UpstreamError
@@ -36,19 +35,6 @@ def falls_back(exc: BaseException) -> bool:
     return exc.status == 429 or exc.status >= 500
 
 
-class _Tracked:
-    """The adapter, noting whether its sample yielded anything (then it is past its first byte)."""
-
-    def __init__(self, adapter: Any) -> None:
-        self.adapter = adapter
-        self.started = False
-
-    async def sample(self, request: ModelRequest, *, stream: bool) -> AsyncIterator[Any]:
-        async for chunk in self.adapter.sample(request, stream=stream):
-            self.started = True
-            yield chunk
-
-
 def response_switch_provider(*, response_id: str, provider: str, upstream_model: str) -> None:
     """Record the provider that answers instead of the routed one."""
     Response.objects.filter(id=response_id).update(provider=provider, upstream_model=upstream_model)
@@ -64,15 +50,14 @@ async def sample_with_fallbacks(
     response = run.response
     tried = {response.provider}
     while True:
-        tracked = _Tracked(adapter)
         try:
             with tracing.span(
                 "openresponses.sample",
                 {"openresponses.provider": response.provider, "gen_ai.request.model": request.model},
             ):
-                return await run._sample(tracked, request, cancel), adapter
+                return await run._sample(adapter, request, cancel), adapter
         except UpstreamError as exc:
-            if tracked.started or not falls_back(exc):
+            if run.sample_started or not falls_back(exc):  # (past its first byte: no fallback)
                 raise
             route = route_for_model(response.model)
             remaining = [(p, m) for p, m in (route.fallbacks if route else ()) if p not in tried]

@@ -238,7 +238,8 @@ class McpToolset:
         self.tools: dict[str, McpTool] = {}
         #: Each server's tools as an ``mcp_list_tools`` item lists them, by server label.
         self.listed: dict[str, list[dict[str, Any]]] = {}
-        self._stack = contextlib.AsyncExitStack()
+        # (None without servers: most loops have none, and an exit stack holds a deque.)
+        self._stack = contextlib.AsyncExitStack() if self.servers else None
         self._sessions: dict[str, Any] = {}
 
     def __bool__(self) -> bool:
@@ -247,6 +248,7 @@ class McpToolset:
     async def open(self, taken: set[str]) -> list[dict[str, Any]]:
         """Connect to every server, list its tools and return them as function tools for the model."""
         for server in self.servers:
+            assert self._stack is not None
             try:
                 # asyncio.timeout, not wait_for: the session must be entered in this very task.
                 async with asyncio.timeout(LIST_TIMEOUT_SECONDS):
@@ -333,6 +335,8 @@ class McpToolset:
         return _result_text(result)
 
     async def close(self) -> None:
+        if self._stack is None:
+            return
         try:
             await self._stack.aclose()
         except BaseException as exc:  # noqa: BLE001 - closing a broken session must not fail the loop

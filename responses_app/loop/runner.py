@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from responses_app.loop.fallbacks import sample_with_fallbacks
 from responses_app.loop.mcp import McpError, McpToolset
 from responses_app.loop.middleware import LoopContext, StopLoop, call_hook, loop_middleware
 from responses_app.loop.supervision import pg
-from responses_app.loop.supervision.activity import activity
+from responses_app.loop.supervision.activity import CancelSignal, activity
 from responses_app.loop.supervision.db import event_writer, run_db
 from responses_app.loop.supervision.dispatch import response_from_carried
 from responses_app.loop.tool_types import CALL_TYPES, ToolPlan, mcp_error, native_tool_types, plan_tools
@@ -183,6 +184,33 @@ def flush_interval() -> float:
     return min(MAX_FLUSH_INTERVAL, base * max(1.0, len(activity().active) * _processes() / 25))
 
 
+#: Strings up to this length in a loop's parameters and context are shared (``sys.intern``).
+SHARED_STRING_CHARS = 24
+
+
+def share_strings(value: Any) -> None:
+    """Intern, in place, the object keys and short strings of decoded JSON ``value`` (its dicts
+    and lists keep their identity: whoever else holds them holds the interned ones).
+
+    A loop holds its response's parameters and its context for its whole life, each decoded
+    afresh from the database or its message: interned, their keys ("parallel_tool_calls",
+    "tool_choice", "content", ...) and values such as "auto" or "input_text" are one string in
+    the process instead of a copy per open loop."""
+    if isinstance(value, dict):
+        items = [(_shared(k), _shared(v)) for k, v in value.items()]
+        value.clear()
+        value.update(items)
+    elif isinstance(value, list):
+        value[:] = [_shared(v) for v in value]
+
+
+def _shared(value: Any) -> Any:
+    if type(value) is str:
+        return sys.intern(value) if len(value) <= SHARED_STRING_CHARS else value
+    share_strings(value)
+    return value
+
+
 class StartNotStored(Exception):
     """The start of a loop that began before it was stored did not apply: the loop must leave
     no trace (another run has the response, or it was cancelled or deleted before it started)."""
@@ -207,11 +235,13 @@ class LoopRun:
         resumed: list[tuple[int, str, str]] | None = None,
         stored: asyncio.Future[bool] | None = None,
     ) -> None:
+        share_strings(response.params)
+        share_strings(context)
         self.response = response
         self.context = context
         self.params = response.params
         self.stored = stored
-        self.cancel = asyncio.Event()
+        self.cancel = CancelSignal()
         self.watched = False
         bus = get_bus()
         persist = functools.partial(event_writer().write, response.id)
@@ -236,6 +266,8 @@ class LoopRun:
         self.emitter.seal_reasoning = sealing.wanted(include)
         self.emitter.search_sources = SEARCH_SOURCES in include
         self.iterations = 0
+        #: Whether the sample in flight (or the last one) yielded anything: then it is past its first byte.
+        self.sample_started = False
         # The tools the model is shown: the request's functions (hosted ones with their schema),
         # its other tool types as this provider takes them, and its MCP servers' tools.
         self.function_tools: list[dict[str, Any]] = []
@@ -486,33 +518,44 @@ class LoopRun:
             },
         )
 
-    async def _sample(self, adapter: Any, request: ModelRequest, cancel: asyncio.Event) -> bool:
-        """Stream one sample into the emitter; False when cancelled meanwhile."""
+    async def _sample(self, adapter: Any, request: ModelRequest, cancel: CancelSignal) -> bool:
+        """Stream one sample into the emitter; False when cancelled meanwhile.
+
+        The sample streams on the loop's own task: a cancel interrupts that task (its upstream
+        request goes with it) and the interruption is taken back here, so no task, waiter or
+        ``asyncio.wait`` is held per open sample."""
+        if cancel.is_set():
+            return False
         emitter = self.emitter
         stream = self.response.stream or self.response.background
+        task = asyncio.current_task()
+        assert task is not None
+        interrupted = False
 
-        async def consume() -> None:
-            async for chunk in adapter.sample(request, stream=stream):
-                emitter.feed(chunk)
+        def interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
 
-        task = asyncio.ensure_future(consume())
-        waiter = asyncio.ensure_future(cancel.wait())
+        cancel.on_set = interrupt
+        self.sample_started = False
         try:
-            done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            async for chunk in adapter.sample(request, stream=stream):
+                self.sample_started = True
+                emitter.feed(chunk)
         except asyncio.CancelledError:
-            task.cancel()  # the upstream request goes with the loop
-            await asyncio.gather(task, return_exceptions=True)
+            # Only this sample's own interruption ends in False; the loop's cancellation goes on.
+            if interrupted and task.uncancel() == 0:
+                return False
             raise
         finally:
-            waiter.cancel()
-        if task not in done:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            cancel.on_set = None
+        if interrupted:  # (the sample ended as it was interrupted: the cancel still wins)
+            task.uncancel()
             return False
-        task.result()
         return True
 
-    async def _drive(self, cancel: asyncio.Event) -> Outcome:
+    async def _drive(self, cancel: CancelSignal) -> Outcome:
         mcp = McpToolset(self.params.get("tools") or [])
         try:
             return await self._drive_with(cancel, mcp)
@@ -850,6 +893,7 @@ async def run_response(
             logger.exception("the start carried by the message of %s is unreadable", response_id)
         else:
             if response.id == response_id:
+                carried = None  # (its text is not held for the loop's life)
                 return await _run_carried(response, context, on_start)
     if started is not None and hasattr(started, "context_items"):
         response, context = started, started.context_items

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from responses_app.loop.supervision.db import run_control_db
 
@@ -16,15 +17,38 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 
 
+class CancelSignal:
+    """A loop's cancel signal: a flag, and ``on_set``, called once when it is set (the loop's
+    sample in flight interrupts itself with it). Set from the loop's own event loop.
+
+    Lighter than an ``asyncio.Event`` and a task waiting on it for each open loop."""
+
+    __slots__ = ("_set", "on_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self.on_set: Callable[[], None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        if self.on_set is not None:
+            self.on_set()
+
+
 class Activity:
     def __init__(self) -> None:
-        self.active: dict[str, asyncio.Event] = {}
+        self.active: dict[str, CancelSignal] = {}
         self._task: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def register(self, response_id: str, event: asyncio.Event | None = None) -> asyncio.Event:
+    def register(self, response_id: str, event: CancelSignal | None = None) -> CancelSignal:
         """Watch ``response_id`` (heartbeats, cancel polling); its cancel signal (``event``, or a new one)."""
-        event = self.active[response_id] = event if event is not None else asyncio.Event()
+        event = self.active[response_id] = event if event is not None else CancelSignal()
         self.loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._watch())
