@@ -822,6 +822,7 @@ def test_a_start_on_the_loop_waits_for_a_create_not_yet_run(
     """The loop's own start (``pg.start`` then ``pg.wait_stored``) of a response whose create had
     not reached PostgreSQL when its message arrived: it looks again until the row is there."""
     from responses_app.loop import runner
+    from responses_app.services.responses import aresponse_insert
 
     monkeypatch.setattr(pg, "enabled", lambda: True)  # (the site's own database is SQLite)
     response = new_response()
@@ -830,7 +831,7 @@ def test_a_start_on_the_loop_waits_for_a_create_not_yet_run(
         starting = asyncio.ensure_future(runner._start(response.id))
         await asyncio.sleep(0.05)
         assert not starting.done()
-        await asyncio.to_thread(store, on_pg, response, [("input", message("late"))])
+        await aresponse_insert(response=response, items=[message("late")])  # (the create, late)
         return await starting
 
     with_context = run(scenario())
