@@ -50,13 +50,17 @@ async def sse_stream(
     keepalive = float(openresponses_settings.KEEPALIVE_SECONDS)
     finished = False
     try:
-        for batch in prefetched or []:
+        # Taken out as sent: the first batches (response.created and .in_progress carry the
+        # whole response) are not kept for the life of the stream by this frame.
+        while prefetched:
+            batch = prefetched.pop(0)
             if batch:
                 after = batch[-1][0]
                 yield encode_batch(batch)
                 if batch[-1][1] in TERMINAL_EVENT_TYPES:
                     finished = True
                     return
+        prefetched = batch = None
         async for batch in follow(
             response_id, subscription, after=after, catch_up=catch_up, keepalive=keepalive
         ):
