@@ -82,8 +82,17 @@ async def sse_stream(
                 await on_close()
 
 
+class EventStreamResponse(StreamingHttpResponse):
+    """An SSE response: ``parts`` is its body as given, bytes, which the API's ASGI handler sends
+    as they come (without the per-part wrapper of ``streaming_content``)."""
+
+    def __init__(self, parts: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(parts, **kwargs)
+        self.parts = parts
+
+
 def sse_response(iterator: AsyncIterator[bytes]) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(iterator, content_type="text/event-stream; charset=utf-8")
+    response = EventStreamResponse(iterator, content_type="text/event-stream; charset=utf-8")
     for key, value in SSE_HEADERS.items():
         response[key] = value
     return response
