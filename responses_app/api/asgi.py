@@ -18,6 +18,7 @@ from typing import Any
 
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import response_for_exception
+from django.urls import get_script_prefix as current_script_prefix
 from django.urls import set_script_prefix
 
 from responses_app.api.streaming import ClientTooSlow, EventStreamResponse, bounded_send
@@ -37,7 +38,11 @@ class LeanASGIHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except Exception:  # noqa: BLE001 - the client went away while sending
             return
-        set_script_prefix(get_script_prefix(scope))
+        prefix = get_script_prefix(scope)
+        if not prefix.endswith("/"):
+            prefix += "/"
+        if prefix != current_script_prefix():  # (each set keeps a copy in the task's context)
+            set_script_prefix(prefix)
         # The request is served in this task; a second one waits for the client's disconnect and
         # cancels it. What this frame keeps for a stream's life is only what sending it needs:
         # the request, its body and Django's response object are dropped once the body is known.
