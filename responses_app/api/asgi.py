@@ -18,9 +18,10 @@ from typing import Any
 
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import response_for_exception
+from django.urls import get_script_prefix as current_script_prefix
 from django.urls import set_script_prefix
 
-from responses_app.api.streaming import ClientTooSlow, bounded_send
+from responses_app.api.streaming import ClientTooSlow, EventStreamResponse, bounded_send
 
 logger = logging.getLogger(__name__)
 Scope = dict[str, Any]
@@ -37,75 +38,135 @@ class LeanASGIHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except Exception:  # noqa: BLE001 - the client went away while sending
             return
+        prefix = get_script_prefix(scope)
+        if not prefix.endswith("/"):
+            prefix += "/"
+        if prefix != current_script_prefix():  # (each set keeps a copy in the task's context)
+            set_script_prefix(prefix)
+        # The request is served in this task; a second one waits for the client's disconnect and
+        # cancels it. What this frame keeps for a stream's life is only what sending it needs:
+        # the request, its body and Django's response object are dropped once the body is known.
+        task = asyncio.current_task()
+        watcher = asyncio.ensure_future(self._cancel_on_disconnect(receive, task))
         send = bounded_send(send)  # backpressure: a client that stops reading is dropped
-        set_script_prefix(get_script_prefix(scope))
-        request, error_response = self.create_request(scope, body_file)
-        if request is None:
-            body_file.close()
-            await self.send_response(error_response, send)
-            return
+        try:
+            response = await self._respond(scope, body_file)
+            del body_file  # closed: the view has read what it needed
+            sending = self.send_response(response, send)
+            del response
+            try:
+                await sending
+            except ClientTooSlow:
+                pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A stream whose body failed half-way: logged, and ended (left open, daphne would
+                # keep the client waiting forever); the client reconnects with starting_after.
+                logger.exception("sending the response to %s failed", scope.get("path", ""))
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body"})
+        except asyncio.CancelledError:
+            if not watcher.done() or task is None:
+                raise  # not the client's disconnect (the server shutting down): passed on
+            task.uncancel()  # the client went away: nothing more to send
+        finally:
+            watcher.cancel()
+        # No request_finished here: API views hold no database connection on this thread.
 
-        async def process() -> Any:
+    async def _cancel_on_disconnect(self, receive: Callable, task: asyncio.Task | None) -> None:
+        """Cancel ``task`` (the one serving the request) when the client disconnects."""
+        try:
+            await self.listen_for_disconnect(receive)
+        except asyncio.CancelledError:
+            raise  # the response was sent
+        except Exception:  # noqa: BLE001 - RequestAborted: the client went away
+            pass
+        if task is not None:
+            task.cancel()
+
+    async def _respond(self, scope: Scope, body_file: Any) -> Any:
+        """The response to the request in ``scope``; its body file is closed once it is made.
+
+        A streamed response keeps no reference to its request (Django's closer of the request,
+        which only closes uploaded files and is run at once): a stream holds the request's
+        objects (its ``META``, headers, body, resolver match) for none of its life."""
+        try:
+            request, error_response = self.create_request(scope, body_file)
+            if request is None:
+                return error_response
             try:
                 response = await self.get_response_async(request)
             except Exception as exc:  # noqa: BLE001 - Django's own conversion to a response
                 response = response_for_exception(request, exc)
             response._handler_class = self.__class__
-            try:
-                await self.send_response(response, send)
-            except (asyncio.CancelledError, ClientTooSlow):
-                pass
-            except Exception:
-                # A stream whose body failed half-way: logged, and ended (left open, daphne would
-                # keep the client waiting forever); the client reconnects with starting_after.
-                logger.exception("sending the response to %s failed", request.path)
-                with contextlib.suppress(Exception):
-                    await send({"type": "http.response.body"})
+            if response.streaming and getattr(response, "is_async", False):
+                with contextlib.suppress(ValueError):
+                    response._resource_closers.remove(request.close)
+                request.close()
             return response
-
-        tasks = [asyncio.ensure_future(self.listen_for_disconnect(receive)), asyncio.ensure_future(process())]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - a dropped client
-                    pass
-            elif not task.cancelled():
-                task.exception()  # retrieved: RequestAborted from the disconnect listener is expected
-        # No request_finished here: API views hold no database connection on this thread.
-        body_file.close()
+        finally:
+            body_file.close()
 
     async def send_response(self, response: Any, send: Callable) -> None:
         """Django's, with an async streaming body read one layer closer to its source: its
         ``streaming_content`` (parts as bytes) rather than ``__aiter__``, which wraps it in one
         more async generator, and each part sent whole when it fits one chunk. That is per SSE
-        batch of every stream; the messages sent are the same."""
+        batch of every stream; the messages sent are the same. An :class:`EventStreamResponse`
+        is read from its own iterator (its parts are bytes already), and the response object is
+        not kept once its head is sent."""
         if not (response.streaming and getattr(response, "is_async", False)):
             await super().send_response(response, send)
             return
-        headers = []
-        for header, value in response.items():  # as Django builds them
-            if isinstance(header, str):
-                header = header.encode("ascii")
-            if isinstance(value, str):
-                value = value.encode("latin1")
-            headers.append((bytes(header), bytes(value)))
-        for cookie in response.cookies.values():
-            headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
-        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        start = _start_message(response)
+        if isinstance(response, EventStreamResponse):
+            content = response.parts
+        else:
+            content = response.streaming_content
+        del response
         size = self.chunk_size
-        async with contextlib.aclosing(response.streaming_content) as content:
+        try:
+            await send(start)
+            del start
             async for part in content:
                 if len(part) <= size:
                     await send({"type": "http.response.body", "body": part, "more_body": True})
                     continue
-                for start in range(0, len(part), size):
+                for offset in range(0, len(part), size):
                     await send(
-                        {"type": "http.response.body", "body": part[start : start + size], "more_body": True}
+                        {
+                            "type": "http.response.body",
+                            "body": part[offset : offset + size],
+                            "more_body": True,
+                        }
                     )
+        finally:
+            await _close(content)
         await send({"type": "http.response.body"})
+
+
+async def _close(content: Any) -> None:
+    """Close a streamed body in a task of its own: its cleanup (a stream's unsubscribe, the
+    release of its concurrency slot) is not cut short when the client's disconnect cancels the
+    request's task meanwhile (a dropped slow client is disconnected as its stream closes)."""
+    aclose = getattr(content, "aclose", None)
+    if aclose is None or getattr(content, "ag_frame", True) is None:
+        return  # nothing to close, or an async generator that has finished already
+    await asyncio.shield(aclose())
+
+
+def _start_message(response: Any) -> dict[str, Any]:
+    """``http.response.start`` for ``response``, its headers as Django builds them."""
+    headers = []
+    for header, value in response.items():
+        if isinstance(header, str):
+            header = header.encode("ascii")
+        if isinstance(value, str):
+            value = value.encode("latin1")
+        headers.append((bytes(header), bytes(value)))
+    for cookie in response.cookies.values():
+        headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
+    return {"type": "http.response.start", "status": response.status_code, "headers": headers}
 
 
 def api_asgi_app(django_app: App, *, prefix: str = "/v1/") -> App:

@@ -50,13 +50,17 @@ async def sse_stream(
     keepalive = float(openresponses_settings.KEEPALIVE_SECONDS)
     finished = False
     try:
-        for batch in prefetched or []:
+        # Taken out as sent: the first batches (response.created and .in_progress carry the
+        # whole response) are not kept for the life of the stream by this frame.
+        while prefetched:
+            batch = prefetched.pop(0)
             if batch:
                 after = batch[-1][0]
                 yield encode_batch(batch)
                 if batch[-1][1] in TERMINAL_EVENT_TYPES:
                     finished = True
                     return
+        prefetched = batch = None
         async for batch in follow(
             response_id, subscription, after=after, catch_up=catch_up, keepalive=keepalive
         ):
@@ -78,8 +82,17 @@ async def sse_stream(
                 await on_close()
 
 
+class EventStreamResponse(StreamingHttpResponse):
+    """An SSE response: ``parts`` is its body as given, bytes, which the API's ASGI handler sends
+    as they come (without the per-part wrapper of ``streaming_content``)."""
+
+    def __init__(self, parts: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(parts, **kwargs)
+        self.parts = parts
+
+
 def sse_response(iterator: AsyncIterator[bytes]) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(iterator, content_type="text/event-stream; charset=utf-8")
+    response = EventStreamResponse(iterator, content_type="text/event-stream; charset=utf-8")
     for key, value in SSE_HEADERS.items():
         response[key] = value
     return response
@@ -129,12 +142,20 @@ def _twisted_request(send: Callable[..., Any]) -> Any:
     return None
 
 
+def _transport_paused(request: Any) -> bool:
+    """Whether Twisted's transport has paused the request's connection (its write buffer is
+    past 64 KiB), until the client reads it out (``HTTPChannel``'s own flag, set and cleared by
+    the same calls that pause and resume a registered producer)."""
+    return bool(getattr(getattr(request, "channel", None), "_waitingForTransport", False))
+
+
 class BoundedSend:
     """An ASGI ``send`` that waits while the client does not read, and gives up after ``timeout``.
 
-    * Under daphne (Twisted), a producer registered on the request is paused by the transport when
-      its buffer passes 64 KiB; each body message waits for it to resume. A stalled client is
-      aborted (the buffer freed at once) and :class:`ClientTooSlow` ends the stream.
+    * Under daphne (Twisted), a body message sent while the transport is paused (its buffer past
+      64 KiB) registers a producer on the request and waits for the transport to resume it. A
+      stalled client is aborted (the buffer freed at once) and :class:`ClientTooSlow` ends the
+      stream.
     * Under servers whose ``send`` waits for the socket (uvicorn, hypercorn, granian), the wait
       inside ``send`` is bounded by the same timeout.
 
@@ -154,7 +175,7 @@ class BoundedSend:
             return
         more = bool(message.get("more_body"))
         if self._request is not None:
-            if more and self._writable is None:
+            if self._writable is None and _transport_paused(self._request):
                 self._register()
             if self._writable is not None:
                 if not self._writable.event.is_set():
@@ -170,7 +191,11 @@ class BoundedSend:
             raise ClientTooSlow(f"the client read nothing for {self.timeout:g}s") from None
 
     def _register(self) -> None:
+        """Watch the transport from now on: registered when it is first found paused (its
+        buffer full), so the producer starts paused; a stream whose client keeps reading never
+        registers one (Twisted's request grows by two attributes for it, about 1.5 KiB)."""
         writable = _TransportWritable()
+        writable.pauseProducing()
         try:
             self._request.registerProducer(writable, True)
         except (RuntimeError, ValueError, AttributeError):

@@ -55,3 +55,119 @@ def test_a_stream_whose_body_fails_is_ended(monkeypatch, caplog) -> None:
     # The response is ended (no more_body), so the server closes it and the client reconnects.
     assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body", False)
     assert "sending the response to /v1/responses/resp_1 failed" in caplog.text
+
+
+async def _test_a_stream_holds_no_request(monkeypatch) -> tuple[list[dict[str, Any]], list[bool]]:
+    import gc
+    import weakref
+
+    from responses_app.api.streaming import sse_response
+
+    refs: list[weakref.ref] = []
+    alive: list[bool] = []
+
+    async def body():
+        yield b"data: first\n\n"
+        gc.collect()
+        alive.extend(ref() is not None for ref in refs)
+        yield b"data: second\n\n"
+
+    async def respond(request):
+        response = sse_response(body())
+        response._resource_closers.append(request.close)  # as Django's get_response_async does
+        refs.extend([weakref.ref(request), weakref.ref(response)])
+        return response
+
+    handler = LeanASGIHandler()
+    monkeypatch.setattr(handler, "get_response_async", respond)
+    sent: list[dict[str, Any]] = []
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/responses",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "root_path": "",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 5000),
+    }
+    await asyncio.wait_for(handler(scope, receive, send), timeout=10)
+    return sent, alive
+
+
+def test_an_open_stream_holds_neither_its_request_nor_its_response_object(monkeypatch) -> None:
+    sent, alive = asyncio.run(_test_a_stream_holds_no_request(monkeypatch))
+    assert alive == [False, False]
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+    assert (b"content-type", b"text/event-stream; charset=utf-8") in [
+        (name.lower(), value) for name, value in sent[0]["headers"]
+    ]
+    assert [m.get("body") for m in sent[1:]] == [b"data: first\n\n", b"data: second\n\n", None]
+    assert sent[-1] == {"type": "http.response.body"}
+
+
+async def _test_a_disconnect_ends_the_stream() -> tuple[list[dict[str, Any]], list[str]]:
+    from responses_app.api.streaming import sse_response
+
+    events: list[str] = []
+    disconnect = asyncio.Event()
+
+    async def body():
+        try:
+            yield b"data: first\n\n"
+            disconnect.set()
+            await asyncio.sleep(3600)
+            yield b"data: never\n\n"
+        finally:
+            events.append("closed")
+
+    async def respond(request):
+        return sse_response(body())
+
+    handler = LeanASGIHandler()
+    handler.get_response_async = respond  # type: ignore[method-assign]
+    sent: list[dict[str, Any]] = []
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/responses/resp_1",
+        "query_string": b"stream=true",
+        "headers": [],
+        "root_path": "",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 5000),
+    }
+    await asyncio.wait_for(handler(scope, receive, send), timeout=10)
+    return sent, events
+
+
+def test_a_client_disconnect_ends_the_stream_and_closes_its_body() -> None:
+    sent, events = asyncio.run(_test_a_disconnect_ends_the_stream())
+    assert events == ["closed"]
+    assert [m.get("body") for m in sent[1:]] == [b"data: first\n\n"]  # nothing after the disconnect
