@@ -211,6 +211,19 @@ def _shared(value: Any) -> Any:
     return value
 
 
+async def _absorb_interruption(task: asyncio.Task) -> None:
+    """Take back an interruption (``task.cancel()``) that did not reach the sample: the cancel
+    request may still be pending on ``task`` (set while it was not waiting), to be thrown at its
+    next wait; that wait is this one."""
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        if task.uncancel() > 0:
+            raise  # (cancelled from outside meanwhile too)
+        return
+    task.uncancel()
+
+
 class StartNotStored(Exception):
     """The start of a loop that began before it was stored did not apply: the loop must leave
     no trace (another run has the response, or it was cancelled or deleted before it started)."""
@@ -548,10 +561,14 @@ class LoopRun:
             if interrupted and task.uncancel() == 0:
                 return False
             raise
+        except Exception:
+            if not interrupted:
+                raise
+            # (the adapter turned the interruption into an error of its own: the cancel wins)
         finally:
             cancel.on_set = None
         if interrupted:  # (the sample ended as it was interrupted: the cancel still wins)
-            task.uncancel()
+            await _absorb_interruption(task)
             return False
         return True
 
