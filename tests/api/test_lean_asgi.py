@@ -10,6 +10,48 @@ from django.http import StreamingHttpResponse
 from responses_app.api.asgi import LeanASGIHandler
 
 
+async def _serve(
+    respond: Any,
+    *,
+    method: str = "GET",
+    path: str = "/v1/responses/resp_1",
+    query: bytes = b"stream=true",
+    body: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    disconnect: asyncio.Event | None = None,
+) -> list[dict[str, Any]]:
+    """One request through the lean handler, its view replaced by ``respond``: the messages it
+    sends. The client stays connected until ``disconnect`` is set (never, without one)."""
+    handler = LeanASGIHandler()
+    handler.get_response_async = respond  # type: ignore[method-assign]
+    sent: list[dict[str, Any]] = []
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await (disconnect.wait() if disconnect is not None else asyncio.sleep(3600))
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": query,
+        "headers": headers or [],
+        "root_path": "",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 5000),
+    }
+    await asyncio.wait_for(handler(scope, receive, send), timeout=10)
+    return sent
+
+
 async def _test_a_failing_stream_is_ended(monkeypatch) -> list[dict[str, Any]]:
     async def body():
         yield "data: first\n\n"
@@ -18,33 +60,7 @@ async def _test_a_failing_stream_is_ended(monkeypatch) -> list[dict[str, Any]]:
     async def respond(request):
         return StreamingHttpResponse(body(), content_type="text/event-stream")
 
-    handler = LeanASGIHandler()
-    monkeypatch.setattr(handler, "get_response_async", respond)
-    sent: list[dict[str, Any]] = []
-    requested = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.sleep(3600)  # the client stays connected
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/v1/responses/resp_1",
-        "query_string": b"stream=true",
-        "headers": [],
-        "root_path": "",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 5000),
-    }
-    await asyncio.wait_for(handler(scope, receive, send), timeout=10)
+    sent = await _serve(respond)
     return sent
 
 
@@ -78,33 +94,14 @@ async def _test_a_stream_holds_no_request(monkeypatch) -> tuple[list[dict[str, A
         refs.extend([weakref.ref(request), weakref.ref(response)])
         return response
 
-    handler = LeanASGIHandler()
-    monkeypatch.setattr(handler, "get_response_async", respond)
-    sent: list[dict[str, Any]] = []
-    requested = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"{}", "more_body": False}
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/responses",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-        "root_path": "",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 5000),
-    }
-    await asyncio.wait_for(handler(scope, receive, send), timeout=10)
+    sent = await _serve(
+        respond,
+        method="POST",
+        path="/v1/responses",
+        query=b"",
+        body=b"{}",
+        headers=[(b"content-type", b"application/json")],
+    )
     return sent, alive
 
 
@@ -137,33 +134,7 @@ async def _test_a_disconnect_ends_the_stream() -> tuple[list[dict[str, Any]], li
     async def respond(request):
         return sse_response(body())
 
-    handler = LeanASGIHandler()
-    handler.get_response_async = respond  # type: ignore[method-assign]
-    sent: list[dict[str, Any]] = []
-    requested = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await disconnect.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/v1/responses/resp_1",
-        "query_string": b"stream=true",
-        "headers": [],
-        "root_path": "",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 5000),
-    }
-    await asyncio.wait_for(handler(scope, receive, send), timeout=10)
+    sent = await _serve(respond, disconnect=disconnect)
     return sent, events
 
 

@@ -222,14 +222,21 @@ async def start_carried(response_id: str, now: float) -> int | None:
 
     async def work(cursor: Any) -> tuple | None:
         await cursor.execute(statement)
-        while cursor.description is None or cursor.description[0].name != "attempts":
-            cursor.nextset()
+        _to_result(cursor, "attempts")
         return await cursor.fetchone()
 
     row = await run(work)
     if row is None and await wait_stored(response_id):  # (its create had not run yet)
         row = await run(work)
     return None if row is None else row[0]
+
+
+def _to_result(cursor: Any, column: str) -> None:
+    """Move ``cursor`` (sync or async) to the result of a several-statement message whose first
+    column is ``column``."""
+    while cursor.description is None or cursor.description[0].name != column:
+        if not cursor.nextset():
+            raise RuntimeError(f"no result with a column {column!r}")
 
 
 def _carried_start_statement(response_id: str, target: str, now: float, sources: list[str]) -> Any:
@@ -273,8 +280,7 @@ async def wait_stored(response_id: str) -> bool:
 
     async def work(cursor: Any) -> bool:
         await cursor.execute(statement)
-        while cursor.description is None or cursor.description[0].name != "stored":
-            cursor.nextset()
+        _to_result(cursor, "stored")
         return bool((await cursor.fetchone())[0])
 
     for pause in (*CREATE_WAITS, None):
@@ -295,8 +301,7 @@ def wait_stored_sync(response_id: str) -> bool:
 
     def work(cursor: Any) -> bool:
         cursor.execute(statement)
-        while cursor.description is None or cursor.description[0].name != "stored":
-            cursor.nextset()
+        _to_result(cursor, "stored")
         return bool(cursor.fetchone()[0])
 
     for pause in (*CREATE_WAITS, None):
