@@ -570,6 +570,12 @@ class LoopRun:
         if interrupted:  # (the sample ended as it was interrupted: the cancel still wins)
             await _absorb_interruption(task)
             return False
+        if stream:
+            # An answer read whole (its last chunk in the read that brought the first) would
+            # otherwise go straight to the finish, whose transaction takes the queued output
+            # with the final state: one turn of the event loop lets the output's own store and
+            # publish begin first, so the first token does not wait for the finish.
+            await asyncio.sleep(0)
         return True
 
     async def _drive(self, cancel: CancelSignal) -> Outcome:

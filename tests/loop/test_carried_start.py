@@ -27,10 +27,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 class Watched:
     """The mock adapter, noting its request and its cancellation in ``log``; ``hold``: the request
-    then waits (an upstream slow to answer) until it is cancelled."""
+    then waits (an upstream slow to answer) until it is cancelled; ``whole``: the answer comes in
+    one read (every chunk fed without a wait between them) once the start is stored."""
 
-    def __init__(self, real: Any, log: list[str], hold: bool) -> None:
-        self._real, self._log, self._hold = real, log, hold
+    def __init__(self, real: Any, log: list[str], hold: bool, whole: bool = False) -> None:
+        self._real, self._log, self._hold, self._whole = real, log, hold, whole
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -40,6 +41,12 @@ class Watched:
         try:
             if self._hold:
                 await asyncio.Event().wait()
+            if self._whole:  # (once the start is stored: an upstream slower than the start)
+                while "start stored" not in self._log:
+                    await asyncio.sleep(0.001)
+                for chunk in [chunk async for chunk in self._real.sample(request, stream=stream)]:
+                    yield chunk
+                return
             async for chunk in self._real.sample(request, stream=stream):
                 yield chunk
         except asyncio.CancelledError:
@@ -51,10 +58,12 @@ class RecordingBus:
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.published: list[str] = []
+        self.batches: list[list[str]] = []
 
     async def publish(self, response_id: str, batch: list[tuple[int, str, str]]) -> None:
         self.log.append("publish")
-        self.published += [event_type for _, event_type, _ in batch]
+        self.batches.append([event_type for _, event_type, _ in batch])
+        self.published += self.batches[-1]
 
 
 def created(text: str = "hello there") -> tuple[Response, str]:
@@ -78,7 +87,7 @@ def created(text: str = "hello there") -> tuple[Response, str]:
 @pytest.fixture
 def watched(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The log, the start's release and the upstream's hold, wired into the runner."""
-    state: dict[str, Any] = {"log": [], "hold": False}
+    state: dict[str, Any] = {"log": [], "hold": False, "whole": False}
     log = state["log"]
     bus = state["bus"] = RecordingBus(log)
     monkeypatch.setattr(runner, "get_bus", lambda: bus)
@@ -94,7 +103,7 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(runner, "_start_carried", held_start)
 
     async def adapter(provider: str) -> Any:
-        return Watched(await aget_adapter(provider), log, state["hold"])
+        return Watched(await aget_adapter(provider), log, state["hold"], state["whole"])
 
     monkeypatch.setattr(runner, "aget_adapter", adapter)
     real_writer = runner.event_writer
@@ -145,6 +154,34 @@ def test_the_upstream_request_goes_out_before_the_start_is_stored(watched: dict[
     )
     assert types[:2] == ["response.created", "response.in_progress"] and types[-1] == "response.completed"
     assert watched["bus"].published == types
+
+
+def test_a_streamed_answer_is_stored_and_published_before_the_finish_begins(
+    watched: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer that arrives whole (in one read) has its output stored and published on its own,
+    its INSERT under way before the finish's transaction begins: the first token does not wait for
+    the finish (whose transaction would otherwise take the queued output with the final state)."""
+    response, carried = created()
+    watched["whole"] = True
+    log = watched["log"]
+    real_finish = runner.LoopRun._finish
+
+    async def finish(run: runner.LoopRun, outcome: Any) -> str:
+        log.append("finish")
+        return await real_finish(run, outcome)
+
+    monkeypatch.setattr(runner.LoopRun, "_finish", finish)
+
+    async def scenario() -> str | None:
+        watched["release"] = asyncio.Event()
+        watched["release"].set()
+        return await runner.run_response(response.id, carried=carried)
+
+    assert asyncio.run(scenario()) == "completed"
+    assert "insert" in log and log.index("insert") < log.index("finish"), log
+    batches = watched["bus"].batches
+    assert any(t.endswith(".delta") for t in batches[0]) and batches[-1] == ["response.completed"], batches
 
 
 @pytest.mark.parametrize("stored_as", [ResponseStatus.IN_PROGRESS, ResponseStatus.CANCELLED, None])
