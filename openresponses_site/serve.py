@@ -17,12 +17,18 @@ it, ran the send through Twisted's logging context and unregistered the socket (
 again), once per SSE batch of every stream. :func:`write_in_turn` sends them at the loop's next
 turn instead (the writes of one turn still leave in one ``send``), and registers the socket only
 when the kernel did not take everything (a client that reads slowly), as before.
+
+daphne gives every connection an ``asyncio.Queue`` for the ASGI ``receive``: three deques and an
+``Event`` with a fourth, each deque a 64-slot block, ~3 KiB held for each open stream for the
+request's body and its disconnect. :func:`light_receive_queues` gives it a :class:`ReceiveQueue`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import types
 from typing import Any
 
 
@@ -126,12 +132,63 @@ def write_in_turn() -> None:
     tcp.Connection.startWriting = startWriting  # type: ignore[method-assign]
 
 
+class ReceiveQueue:
+    """A connection's ASGI messages (its body, its disconnect) for the application's ``receive``:
+    what daphne does with its input queue (``put_nowait`` from the protocol, ``get`` from the
+    application) on a list and the waiting readers' futures, made only while one waits."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.remove(waiter)
+                if not self._waiters:
+                    self._waiters = None
+        return self._items.pop(0)
+
+
+class _DaphneAsyncio(types.ModuleType):
+    """``asyncio`` as daphne's server module sees it: its one ``Queue`` (a connection's input
+    queue) is a :class:`ReceiveQueue`; every other name is asyncio's own."""
+
+    Queue = ReceiveQueue
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+
+def light_receive_queues() -> None:
+    """daphne's connections get a :class:`ReceiveQueue` each instead of an ``asyncio.Queue``."""
+    import daphne.server
+
+    if not isinstance(daphne.server.asyncio, _DaphneAsyncio):
+        daphne.server.asyncio = _DaphneAsyncio("asyncio")
+
+
 def main(argv: list[str] | None = None) -> None:
     implementation = install_reactor()
     skip_form_parsing()
     skip_unread_request_log()
     unwrap_twisted_http()
     write_in_turn()
+    light_receive_queues()
     from daphne.cli import CommandLineInterface
 
     print(f"[openresponses] web: daphne on {implementation}", flush=True)

@@ -235,3 +235,76 @@ def test_daphne_reads_twisted_http_without_the_deprecation_proxy(monkeypatch: py
     unwrap_twisted_http()
     assert not isinstance(daphne.http_protocol.http, _ModuleProxy)
     assert daphne.http_protocol.http.Request is http.Request
+
+
+def test_receive_queue_hands_messages_to_readers_in_order() -> None:
+    """daphne's input queue as :class:`ReceiveQueue` does it: messages in order, a reader waits
+    for the next one, a cancelled reader leaves nothing behind, two readers both get theirs."""
+    import asyncio
+
+    from openresponses_site.serve import ReceiveQueue
+
+    async def scenario() -> None:
+        queue = ReceiveQueue()
+        queue.put_nowait({"type": "http.request", "body": b"a"})
+        assert await queue.get() == {"type": "http.request", "body": b"a"}
+        waiting = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        queue.put_nowait({"type": "http.disconnect"})
+        assert await waiting == {"type": "http.disconnect"}
+        cancelled = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        assert queue._waiters is None  # no waiter left behind
+        first, second = asyncio.ensure_future(queue.get()), asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0)
+        queue.put_nowait(1)
+        queue.put_nowait(2)
+        assert sorted(await asyncio.gather(first, second)) == [1, 2]
+        assert queue._items == [] and queue._waiters is None
+
+    asyncio.run(scenario())
+
+
+RECEIVE_SCENARIO = """
+import asyncio
+from openresponses_site.serve import install_reactor, light_receive_queues, ReceiveQueue
+install_reactor()
+light_receive_queues()
+from daphne.server import Server
+
+received = []
+
+async def app(scope, receive, send):
+    received.append(type(receive.__self__).__name__)
+    while True:
+        message = await receive()
+        received.append(message["type"])
+        if message["type"] == "http.disconnect":
+            return
+
+async def main():
+    server = Server(app, endpoints=["tcp:port=0:interface=127.0.0.1"])
+    protocol = object()
+    server.connections = {protocol: {}}  # (as run() sets it up)
+    queue = server.create_application(protocol, {"type": "http"})
+    queue.put_nowait({"type": "http.request", "body": b"{}"})
+    await asyncio.sleep(0.05)
+    queue.put_nowait({"type": "http.disconnect"})
+    await server.connections[protocol]["application_instance"]
+    print(" ".join(received), asyncio.Queue.__name__)
+
+asyncio.get_event_loop().run_until_complete(main())
+"""
+
+
+def test_daphne_connections_get_a_receive_queue() -> None:
+    """Under ``serve``, daphne's connections are read from a :class:`ReceiveQueue` (the rest of
+    asyncio, as daphne's server module sees it, is asyncio's own)."""
+    out = subprocess.run(
+        [sys.executable, "-c", RECEIVE_SCENARIO], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ReceiveQueue", "http.request", "http.disconnect", "Queue"], out.stdout

@@ -131,6 +131,7 @@ class LeanASGIHandler(ASGIHandler):
             async for part in content:
                 if len(part) <= size:
                     await send({"type": "http.response.body", "body": part, "more_body": True})
+                    part = None  # sent: not held while the next part is awaited
                     continue
                 for offset in range(0, len(part), size):
                     await send(

@@ -67,9 +67,11 @@ async def sse_stream(
             if not batch:
                 yield KEEPALIVE
                 continue
-            yield encode_batch(batch)
-            if batch[-1][1] in TERMINAL_EVENT_TYPES:
-                finished = True
+            finished = batch[-1][1] in TERMINAL_EVENT_TYPES
+            frames = encode_batch(batch)
+            batch = None  # (neither held while the stream waits for its next events)
+            yield frames
+            frames = None
         if not finished:
             yield DONE
     finally:

@@ -223,11 +223,13 @@ async def follow(
             gap_since = None
         if out:
             yield out
+            if out[-1][1] in TERMINAL_EVENT_TYPES:
+                return
+            # Sent: not held by this frame while the stream waits for its next events.
+            out = batch = event = None
             last_yield = time.monotonic()
             silence_check = flowing
             silent_since = None
-            if out[-1][1] in TERMINAL_EVENT_TYPES:
-                return
             continue
         if batch is not None or ahead:
             continue

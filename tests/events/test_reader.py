@@ -168,3 +168,37 @@ async def _test_an_unreachable_store_is_read_again_and_the_stream_goes_on(store,
 
 def test_an_unreachable_store_is_read_again_and_the_stream_goes_on(store, monkeypatch) -> None:
     asyncio.run(_test_an_unreachable_store_is_read_again_and_the_stream_goes_on(store, monkeypatch))
+
+
+class Payload(str):
+    """An event's JSON whose life a weak reference can watch."""
+
+
+async def _test_a_stream_waiting_for_events_holds_none_it_has_sent() -> list[bool]:
+    import gc
+    import weakref
+
+    from responses_app.api.streaming import sse_stream
+
+    subscription = FakeSubscription()
+    sent = Payload('{"type":"response.output_text.delta","sequence_number":0,"delta":"hi"}')
+    sent_ref = weakref.ref(sent)
+    await subscription.queue.put([(0, "response.output_text.delta", sent)])
+    del sent
+    stream = sse_stream("resp_1", subscription, catch_up=False)
+    first = await stream.__anext__()
+    assert b'"delta":"hi"' in first
+    del first  # (sent: the server's handler keeps no part either)
+    waiting = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0.01)  # the stream waits for its next events
+    gc.collect()
+    held = [sent_ref() is not None]
+    await subscription.queue.put([event(1, "response.completed")])
+    assert b"response.completed" in await waiting
+    await stream.aclose()
+    return held
+
+
+def test_a_stream_waiting_for_events_holds_none_it_has_sent(store) -> None:
+    """An open stream between two batches holds neither the last batch nor its frames."""
+    assert asyncio.run(_test_a_stream_waiting_for_events_holds_none_it_has_sent()) == [False]
