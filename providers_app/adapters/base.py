@@ -307,6 +307,8 @@ class ProviderAdapter:
                 if parser.done:
                     stopped = True
                     break
+                # The read is processed: none of it is held while the next is awaited.
+                batch = data = payload = chunk = None
             for chunk in parser.finish():
                 yield chunk
             if stopped:
@@ -354,8 +356,10 @@ class ProviderAdapter:
                     data.append(value.rstrip())
                 elif name == "event":
                     event = value.strip()
+            lines = line = value = None  # (a read's lines are not held while the next is awaited)
             if frames:
                 yield frames
+                frames = None
         if data:
             value = "\n".join(data)
             if value:
@@ -533,6 +537,7 @@ class ProviderAdapter:
                     if entry is not None and entry["_size"] < WIRE_LOG_KEPT_CHARS:
                         wirelog.append(entry, "\n".join(lines) + "\n")
                     yield lines
+                    lines = None  # (not held while the next read is awaited)
         except TimeoutError:
             raise self._timed_out(
                 "went silent mid-stream" if started else "did not start answering in time"

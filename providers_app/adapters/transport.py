@@ -122,6 +122,7 @@ class Response:
         try:
             async for piece in response.content.iter_any():
                 yield piece
+                piece = None  # (none of these layers holds a read it has passed on)
         except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError) as exc:
             await self.aclose()
             raise RemoteProtocolError(f"{type(exc).__name__}: {exc}") from None
@@ -132,8 +133,10 @@ class Response:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         async for piece in self.aiter_bytes():
             text = decoder.decode(piece)
+            piece = None
             if text:
                 yield text
+                text = None
         tail = decoder.decode(b"", final=True)
         if tail:
             yield tail
@@ -157,8 +160,10 @@ class Response:
                 text = text.replace("\r\n", "\n").replace("\r", "\n")
             lines = text.split("\n")
             carry = lines.pop()
+            text = None
             if lines:
                 yield lines
+                lines = None
         if carry:
             yield [carry]
 

@@ -233,6 +233,8 @@ class McpToolset:
     Open and close it from the same task (the SDK's transports use anyio task groups).
     """
 
+    __slots__ = ("servers", "tools", "listed", "_stack", "_sessions")  # (one per open loop)
+
     def __init__(self, tools: list[dict[str, Any]]) -> None:
         self.servers = [McpServer.from_tool(t) for t in tools if t.get("type") == "mcp"]
         self.tools: dict[str, McpTool] = {}

@@ -126,7 +126,7 @@ def _function(tool: dict[str, Any], name: str) -> dict[str, Any]:
     }
 
 
-@dataclass
+@dataclass(slots=True)  # (one per open loop: no instance dict)
 class ToolPlan:
     """The tools one provider is shown, and how to read its calls back.
 
