@@ -20,7 +20,9 @@ when the kernel did not take everything (a client that reads slowly), as before.
 
 daphne gives every connection an ``asyncio.Queue`` for the ASGI ``receive``: three deques and an
 ``Event`` with a fourth, each deque a 64-slot block, ~3 KiB held for each open stream for the
-request's body and its disconnect. :func:`light_receive_queues` gives it a :class:`ReceiveQueue`.
+request's body and its disconnect. :func:`light_receive_queues` gives it a
+:class:`~responses_app.api.receive.ReceiveQueue`, which also lets the API's handler learn of a
+disconnect without a task waiting for it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import os
 import sys
 import types
 from typing import Any
+
+from responses_app.api.receive import ReceiveQueue
 
 
 def install_reactor() -> str:
@@ -130,38 +134,6 @@ def write_in_turn() -> None:
     startWriting.writes_in_turn = True  # type: ignore[attr-defined]
     tcp.Connection._send_pending = False  # type: ignore[attr-defined]
     tcp.Connection.startWriting = startWriting  # type: ignore[method-assign]
-
-
-class ReceiveQueue:
-    """A connection's ASGI messages (its body, its disconnect) for the application's ``receive``:
-    what daphne does with its input queue (``put_nowait`` from the protocol, ``get`` from the
-    application) on a list and the waiting readers' futures, made only while one waits."""
-
-    __slots__ = ("_items", "_waiters")
-
-    def __init__(self) -> None:
-        self._items: list[Any] = []
-        self._waiters: list[asyncio.Future] | None = None
-
-    def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
-        for waiter in self._waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def get(self) -> Any:
-        while not self._items:
-            waiter = asyncio.get_running_loop().create_future()
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.remove(waiter)
-                if not self._waiters:
-                    self._waiters = None
-        return self._items.pop(0)
 
 
 class _DaphneAsyncio(types.ModuleType):

@@ -242,7 +242,7 @@ def test_receive_queue_hands_messages_to_readers_in_order() -> None:
     for the next one, a cancelled reader leaves nothing behind, two readers both get theirs."""
     import asyncio
 
-    from openresponses_site.serve import ReceiveQueue
+    from responses_app.api.receive import ReceiveQueue
 
     async def scenario() -> None:
         queue = ReceiveQueue()

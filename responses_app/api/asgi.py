@@ -21,6 +21,7 @@ from django.core.handlers.exception import response_for_exception
 from django.urls import get_script_prefix as current_script_prefix
 from django.urls import set_script_prefix
 
+from responses_app.api.receive import ReceiveQueue
 from responses_app.api.streaming import ClientTooSlow, EventStreamResponse, bounded_send
 
 logger = logging.getLogger(__name__)
@@ -43,11 +44,19 @@ class LeanASGIHandler(ASGIHandler):
             prefix += "/"
         if prefix != current_script_prefix():  # (each set keeps a copy in the task's context)
             set_script_prefix(prefix)
-        # The request is served in this task; a second one waits for the client's disconnect and
-        # cancels it. What this frame keeps for a stream's life is only what sending it needs:
-        # the request, its body and Django's response object are dropped once the body is known.
+        # The request is served in this task, which the client's disconnect cancels: under our
+        # daphne, the connection's queue hands the disconnect to a callback; elsewhere a second
+        # task waits for it. What this frame keeps for a stream's life is only what sending it
+        # needs: the request, its body and Django's response object are dropped once the body is
+        # known.
         task = asyncio.current_task()
-        watcher = asyncio.ensure_future(self._cancel_on_disconnect(receive, task))
+        gone = _Disconnect(task)
+        queue = getattr(receive, "__self__", None)
+        if isinstance(queue, ReceiveQueue) and task is not None and queue.take_over(gone.message):
+            watcher = None
+        else:
+            queue = None
+            watcher = asyncio.ensure_future(self._cancel_on_disconnect(receive, gone))
         send = bounded_send(send)  # backpressure: a client that stops reading is dropped
         try:
             response = await self._respond(scope, body_file)
@@ -67,23 +76,25 @@ class LeanASGIHandler(ASGIHandler):
                 with contextlib.suppress(Exception):
                     await send({"type": "http.response.body"})
         except asyncio.CancelledError:
-            if not watcher.done() or task is None:
+            if not gone.seen or task is None:
                 raise  # not the client's disconnect (the server shutting down): passed on
             task.uncancel()  # the client went away: nothing more to send
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            if queue is not None:
+                queue.take_over(None)
         # No request_finished here: API views hold no database connection on this thread.
 
-    async def _cancel_on_disconnect(self, receive: Callable, task: asyncio.Task | None) -> None:
-        """Cancel ``task`` (the one serving the request) when the client disconnects."""
+    async def _cancel_on_disconnect(self, receive: Callable, gone: _Disconnect) -> None:
+        """Cancel the task serving the request when the client disconnects."""
         try:
             await self.listen_for_disconnect(receive)
         except asyncio.CancelledError:
             raise  # the response was sent
         except Exception:  # noqa: BLE001 - RequestAborted: the client went away
             pass
-        if task is not None:
-            task.cancel()
+        gone.message({"type": "http.disconnect"})
 
     async def _respond(self, scope: Scope, body_file: Any) -> Any:
         """The response to the request in ``scope``; its body file is closed once it is made.
@@ -144,6 +155,23 @@ class LeanASGIHandler(ASGIHandler):
         finally:
             await _close(content)
         await send({"type": "http.response.body"})
+
+
+class _Disconnect:
+    """Whether a request's client has gone; its arrival cancels the task serving the request."""
+
+    __slots__ = ("task", "seen")
+
+    def __init__(self, task: asyncio.Task | None) -> None:
+        self.task = task
+        self.seen = False
+
+    def message(self, message: dict[str, Any]) -> None:
+        """A message after the request's body: only ever its disconnect (ASGI)."""
+        if message.get("type") == "http.disconnect" and not self.seen:
+            self.seen = True
+            if self.task is not None:
+                self.task.cancel()
 
 
 async def _close(content: Any) -> None:

@@ -142,3 +142,58 @@ def test_a_client_disconnect_ends_the_stream_and_closes_its_body() -> None:
     sent, events = asyncio.run(_test_a_disconnect_ends_the_stream())
     assert events == ["closed"]
     assert [m.get("body") for m in sent[1:]] == [b"data: first\n\n"]  # nothing after the disconnect
+
+
+async def _test_a_disconnect_through_the_connections_queue() -> tuple[list[dict[str, Any]], list[str], int]:
+    """As under our daphne: ``receive`` is a :class:`ReceiveQueue`'s ``get``."""
+    from responses_app.api.receive import ReceiveQueue
+    from responses_app.api.streaming import sse_response
+
+    queue = ReceiveQueue()
+    queue.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+    events: list[str] = []
+    tasks_while_streaming: list[int] = []
+    sent: list[dict[str, Any]] = []
+
+    async def body():
+        try:
+            yield b"data: first\n\n"
+            tasks_while_streaming.append(len(asyncio.all_tasks()))
+            queue.put_nowait({"type": "http.disconnect"})  # (the client goes away)
+            await asyncio.sleep(3600)
+            yield b"data: never\n\n"
+        finally:
+            events.append("closed")
+
+    async def respond(request):
+        return sse_response(body())
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    handler = LeanASGIHandler()
+    handler.get_response_async = respond  # type: ignore[method-assign]
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/responses/resp_1",
+        "query_string": b"stream=true",
+        "headers": [],
+        "root_path": "",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 5000),
+    }
+    serving = asyncio.ensure_future(handler(scope, queue.get, send))
+    await asyncio.wait_for(serving, timeout=10)
+    assert not serving.cancelled()  # the disconnect is taken back: the handler returns
+    queue.put_nowait({"type": "http.disconnect"})  # (a late one, after the handler: queued)
+    return sent, events, tasks_while_streaming[0]
+
+
+def test_a_disconnect_through_the_connections_queue_needs_no_task_of_its_own() -> None:
+    """Under our daphne the connection's queue hands the disconnect to the handler: the stream
+    ends and its body is closed as with a watching task, and no second task is made for it."""
+    sent, events, tasks = asyncio.run(_test_a_disconnect_through_the_connections_queue())
+    assert events == ["closed"]
+    assert [m.get("body") for m in sent[1:]] == [b"data: first\n\n"]
+    assert tasks == 2  # the test's own and the one serving the request
