@@ -19,9 +19,11 @@ async def _serve(
     body: bytes = b"",
     headers: list[tuple[bytes, bytes]] | None = None,
     disconnect: asyncio.Event | None = None,
+    receive_from: Any = None,
 ) -> list[dict[str, Any]]:
     """One request through the lean handler, its view replaced by ``respond``: the messages it
-    sends. The client stays connected until ``disconnect`` is set (never, without one)."""
+    sends. The client stays connected until ``disconnect`` is set (never, without one);
+    ``receive_from``: the handler's ``receive`` instead (a connection's queue, as under daphne)."""
     handler = LeanASGIHandler()
     handler.get_response_async = respond  # type: ignore[method-assign]
     sent: list[dict[str, Any]] = []
@@ -48,7 +50,7 @@ async def _serve(
         "server": ("127.0.0.1", 8000),
         "client": ("127.0.0.1", 5000),
     }
-    await asyncio.wait_for(handler(scope, receive, send), timeout=10)
+    await asyncio.wait_for(handler(scope, receive_from or receive, send), timeout=10)
     return sent
 
 
@@ -153,7 +155,6 @@ async def _test_a_disconnect_through_the_connections_queue() -> tuple[list[dict[
     queue.put_nowait({"type": "http.request", "body": b"", "more_body": False})
     events: list[str] = []
     tasks_while_streaming: list[int] = []
-    sent: list[dict[str, Any]] = []
 
     async def body():
         try:
@@ -168,24 +169,8 @@ async def _test_a_disconnect_through_the_connections_queue() -> tuple[list[dict[
     async def respond(request):
         return sse_response(body())
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    handler = LeanASGIHandler()
-    handler.get_response_async = respond  # type: ignore[method-assign]
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/v1/responses/resp_1",
-        "query_string": b"stream=true",
-        "headers": [],
-        "root_path": "",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 5000),
-    }
-    serving = asyncio.ensure_future(handler(scope, queue.get, send))
-    await asyncio.wait_for(serving, timeout=10)
-    assert not serving.cancelled()  # the disconnect is taken back: the handler returns
+    # (returns, not cancelled: the disconnect is taken back by the handler)
+    sent = await _serve(respond, receive_from=queue.get)
     queue.put_nowait({"type": "http.disconnect"})  # (a late one, after the handler: queued)
     return sent, events, tasks_while_streaming[0]
 
@@ -196,4 +181,4 @@ def test_a_disconnect_through_the_connections_queue_needs_no_task_of_its_own() -
     sent, events, tasks = asyncio.run(_test_a_disconnect_through_the_connections_queue())
     assert events == ["closed"]
     assert [m.get("body") for m in sent[1:]] == [b"data: first\n\n"]
-    assert tasks == 2  # the test's own and the one serving the request
+    assert tasks == 2  # the test's own and the one serving the request (``wait_for``'s)
