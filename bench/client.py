@@ -213,8 +213,11 @@ class Connection:
         marker: bytes = b"",
         timeout: float = 60.0,
         headers: dict[str, str] | None = None,
+        result: Result | None = None,
     ) -> Result:
-        result = Result()
+        """Send one request and read its answer into ``result`` (a new one by default: pass one
+        to watch its progress, its ``first`` and ``end``, while the answer streams)."""
+        result = result if result is not None else Result()
         result.start = time.perf_counter()
         result.start_wall = time.time()
         try:

@@ -32,10 +32,15 @@ class Sizes:
     paced_concurrency: tuple[int, ...] = (50, 200)
     paced_seconds: float = 8.0
     long: tuple[float, int, float] = (100.0, 500, 20.0)
-    # The same count of streams at a pace the machine keeps up with (2 tokens/s each, 35 s), opened
-    # at a rate it creates them at: memory per open stream without a backlog behind it (``Bench.long``).
-    open: tuple[float, int, float] = (100.0, 70, 500.0)
+    # The same count of streams at a pace the machine keeps up with (2 tokens/s each, 120 s), opened
+    # at the rate the server creates them — at most ``open_ramp_per_s``, and never more than
+    # ``open_pending`` still waiting for their first token — so that no stream waits behind a
+    # backlog of creates: memory per open stream, measured while every stream is open
+    # (``Bench.long``). Streams last longer than the slowest ramp seen (~60 s on a slow 2-core
+    # machine) so that a window remains with all of them open.
+    open: tuple[float, int, float] = (100.0, 240, 500.0)
     open_ramp_per_s: float = 100.0
+    open_pending: int = 20
     long_clients: tuple[int, ...] = (1000, 2000)
     long_ramp_per_s: float = 1000.0
     long_timeout: float = 55.0
@@ -55,6 +60,7 @@ class Sizes:
             long=(10.0, 30, 5.0),
             open=(10.0, 20, 150.0),
             open_ramp_per_s=200.0,
+            open_pending=10,
             long_clients=(20,),
             long_ramp_per_s=200.0,
             long_timeout=20.0,
@@ -417,7 +423,14 @@ class Bench:
         for t in self.targets:
             await self._fresh(t, ttft_ms=ttft, tokens=tokens, gap_ms=gap)
             level[t.name] = figures = await self._hold(
-                t, clients, tokens, gap, expected, ramp_per_s=self.sizes.open_ramp_per_s
+                t,
+                clients,
+                tokens,
+                gap,
+                expected,
+                ramp_per_s=self.sizes.open_ramp_per_s,
+                max_pending=self.sizes.open_pending,
+                timeout=ttft / 1000 + tokens * gap / 1000 + self.sizes.long_timeout,
             )
             figures["settle_seconds"] = await self.settle(t, limit=5.0 if t.restart else 90.0)
             self.log(
@@ -433,7 +446,11 @@ class Bench:
         gap_ms: float,
         expected: list[str],
         ramp_per_s: float | None = None,
+        max_pending: int | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
+        """``clients`` streams opened at ``ramp_per_s`` (and, with ``max_pending``, only while
+        fewer than that many opened streams still wait for their first token), held to their end."""
         if t.group:
             t.group.thaw()
         idle_kinds = t.group.rss_by_kind() if t.group else {}
@@ -448,12 +465,20 @@ class Bench:
 
         samples: list[tuple[float, dict[str, int]]] = []
 
-        async def one() -> None:
+        async def one(result: Result) -> None:
             conn = Connection("127.0.0.1", t.port)
-            results.append(
-                await conn.request("POST", t.path, body, marker=t.marker, timeout=self.sizes.long_timeout)
+            await conn.request(
+                "POST", t.path, body, marker=t.marker, timeout=timeout or self.sizes.long_timeout, result=result
             )
             conn.close()
+
+        oldest = 0  # results before it all have their first token (or ended)
+
+        def pending() -> int:
+            nonlocal oldest
+            while oldest < len(results) and (results[oldest].first or results[oldest].end):
+                oldest += 1
+            return sum(1 for r in results[oldest:] if not r.first and not r.end)
 
         async def sample() -> None:
             nonlocal peak_rss
@@ -473,7 +498,11 @@ class Bench:
         tasks = []
         step = max(1, int((ramp_per_s or self.sizes.long_ramp_per_s) / 100))
         for i in range(0, clients, step):
-            tasks.extend(asyncio.create_task(one()) for _ in range(min(step, clients - i)))
+            while max_pending and pending() >= max_pending:
+                await asyncio.sleep(0.005)
+            for _ in range(min(step, clients - i)):
+                results.append(result := Result())
+                tasks.append(asyncio.create_task(one(result)))
             await asyncio.sleep(0.01)
         await asyncio.gather(*tasks)
         done.set()

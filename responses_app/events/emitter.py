@@ -104,11 +104,17 @@ class ToolMap(Protocol):
     def call_shape(self, model_name: str) -> Any: ...
 
 
+#: An open item's text is joined into one string every this many pieces: a streamed answer's
+#: deltas are a few characters each, and a ``str`` object costs ~50 bytes beside them, so an open
+#: loop holds at most this many small strings of its answer, not hundreds (joining costs a copy
+#: of the text so far every this many deltas).
+TEXT_PIECES_JOINED = 16
+
+
 def _append(buffer: list[str], text: str) -> None:
-    """Collect a long text's pieces, joined every 64 (a long stream holds a few strings, not
-    thousands of small ones)."""
+    """Collect a long text's pieces, joined every :data:`TEXT_PIECES_JOINED`."""
     buffer.append(text)
-    if len(buffer) >= 64:
+    if len(buffer) >= TEXT_PIECES_JOINED:
         buffer[:] = ["".join(buffer)]
 
 
@@ -373,7 +379,7 @@ class ResponseEmitter:
                         "part": {"type": "summary_text", "text": ""},
                     },
                 )
-            item.buffer.append(chunk.text)
+            _append(item.buffer, chunk.text)
             self.emit(
                 "response.reasoning_summary_text.delta",
                 {**base, "summary_index": item.summary_index, "delta": chunk.text},
@@ -382,7 +388,7 @@ class ResponseEmitter:
             if item.part_kind != "reasoning_text":
                 self._close_part(item)
                 self._open_part(item, "reasoning_text")
-            item.buffer.append(chunk.text)
+            _append(item.buffer, chunk.text)
             self.emit(
                 "response.reasoning.delta", {**base, "content_index": item.part_index, "delta": chunk.text}
             )

@@ -264,3 +264,23 @@ def test_a_taken_over_stream_keeps_its_citations_and_closes_an_open_search() -> 
         assert (item["type"], item["status"]) == (closed, "incomplete")
         if closed == "message":
             assert item["content"][0]["annotations"][0]["url"] == "https://a.example"
+
+
+@pytest.mark.parametrize("delta", [TextDelta, lambda text: ReasoningDelta(text, "summary", 0)])
+def test_a_long_open_text_is_held_as_a_few_strings_and_closes_whole(delta) -> None:
+    """An open item's text is joined as it grows: a loop streaming a long answer does not hold
+    one ~50-byte string object per delta until the item closes."""
+    from responses_app.events.emitter import TEXT_PIECES_JOINED
+
+    sink = ListSink()
+    emitter = ResponseEmitter({"id": "resp_long", "status": "in_progress", "output": [], "usage": None}, sink)
+    emitter.emit_lifecycle("response.created")
+    emitter.start_sample()
+    pieces = [f"w{i} " for i in range(1000)]
+    for piece in pieces:
+        emitter.feed(delta(piece))
+        assert emitter.open is not None and len(emitter.open.buffer) < TEXT_PIECES_JOINED
+    emitter.end_sample()
+    emitter.finish("completed")
+    done = [e for e in sink.events if e["type"].endswith("_text.done")]
+    assert [e["text"] for e in done] == ["".join(pieces)]

@@ -154,3 +154,50 @@ def test_stored_first_batches_of_several_streams_come_due_together() -> None:
     assert len(stored_at) == 3 and max(stored_at) - min(stored_at) < 0.005
     assert stored_at[0] >= max(published) + interval - 0.002
     assert stored_at[0] <= min(published) + interval * 1.25 + 0.02
+
+
+def _deques_held(sink: BatchingSink) -> int:
+    """Deques among the sink's attributes, their containers and its locks' state."""
+    import collections
+
+    found, stack = 0, list(vars(sink).values())
+    while stack:
+        value = stack.pop()
+        if isinstance(value, collections.deque):
+            found += 1
+        elif isinstance(value, (list, tuple, set)):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, asyncio.Lock):
+            stack.extend(vars(value).values())
+    return found
+
+
+def test_a_sink_whose_locks_were_contended_keeps_no_waiting_queue_once_idle() -> None:
+    """Both locks are contended (a publish waits behind another, a drain behind a store); once
+    nothing waits the sink holds no waiters' deque — 760 bytes each, per open stream."""
+
+    async def run() -> tuple[int, list]:
+        recorder = Recorder()
+        gate = asyncio.Event()
+
+        async def slow_persist(batch: Batch) -> None:
+            await gate.wait()
+            await recorder.persist(batch)
+
+        sink = BatchingSink(persist=slow_persist, publish=recorder.publish, interval=0.0, publish_first=False)
+        sink.add(0, "response.output_text.delta", "{}")
+        await asyncio.sleep(0.01)
+        sink.add(1, "response.output_text.delta", "{}")  # its publish waits behind the first
+        await asyncio.sleep(0.01)
+        draining = asyncio.ensure_future(sink.drain())
+        await asyncio.sleep(0.01)
+        gate.set()
+        await draining
+        await asyncio.sleep(0.01)
+        return _deques_held(sink), recorder.log
+
+    deques, log = asyncio.run(run())
+    assert [entry for entry in log if entry[0] == "published"] == [("published", [0]), ("published", [1])]
+    assert deques == 0
