@@ -468,7 +468,12 @@ class Bench:
         async def one(result: Result) -> None:
             conn = Connection("127.0.0.1", t.port)
             await conn.request(
-                "POST", t.path, body, marker=t.marker, timeout=timeout or self.sizes.long_timeout, result=result
+                "POST",
+                t.path,
+                body,
+                marker=t.marker,
+                timeout=timeout or self.sizes.long_timeout,
+                result=result,
             )
             conn.close()
 
