@@ -32,12 +32,13 @@ class Sizes:
     paced_concurrency: tuple[int, ...] = (50, 200)
     paced_seconds: float = 8.0
     long: tuple[float, int, float] = (100.0, 500, 20.0)
-    # The same count of streams at a pace the machine keeps up with (2 tokens/s each, 120 s), opened
-    # at the rate the server creates them — at most ``open_ramp_per_s``, and never more than
-    # ``open_pending`` still waiting for their first token — so that no stream waits behind a
-    # backlog of creates: memory per open stream, measured while every stream is open
-    # (``Bench.long``). Streams last longer than the slowest ramp seen (~60 s on a slow 2-core
-    # machine) so that a window remains with all of them open.
+    # The same count of streams at 2 tokens/s each (120 s; under the reader's 1 s silence check,
+    # which would read the store at every token of a slower stream), opened at the rate the server
+    # creates them — at most ``open_ramp_per_s``, and never more than ``open_pending`` still
+    # waiting for their first token — so that no stream waits behind a backlog of creates: memory
+    # per open stream, measured while every stream is open (``Bench.long``). Streams last longer
+    # than the slowest ramp seen (~70 s on a slow 2-core machine) so that a window remains with all
+    # of them open; a machine that cannot serve the tokens of them all has no such window (None).
     open: tuple[float, int, float] = (100.0, 240, 500.0)
     open_ramp_per_s: float = 100.0
     open_pending: int = 20

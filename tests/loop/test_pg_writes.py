@@ -189,6 +189,28 @@ def test_start_applies_only_from_the_states_the_state_machine_allows(
         assert on_pg.query("SELECT attempts FROM responses_app_response WHERE id = %s", response.id) == [(0,)]
 
 
+@pytest.mark.parametrize("heartbeat", [True, False])
+def test_the_watch_finds_the_cancelled_and_beats_only_the_running(
+    on_pg: PostgresDatabase, heartbeat: bool
+) -> None:
+    """The activity watcher's one statement: the cancelled among the loop's ids (and only those
+    ids), and with ``heartbeat`` every running one's heartbeat moved on, nothing else's."""
+    rows = {status: new_response(status) for status in ResponseStatus.values}
+    other_cancelled = new_response(ResponseStatus.CANCELLED)
+    for response in [*rows.values(), other_cancelled]:
+        store(on_pg, response)
+    ids = [response.id for response in rows.values()] + [f"resp_gone{n}" for n in range(1500)]
+    before = time.time()
+
+    cancelled = run(pg.watch(ids, heartbeat=heartbeat))
+
+    assert cancelled == [rows[ResponseStatus.CANCELLED].id]
+    beats = dict(on_pg.query("SELECT id, heartbeat_at FROM responses_app_response WHERE id = ANY(%s)", ids))
+    for status, response in rows.items():
+        moved = beats[response.id] >= before
+        assert moved == (heartbeat and status == ResponseStatus.IN_PROGRESS), status
+
+
 def test_start_loads_the_chain_in_the_model_order(on_pg: PostgresDatabase) -> None:
     first = new_response(ResponseStatus.COMPLETED)
     store(on_pg, first, [("input", message("one")), ("output", message("two"))])

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from responses_app.loop.supervision import pg
 from responses_app.loop.supervision.db import run_control_db
 
 logger = logging.getLogger(__name__)
@@ -75,11 +76,15 @@ class Activity:
             if not ids:
                 continue
             try:
-                if time.monotonic() - last_heartbeat >= float(openresponses_settings.HEARTBEAT_SECONDS):
+                beat = time.monotonic() - last_heartbeat >= float(openresponses_settings.HEARTBEAT_SECONDS)
+                if pg.enabled():  # one prepared statement on this event loop's own connection
+                    cancelled = await pg.watch(ids, heartbeat=beat)
+                elif beat:
                     cancelled = await run_control_db(responses_heartbeat, response_ids=ids)
-                    last_heartbeat = time.monotonic()
                 else:
                     cancelled = await run_control_db(cancelled_among, response_ids=ids)
+                if beat:
+                    last_heartbeat = time.monotonic()
             except Exception:  # noqa: BLE001 - the store may be briefly away; try again
                 logger.warning("heartbeat failed; retrying", exc_info=True)
                 continue
