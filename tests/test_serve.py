@@ -308,3 +308,50 @@ def test_daphne_connections_get_a_receive_queue() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ReceiveQueue", "http.request", "http.disconnect", "Queue"], out.stdout
+
+
+PROBE_APP = """
+import sys
+
+
+async def app(scope, receive, send):
+    await receive()
+    request = send.args[0]  # daphne's send: partial(server.handle_reply, request)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    for n in range(3):
+        await send({"type": "http.response.body", "body": b"part %d\\n" % n, "more_body": True})
+    readable = all(hasattr(request, name) for name in ("client_addr", "server_addr", "root_path", "clean_headers"))
+    facts = [type(request).__name__, len(vars(request)), sys.getsizeof(vars(request)), readable, scope["query_string"].decode()]
+    await send({"type": "http.response.body", "body": " ".join(map(str, facts)).encode()})
+"""
+
+
+@pytest.mark.parametrize("command", [["openresponses_site.serve"], ["daphne"]])
+def test_daphne_requests_keep_daphnes_attributes_in_slots(tmp_path: Path, command: list[str]) -> None:
+    """Under ``serve`` a request's dict shares its keys with every other request's (30 keys at
+    most: daphne's own attributes are slots), reads as daphne's did, and streams its body; under
+    daphne alone it has a dict of its own (what the slots save)."""
+    (tmp_path / "probe_app.py").write_text(PROBE_APP)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    server = subprocess.Popen(
+        [sys.executable, "-m", *command, "-b", "127.0.0.1", "-p", str(port), "probe_app:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", timeout=30)
+        body = httpx.post(f"http://127.0.0.1:{port}/v1/responses?x=1", content=b"{}", timeout=10).text
+    finally:
+        server.terminate()
+        server.wait(10)
+    lines = body.splitlines()
+    assert lines[:3] == ["part 0", "part 1", "part 2"], body
+    kind, keys, size, readable, query = lines[3].split()
+    assert (kind, readable, query) == ("WebRequest", "True", "x=1"), body
+    if command == ["openresponses_site.serve"]:
+        assert int(keys) <= 30 and int(size) < 600, body
+    else:
+        assert int(keys) > 30 and int(size) > 1200, body
