@@ -18,9 +18,9 @@ again), once per SSE batch of every stream. :func:`write_in_turn` sends them at 
 turn instead (the writes of one turn still leave in one ``send``), and registers the socket only
 when the kernel did not take everything (a client that reads slowly), as before.
 
-A daphne request carries 32 attributes (Twisted's and daphne's), more than the 30 keys CPython
-lets instances of a class share in one key table, so each request had a dict of its own of ~1.6 KB
-for as long as its stream was open. :func:`lean_requests` keeps daphne's ten in slots: the other
+A daphne request carries 32 attributes (Twisted's and daphne's), more than the keys CPython lets
+the instances of a class share in one key table (29 on 3.11), so each request had a dict of its own
+of ~1.6 KB for as long as its stream was open. :func:`lean_requests` keeps daphne's ten in slots: the other
 22 share their keys (~0.4 KB a request).
 
 daphne gives every connection an ``asyncio.Queue`` for the ASGI ``receive``: three deques and an
