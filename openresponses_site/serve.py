@@ -20,8 +20,8 @@ when the kernel did not take everything (a client that reads slowly), as before.
 
 A daphne request carries 32 attributes (Twisted's and daphne's), more than the keys CPython lets
 the instances of a class share in one key table (29 on 3.11), so each request had a dict of its own
-of ~1.6 KB for as long as its stream was open. :func:`lean_requests` keeps daphne's ten in slots: the other
-22 share their keys (~0.4 KB a request).
+of ~1.6 KB for as long as its stream was open. :func:`lean_requests` keeps daphne's ten in slots:
+the other 22 share their keys (a dict of ~0.3 KB a request).
 
 daphne gives every connection an ``asyncio.Queue`` for the ASGI ``receive``: three deques and an
 ``Event`` with a fourth, each deque a 64-slot block, ~3 KiB held for each open stream for the

@@ -393,8 +393,8 @@ async def watch(response_ids: list[str], *, heartbeat: bool) -> list[str]:
     marked alive, in one prepared statement whose ids are one array parameter.
 
     The activity watcher asks this of every loop of its event loop twice a second: as an ORM
-    ``IN`` of a thousand parameters it cost a worker more CPU than any other single step of an
-    open stream's (py-spy, 1,000 open loops), and a thread hop besides."""
+    ``IN`` of a thousand parameters on the control thread it took 6.9% of a worker's samples with
+    1,000 open loops (py-spy; 4.4% in building the ``IN``), and 1.7% this way."""
     params = {"ids": response_ids, "beat": heartbeat, "now": time.time()}
     sql = _watch_statement()
 
