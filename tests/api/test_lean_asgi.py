@@ -118,16 +118,15 @@ def test_an_open_stream_holds_neither_its_request_nor_its_response_object(monkey
     assert sent[-1] == {"type": "http.response.body"}
 
 
-async def _test_a_disconnect_ends_the_stream() -> tuple[list[dict[str, Any]], list[str]]:
+def _stream_left_after_its_first_part(events: list[str], leave: Any) -> Any:
+    """A view streaming one part, then ``leave()`` (the client goes away) and a wait for ever;
+    its body's end is recorded in ``events``."""
     from responses_app.api.streaming import sse_response
-
-    events: list[str] = []
-    disconnect = asyncio.Event()
 
     async def body():
         try:
             yield b"data: first\n\n"
-            disconnect.set()
+            leave()
             await asyncio.sleep(3600)
             yield b"data: never\n\n"
         finally:
@@ -136,7 +135,13 @@ async def _test_a_disconnect_ends_the_stream() -> tuple[list[dict[str, Any]], li
     async def respond(request):
         return sse_response(body())
 
-    sent = await _serve(respond, disconnect=disconnect)
+    return respond
+
+
+async def _test_a_disconnect_ends_the_stream() -> tuple[list[dict[str, Any]], list[str]]:
+    events: list[str] = []
+    disconnect = asyncio.Event()
+    sent = await _serve(_stream_left_after_its_first_part(events, disconnect.set), disconnect=disconnect)
     return sent, events
 
 
@@ -149,28 +154,18 @@ def test_a_client_disconnect_ends_the_stream_and_closes_its_body() -> None:
 async def _test_a_disconnect_through_the_connections_queue() -> tuple[list[dict[str, Any]], list[str], int]:
     """As under our daphne: ``receive`` is a :class:`ReceiveQueue`'s ``get``."""
     from responses_app.api.receive import ReceiveQueue
-    from responses_app.api.streaming import sse_response
 
     queue = ReceiveQueue()
     queue.put_nowait({"type": "http.request", "body": b"", "more_body": False})
     events: list[str] = []
     tasks_while_streaming: list[int] = []
 
-    async def body():
-        try:
-            yield b"data: first\n\n"
-            tasks_while_streaming.append(len(asyncio.all_tasks()))
-            queue.put_nowait({"type": "http.disconnect"})  # (the client goes away)
-            await asyncio.sleep(3600)
-            yield b"data: never\n\n"
-        finally:
-            events.append("closed")
-
-    async def respond(request):
-        return sse_response(body())
+    def leave() -> None:
+        tasks_while_streaming.append(len(asyncio.all_tasks()))
+        queue.put_nowait({"type": "http.disconnect"})
 
     # (returns, not cancelled: the disconnect is taken back by the handler)
-    sent = await _serve(respond, receive_from=queue.get)
+    sent = await _serve(_stream_left_after_its_first_part(events, leave), receive_from=queue.get)
     queue.put_nowait({"type": "http.disconnect"})  # (a late one, after the handler: queued)
     return sent, events, tasks_while_streaming[0]
 
