@@ -32,6 +32,7 @@ from responses_app.ids import (
 )
 from responses_app.loop.durability import Checkpoints, Superseded, idempotency_key, restored_emitter
 from responses_app.loop.fallbacks import sample_with_fallbacks
+from responses_app.loop.held import HeldResponse
 from responses_app.loop.mcp import McpError, McpToolset
 from responses_app.loop.middleware import LoopContext, StopLoop, call_hook, loop_middleware
 from responses_app.loop.supervision import pg
@@ -243,14 +244,15 @@ class LoopRun:
 
     def __init__(
         self,
-        response: Response,
+        response: Response | HeldResponse,
         context: list[dict[str, Any]],
         resumed: list[tuple[int, str, str]] | None = None,
         stored: asyncio.Future[bool] | None = None,
     ) -> None:
         share_strings(response.params)
         share_strings(context)
-        self.response = response
+        #: Its stored values for the loop's life; the model is made again to finish it.
+        self.response = HeldResponse.of(response)
         self.context = context
         self.params = response.params
         self.stored = stored
@@ -411,16 +413,17 @@ class LoopRun:
                 "events": events,
             }
             won = None
+            response = self.response.instance()
             if pg.enabled():  # one prepared statement on this event loop's connection
                 try:
-                    won = await pg.finish(response=self.response, wire_log=wire_log, **final)
+                    won = await pg.finish(response=response, wire_log=wire_log, **final)
                 except Exception:  # noqa: BLE001 - nothing was stored: the ORM way below
                     logger.exception("finishing %s on the loop's connection failed", self.response.id)
             if won is None:  # (or another final state won meanwhile: the ORM way reads it)
                 won = await run_db(
                     response_finish,
-                    response_id=self.response.id,
-                    response=self.response,
+                    response_id=response.id,
+                    response=response,
                     terminal_from=terminal_from,
                     wire_log=wire_log(),
                     **final,
@@ -886,7 +889,8 @@ async def resume_response(
         return None
     if on_start is not None:
         on_start()
-    response, context, events = loaded
+    response, context, events = HeldResponse.of(loaded[0]), loaded[1], loaded[2]
+    del loaded  # (the loop holds its response's values, not the model: loop/held.py)
     bind_log_context(request_id=response.request_id, response_id=response.id)
     logger.warning("taking over response %s (takeover %d)", response.id, takeover)
     return await LoopRun(response, context, resumed=events).run()
@@ -910,8 +914,9 @@ async def run_response(
     """
     if carried is not None and started is None:
         try:
-            response, context = response_from_carried(carried)
-            response = pg.carried_started(response, time.time())
+            queued, context = response_from_carried(carried)
+            response = HeldResponse.of(pg.carried_started(queued, time.time()))
+            del queued
         except Exception:  # noqa: BLE001 - a message this worker cannot read: the ordinary start
             logger.exception("the start carried by the message of %s is unreadable", response_id)
         else:
@@ -919,12 +924,14 @@ async def run_response(
                 carried = None  # (its text is not held for the loop's life)
                 return await _run_carried(response, context, on_start)
     if started is not None and hasattr(started, "context_items"):
-        response, context = started, started.context_items
+        response, context = HeldResponse.of(started), started.context_items
+        started = None  # (the loop holds its response's values, not the model: loop/held.py)
     else:
         loaded = await _start(response_id)
         if loaded is None:
             return None
-        response, context = loaded
+        response, context = HeldResponse.of(loaded[0]), loaded[1]
+        del loaded
     if on_start is not None:
         on_start()
     # This loop's log lines carry its ids, in any process.
@@ -942,7 +949,7 @@ async def _start_carried(response_id: str, now: float) -> int | None:
 
 
 async def _run_carried(
-    response: Response, context: list[dict[str, Any]], on_start: Callable[[], None] | None
+    response: HeldResponse, context: list[dict[str, Any]], on_start: Callable[[], None] | None
 ) -> str | None:
     """Run the loop of a response whose message carried it, while its start is stored.
 
